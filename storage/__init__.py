@@ -1,0 +1,48 @@
+"""Persistence for Retouch: SQLite (via SQLModel) for conversations, a content-addressed
+directory for image bytes. Callers speak ``chat.domain`` types; table rows stay inside.
+
+Typical wiring (in ``app.py``)::
+
+    engine = make_engine(sqlite_url(settings.data_dir))
+    migrate(engine)
+    blobs = BlobStore(settings.data_dir / "images")
+    with session_scope(engine) as session:
+        conversation = get_conversation(session=session, conversation_id=cid)
+"""
+
+from storage.blobs import BlobStore
+from storage.db import make_engine, session_scope, sqlite_url
+from storage.migrations import MIGRATIONS, migrate, schema_version
+from storage.models import CONVERSATION_ID_MAX_LENGTH, TITLE_MAX_LENGTH
+from storage.repository import (
+    ConversationNotFoundError,
+    ConversationSummary,
+    append_turn,
+    create_conversation,
+    delete_conversation,
+    get_conversation,
+    list_conversations,
+    rename_conversation,
+    save_image,
+)
+
+__all__ = [
+    "CONVERSATION_ID_MAX_LENGTH",
+    "MIGRATIONS",
+    "TITLE_MAX_LENGTH",
+    "BlobStore",
+    "ConversationNotFoundError",
+    "ConversationSummary",
+    "append_turn",
+    "create_conversation",
+    "delete_conversation",
+    "get_conversation",
+    "list_conversations",
+    "make_engine",
+    "migrate",
+    "rename_conversation",
+    "save_image",
+    "schema_version",
+    "session_scope",
+    "sqlite_url",
+]

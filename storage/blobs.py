@@ -1,0 +1,96 @@
+"""Content-addressed image files: the bytes the database rows point at by sha256.
+
+An image is stored once, under the hash of its bytes, so the same upload or the same model
+output referenced by many turns costs one file. Files are written to a temporary name in the
+target directory, fsynced and renamed into place, so a crash never leaves a half-written image
+under a real name. The hash is validated before it becomes part of a path: a row (or a
+request) can never point outside ``root``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+__all__ = ["BlobStore", "extension_for", "validate_sha256"]
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_EXTENSIONS = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/webp": "webp",
+    "image/gif": "gif",
+}
+_FILE_MODE = 0o600
+_DIR_MODE = 0o700
+
+
+def validate_sha256(sha256: str) -> str:
+    """Return ``sha256`` if it is exactly 64 lowercase hex characters, else raise ValueError."""
+    if not isinstance(sha256, str) or _SHA256.fullmatch(sha256) is None:
+        raise ValueError(f"not a lowercase sha256 hex digest: {sha256!r}")
+    return sha256
+
+
+def extension_for(mime_type: str) -> str:
+    """File extension for an image mime type; unknown types are kept as opaque ``bin``."""
+    return _EXTENSIONS.get(mime_type.lower(), "bin")
+
+
+class BlobStore:
+    """Image bytes on disk at ``root/<sha[:2]>/<sha>.<ext>``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, sha256: str, mime_type: str) -> Path:
+        validate_sha256(sha256)
+        return self.root / sha256[:2] / f"{sha256}.{extension_for(mime_type)}"
+
+    def exists(self, sha256: str, mime_type: str) -> bool:
+        return self.path(sha256, mime_type).is_file()
+
+    def read(self, sha256: str, mime_type: str) -> bytes:
+        """The stored bytes; FileNotFoundError if this image was never put."""
+        return self.path(sha256, mime_type).read_bytes()
+
+    def put(self, data: bytes, mime_type: str) -> str:
+        """Store ``data`` (once) and return its sha256 hex digest."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        target = self.path(sha256, mime_type)
+        if target.is_file():
+            return sha256
+        self.root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+        target.parent.mkdir(mode=_DIR_MODE, exist_ok=True)
+        _write_atomically(target, data)
+        return sha256
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    # mkstemp creates the file with mode 0o600; chmod anyway in case a platform differs.
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            os.fchmod(tmp.fileno(), _FILE_MODE)
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories can't be opened."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

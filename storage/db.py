@@ -1,0 +1,98 @@
+"""Engine and transaction helpers; built by the app at startup, never at import.
+
+SQLite needs per-connection setup to behave like a real database: foreign keys are off unless
+asked for, WAL lets the UI read while a turn is being written, and ``busy_timeout`` makes a
+second writer wait instead of failing at once. Python's sqlite3 module also skips BEGIN before
+DDL and SAVEPOINT ("legacy transaction control"), which would make a migration that fails
+half-way stick; so SQLAlchemy is put in charge of BEGIN (the recipe from SQLAlchemy's SQLite
+docs). Other URLs (Postgres later) pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlmodel import Session
+
+__all__ = ["DB_FILENAME", "make_engine", "session_scope", "sqlite_url"]
+
+DB_FILENAME = "retouch.sqlite3"
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA synchronous=NORMAL",
+)
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{Path(data_dir) / DB_FILENAME}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite files get their directory, 0o600 mode and pragmas."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url)
+    db_file = _sqlite_file(parsed)
+    if db_file is not None:
+        _create_private_file(db_file)
+    engine = create_engine(url, connect_args={"check_same_thread": False})
+    event.listen(engine, "connect", _on_sqlite_connect)
+    event.listen(engine, "begin", _on_sqlite_begin)
+    return engine
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """One unit of work: commit if the block succeeds, roll everything back if it raises."""
+    with Session(engine) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL, or None for in-memory and ``file:`` URI databases."""
+    database = url.database
+    if not database or database == ":memory:" or url.query.get("uri") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _create_private_file(db_file: Path) -> None:
+    # Create the (empty, hence valid) database file ourselves so it is born 0o600; SQLite gives
+    # its -wal and -shm files the same mode as the database file.
+    db_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(db_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os.chmod(db_file, 0o600)
+
+
+def _on_sqlite_connect(dbapi_connection: DBAPIConnection, _connection_record: ConnectionPoolEntry) -> None:
+    # Hand BEGIN over to SQLAlchemy (see module docstring), then set the pragmas; both must
+    # happen outside a transaction, which is the state of a fresh connection.
+    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN")

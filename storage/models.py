@@ -1,0 +1,105 @@
+"""Every SQLModel table, in one place; rows never leave ``storage/``.
+
+These classes describe the *current* schema for queries. They do not create it:
+``storage.migrations`` does, with DDL frozen in each migration, and a test checks that the
+migrated database matches this metadata. Change a table here only together with a new
+migration.
+
+Datetimes use sqlmodel's ``UTCDateTime`` (a ``DateTime(timezone=True)`` that refuses naive
+values and hands back aware UTC ones): SQLite keeps no offset, so a plain
+``DateTime(timezone=True)`` would read back naive datetimes there.
+
+JSON columns hold provider data verbatim (Gemini thought signatures can be megabytes); the
+generic ``JSON`` type is unbounded on SQLite (TEXT) and keeps key order on Postgres (``json``,
+not ``jsonb``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel, UTCDateTime
+
+__all__ = [
+    "CONVERSATION_ID_MAX_LENGTH",
+    "TITLE_MAX_LENGTH",
+    "ConversationRow",
+    "ImageRow",
+    "PartRow",
+    "SchemaMigrationRow",
+    "TurnRow",
+]
+
+CONVERSATION_ID_MAX_LENGTH = 32
+TITLE_MAX_LENGTH = 200
+
+
+class ConversationRow(SQLModel, table=True):
+    __tablename__ = "conversation"
+    # The conversation list sorts by updated_at (added by m002_turn_usage).
+    __table_args__ = (Index("ix_conversation_updated_at", "updated_at"),)
+
+    id: str = Field(primary_key=True, max_length=CONVERSATION_ID_MAX_LENGTH)
+    title: str = Field(max_length=TITLE_MAX_LENGTH)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ImageRow(SQLModel, table=True):
+    __tablename__ = "image"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    mime_type: str = Field(max_length=100)
+    width: int
+    height: int
+    size_bytes: int
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class TurnRow(SQLModel, table=True):
+    __tablename__ = "turn"
+    __table_args__ = (UniqueConstraint("conversation_id", "seq", name="uq_turn_conversation_seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: str = Field(
+        foreign_key="conversation.id",
+        ondelete="CASCADE",
+        index=True,
+        max_length=CONVERSATION_ID_MAX_LENGTH,
+    )
+    seq: int
+    role: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    provider: str | None = Field(default=None, max_length=64)
+    model: str | None = Field(default=None, max_length=200)
+    finish_reason: str | None = Field(default=None, max_length=64)
+    error_kind: str | None = Field(default=None, max_length=200)
+    error_message: str | None = Field(default=None, sa_type=Text)
+    options: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    usage: dict[str, Any] = Field(
+        default_factory=dict, sa_type=JSON, sa_column_kwargs={"server_default": "{}"}
+    )
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class PartRow(SQLModel, table=True):
+    __tablename__ = "part"
+    __table_args__ = (UniqueConstraint("turn_id", "position", name="uq_part_turn_position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    turn_id: int = Field(foreign_key="turn.id", ondelete="CASCADE", index=True)
+    position: int
+    kind: str = Field(max_length=16)
+    text: str | None = Field(default=None, sa_type=Text)
+    image_sha256: str | None = Field(default=None, foreign_key="image.sha256", index=True, max_length=64)
+    mime_type: str | None = Field(default=None, max_length=100)
+    provider_metadata: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
+class SchemaMigrationRow(SQLModel, table=True):
+    __tablename__ = "schema_migration"
+
+    name: str = Field(primary_key=True, max_length=200)
+    applied_at: datetime = Field(sa_type=UTCDateTime)

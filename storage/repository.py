@@ -1,0 +1,280 @@
+"""Every query the app makes, speaking domain types in and out; rows stay in here.
+
+Functions take a keyword-only ``session`` and only ``flush``: the caller's ``session_scope``
+owns the transaction, so a turn and its parts (or any larger unit of work) commit together or
+not at all.
+
+Replay invariant (see ``chat.domain``): ``get_conversation`` returns exactly what
+``append_turn`` was given - same turns, same part order, provider metadata verbatim - because
+that is what a provider adapter sends back to the model.
+
+Appending assumes one writer per conversation at a time (the service holds a lock per
+conversation); a concurrent writer that loses the race for a ``seq`` gets an IntegrityError
+from the unique constraint rather than a silently reordered history.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from chat.domain import (
+    Conversation,
+    ImagePart,
+    Part,
+    Role,
+    TextPart,
+    Turn,
+    TurnError,
+    TurnStatus,
+    frozen_metadata,
+)
+from storage.blobs import validate_sha256
+from storage.models import (
+    CONVERSATION_ID_MAX_LENGTH,
+    TITLE_MAX_LENGTH,
+    ConversationRow,
+    ImageRow,
+    PartRow,
+    TurnRow,
+)
+
+__all__ = [
+    "ConversationNotFoundError",
+    "ConversationSummary",
+    "append_turn",
+    "create_conversation",
+    "delete_conversation",
+    "get_conversation",
+    "list_conversations",
+    "rename_conversation",
+    "save_image",
+]
+
+_TEXT = "text"
+_IMAGE = "image"
+
+
+class ConversationNotFoundError(LookupError):
+    """The conversation id has no row (never created, or deleted)."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"no conversation {conversation_id!r}")
+        self.conversation_id = conversation_id
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    """One entry of the conversation list."""
+
+    id: str
+    title: str
+    updated_at: datetime
+    turn_count: int
+
+
+def create_conversation(*, session: Session, conversation_id: str, title: str, now: datetime) -> Conversation:
+    if not conversation_id or len(conversation_id) > CONVERSATION_ID_MAX_LENGTH:
+        raise ValueError(f"conversation id must be 1-{CONVERSATION_ID_MAX_LENGTH} characters")
+    now = _utc(now)
+    session.add(
+        ConversationRow(id=conversation_id, title=_checked_title(title), created_at=now, updated_at=now)
+    )
+    session.flush()
+    return Conversation(id=conversation_id, title=title, created_at=now, updated_at=now)
+
+
+def get_conversation(*, session: Session, conversation_id: str) -> Conversation | None:
+    """The whole conversation in two queries after the row itself: its turns, then all their parts."""
+    row = session.get(ConversationRow, conversation_id)
+    if row is None:
+        return None
+    turn_rows = session.exec(
+        select(TurnRow).where(TurnRow.conversation_id == conversation_id).order_by(col(TurnRow.seq))
+    ).all()
+    parts_by_turn: dict[int, list[Part]] = defaultdict(list)
+    part_rows = session.exec(
+        select(PartRow)
+        .join(TurnRow, col(PartRow.turn_id) == col(TurnRow.id))
+        .where(TurnRow.conversation_id == conversation_id)
+        .order_by(col(PartRow.turn_id), col(PartRow.position))
+    )
+    for part_row in part_rows:
+        parts_by_turn[part_row.turn_id].append(_part_from_row(part_row))
+    turns = tuple(_turn_from_row(t, parts_by_turn[t.id]) for t in turn_rows if t.id is not None)
+    return Conversation(
+        id=row.id, title=row.title, turns=turns, created_at=row.created_at, updated_at=row.updated_at
+    )
+
+
+def append_turn(*, session: Session, conversation_id: str, turn: Turn, now: datetime) -> int:
+    """Store ``turn`` at the end of the conversation and return its ``seq`` (0 for the first).
+
+    Every ImagePart must already have an image row (``save_image``); the foreign key rejects
+    it otherwise. ``created_at`` is the turn's own if set, else ``now``.
+    """
+    now = _utc(now)
+    conversation = session.get(ConversationRow, conversation_id)
+    if conversation is None:
+        raise ConversationNotFoundError(conversation_id)
+    last = session.exec(select(func.max(TurnRow.seq)).where(TurnRow.conversation_id == conversation_id)).one()
+    seq = 0 if last is None else last + 1
+    turn_row = TurnRow(
+        conversation_id=conversation_id,
+        seq=seq,
+        role=turn.role.value,
+        status=turn.status.value,
+        provider=turn.provider,
+        model=turn.model,
+        finish_reason=turn.finish_reason,
+        error_kind=turn.error.kind if turn.error else None,
+        error_message=turn.error.message if turn.error else None,
+        options=_plain(turn.options),
+        usage=_plain(turn.usage),
+        created_at=now if turn.created_at is None else _utc(turn.created_at),
+    )
+    session.add(turn_row)
+    session.flush()
+    assert turn_row.id is not None
+    session.add_all(_part_to_row(turn_row.id, position, part) for position, part in enumerate(turn.parts))
+    conversation.updated_at = now
+    session.flush()
+    return seq
+
+
+def save_image(
+    *,
+    session: Session,
+    sha256: str,
+    mime_type: str,
+    width: int,
+    height: int,
+    size_bytes: int,
+    now: datetime,
+) -> None:
+    """Record an image stored in the BlobStore; a second call for the same sha is a no-op."""
+    validate_sha256(sha256)
+    if session.get(ImageRow, sha256) is not None:
+        return
+    row = ImageRow(
+        sha256=sha256,
+        mime_type=mime_type,
+        width=width,
+        height=height,
+        size_bytes=size_bytes,
+        created_at=_utc(now),
+    )
+    try:
+        # A savepoint, so losing an insert race with another session keeps our transaction alive.
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        if session.get(ImageRow, sha256) is None:
+            raise
+
+
+def list_conversations(*, session: Session, limit: int = 50) -> list[ConversationSummary]:
+    """Most recently updated first, each with its number of turns."""
+    turn_count = func.count(col(TurnRow.id))
+    rows = session.exec(
+        select(ConversationRow.id, ConversationRow.title, ConversationRow.updated_at, turn_count)
+        .outerjoin(TurnRow, col(TurnRow.conversation_id) == col(ConversationRow.id))
+        .group_by(ConversationRow.id, ConversationRow.title, ConversationRow.updated_at)
+        .order_by(col(ConversationRow.updated_at).desc(), col(ConversationRow.id))
+        .limit(limit)
+    ).all()
+    return [
+        ConversationSummary(id=id_, title=title, updated_at=updated_at, turn_count=count)
+        for id_, title, updated_at, count in rows
+    ]
+
+
+def rename_conversation(*, session: Session, conversation_id: str, title: str, now: datetime) -> None:
+    row = session.get(ConversationRow, conversation_id)
+    if row is None:
+        raise ConversationNotFoundError(conversation_id)
+    row.title = _checked_title(title)
+    row.updated_at = _utc(now)
+    session.flush()
+
+
+def delete_conversation(*, session: Session, conversation_id: str) -> bool:
+    """Delete a conversation with its turns and parts (ON DELETE CASCADE); False if it was absent.
+
+    Images are shared by content hash and stay; sweeping unreferenced ones is a separate job.
+    """
+    result = session.exec(delete(ConversationRow).where(col(ConversationRow.id) == conversation_id))
+    session.flush()
+    return bool(result.rowcount)
+
+
+def _utc(value: datetime) -> datetime:
+    if value.utcoffset() is None:
+        raise ValueError("datetimes must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def _checked_title(title: str) -> str:
+    if len(title) > TITLE_MAX_LENGTH:
+        raise ValueError(f"title longer than {TITLE_MAX_LENGTH} characters")
+    return title
+
+
+def _plain(value: Any) -> Any:
+    """Read-only mappings (``frozen_metadata``) and tuples as plain JSON-serialisable values."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _part_to_row(turn_id: int, position: int, part: Part) -> PartRow:
+    metadata = _plain(part.provider_metadata)
+    if isinstance(part, TextPart):
+        return PartRow(
+            turn_id=turn_id, position=position, kind=_TEXT, text=part.text, provider_metadata=metadata
+        )
+    validate_sha256(part.sha256)
+    return PartRow(
+        turn_id=turn_id,
+        position=position,
+        kind=_IMAGE,
+        image_sha256=part.sha256,
+        mime_type=part.mime_type,
+        provider_metadata=metadata,
+    )
+
+
+def _part_from_row(row: PartRow) -> Part:
+    metadata = frozen_metadata(row.provider_metadata)
+    if row.kind == _TEXT:
+        return TextPart(text=row.text or "", provider_metadata=metadata)
+    if row.kind == _IMAGE and row.image_sha256 is not None and row.mime_type is not None:
+        return ImagePart(sha256=row.image_sha256, mime_type=row.mime_type, provider_metadata=metadata)
+    raise ValueError(f"part {row.id} has unknown kind {row.kind!r} or no image")
+
+
+def _turn_from_row(row: TurnRow, parts: list[Part]) -> Turn:
+    error = None
+    if row.error_kind is not None:
+        error = TurnError(kind=row.error_kind, message=row.error_message or "")
+    return Turn(
+        role=Role(row.role),
+        parts=tuple(parts),
+        status=TurnStatus(row.status),
+        provider=row.provider,
+        model=row.model,
+        finish_reason=row.finish_reason,
+        error=error,
+        options=frozen_metadata(row.options),
+        usage=frozen_metadata(row.usage),
+        created_at=row.created_at,
+    )

@@ -1,0 +1,43 @@
+"""Storage fixtures: a fresh, fully migrated SQLite file per test, disposed afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from storage import BlobStore, make_engine, migrate, sqlite_url
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def open_engine(data_dir: Path) -> Iterator[Callable[[], Engine]]:
+    """Open (another) engine on the test's database file; every one is disposed at teardown."""
+    engines: list[Engine] = []
+
+    def _open() -> Engine:
+        engine = make_engine(sqlite_url(data_dir))
+        engines.append(engine)
+        return engine
+
+    yield _open
+    for engine in engines:
+        engine.dispose()
+
+
+@pytest.fixture
+def engine(open_engine: Callable[[], Engine]) -> Engine:
+    engine = open_engine()
+    migrate(engine)
+    return engine
+
+
+@pytest.fixture
+def blobs(tmp_path: Path) -> BlobStore:
+    return BlobStore(tmp_path / "blobs")

@@ -1,0 +1,112 @@
+"""BlobStore: content addressing, atomic writes, path safety, private permissions."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from storage import BlobStore
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"pixels" * 100
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def test_put_returns_sha256_and_read_round_trips(blobs: BlobStore) -> None:
+    sha = blobs.put(PNG, "image/png")
+
+    assert sha == hashlib.sha256(PNG).hexdigest()
+    assert blobs.path(sha, "image/png") == blobs.root / sha[:2] / f"{sha}.png"
+    assert blobs.exists(sha, "image/png")
+    assert blobs.read(sha, "image/png") == PNG
+
+
+@pytest.mark.parametrize(
+    ("mime_type", "ext"),
+    [
+        ("image/png", "png"),
+        ("image/jpeg", "jpg"),
+        ("image/webp", "webp"),
+        ("image/gif", "gif"),
+        ("application/octet-stream", "bin"),
+    ],
+)
+def test_extension_follows_mime_type(blobs: BlobStore, mime_type: str, ext: str) -> None:
+    sha = blobs.put(b"data", mime_type)
+
+    assert blobs.path(sha, mime_type).name == f"{sha}.{ext}"
+    assert blobs.read(sha, mime_type) == b"data"
+
+
+def test_put_is_idempotent_and_does_not_rewrite(blobs: BlobStore) -> None:
+    sha = blobs.put(PNG, "image/png")
+    before = blobs.path(sha, "image/png").stat()
+
+    assert blobs.put(PNG, "image/png") == sha
+
+    after = blobs.path(sha, "image/png").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert _files(blobs.root) == [blobs.path(sha, "image/png")]
+
+
+def test_put_leaves_no_temporary_files(blobs: BlobStore) -> None:
+    shas = {blobs.put(PNG + bytes([i]), "image/png") for i in range(5)}
+
+    assert _files(blobs.root) == sorted(blobs.path(sha, "image/png") for sha in shas)
+
+
+def test_failed_write_leaves_nothing_behind(blobs: BlobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail_replace(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail_replace)
+
+    with pytest.raises(OSError, match="disk full"):
+        blobs.put(PNG, "image/png")
+    assert _files(blobs.root) == []
+
+
+@pytest.mark.parametrize(
+    "bad_sha",
+    [
+        "../etc/passwd",
+        "../" + "a" * 61,
+        "A" * 64,
+        hashlib.sha256(b"x").hexdigest().upper(),
+        "abc123",
+        "a" * 65,
+        "a" * 64 + "\n",
+        "g" * 64,
+        "",
+    ],
+)
+def test_malformed_sha_is_rejected(blobs: BlobStore, bad_sha: str) -> None:
+    with pytest.raises(ValueError):
+        blobs.path(bad_sha, "image/png")
+    with pytest.raises(ValueError):
+        blobs.read(bad_sha, "image/png")
+    with pytest.raises(ValueError):
+        blobs.exists(bad_sha, "image/png")
+
+
+def test_missing_blob_raises_file_not_found(blobs: BlobStore) -> None:
+    sha = hashlib.sha256(b"never stored").hexdigest()
+
+    assert not blobs.exists(sha, "image/png")
+    with pytest.raises(FileNotFoundError):
+        blobs.read(sha, "image/png")
+
+
+def test_files_are_private(blobs: BlobStore) -> None:
+    sha = blobs.put(PNG, "image/png")
+    path = blobs.path(sha, "image/png")
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(blobs.root.stat().st_mode) == 0o700

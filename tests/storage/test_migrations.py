@@ -1,0 +1,170 @@
+"""Migrations: blank database and previous schema both end at the schema storage.models describes."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine, create_engine, inspect, text
+from sqlmodel import SQLModel
+
+import storage.migrations
+from storage import get_conversation, migrate, schema_version, session_scope
+from storage.db import DB_FILENAME
+
+ALL = ["m001_initial", "m002_turn_usage"]
+
+
+def _pragma(engine: Engine, name: str) -> Any:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+
+
+def _schema(engine: Engine) -> dict[str, dict[str, Any]]:
+    """Everything about each table that reflection can see, in order-independent form."""
+    inspector = inspect(engine)
+    schema: dict[str, dict[str, Any]] = {}
+    for table in inspector.get_table_names():
+        schema[table] = {
+            "columns": {
+                c["name"]: (str(c["type"]), c["nullable"], c["default"]) for c in inspector.get_columns(table)
+            },
+            "primary_key": inspector.get_pk_constraint(table)["constrained_columns"],
+            "foreign_keys": sorted(
+                (fk["constrained_columns"], fk["referred_table"], fk["referred_columns"], fk["options"])
+                for fk in inspector.get_foreign_keys(table)
+            ),
+            "unique": sorted((u["name"], u["column_names"]) for u in inspector.get_unique_constraints(table)),
+            "indexes": sorted(
+                (i["name"], i["column_names"], bool(i["unique"])) for i in inspector.get_indexes(table)
+            ),
+        }
+    return schema
+
+
+def test_blank_database_gets_every_migration(engine: Engine, data_dir: Path) -> None:
+    # the ``engine`` fixture has run migrate() on a blank file
+    assert schema_version(engine) == len(ALL) == 2
+    assert _pragma(engine, "journal_mode") == "wal"
+    assert _pragma(engine, "foreign_keys") == 1
+    assert _pragma(engine, "busy_timeout") == 5000
+    assert _pragma(engine, "synchronous") == 1  # NORMAL
+    with engine.connect() as conn:
+        recorded = conn.execute(text("SELECT name FROM schema_migration ORDER BY name")).scalars().all()
+    assert recorded == ALL
+
+
+def test_migrate_reports_what_it_applied_and_is_then_a_no_op(open_engine: Callable[[], Engine]) -> None:
+    engine = open_engine()
+    assert schema_version(engine) == 0
+
+    assert migrate(engine) == ALL
+    assert migrate(engine) == []
+    assert schema_version(engine) == 2
+
+
+def test_previous_schema_is_upgraded_with_data_intact(open_engine: Callable[[], Engine]) -> None:
+    engine = open_engine()
+    assert migrate(engine, until="m001_initial") == ["m001_initial"]
+    assert schema_version(engine) == 1
+    assert {c["name"] for c in inspect(engine).get_columns("turn")}.isdisjoint({"usage", "finish_reason"})
+    with engine.begin() as conn:
+        _insert_m001_conversation(conn)
+
+    assert migrate(engine) == ["m002_turn_usage"]
+
+    assert schema_version(engine) == 2
+    with engine.connect() as conn:
+        usage, finish_reason = conn.execute(text("SELECT usage, finish_reason FROM turn WHERE seq = 1")).one()
+    assert (usage, finish_reason) == ("{}", None)
+    with session_scope(engine) as session:
+        loaded = get_conversation(session=session, conversation_id="old")
+    assert loaded is not None
+    assert loaded.title == "Before the upgrade"
+    assert [t.text() for t in loaded.turns] == ["make it red", "Done."]
+    assert loaded.turns[1].parts[0].provider_metadata == {"gemini": {"thoughtSignature": "c2ln"}}
+    assert loaded.turns[1].options == {"model": "gemini-2.5-flash-image"}
+    assert (loaded.turns[1].usage, loaded.turns[1].finish_reason) == ({}, None)
+
+
+def _insert_m001_conversation(conn: Connection) -> None:
+    ts = "2025-12-31 23:00:00.000000"
+    conn.execute(
+        text("INSERT INTO conversation (id, title, created_at, updated_at) VALUES ('old', :title, :ts, :ts)"),
+        {"title": "Before the upgrade", "ts": ts},
+    )
+    turn_sql = text(
+        "INSERT INTO turn (id, conversation_id, seq, role, status, provider, model, options, created_at) "
+        "VALUES (:id, 'old', :seq, :role, 'ok', :provider, :model, :options, :ts)"
+    )
+    conn.execute(
+        turn_sql,
+        [
+            {"id": 1, "seq": 0, "role": "user", "provider": None, "model": None, "options": "{}", "ts": ts},
+            {
+                "id": 2,
+                "seq": 1,
+                "role": "assistant",
+                "provider": "gemini",
+                "model": "gemini-2.5-flash-image",
+                "options": '{"model": "gemini-2.5-flash-image"}',
+                "ts": ts,
+            },
+        ],
+    )
+    conn.execute(
+        text(
+            "INSERT INTO part (turn_id, position, kind, text, provider_metadata) "
+            "VALUES (1, 0, 'text', 'make it red', '{}'), "
+            "(2, 0, 'text', 'Done.', '{\"gemini\": {\"thoughtSignature\": \"c2ln\"}}')"
+        )
+    )
+
+
+def test_migrated_schema_matches_sqlmodel_metadata(engine: Engine, tmp_path: Path) -> None:
+    reference = create_engine(f"sqlite:///{tmp_path / 'reference.sqlite3'}")
+    try:
+        SQLModel.metadata.create_all(reference)
+        expected = _schema(reference)
+    finally:
+        reference.dispose()
+
+    migrated = _schema(engine)
+
+    assert sorted(migrated) == sorted(expected) == sorted(SQLModel.metadata.tables)
+    for table in expected:
+        assert sorted(migrated[table]["columns"]) == sorted(expected[table]["columns"]), table
+    assert migrated == expected
+
+
+def test_failing_migration_rolls_back_and_is_not_recorded(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def m003_broken(conn: Connection) -> None:
+        conn.exec_driver_sql("CREATE TABLE half_done (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("ALTER TABLE turn ADD COLUMN seq INTEGER")  # duplicate column: fails
+
+    monkeypatch.setattr(storage.migrations, "MIGRATIONS", [*storage.migrations.MIGRATIONS, m003_broken])
+
+    with pytest.raises(Exception, match="duplicate column"):
+        migrate(engine)
+
+    assert schema_version(engine) == 2
+    assert not inspect(engine).has_table("half_done")
+
+
+def test_unknown_until_is_rejected(open_engine: Callable[[], Engine]) -> None:
+    with pytest.raises(ValueError, match="m999"):
+        migrate(open_engine(), until="m999_nothing")
+
+
+def test_database_file_and_directory_are_private(engine: Engine, data_dir: Path) -> None:
+    assert stat.S_IMODE((data_dir / DB_FILENAME).stat().st_mode) == 0o600
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    # The pooled connection keeps WAL mode's -wal and -shm files around; SQLite copies the file's mode.
+    sidecars = sorted(data_dir.glob(f"{DB_FILENAME}-*"))
+    assert [p.name for p in sidecars] == [f"{DB_FILENAME}-shm", f"{DB_FILENAME}-wal"]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in sidecars} == {0o600}

@@ -1,0 +1,297 @@
+"""Repository: what is written is exactly what is read back, across restarts, or nothing is."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import Engine, event, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from chat.domain import (
+    Conversation,
+    ImagePart,
+    Role,
+    TextPart,
+    Turn,
+    TurnError,
+    TurnStatus,
+    frozen_metadata,
+)
+from storage import (
+    BlobStore,
+    ConversationNotFoundError,
+    ConversationSummary,
+    append_turn,
+    create_conversation,
+    delete_conversation,
+    get_conversation,
+    list_conversations,
+    rename_conversation,
+    save_image,
+    session_scope,
+)
+from storage.models import ImageRow, PartRow, TurnRow
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+# Real thought signatures are opaque base64 blobs that can run to megabytes.
+SIGNATURE = "Cq0BAY89a1" + "x/Y+z=" * (2 * 1024 * 1024 // 6)
+
+
+def _store_image(session: Session, blobs: BlobStore, data: bytes) -> ImagePart:
+    sha = blobs.put(data, "image/png")
+    save_image(
+        session=session, sha256=sha, mime_type="image/png", width=4, height=3, size_bytes=len(data), now=NOW
+    )
+    return ImagePart(sha256=sha, mime_type="image/png")
+
+
+def _user_turn(image: ImagePart) -> Turn:
+    return Turn(role=Role.USER, parts=(TextPart("Make the sky violet 🌆, keep the cat"), image))
+
+
+def _assistant_turn(image: ImagePart) -> Turn:
+    return Turn(
+        role=Role.ASSISTANT,
+        parts=(
+            TextPart("**Planning** the recolour…", frozen_metadata({"gemini": {"thought": True}})),
+            replace(image, provider_metadata=frozen_metadata({"gemini": {"thoughtSignature": SIGNATURE}})),
+            TextPart("Here is the violet sky.", frozen_metadata({"gemini": {"thoughtSignature": "c2ln"}})),
+        ),
+        provider="gemini",
+        model="gemini-3-pro-image-preview",
+        finish_reason="STOP",
+        options=frozen_metadata({"model": "gemini-3-pro-image-preview", "temperature": 0.4, "stop": ["x"]}),
+        usage=frozen_metadata({"promptTokenCount": 1290, "candidatesTokenCount": 1410}),
+    )
+
+
+def _count(session: Session, row_type: type) -> int:
+    return session.scalar(select(func.count()).select_from(row_type)) or 0
+
+
+def test_conversation_survives_a_restart_exactly(
+    engine: Engine, open_engine: Callable[[], Engine], blobs: BlobStore
+) -> None:
+    with session_scope(engine) as session:
+        create_conversation(session=session, conversation_id="c1", title="Violet sky", now=NOW)
+        upload = _store_image(session, blobs, b"upload")
+        output = _store_image(session, blobs, b"output")
+        turns = [_user_turn(upload), _assistant_turn(output)]
+        for i, turn in enumerate(turns):
+            append_turn(session=session, conversation_id="c1", turn=turn, now=NOW + timedelta(seconds=i))
+    engine.dispose()
+
+    with session_scope(open_engine()) as session:
+        loaded = get_conversation(session=session, conversation_id="c1")
+
+    assert loaded == Conversation(
+        id="c1",
+        title="Violet sky",
+        turns=tuple(replace(t, created_at=NOW + timedelta(seconds=i)) for i, t in enumerate(turns)),
+        created_at=NOW,
+        updated_at=NOW + timedelta(seconds=1),
+    )
+    assistant = loaded.turns[1]
+    assert assistant.parts[1].provider_metadata["gemini"]["thoughtSignature"] == SIGNATURE
+    assert [p.is_thought() for p in assistant.parts] == [True, False, False]
+    assert assistant.text() == "Here is the violet sky."
+    assert loaded.latest_image() == assistant.parts[1]
+    assert loaded.updated_at.tzinfo is UTC and assistant.created_at.tzinfo is UTC
+    with pytest.raises(TypeError):
+        assistant.usage["promptTokenCount"] = 0  # type: ignore[index]
+
+
+def test_error_turn_round_trips(engine: Engine) -> None:
+    failed = Turn(
+        role=Role.ASSISTANT,
+        parts=(),
+        status=TurnStatus.ERROR,
+        provider="gemini",
+        model="gemini-2.5-flash-image",
+        error=TurnError(kind="RateLimited", message="Gemini is busy; try again in a minute."),
+    )
+    with session_scope(engine) as session:
+        create_conversation(session=session, conversation_id="c1", title="t", now=NOW)
+        append_turn(session=session, conversation_id="c1", turn=failed, now=NOW)
+
+    with session_scope(engine) as session:
+        loaded = get_conversation(session=session, conversation_id="c1")
+
+    assert loaded is not None
+    assert loaded.turns == (replace(failed, created_at=NOW),)
+
+
+def test_append_assigns_increasing_seq_per_conversation(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        for cid in ("a", "b"):
+            create_conversation(session=session, conversation_id=cid, title=cid, now=NOW)
+        seqs = [
+            append_turn(
+                session=session, conversation_id="a", turn=Turn(Role.USER, (TextPart(str(i)),)), now=NOW
+            )
+            for i in range(3)
+        ]
+        first_of_b = append_turn(session=session, conversation_id="b", turn=Turn(Role.USER, ()), now=NOW)
+
+    with session_scope(engine) as session:
+        loaded = get_conversation(session=session, conversation_id="a")
+
+    assert seqs == [0, 1, 2]
+    assert first_of_b == 0
+    assert loaded is not None
+    assert [t.text() for t in loaded.turns] == ["0", "1", "2"]
+
+
+def test_failed_write_leaves_nothing_half_written(engine: Engine, blobs: BlobStore) -> None:
+    with session_scope(engine) as session:
+        create_conversation(session=session, conversation_id="c1", title="t", now=NOW)
+        good = _store_image(session, blobs, b"good")
+        append_turn(session=session, conversation_id="c1", turn=_user_turn(good), now=NOW)
+    missing = ImagePart(sha256=hashlib.sha256(b"never saved").hexdigest(), mime_type="image/png")
+
+    with pytest.raises(IntegrityError), session_scope(engine) as session:
+        append_turn(
+            session=session, conversation_id="c1", turn=_assistant_turn(missing), now=NOW + timedelta(1)
+        )
+
+    with session_scope(engine) as session:
+        loaded = get_conversation(session=session, conversation_id="c1")
+        assert (_count(session, TurnRow), _count(session, PartRow)) == (1, 2)
+    assert loaded is not None
+    assert loaded.updated_at == NOW
+    assert len(loaded.turns) == 1
+
+
+def test_get_conversation_uses_a_fixed_number_of_queries(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        create_conversation(session=session, conversation_id="c1", title="t", now=NOW)
+        for i in range(10):
+            turn = Turn(Role.USER, (TextPart(f"{i}a"), TextPart(f"{i}b")))
+            append_turn(session=session, conversation_id="c1", turn=turn, now=NOW)
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    with session_scope(engine) as session:
+        loaded = get_conversation(session=session, conversation_id="c1")
+    event.remove(engine, "before_cursor_execute", record)
+
+    assert loaded is not None
+    assert len(loaded.turns) == 10
+    assert len(statements) == 3
+
+
+def test_get_missing_conversation_returns_none(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        assert get_conversation(session=session, conversation_id="nope") is None
+
+
+def test_append_to_missing_conversation_raises(engine: Engine) -> None:
+    with pytest.raises(ConversationNotFoundError), session_scope(engine) as session:
+        append_turn(session=session, conversation_id="nope", turn=Turn(Role.USER, ()), now=NOW)
+
+
+def test_timestamps_are_stored_as_utc(engine: Engine) -> None:
+    paris = timezone(timedelta(hours=1))
+    with session_scope(engine) as session:
+        created = create_conversation(
+            session=session, conversation_id="c1", title="t", now=datetime(2026, 3, 1, 13, 0, tzinfo=paris)
+        )
+    with session_scope(engine) as session:
+        loaded = get_conversation(session=session, conversation_id="c1")
+
+    assert created.created_at == NOW and created.created_at.tzinfo is UTC
+    assert loaded is not None and loaded.created_at == NOW and loaded.created_at.tzinfo is UTC
+
+
+def test_naive_datetimes_and_oversized_values_are_rejected(engine: Engine) -> None:
+    with pytest.raises(ValueError), session_scope(engine) as session:
+        create_conversation(session=session, conversation_id="c1", title="t", now=datetime(2026, 3, 1))
+    with pytest.raises(ValueError), session_scope(engine) as session:
+        create_conversation(session=session, conversation_id="c1", title="t" * 201, now=NOW)
+    with pytest.raises(ValueError), session_scope(engine) as session:
+        create_conversation(session=session, conversation_id="c" * 33, title="t", now=NOW)
+
+
+def test_save_image_is_idempotent(engine: Engine, blobs: BlobStore) -> None:
+    with session_scope(engine) as session:
+        first = _store_image(session, blobs, b"same")
+    with session_scope(engine) as session:
+        again = _store_image(session, blobs, b"same")
+        assert _count(session, ImageRow) == 1
+        assert session.get(ImageRow, first.sha256).size_bytes == 4
+    assert again == first
+
+
+def test_save_image_rejects_malformed_sha(engine: Engine) -> None:
+    with pytest.raises(ValueError), session_scope(engine) as session:
+        save_image(
+            session=session, sha256="../x", mime_type="image/png", width=1, height=1, size_bytes=1, now=NOW
+        )
+
+
+def test_list_conversations_newest_first_with_turn_counts(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        for i, cid in enumerate(["old", "mid", "new"]):
+            create_conversation(
+                session=session, conversation_id=cid, title=cid.title(), now=NOW + timedelta(i)
+            )
+        append_turn(session=session, conversation_id="old", turn=Turn(Role.USER, ()), now=NOW + timedelta(5))
+        append_turn(session=session, conversation_id="old", turn=Turn(Role.USER, ()), now=NOW + timedelta(6))
+
+    with session_scope(engine) as session:
+        listed = list_conversations(session=session)
+        limited = list_conversations(session=session, limit=2)
+
+    assert listed == [
+        ConversationSummary(id="old", title="Old", updated_at=NOW + timedelta(6), turn_count=2),
+        ConversationSummary(id="new", title="New", updated_at=NOW + timedelta(2), turn_count=0),
+        ConversationSummary(id="mid", title="Mid", updated_at=NOW + timedelta(1), turn_count=0),
+    ]
+    assert [s.id for s in limited] == ["old", "new"]
+    assert listed[0].updated_at.tzinfo is UTC
+
+
+def test_rename_changes_title_and_bumps_updated_at(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        create_conversation(session=session, conversation_id="c1", title="Untitled", now=NOW)
+    with session_scope(engine) as session:
+        rename_conversation(session=session, conversation_id="c1", title="Cats", now=NOW + timedelta(1))
+    with session_scope(engine) as session:
+        loaded = get_conversation(session=session, conversation_id="c1")
+    with pytest.raises(ConversationNotFoundError), session_scope(engine) as session:
+        rename_conversation(session=session, conversation_id="nope", title="x", now=NOW)
+
+    assert loaded is not None
+    assert (loaded.title, loaded.created_at, loaded.updated_at) == ("Cats", NOW, NOW + timedelta(1))
+
+
+def test_delete_cascades_to_turns_and_parts_but_keeps_images(engine: Engine, blobs: BlobStore) -> None:
+    with session_scope(engine) as session:
+        for cid in ("gone", "kept"):
+            create_conversation(session=session, conversation_id=cid, title=cid, now=NOW)
+        image = _store_image(session, blobs, b"img")
+        append_turn(session=session, conversation_id="gone", turn=_user_turn(image), now=NOW)
+        append_turn(session=session, conversation_id="gone", turn=_assistant_turn(image), now=NOW)
+        append_turn(session=session, conversation_id="kept", turn=_user_turn(image), now=NOW)
+
+    with session_scope(engine) as session:
+        deleted = delete_conversation(session=session, conversation_id="gone")
+    with session_scope(engine) as session:
+        deleted_again = delete_conversation(session=session, conversation_id="gone")
+        counts = (_count(session, TurnRow), _count(session, PartRow), _count(session, ImageRow))
+        gone = get_conversation(session=session, conversation_id="gone")
+        kept = get_conversation(session=session, conversation_id="kept")
+
+    assert (deleted, deleted_again) == (True, False)
+    assert gone is None
+    assert counts == (1, 2, 1)
+    assert kept is not None and kept.turns[0].images() == [image]
