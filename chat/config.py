@@ -1,0 +1,58 @@
+"""Settings from the environment (and an optional .env), validated once at startup in app.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chat.catalog import DEFAULT_GEMINI_MODEL
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_ignore_empty=True, extra="ignore", populate_by_name=True
+    )
+
+    data_dir: Path = Field(Path("data"), validation_alias=AliasChoices("RETOUCH_DATA_DIR", "data_dir"))
+    database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
+
+    gemini_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("GEMINI_API_KEY", "GOOGLE_API_KEY", "gemini_api_key")
+    )
+    gemini_base_url: str = Field(
+        "https://generativelanguage.googleapis.com",
+        validation_alias=AliasChoices("GEMINI_BASE_URL", "gemini_base_url"),
+    )
+    gemini_model: str = Field(
+        DEFAULT_GEMINI_MODEL, validation_alias=AliasChoices("GEMINI_MODEL", "gemini_model")
+    )
+    request_timeout_s: float = Field(
+        180.0, gt=0, validation_alias=AliasChoices("RETOUCH_REQUEST_TIMEOUT", "request_timeout_s")
+    )
+
+    host: str = Field(
+        "127.0.0.1", validation_alias=AliasChoices("RETOUCH_HOST", "GRADIO_SERVER_NAME", "host")
+    )
+    port: int = Field(7860, validation_alias=AliasChoices("RETOUCH_PORT", "GRADIO_SERVER_PORT", "port"))
+    model_concurrency: int = Field(
+        16, ge=1, validation_alias=AliasChoices("RETOUCH_MODEL_CONCURRENCY", "model_concurrency")
+    )
+
+    max_upload_bytes: int = Field(20 * 1024 * 1024, validation_alias="RETOUCH_MAX_UPLOAD_BYTES")
+    max_upload_pixels: int = Field(50_000_000, validation_alias="RETOUCH_MAX_UPLOAD_PIXELS")
+    max_input_side: int = Field(4096, validation_alias="RETOUCH_MAX_INPUT_SIDE")
+    max_prompt_chars: int = Field(8000, validation_alias="RETOUCH_MAX_PROMPT_CHARS")
+    max_images_per_message: int = Field(6, validation_alias="RETOUCH_MAX_IMAGES_PER_MESSAGE")
+
+    @field_validator("gemini_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "images"

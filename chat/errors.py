@@ -1,0 +1,136 @@
+"""One exception class per failure class, so policy and UI branch on types, never on strings.
+
+RetouchError
+├── InputError               the user's own input is unusable (not an image, too big, empty)
+└── ProviderError            a provider call failed; carries provider, HTTP status, detail
+    ├── AuthError            key missing, invalid or not allowed (401/403, API_KEY_INVALID)
+    ├── BadRequestError      the request itself is wrong (400, 404 unknown model); never retried
+    ├── RateLimitedError     429; ``retry_after`` seconds when the provider said
+    ├── UnavailableError     5xx, connection failures: worth retrying or falling back
+    ├── ProviderTimeoutError no answer in time
+    ├── BlockedError         refused for safety; ``reason`` as the provider named it
+    └── NoImageError         answered, but without an image; ``reply`` keeps what came back
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chat.domain import ProviderReply
+
+__all__ = [
+    "AuthError",
+    "BadRequestError",
+    "BlockedError",
+    "InputError",
+    "NoImageError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitedError",
+    "RetouchError",
+    "UnavailableError",
+]
+
+PROVIDER_NAMES = {"gemini": "Gemini", "openai": "OpenAI"}
+
+
+class RetouchError(Exception):
+    """Base of every error the app turns into a chat message."""
+
+    def user_message(self) -> str:
+        return str(self)
+
+
+class InputError(RetouchError):
+    """The user's message or upload cannot be used; the message says what to do instead."""
+
+
+class ProviderError(RetouchError):
+    kind = "provider_error"
+
+    def __init__(self, provider: str, detail: str, *, status_code: int | None = None) -> None:
+        super().__init__(detail)
+        self.provider = provider
+        self.detail = detail
+        self.status_code = status_code
+
+    @property
+    def provider_name(self) -> str:
+        return PROVIDER_NAMES.get(self.provider, self.provider)
+
+    def user_message(self) -> str:
+        return f"{self.provider_name} failed: {self.detail}"
+
+
+class AuthError(ProviderError):
+    kind = "auth"
+
+    def user_message(self) -> str:
+        return (
+            f"{self.provider_name} rejected the API key ({self.detail}). "
+            "Check the key in your environment or settings."
+        )
+
+
+class BadRequestError(ProviderError):
+    kind = "bad_request"
+
+    def user_message(self) -> str:
+        return f"{self.provider_name} could not accept this request: {self.detail}"
+
+
+class RateLimitedError(ProviderError):
+    kind = "rate_limited"
+
+    def __init__(
+        self, provider: str, detail: str, *, status_code: int | None = 429, retry_after: float | None = None
+    ) -> None:
+        super().__init__(provider, detail, status_code=status_code)
+        self.retry_after = retry_after
+
+    def user_message(self) -> str:
+        wait = f" Try again in about {self.retry_after:.0f} s." if self.retry_after else " Try again shortly."
+        return f"{self.provider_name} is rate-limiting requests ({self.detail}).{wait}"
+
+
+class UnavailableError(ProviderError):
+    kind = "unavailable"
+
+    def user_message(self) -> str:
+        return f"{self.provider_name} is unavailable right now ({self.detail}). Press Retry in a moment."
+
+
+class ProviderTimeoutError(ProviderError):
+    kind = "timeout"
+
+    def user_message(self) -> str:
+        return f"{self.provider_name} did not answer in time ({self.detail}). Press Retry to try again."
+
+
+class BlockedError(ProviderError):
+    kind = "blocked"
+
+    def __init__(self, provider: str, detail: str, *, reason: str, status_code: int | None = None) -> None:
+        super().__init__(provider, detail, status_code=status_code)
+        self.reason = reason
+
+    def user_message(self) -> str:
+        return (
+            f"{self.provider_name} refused this request for safety ({self.reason}). "
+            "Rephrase the request or use a different image."
+        )
+
+
+class NoImageError(ProviderError):
+    kind = "no_image"
+
+    def __init__(self, provider: str, detail: str, *, reply: ProviderReply | None = None) -> None:
+        super().__init__(provider, detail)
+        self.reply = reply
+
+    def user_message(self) -> str:
+        return (
+            f"{self.provider_name} answered without an image ({self.detail}). "
+            "Ask explicitly for an image, e.g. \u201cedit the image to …\u201d."
+        )

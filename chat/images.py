@@ -1,0 +1,128 @@
+"""Upload validation and normalisation with Pillow.
+
+Uploads are checked by decoding, never by filename: the header is read first so a
+decompression bomb is refused before any pixel is allocated. Images a provider accepts
+as they are (PNG, JPEG, WebP, upright, 8-bit, within the size limit) are kept byte for
+byte; anything else is normalised once to a PNG master.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from chat.errors import InputError
+
+__all__ = ["ImageLimits", "PreparedImage", "describe_size", "image_size", "prepare_upload"]
+
+_KEEP_AS_IS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+_KEEP_MODES = {"RGB", "RGBA", "L", "LA", "P"}
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    max_side: int = 4096
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    data: bytes
+    mime_type: str
+    width: int
+    height: int
+
+
+def describe_size(n_bytes: int) -> str:
+    if n_bytes >= 1024 * 1024:
+        return f"{n_bytes / (1024 * 1024):.1f} MB"
+    return f"{n_bytes / 1024:.0f} kB"
+
+
+def prepare_upload(raw: bytes, *, name: str, limits: ImageLimits) -> PreparedImage:
+    """Decode, check and normalise one uploaded file; raises InputError with a sentence for the user."""
+    if not raw:
+        raise InputError(f"\u201c{name}\u201d is empty (0 bytes). Please upload the photo again.")
+    if len(raw) > limits.max_bytes:
+        raise InputError(
+            f"\u201c{name}\u201d is {describe_size(len(raw))}; the limit is {describe_size(limits.max_bytes)}. "
+            "Please upload a smaller file."
+        )
+    image = _open_checked(raw, name=name, limits=limits)
+    fmt = image.format or ""
+    if fmt in _KEEP_AS_IS and _needs_no_change(image, limits):
+        return PreparedImage(raw, _KEEP_AS_IS[fmt], image.width, image.height)
+    normalised = _normalise(image, limits)
+    out = io.BytesIO()
+    normalised.save(out, format="PNG", optimize=False)
+    return PreparedImage(out.getvalue(), "image/png", normalised.width, normalised.height)
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """Width and height of an image a provider returned; ValueError if it does not decode."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ValueError("not a decodable image") from exc
+
+
+def _open_checked(raw: bytes, *, name: str, limits: ImageLimits) -> Image.Image:
+    unreadable = InputError(
+        f"\u201c{name}\u201d is not an image Retouch can read. Please upload a PNG, JPEG or WebP photo."
+    )
+    try:
+        image = Image.open(io.BytesIO(raw))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise unreadable from exc
+    megapixels = image.width * image.height
+    if megapixels > limits.max_pixels:
+        raise InputError(
+            f"\u201c{name}\u201d is {image.width}\u00d7{image.height} ({megapixels / 1e6:.0f} megapixels); "
+            f"the limit is {limits.max_pixels / 1e6:.0f} megapixels. Please upload a smaller image."
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombWarning,
+        Image.DecompressionBombError,
+    ) as exc:
+        raise unreadable from exc
+    return image
+
+
+def _needs_no_change(image: Image.Image, limits: ImageLimits) -> bool:
+    orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    return (
+        orientation == 1
+        and image.mode in _KEEP_MODES
+        and max(image.size) <= limits.max_side
+        and not getattr(image, "is_animated", False)
+    )
+
+
+def _normalise(image: Image.Image, limits: ImageLimits) -> Image.Image:
+    """First frame, upright, 8-bit RGB(A), long side within the limit."""
+    if getattr(image, "is_animated", False):
+        image.seek(0)
+    upright = ImageOps.exif_transpose(image) or image
+    has_alpha = upright.mode in {"RGBA", "LA", "PA"} or (
+        upright.mode == "P" and "transparency" in upright.info
+    )
+    if upright.mode.startswith("I;16") or upright.mode == "I":
+        upright = upright.point(lambda v: v / 256).convert("L")
+    converted = upright.convert("RGBA" if has_alpha else "RGB")
+    if max(converted.size) > limits.max_side:
+        converted.thumbnail((limits.max_side, limits.max_side), Image.Resampling.LANCZOS)
+    return converted

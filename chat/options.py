@@ -1,0 +1,92 @@
+"""Generation options from untrusted input (the options panel or an API caller), checked once."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from chat.catalog import SAFETY_THRESHOLDS, gemini_model
+from chat.domain import GenerationOptions
+from chat.errors import InputError
+
+__all__ = ["AUTO", "parse_options"]
+
+AUTO = "auto"
+_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "top_k": (1, 1000),
+    "max_output_tokens": (1, 65536),
+    "seed": (0, 2**31 - 1),
+}
+_INTEGERS = {"top_k", "max_output_tokens", "seed"}
+MAX_STOP_SEQUENCES = 5
+
+
+def parse_options(data: Mapping[str, Any] | None, *, default_model: str) -> GenerationOptions:
+    """Validate and normalise; empty values and "auto" mean "let the model decide"."""
+    data = dict(data or {})
+    unknown = set(data) - set(GenerationOptions.__dataclass_fields__)
+    if unknown:
+        raise InputError(f"Unknown option(s): {', '.join(sorted(unknown))}.")
+    model_id = str(data.get("model") or default_model).strip()
+    model = gemini_model(model_id)
+    numbers = {name: _number(name, data.get(name)) for name in _RANGES}
+    aspect = _choice("aspect ratio", data.get("aspect_ratio"), model.aspect_ratios, model_id)
+    size = _choice("image size", data.get("image_size"), model.image_sizes, model_id)
+    safety = _choice("safety threshold", data.get("safety_threshold"), SAFETY_THRESHOLDS, model_id)
+    return GenerationOptions(
+        model=model_id,
+        temperature=numbers["temperature"],
+        top_p=numbers["top_p"],
+        top_k=_as_int(numbers["top_k"]),
+        max_output_tokens=_as_int(numbers["max_output_tokens"]),
+        seed=_as_int(numbers["seed"]),
+        stop_sequences=_stop_sequences(data.get("stop_sequences")),
+        aspect_ratio=aspect,
+        image_size=size,
+        safety_threshold=safety,
+    )
+
+
+def _number(name: str, value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{_label(name)} must be a number, not \u201c{value}\u201d.") from None
+    low, high = _RANGES[name]
+    if math.isnan(number) or not low <= number <= high:
+        raise InputError(f"{_label(name)} must be between {low:g} and {high:g}.")
+    if name in _INTEGERS and not number.is_integer():
+        raise InputError(f"{_label(name)} must be a whole number.")
+    return number
+
+
+def _as_int(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _choice(label: str, value: Any, allowed: tuple[str, ...], model_id: str) -> str | None:
+    if value is None or value == "" or value == AUTO:
+        return None
+    if value not in allowed:
+        choices = ", ".join(allowed) or "none"
+        raise InputError(f"{model_id} does not support {label} \u201c{value}\u201d (choose from: {choices}).")
+    return str(value)
+
+
+def _stop_sequences(value: Any) -> tuple[str, ...]:
+    if not value:
+        return ()
+    items = value.splitlines() if isinstance(value, str) else list(value)
+    cleaned = tuple(str(s) for s in items if str(s).strip())
+    if len(cleaned) > MAX_STOP_SEQUENCES:
+        raise InputError(f"At most {MAX_STOP_SEQUENCES} stop sequences are allowed.")
+    return cleaned
+
+
+def _label(name: str) -> str:
+    return name.replace("_", " ").capitalize()

@@ -1,0 +1,77 @@
+"""Gemini ``generateContent`` over an injected ``httpx.AsyncClient``: build, send, parse."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import httpx
+from pydantic import SecretStr
+
+from chat.domain import GenerationOptions, ProviderReply, Turn
+from chat.errors import AuthError, UnavailableError
+from chat.providers.gemini_wire import (
+    PROVIDER,
+    ImageLoader,
+    build_contents,
+    build_request,
+    error_from_response,
+)
+from chat.providers.gemini_wire import parse_response as parse_reply
+from chat.providers.http import map_transport_errors
+
+__all__ = ["GeminiClient"]
+
+
+class GeminiClient:
+    """One provider adapter; the history it replays is exactly what storage loaded."""
+
+    name = PROVIDER
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        api_key: SecretStr | None,
+        base_url: str = "https://generativelanguage.googleapis.com",
+        api_version: str = "v1beta",
+        timeout_s: float = 180.0,
+    ) -> None:
+        self._http = http
+        self._api_key = api_key
+        self._base_url = base_url.rstrip("/")
+        self._api_version = api_version
+        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 15.0))
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._api_key and self._api_key.get_secret_value())
+
+    async def reply(
+        self, history: Sequence[Turn], options: GenerationOptions, load_image: ImageLoader
+    ) -> ProviderReply:
+        """Answer the trailing user turn(s) of ``history``."""
+        body = build_request(build_contents(history, load_image), options)
+        return await self.generate(body, model=options.model)
+
+    async def generate(self, body: dict, *, model: str) -> ProviderReply:
+        key = self._api_key.get_secret_value() if self._api_key else ""
+        if not key:
+            raise AuthError(PROVIDER, "no API key is set (GEMINI_API_KEY)")
+        url = f"{self._base_url}/{self._api_version}/models/{model}:generateContent"
+        headers = {"x-goog-api-key": key}
+        async with map_transport_errors(PROVIDER):
+            response = await self._http.post(url, json=body, headers=headers, timeout=self._timeout)
+        payload = _json_or_none(response)
+        if response.status_code != 200:
+            raise error_from_response(response.status_code, payload)
+        if not isinstance(payload, dict):
+            raise UnavailableError(PROVIDER, "the answer was not valid JSON", status_code=200)
+        return parse_reply(payload, model=model)
+
+
+def _json_or_none(response: httpx.Response) -> object:
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None

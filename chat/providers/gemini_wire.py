@@ -1,0 +1,229 @@
+"""Pure translation between the neutral conversation and Gemini's ``generateContent`` JSON.
+
+No I/O here (image bytes come through a loader), so every rule is tested against literal JSON.
+
+Replay rules (gemini-api.md §4-§5):
+- Gemini's own model turns are replayed exactly as received: same parts, same order, every
+  key other than the data field (``thoughtSignature``, ``thought``…) echoed verbatim from
+  ``provider_metadata["gemini"]``. Dropping a signature is a 400 on Gemini 3 image models.
+- A user turn whose answer failed is not dropped on its own (it may carry the uploaded
+  photo): consecutive unanswered user turns are merged into the next user content, and the
+  failed assistant turns themselves are never sent (the SDK's "curated history").
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from chat.catalog import SAFETY_CATEGORIES, gemini_model
+from chat.domain import (
+    GenerationOptions,
+    ImageData,
+    ImagePart,
+    Part,
+    ProviderReply,
+    ReplyPart,
+    Role,
+    TextPart,
+    Turn,
+    TurnStatus,
+    frozen_metadata,
+)
+from chat.errors import (
+    AuthError,
+    BadRequestError,
+    BlockedError,
+    NoImageError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    UnavailableError,
+)
+from chat.providers.http import parse_duration
+
+__all__ = [
+    "PROVIDER",
+    "build_contents",
+    "build_request",
+    "error_from_response",
+    "parse_response",
+]
+
+PROVIDER = "gemini"
+ImageLoader = Callable[[ImagePart], bytes]
+
+_DATA_KEYS = {"text", "inlineData", "inline_data"}
+_BLOCKING_FINISH = {
+    "SAFETY",
+    "IMAGE_SAFETY",
+    "PROHIBITED_CONTENT",
+    "IMAGE_PROHIBITED_CONTENT",
+    "BLOCKLIST",
+    "SPII",
+    "RECITATION",
+    "IMAGE_RECITATION",
+}
+
+
+# --- history -> contents -------------------------------------------------------------------
+
+
+def build_contents(turns: Sequence[Turn], load_image: ImageLoader) -> list[dict[str, Any]]:
+    """The ``contents`` array for answering the trailing user turn(s) of ``turns``."""
+    contents: list[dict[str, Any]] = []
+    waiting: list[Turn] = []
+    for turn in turns:
+        if turn.role is Role.USER:
+            waiting.append(turn)
+        elif turn.status is TurnStatus.OK and waiting and turn.provider == PROVIDER:
+            contents.append(_user_content(waiting, load_image))
+            contents.append({"role": "model", "parts": [_model_part(p, load_image) for p in turn.parts]})
+            waiting = []
+    if waiting:
+        contents.append(_user_content(waiting, load_image))
+    return contents
+
+
+def _user_content(turns: Sequence[Turn], load_image: ImageLoader) -> dict[str, Any]:
+    return {"role": "user", "parts": [_user_part(p, load_image) for t in turns for p in t.parts]}
+
+
+def _user_part(part: Part, load_image: ImageLoader) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"text": part.text}
+    return {"inlineData": _inline(part, load_image)}
+
+
+def _model_part(part: Part, load_image: ImageLoader) -> dict[str, Any]:
+    echoed = dict(part.provider_metadata.get(PROVIDER, {}))
+    if isinstance(part, TextPart):
+        return {"text": part.text, **echoed}
+    return {"inlineData": _inline(part, load_image), **echoed}
+
+
+def _inline(part: ImagePart, load_image: ImageLoader) -> dict[str, str]:
+    return {"mimeType": part.mime_type, "data": base64.b64encode(load_image(part)).decode("ascii")}
+
+
+# --- options -> request body ---------------------------------------------------------------
+
+
+def build_request(contents: list[dict[str, Any]], options: GenerationOptions) -> dict[str, Any]:
+    """The request body; only settings the user set, and image settings the model supports."""
+    config: dict[str, Any] = {"responseModalities": ["TEXT", "IMAGE"]}
+    sampling = {
+        "temperature": options.temperature,
+        "topP": options.top_p,
+        "topK": options.top_k,
+        "maxOutputTokens": options.max_output_tokens,
+        "seed": options.seed,
+    }
+    config.update({k: v for k, v in sampling.items() if v is not None})
+    if options.stop_sequences:
+        config["stopSequences"] = list(options.stop_sequences)
+    image_config = _image_config(options)
+    if image_config:
+        config["imageConfig"] = image_config
+    body: dict[str, Any] = {"contents": contents, "generationConfig": config}
+    if options.safety_threshold:
+        body["safetySettings"] = [
+            {"category": category, "threshold": options.safety_threshold} for category in SAFETY_CATEGORIES
+        ]
+    return body
+
+
+def _image_config(options: GenerationOptions) -> dict[str, str]:
+    model = gemini_model(options.model)
+    config = {}
+    if options.aspect_ratio and options.aspect_ratio in model.aspect_ratios:
+        config["aspectRatio"] = options.aspect_ratio
+    if options.image_size and options.image_size in model.image_sizes:
+        config["imageSize"] = options.image_size
+    return config
+
+
+# --- response -> reply ---------------------------------------------------------------------
+
+
+def parse_response(body: Mapping[str, Any], *, model: str) -> ProviderReply:
+    """A successful reply with an image, or the error saying why there is none."""
+    candidates = body.get("candidates") or []
+    feedback = body.get("promptFeedback") or {}
+    if not candidates:
+        if reason := feedback.get("blockReason"):
+            raise BlockedError(PROVIDER, f"prompt blocked: {reason}", reason=reason)
+        raise NoImageError(PROVIDER, "the response had no candidates")
+    candidate = candidates[0]
+    finish = candidate.get("finishReason")
+    if finish in _BLOCKING_FINISH:
+        raise BlockedError(PROVIDER, f"finish reason {finish}", reason=finish)
+    if finish == "MISSING_THOUGHT_SIGNATURE":
+        raise BadRequestError(PROVIDER, "the replayed history lost a thought signature")
+    raw_parts = (candidate.get("content") or {}).get("parts") or []
+    reply = ProviderReply(
+        provider=PROVIDER,
+        model=body.get("modelVersion") or model,
+        parts=tuple(_reply_part(p) for p in raw_parts),
+        finish_reason=finish,
+        usage=frozen_metadata(body.get("usageMetadata")),
+        response_id=body.get("responseId"),
+    )
+    if not reply.parts:
+        raise NoImageError(PROVIDER, f"empty answer (finish reason {finish or 'none'})")
+    if reply.final_image() is None:
+        raise NoImageError(PROVIDER, f"text only (finish reason {finish or 'none'})", reply=reply)
+    return reply
+
+
+def _reply_part(raw: Mapping[str, Any]) -> ReplyPart:
+    echoed = frozen_metadata({PROVIDER: {k: v for k, v in raw.items() if k not in _DATA_KEYS}})
+    inline = raw.get("inlineData") or raw.get("inline_data")
+    if inline is None:
+        if "text" not in raw:
+            raise UnavailableError(PROVIDER, f"unexpected part in the answer: {sorted(raw)}")
+        return TextPart(raw["text"], echoed)
+    mime = inline.get("mimeType") or inline.get("mime_type") or "image/png"
+    encoded = str(inline.get("data", ""))
+    try:
+        data = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise UnavailableError(PROVIDER, "the image in the answer was corrupt (bad base64)") from exc
+    return ImageData(data, mime, echoed)
+
+
+# --- HTTP error -> error type --------------------------------------------------------------
+
+
+def error_from_response(status: int, body: Any) -> ProviderError:
+    """Map an HTTP error and Google's error envelope to exactly one error type."""
+    error = _error_object(body)
+    message = str(error.get("message") or f"HTTP {status}")
+    rpc_status = str(error.get("status") or "")
+    details = error.get("details") or []
+    reasons = {d.get("reason") for d in details if isinstance(d, dict)}
+    detail = f"{status} {rpc_status}: {message}" if rpc_status else f"{status}: {message}"
+    if status in (401, 403) or "API_KEY_INVALID" in reasons or status == 402:
+        return AuthError(PROVIDER, detail, status_code=status)
+    if status == 429:
+        delays = [
+            parse_duration(d.get("retryDelay")) for d in details if isinstance(d, dict) and "retryDelay" in d
+        ]
+        return RateLimitedError(
+            PROVIDER, detail, status_code=status, retry_after=next(filter(None, delays), None)
+        )
+    if status in (408, 504):
+        return ProviderTimeoutError(PROVIDER, detail, status_code=status)
+    if status >= 500:
+        return UnavailableError(PROVIDER, detail, status_code=status)
+    return BadRequestError(PROVIDER, detail, status_code=status)
+
+
+def _error_object(body: Any) -> Mapping[str, Any]:
+    if isinstance(body, list) and body:
+        body = body[0]
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return body["error"]
+    return {}

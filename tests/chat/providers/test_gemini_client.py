@@ -1,0 +1,92 @@
+"""GeminiClient over httpx.MockTransport: URL, headers, body, and failures mapped to types."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from chat.domain import GenerationOptions, Role, TextPart, Turn
+from chat.errors import AuthError, ProviderTimeoutError, UnavailableError
+from chat.providers.gemini import GeminiClient
+
+OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
+HISTORY = [Turn(role=Role.USER, parts=(TextPart("a red bicycle"),))]
+OK_BODY = {
+    "candidates": [
+        {
+            "content": {
+                "role": "model",
+                "parts": [{"inlineData": {"mimeType": "image/png", "data": "aW1n"}}],
+            },
+            "finishReason": "STOP",
+        }
+    ]
+}
+
+
+def client(handler, key: str | None = "k-123") -> GeminiClient:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return GeminiClient(http, api_key=SecretStr(key) if key else None, base_url="https://gl.test/")
+
+
+async def test_posts_to_generate_content_with_key_header():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=OK_BODY)
+
+    reply = await client(handler).reply(HISTORY, OPTIONS, lambda part: b"")
+    assert reply.final_image().data == b"img"
+    request = seen[0]
+    assert str(request.url) == "https://gl.test/v1beta/models/gemini-3.1-flash-image:generateContent"
+    assert request.headers["x-goog-api-key"] == "k-123"
+    assert "key=" not in str(request.url)
+    assert json.loads(request.content)["contents"] == [{"role": "user", "parts": [{"text": "a red bicycle"}]}]
+
+
+async def test_missing_key_fails_before_any_request():
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("no request expected")
+
+    with pytest.raises(AuthError):
+        await client(handler, key=None).reply(HISTORY, OPTIONS, lambda part: b"")
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (httpx.ReadTimeout("slow"), ProviderTimeoutError),
+        (httpx.ConnectTimeout("slow"), ProviderTimeoutError),
+        (httpx.ConnectError("refused"), UnavailableError),
+        (httpx.RemoteProtocolError("reset"), UnavailableError),
+    ],
+)
+async def test_transport_failures_map_to_types(exc, kind):
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    with pytest.raises(kind):
+        await client(handler).reply(HISTORY, OPTIONS, lambda part: b"")
+
+
+async def test_malformed_json_is_unavailable():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b'{"candidates": [')
+
+    with pytest.raises(UnavailableError):
+        await client(handler).reply(HISTORY, OPTIONS, lambda part: b"")
+
+
+async def test_http_error_body_is_mapped():
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = {"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "restricted key"}}
+        return httpx.Response(403, json=body)
+
+    with pytest.raises(AuthError) as info:
+        await client(handler).reply(HISTORY, OPTIONS, lambda part: b"")
+    assert "restricted key" in info.value.user_message()
+    assert "k-123" not in info.value.user_message()
