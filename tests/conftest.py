@@ -1,0 +1,3 @@
+"""Shared fixtures. The emulator fixtures live with the emulator."""
+
+from tests.emulator.fixtures import emulator, emulator_url  # noqa: F401
