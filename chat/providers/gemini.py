@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 
@@ -51,7 +52,9 @@ class GeminiClient:
         self, history: Sequence[Turn], options: GenerationOptions, load_image: ImageLoader
     ) -> ProviderReply:
         """Answer the trailing user turn(s) of ``history``."""
-        body = build_request(build_contents(history, load_image), options)
+        body = await asyncio.to_thread(
+            lambda: build_request(build_contents(history, load_image, model=options.model), options)
+        )
         return await self.generate(body, model=options.model)
 
     async def generate(self, body: dict, *, model: str) -> ProviderReply:

@@ -9,6 +9,9 @@ Replay rules (gemini-api.md §4-§5):
 - A user turn whose answer failed is not dropped on its own (it may carry the uploaded
   photo): consecutive unanswered user turns are merged into the next user content, and the
   failed assistant turns themselves are never sent (the SDK's "curated history").
+- Signatures are bound to the model that issued them. An answer from another model (the
+  user switched models) or another provider is replayed as user context: a short note and
+  its image, merged into the next user content.
 """
 
 from __future__ import annotations
@@ -71,24 +74,42 @@ _BLOCKING_FINISH = {
 # --- history -> contents -------------------------------------------------------------------
 
 
-def build_contents(turns: Sequence[Turn], load_image: ImageLoader) -> list[dict[str, Any]]:
-    """The ``contents`` array for answering the trailing user turn(s) of ``turns``."""
+def build_contents(turns: Sequence[Turn], load_image: ImageLoader, *, model: str) -> list[dict[str, Any]]:
+    """The ``contents`` array for answering the trailing user turn(s) of ``turns`` with ``model``."""
     contents: list[dict[str, Any]] = []
-    waiting: list[Turn] = []
+    waiting: list[dict[str, Any]] = []
     for turn in turns:
         if turn.role is Role.USER:
-            waiting.append(turn)
-        elif turn.status is TurnStatus.OK and waiting and turn.provider == PROVIDER:
-            contents.append(_user_content(waiting, load_image))
+            waiting += [_user_part(p, load_image) for p in turn.parts]
+        elif turn.status is not TurnStatus.OK or not waiting:
+            continue
+        elif _replayable(turn, model):
+            contents.append({"role": "user", "parts": waiting})
             contents.append({"role": "model", "parts": [_model_part(p, load_image) for p in turn.parts]})
             waiting = []
+        else:
+            waiting += _foreign_answer(turn, load_image)
     if waiting:
-        contents.append(_user_content(waiting, load_image))
+        contents.append({"role": "user", "parts": waiting})
     return contents
 
 
-def _user_content(turns: Sequence[Turn], load_image: ImageLoader) -> dict[str, Any]:
-    return {"role": "user", "parts": [_user_part(p, load_image) for t in turns for p in t.parts]}
+def _replayable(turn: Turn, model: str) -> bool:
+    """Signatures are bound to the model that issued them: only that model's turns replay as-is."""
+    return turn.provider == PROVIDER and (turn.options.get("model") or turn.model) == model
+
+
+def _foreign_answer(turn: Turn, load_image: ImageLoader) -> list[dict[str, Any]]:
+    """An answer from another model (or provider) re-enters as user context: its text and image.
+
+    A model part without a valid signature is a 400 on Gemini 3 image models, so the
+    earlier result is shown to the model as a reference image the user supplies.
+    """
+    image = turn.shown_image()
+    if image is None:
+        return []
+    note = f"(The current image, made earlier by {turn.model or turn.provider}.)"
+    return [{"text": note}, {"inlineData": _inline(image, load_image)}]
 
 
 def _user_part(part: Part, load_image: ImageLoader) -> dict[str, Any]:

@@ -58,7 +58,9 @@ def failed_turn() -> Turn:
 
 class TestBuildContents:
     def test_first_turn_sends_image_then_text(self):
-        contents = build_contents([user(PHOTO, TextPart("make the sky stormy"))], load)
+        contents = build_contents(
+            [user(PHOTO, TextPart("make the sky stormy"))], load, model="gemini-3.1-flash-image"
+        )
         assert contents == [
             {
                 "role": "user",
@@ -78,7 +80,7 @@ class TestBuildContents:
             gemini_turn(thought, answer, thought_image, EDIT1),
             user(TextPart("now remove the car")),
         ]
-        assert build_contents(history, load) == [
+        assert build_contents(history, load, model="gemini-3.1-flash-image") == [
             {
                 "role": "user",
                 "parts": [
@@ -103,7 +105,7 @@ class TestBuildContents:
 
     def test_failed_answer_is_dropped_but_its_user_turn_merges_into_the_next(self):
         history = [user(PHOTO, TextPart("stormy sky")), failed_turn(), user(TextPart("please try again"))]
-        assert build_contents(history, load) == [
+        assert build_contents(history, load, model="gemini-3.1-flash-image") == [
             {
                 "role": "user",
                 "parts": [
@@ -116,14 +118,43 @@ class TestBuildContents:
 
     def test_retry_after_failure_pairs_user_turn_with_the_later_success(self):
         history = [user(TextPart("a cat")), failed_turn(), gemini_turn(EDIT1), user(TextPart("bigger"))]
-        contents = build_contents(history, load)
+        contents = build_contents(history, load, model="gemini-3.1-flash-image")
         assert [c["role"] for c in contents] == ["user", "model", "user"]
         assert contents[1]["parts"][0]["thoughtSignature"] == "c2lnLTE="
 
     def test_snake_case_metadata_keys_are_echoed_as_received(self):
         part = TextPart("ok", frozen_metadata({"gemini": {"thought_signature": "c25ha2U="}}))
-        contents = build_contents([user(TextPart("x")), gemini_turn(part), user(TextPart("y"))], load)
+        contents = build_contents(
+            [user(TextPart("x")), gemini_turn(part), user(TextPart("y"))],
+            load,
+            model="gemini-3.1-flash-image",
+        )
         assert contents[1]["parts"] == [{"text": "ok", "thought_signature": "c25ha2U="}]
+
+    def test_answer_from_another_model_becomes_user_context(self):
+        other = Turn(
+            role=Role.ASSISTANT,
+            parts=(TextPart("Pro says hi", frozen_metadata({"gemini": {"thoughtSignature": "cHJv"}})), EDIT1),
+            provider="gemini",
+            model="gemini-3-pro-image",
+            options=frozen_metadata({"model": "gemini-3-pro-image"}),
+        )
+        history = [user(PHOTO, TextPart("stormy")), other, user(TextPart("warmer"))]
+        assert build_contents(history, load, model="gemini-3.1-flash-image") == [
+            {
+                "role": "user",
+                "parts": [
+                    {"inlineData": {"mimeType": "image/png", "data": B64["a" * 64]}},
+                    {"text": "stormy"},
+                    {"text": "(The current image, made earlier by gemini-3-pro-image.)"},
+                    {"inlineData": {"mimeType": "image/png", "data": B64["b" * 64]}},
+                    {"text": "warmer"},
+                ],
+            }
+        ]
+        # Asked of the model that made it, the same turn replays natively.
+        native = build_contents(history, load, model="gemini-3-pro-image")
+        assert [c["role"] for c in native] == ["user", "model", "user"]
 
 
 class TestBuildRequest:
