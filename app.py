@@ -1,0 +1,66 @@
+"""Retouch entry point: settings -> storage -> provider -> service -> UI -> launch."""
+
+from __future__ import annotations
+
+import logging
+
+import gradio as gr
+import httpx
+
+from chat.config import Settings
+from chat.images import ImageLimits
+from chat.providers.gemini import GeminiClient
+from chat.service import ChatService, InputLimits
+from chat.ui import build_ui
+from storage import BlobStore, make_engine, migrate, sqlite_url
+
+
+def build_app(settings: Settings) -> gr.Blocks:
+    """Everything wired, nothing launched (tests use this too)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url or sqlite_url(settings.data_dir))
+    migrate(engine)
+    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+    gemini = GeminiClient(
+        http,
+        api_key=settings.gemini_api_key,
+        base_url=settings.gemini_base_url,
+        timeout_s=settings.request_timeout_s,
+    )
+    limits = InputLimits(
+        images=ImageLimits(
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_upload_pixels,
+            max_side=settings.max_input_side,
+        ),
+        max_prompt_chars=settings.max_prompt_chars,
+        max_images_per_message=settings.max_images_per_message,
+    )
+    service = ChatService(engine=engine, blobs=BlobStore(settings.blob_dir), provider=gemini, limits=limits)
+    demo = build_ui(
+        service,
+        default_model=settings.gemini_model,
+        key_configured=gemini.configured,
+        model_concurrency=settings.model_concurrency,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
+    demo.queue(default_concurrency_limit=settings.model_concurrency)
+    return demo
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings()
+    demo = build_app(settings)
+    demo.launch(
+        server_name=settings.host,
+        server_port=settings.port,
+        allowed_paths=[str(settings.blob_dir.resolve())],
+        max_file_size=settings.max_upload_bytes,
+        run_history=False,
+        footer_links=["api", "gradio"],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""ChatService: the one place that joins storage, the blob store and the image provider.
+
+Everything the UI (or an API client) can do goes through here, so it is testable
+without Gradio. One conversation's turns are serialized by a per-conversation lock; the
+user's turn is committed before the provider is called, so a failure never loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from chat.domain import (
+    Conversation,
+    GenerationOptions,
+    ImageData,
+    ImagePart,
+    Metadata,
+    Part,
+    ProviderReply,
+    Role,
+    TextPart,
+    Turn,
+    TurnError,
+    TurnStatus,
+    frozen_metadata,
+)
+from chat.errors import InputError, NoImageError, ProviderError, UnavailableError
+from chat.images import ImageLimits, PreparedImage, image_size, prepare_upload
+from storage import BlobStore, session_scope
+from storage import repository as repo
+
+__all__ = ["Attachment", "ChatService", "ImageProvider", "InputLimits", "new_conversation_id"]
+
+log = logging.getLogger("retouch.service")
+
+TITLE_CHARS = 60
+
+
+class ImageProvider(Protocol):
+    name: str
+
+    async def reply(
+        self, history: Sequence[Turn], options: GenerationOptions, load_image: Callable[[ImagePart], bytes]
+    ) -> ProviderReply: ...
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """An uploaded file as the UI hands it over: its name (for messages) and its bytes."""
+
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    images: ImageLimits = ImageLimits()
+    max_prompt_chars: int = 8000
+    max_images_per_message: int = 6
+
+
+@dataclass(frozen=True)
+class _StoredImage:
+    """An image already in the blob store, with what its row needs."""
+
+    part: ImagePart
+    width: int
+    height: int
+    size_bytes: int
+
+
+def new_conversation_id() -> str:
+    """128 random bits, URL-safe: the id is in the page URL, so it must not be guessable."""
+    return secrets.token_urlsafe(16)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ChatService:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        blobs: BlobStore,
+        provider: ImageProvider,
+        limits: InputLimits = InputLimits(),
+        clock: Callable[[], datetime] = utcnow,
+        new_id: Callable[[], str] = new_conversation_id,
+    ) -> None:
+        self._engine = engine
+        self._blobs = blobs
+        self._provider = provider
+        self._limits = limits
+        self._clock = clock
+        self._new_id = new_id
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # --- reads ---------------------------------------------------------------------------
+
+    async def load(self, conversation_id: str) -> Conversation | None:
+        return await asyncio.to_thread(self._load, conversation_id)
+
+    def image_path(self, part: ImagePart) -> Path:
+        return self._blobs.path(part.sha256, part.mime_type)
+
+    # --- writes --------------------------------------------------------------------------
+
+    async def send(
+        self,
+        conversation_id: str | None,
+        text: str,
+        attachments: Sequence[Attachment] = (),
+        *,
+        options: GenerationOptions,
+    ) -> AsyncIterator[Conversation]:
+        """Store the user's turn, then answer it: yields the conversation after each step.
+
+        Bad input raises InputError before anything is written.
+        """
+        images = await asyncio.to_thread(self._prepare, text, attachments)
+        conversation_id = conversation_id or self._new_id()
+        async with self._lock(conversation_id):
+            conversation = await asyncio.to_thread(
+                self._store_user_turn, conversation_id, text.strip(), images
+            )
+            yield conversation
+            yield await self._answer(conversation, options)
+
+    async def retry(self, conversation_id: str, *, options: GenerationOptions) -> AsyncIterator[Conversation]:
+        """Answer the last user turn again (after a failure or an interruption)."""
+        async with self._lock(conversation_id):
+            conversation = await self.load(conversation_id)
+            if conversation is None or not conversation.awaiting_answer():
+                raise InputError("There is no failed turn to retry: send a new message instead.")
+            yield conversation
+            yield await self._answer(conversation, options)
+
+    def _lock(self, conversation_id: str) -> asyncio.Lock:
+        lock = self._locks.get(conversation_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[conversation_id] = lock
+        return lock
+
+    # --- steps ---------------------------------------------------------------------------
+
+    def _prepare(self, text: str, attachments: Sequence[Attachment]) -> list[PreparedImage]:
+        if not text.strip() and not attachments:
+            raise InputError("Type what to change, or attach a photo to start from.")
+        if len(text) > self._limits.max_prompt_chars:
+            raise InputError(
+                f"Your message is {len(text):,} characters; the limit is {self._limits.max_prompt_chars:,}. "
+                "Please shorten it."
+            )
+        if len(attachments) > self._limits.max_images_per_message:
+            raise InputError(
+                f"You attached {len(attachments)} images; one message can carry at most "
+                f"{self._limits.max_images_per_message}."
+            )
+        return [prepare_upload(a.data, name=a.name, limits=self._limits.images) for a in attachments]
+
+    def _store_user_turn(self, conversation_id: str, text: str, images: list[PreparedImage]) -> Conversation:
+        now = self._clock()
+        stored = [self._put_image(img.data, img.mime_type) for img in images]
+        parts: list[Part] = [s.part for s in stored]
+        if text:
+            parts.append(TextPart(text))
+        turn = Turn(role=Role.USER, parts=tuple(parts), created_at=now)
+        with session_scope(self._engine) as session:
+            if repo.get_conversation(session=session, conversation_id=conversation_id) is None:
+                repo.create_conversation(
+                    session=session, conversation_id=conversation_id, title=_title(text), now=now
+                )
+            return self._append_in(session, conversation_id, turn, stored, now)
+
+    async def _answer(self, conversation: Conversation, options: GenerationOptions) -> Conversation:
+        started = time.monotonic()
+        stored: list[_StoredImage] = []
+        try:
+            reply = await self._provider.reply(conversation.turns, options, self._load_image)
+            turn, stored = await asyncio.to_thread(self._reply_turn, reply, options)
+        except NoImageError as exc:
+            turn, stored = await self._no_image_turn(exc, options)
+        except ProviderError as exc:
+            turn = self._error_turn(exc.kind, exc.user_message(), options, provider=exc.provider)
+        except Exception:
+            log.exception("turn failed in conversation %s", conversation.id)
+            message = "Something went wrong on our side; your message is saved. Press Retry to try again."
+            turn = self._error_turn("internal", message, options, provider=self._provider.name)
+        log.info(
+            "turn conversation=%s provider=%s model=%s outcome=%s latency_ms=%.0f",
+            conversation.id,
+            turn.provider,
+            turn.model,
+            turn.error.kind if turn.error else "ok",
+            (time.monotonic() - started) * 1000,
+        )
+        return await asyncio.to_thread(self._append, conversation.id, turn, stored)
+
+    async def _no_image_turn(
+        self, exc: NoImageError, options: GenerationOptions
+    ) -> tuple[Turn, list[_StoredImage]]:
+        """A text-only answer is still part of the conversation (the model may ask a question)."""
+        if exc.reply is None:
+            return self._error_turn(exc.kind, exc.user_message(), options, provider=exc.provider), []
+        turn, stored = await asyncio.to_thread(self._reply_turn, exc.reply, options)
+        return replace(turn, error=TurnError(exc.kind, exc.user_message())), stored
+
+    def _reply_turn(
+        self, reply: ProviderReply, options: GenerationOptions
+    ) -> tuple[Turn, list[_StoredImage]]:
+        stored: list[_StoredImage] = []
+        parts: list[Part] = []
+        for part in reply.parts:
+            if isinstance(part, ImageData):
+                stored.append(self._put_image(part.data, part.mime_type, part.provider_metadata))
+                parts.append(stored[-1].part)
+            else:
+                parts.append(part)
+        turn = Turn(
+            role=Role.ASSISTANT,
+            parts=tuple(parts),
+            provider=reply.provider,
+            model=reply.model,
+            finish_reason=reply.finish_reason,
+            options=frozen_metadata(options.to_dict()),
+            usage=reply.usage,
+            created_at=self._clock(),
+        )
+        return turn, stored
+
+    def _put_image(self, data: bytes, mime: str, metadata: Metadata | None = None) -> _StoredImage:
+        """Write the bytes to the blob store first: rows are only ever added after their image."""
+        try:
+            width, height = image_size(data)
+        except ValueError as exc:
+            raise UnavailableError(self._provider.name, "the image in the answer was corrupt") from exc
+        sha = self._blobs.put(data, mime)
+        part = ImagePart(sha, mime, frozen_metadata(metadata))
+        return _StoredImage(part, width, height, len(data))
+
+    def _error_turn(self, kind: str, message: str, options: GenerationOptions, *, provider: str) -> Turn:
+        return Turn(
+            role=Role.ASSISTANT,
+            parts=(),
+            status=TurnStatus.ERROR,
+            provider=provider,
+            model=options.model,
+            error=TurnError(kind, message),
+            options=frozen_metadata(options.to_dict()),
+            created_at=self._clock(),
+        )
+
+    def _append(self, conversation_id: str, turn: Turn, stored: Sequence[_StoredImage]) -> Conversation:
+        with session_scope(self._engine) as session:
+            return self._append_in(session, conversation_id, turn, stored, self._clock())
+
+    def _append_in(
+        self,
+        session: Session,
+        conversation_id: str,
+        turn: Turn,
+        stored: Sequence[_StoredImage],
+        now: datetime,
+    ) -> Conversation:
+        for image in stored:
+            repo.save_image(
+                session=session,
+                sha256=image.part.sha256,
+                mime_type=image.part.mime_type,
+                width=image.width,
+                height=image.height,
+                size_bytes=image.size_bytes,
+                now=now,
+            )
+        repo.append_turn(session=session, conversation_id=conversation_id, turn=turn, now=now)
+        conversation = repo.get_conversation(session=session, conversation_id=conversation_id)
+        if conversation is None:
+            raise LookupError(conversation_id)
+        return conversation
+
+    def _load(self, conversation_id: str) -> Conversation | None:
+        with session_scope(self._engine) as session:
+            return repo.get_conversation(session=session, conversation_id=conversation_id)
+
+    def _load_image(self, part: ImagePart) -> bytes:
+        return self._blobs.read(part.sha256, part.mime_type)
+
+
+def _title(text: str) -> str:
+    line = " ".join(text.split())
+    if not line:
+        return "Untitled edit"
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "\u2026"

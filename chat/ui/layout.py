@@ -1,0 +1,107 @@
+"""Components only: what is on the page, no behaviour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from chat.catalog import GEMINI_MODELS, SAFETY_THRESHOLDS, gemini_model
+from chat.options import AUTO
+
+__all__ = ["Layout", "OPTION_NAMES", "build_layout"]
+
+# The order of the option components, as the handlers receive them.
+OPTION_NAMES = (
+    "model",
+    "aspect_ratio",
+    "image_size",
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_output_tokens",
+    "seed",
+    "stop_sequences",
+    "safety_threshold",
+)
+
+INTRO = (
+    "**Retouch** — upload a photo (or describe a new picture) and say what to change. "
+    "Each edit builds on the whole conversation; reload any time, it is saved."
+)
+
+
+@dataclass(frozen=True)
+class Layout:
+    chatbot: gr.Chatbot
+    box: gr.MultimodalTextbox
+    conversation_id: gr.Textbox
+    status: gr.Markdown
+    new_button: gr.Button
+    options: tuple[gr.components.Component, ...]
+
+    @property
+    def model(self) -> gr.Dropdown:
+        return self.options[0]  # type: ignore[return-value]
+
+    @property
+    def aspect_ratio(self) -> gr.Dropdown:
+        return self.options[1]  # type: ignore[return-value]
+
+    @property
+    def image_size(self) -> gr.Dropdown:
+        return self.options[2]  # type: ignore[return-value]
+
+
+def model_choices(model_id: str) -> tuple[list[str], list[str]]:
+    """Aspect ratios and image sizes the model accepts, each with "auto" first."""
+    model = gemini_model(model_id)
+    return [AUTO, *model.aspect_ratios], [AUTO, *model.image_sizes]
+
+
+def build_layout(default_model: str) -> Layout:
+    gr.Markdown(INTRO)
+    status = gr.Markdown(elem_id="status")
+    with gr.Row():
+        with gr.Column(scale=4):
+            chatbot = gr.Chatbot(
+                elem_id="chat",
+                height=640,
+                label="Conversation",
+                placeholder="Your edits appear here. Start with a photo and a sentence like \u201cmake the sky stormy\u201d.",
+                buttons=["copy"],
+            )
+            box = gr.MultimodalTextbox(
+                elem_id="box",
+                file_types=["image"],
+                file_count="multiple",
+                sources=["upload"],
+                placeholder="Describe the edit, or attach a photo (PNG, JPEG, WebP)\u2026",
+                show_label=False,
+                max_plain_text_length=100_000,
+            )
+        with gr.Column(scale=1, min_width=260):
+            new_button = gr.Button("New conversation", elem_id="new-conversation")
+            conversation_id = gr.Textbox(visible=False, elem_id="conversation-id")
+            options = _options_panel(default_model)
+    return Layout(chatbot, box, conversation_id, status, new_button, options)
+
+
+def _options_panel(default_model: str) -> tuple[gr.components.Component, ...]:
+    models = list(GEMINI_MODELS)
+    if default_model not in GEMINI_MODELS:
+        models.insert(0, default_model)
+    ratios, sizes = model_choices(default_model)
+    with gr.Accordion("Options", open=False):
+        model = gr.Dropdown(models, value=default_model, label="Model", allow_custom_value=True)
+        aspect = gr.Dropdown(ratios, value=AUTO, label="Aspect ratio")
+        size = gr.Dropdown(sizes, value=AUTO, label="Image size")
+        safety = gr.Dropdown([AUTO, *SAFETY_THRESHOLDS], value=AUTO, label="Safety filter")
+        with gr.Accordion("Sampling (leave empty for the model's defaults)", open=False):
+            temperature = gr.Number(None, label="Temperature (0\u20132)", minimum=0, maximum=2)
+            top_p = gr.Number(None, label="Top-p (0\u20131)", minimum=0, maximum=1)
+            top_k = gr.Number(None, label="Top-k", minimum=1, precision=0)
+            max_tokens = gr.Number(None, label="Max output tokens", minimum=1, precision=0)
+            seed = gr.Number(None, label="Seed", minimum=0, precision=0)
+            stops = gr.Textbox(label="Stop sequences (one per line)", lines=2)
+    return (model, aspect, size, temperature, top_p, top_k, max_tokens, seed, stops, safety)

@@ -1,0 +1,122 @@
+"""Stored conversation -> what Gradio shows (Chatbot messages) and what API callers get.
+
+Pure functions: the chat is always rendered from the stored conversation, never kept in a
+second copy. Images are shown from our own PNG/JPEG masters by path (Gradio copies them
+into its cache), so nothing is re-encoded to WebP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from chat.domain import Conversation, ImagePart, Role, TextPart, Turn, TurnStatus
+
+__all__ = ["ImagePath", "pending_message", "to_messages", "to_transcript"]
+
+ImagePath = Callable[[ImagePart], Path]
+Message = dict[str, Any]
+
+
+def to_messages(
+    conversation: Conversation | None, image_path: ImagePath, *, working_model: str | None = None
+) -> list[Message]:
+    """Chatbot messages; ``working_model`` set while a call for the trailing user turn is running."""
+    if conversation is None:
+        return []
+    messages: list[Message] = []
+    version = 0
+    for turn in conversation.turns:
+        if turn.role is Role.USER:
+            messages.append(_user_message(turn, image_path))
+            continue
+        if thoughts := _thoughts(turn):
+            messages.append({"role": "assistant", "content": thoughts, "metadata": {"title": "Thinking"}})
+        if turn.shown_image() is not None:
+            version += 1
+        messages.append(_assistant_message(turn, image_path, version))
+    if working_model:
+        messages.append(pending_message(working_model))
+    elif conversation.turns and conversation.turns[-1].role is Role.USER:
+        messages.append(_unanswered())
+    return messages
+
+
+def pending_message(model: str) -> Message:
+    """The visible status while a model call runs."""
+    return {
+        "role": "assistant",
+        "content": f"Editing with {model}\u2026 this usually takes 10\u201360 seconds.",
+        "metadata": {"title": "Working", "status": "pending"},
+    }
+
+
+def _user_message(turn: Turn, image_path: ImagePath) -> Message:
+    content: list[Any] = [{"path": str(image_path(p)), "alt_text": "Your image"} for p in turn.images()]
+    if text := turn.text():
+        content.append(text)
+    return {"role": "user", "content": content}
+
+
+def _assistant_message(turn: Turn, image_path: ImagePath, version: int) -> Message:
+    if turn.status is TurnStatus.ERROR:
+        message = turn.error.message if turn.error else "This turn failed."
+        return {"role": "assistant", "content": f"\u26a0\ufe0f {message}"}
+    image = turn.shown_image()
+    lines = [text] if (text := turn.text()) else []
+    if turn.error:
+        lines.append(f"\u26a0\ufe0f {turn.error.message}")
+    lines.append(f"*{_attribution(turn, version if image else None)}*")
+    content: list[Any] = ["\n\n".join(lines)]
+    if image:
+        content.append({"path": str(image_path(image)), "alt_text": f"Version {version}"})
+    return {"role": "assistant", "content": content}
+
+
+def _attribution(turn: Turn, version: int | None) -> str:
+    bits = [f"v{version}"] if version else []
+    bits.append(f"{turn.provider or 'unknown'} \u00b7 {turn.model or 'unknown model'}")
+    tokens = turn.usage.get("totalTokenCount")
+    if isinstance(tokens, int):
+        bits.append(f"{tokens:,} tokens")
+    return " \u00b7 ".join(bits)
+
+
+def _thoughts(turn: Turn) -> str:
+    return "\n\n".join(p.text for p in turn.parts if isinstance(p, TextPart) and p.is_thought() and p.text)
+
+
+def _unanswered() -> Message:
+    return {
+        "role": "assistant",
+        "content": "\u26a0\ufe0f This message has no answer yet (the request was interrupted). Press Retry.",
+    }
+
+
+def to_transcript(conversation: Conversation) -> dict[str, Any]:
+    """A JSON-able view for API clients: no bytes, no provider secrets, images by sha256."""
+    return {
+        "conversation_id": conversation.id,
+        "title": conversation.title,
+        "awaiting_answer": conversation.awaiting_answer(),
+        "turns": [_transcript_turn(t) for t in conversation.turns],
+    }
+
+
+def _transcript_turn(turn: Turn) -> dict[str, Any]:
+    shown = turn.shown_image()
+    return {
+        "role": turn.role.value,
+        "status": turn.status.value,
+        "provider": turn.provider,
+        "model": turn.model,
+        "text": turn.text(),
+        "images": [
+            {"sha256": p.sha256, "mime_type": p.mime_type} for p in turn.images() if not p.is_thought()
+        ],
+        "image_sha256": shown.sha256 if shown else None,
+        "finish_reason": turn.finish_reason,
+        "error": {"kind": turn.error.kind, "message": turn.error.message} if turn.error else None,
+        "usage": dict(turn.usage),
+    }

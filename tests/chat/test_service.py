@@ -1,0 +1,218 @@
+"""ChatService with real storage on tmp_path and a recording fake provider."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from chat.domain import (
+    Conversation,
+    GenerationOptions,
+    ImageData,
+    ImagePart,
+    ProviderReply,
+    Role,
+    TextPart,
+    Turn,
+    TurnStatus,
+    frozen_metadata,
+)
+from chat.errors import InputError, NoImageError, UnavailableError
+from chat.service import Attachment, ChatService
+from storage import BlobStore, list_conversations, make_engine, migrate, session_scope, sqlite_url
+
+OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
+
+
+def png(color: tuple[int, int, int], size: tuple[int, int] = (32, 24)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, format="PNG")
+    return out.getvalue()
+
+
+def reply_with_image(data: bytes, text: str = "Done.", signature: str = "c2ln") -> ProviderReply:
+    meta = frozen_metadata({"gemini": {"thoughtSignature": signature}})
+    return ProviderReply(
+        provider="gemini",
+        model="gemini-3.1-flash-image",
+        parts=(TextPart(text, meta), ImageData(data, "image/png", meta)),
+        finish_reason="STOP",
+        usage=frozen_metadata({"totalTokenCount": 1200}),
+    )
+
+
+class FakeProvider:
+    """Answers from a queue of replies or exceptions and records every history it was given."""
+
+    name = "gemini"
+
+    def __init__(self) -> None:
+        self.queue: list[ProviderReply | Exception] = []
+        self.calls: list[list[Turn]] = []
+        self.gate: asyncio.Event | None = None
+        self.entered: asyncio.Queue[int] = asyncio.Queue()
+
+    async def reply(
+        self, history: Sequence[Turn], options: GenerationOptions, load_image: Callable[[ImagePart], bytes]
+    ) -> ProviderReply:
+        self.calls.append(list(history))
+        for turn in history:
+            for image in turn.images():
+                load_image(image)  # the bytes must be there to replay
+        self.entered.put_nowait(len(self.calls))
+        if self.gate is not None:
+            await self.gate.wait()
+        item = self.queue.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def provider() -> FakeProvider:
+    return FakeProvider()
+
+
+def make_service(data_dir: Path, provider: FakeProvider) -> ChatService:
+    engine = make_engine(sqlite_url(data_dir))
+    migrate(engine)
+    return ChatService(engine=engine, blobs=BlobStore(data_dir / "images"), provider=provider)
+
+
+@pytest.fixture
+def service(data_dir: Path, provider: FakeProvider) -> ChatService:
+    return make_service(data_dir, provider)
+
+
+def stored_conversations(data_dir: Path) -> list:
+    with session_scope(make_engine(sqlite_url(data_dir))) as session:
+        return list_conversations(session=session)
+
+
+async def collect(steps) -> list[Conversation]:
+    return [c async for c in steps]
+
+
+async def test_send_stores_user_turn_before_calling_the_provider(service, provider):
+    photo = png((10, 20, 30))
+    provider.queue.append(reply_with_image(png((200, 0, 0))))
+    stored, answered = await collect(
+        service.send(None, "make the sky stormy", [Attachment("photo.png", photo)], options=OPTIONS)
+    )
+    assert stored.awaiting_answer() and len(stored.turns) == 1
+    user = stored.turns[0]
+    assert user.images()[0].sha256 == hashlib.sha256(photo).hexdigest()
+    assert user.text() == "make the sky stormy"
+    assert stored.title == "make the sky stormy"
+    assert [t.role for t in answered.turns] == [Role.USER, Role.ASSISTANT]
+    assert answered.turns[1].provider == "gemini" and answered.turns[1].usage["totalTokenCount"] == 1200
+
+
+async def test_second_turn_replays_first_answer_with_its_signature(service, provider):
+    provider.queue += [
+        reply_with_image(png((1, 1, 1)), signature="Zmlyc3Q="),
+        reply_with_image(png((2, 2, 2))),
+    ]
+    *_, first = await collect(service.send(None, "a cat", options=OPTIONS))
+    await collect(service.send(first.id, "make it orange", options=OPTIONS))
+    second_call = provider.calls[1]
+    assert [t.role for t in second_call] == [Role.USER, Role.ASSISTANT, Role.USER]
+    answer_image = second_call[1].images()[0]
+    assert answer_image.provider_metadata["gemini"]["thoughtSignature"] == "Zmlyc3Q="
+
+
+async def test_history_survives_a_new_engine_and_service(service, provider, data_dir):
+    provider.queue.append(reply_with_image(png((9, 9, 9))))
+    *_, done = await collect(service.send(None, "hello", options=OPTIONS))
+    reopened = await make_service(data_dir, FakeProvider()).load(done.id)
+    assert reopened == done
+
+
+@pytest.mark.parametrize(
+    ("text", "attachments"),
+    [
+        ("", []),
+        ("   ", []),
+        ("fix this", [Attachment("notes.png", b"this is not an image")]),
+        ("fix this", [Attachment("empty.png", b"")]),
+        ("x" * 9000, []),
+    ],
+)
+async def test_bad_input_writes_nothing(service, provider, data_dir, text, attachments):
+    with pytest.raises(InputError):
+        await collect(service.send(None, text, attachments, options=OPTIONS))
+    assert provider.calls == []
+    assert list((data_dir / "images").rglob("*.*")) == []
+    assert stored_conversations(data_dir) == []
+
+
+async def test_provider_failure_keeps_the_user_turn_and_retry_answers_it(service, provider):
+    provider.queue += [UnavailableError("gemini", "503 UNAVAILABLE"), reply_with_image(png((5, 5, 5)))]
+    *_, failed = await collect(service.send(None, "warmer light", options=OPTIONS))
+    assert failed.turns[-1].status is TurnStatus.ERROR
+    assert failed.turns[-1].error.kind == "unavailable"
+    assert "Retry" in failed.turns[-1].error.message
+    assert failed.awaiting_answer()
+    *_, retried = await collect(service.retry(failed.id, options=OPTIONS))
+    assert [t.status for t in retried.turns] == [TurnStatus.OK, TurnStatus.ERROR, TurnStatus.OK]
+    assert provider.calls[1][0].text() == "warmer light"
+    assert not retried.awaiting_answer()
+
+
+async def test_retry_without_a_failed_turn_is_refused(service, provider):
+    provider.queue.append(reply_with_image(png((5, 5, 5))))
+    *_, done = await collect(service.send(None, "x", options=OPTIONS))
+    with pytest.raises(InputError):
+        await collect(service.retry(done.id, options=OPTIONS))
+
+
+async def test_text_only_answer_is_kept_with_a_notice(service, provider):
+    reply = ProviderReply(provider="gemini", model="m", parts=(TextPart("Which car do you mean?"),))
+    provider.queue.append(NoImageError("gemini", "text only", reply=reply))
+    *_, done = await collect(service.send(None, "remove the car", options=OPTIONS))
+    answer = done.turns[-1]
+    assert answer.status is TurnStatus.OK and answer.text() == "Which car do you mean?"
+    assert answer.error.kind == "no_image"
+
+
+async def test_corrupt_image_from_provider_becomes_an_error_turn(service, provider, data_dir):
+    provider.queue.append(reply_with_image(b"\x89PNG\r\n\x1a\n truncated"))
+    *_, done = await collect(service.send(None, "x", options=OPTIONS))
+    assert done.turns[-1].status is TurnStatus.ERROR
+    assert done.turns[-1].error.kind == "unavailable"
+
+
+async def test_unexpected_bug_becomes_a_clear_error_turn(service, provider, caplog):
+    provider.queue.append(RuntimeError("boom"))
+    *_, done = await collect(service.send(None, "x", options=OPTIONS))
+    assert done.turns[-1].error.kind == "internal"
+    assert "boom" not in done.turns[-1].error.message
+    assert "Retry" in done.turns[-1].error.message
+
+
+async def test_turns_of_one_conversation_are_serialized(service, provider):
+    provider.queue.append(reply_with_image(png((1, 2, 3))))
+    *_, start = await collect(service.send(None, "first", options=OPTIONS))
+    provider.gate = asyncio.Event()
+    provider.queue += [reply_with_image(png((4, 5, 6))), reply_with_image(png((7, 8, 9)))]
+    a = asyncio.create_task(collect(service.send(start.id, "from tab A", options=OPTIONS)))
+    b = asyncio.create_task(collect(service.send(start.id, "from tab B", options=OPTIONS)))
+    await asyncio.wait_for(provider.entered.get(), timeout=10)
+    provider.gate.set()  # the first call was held at the provider while the other send was pending
+    await asyncio.gather(a, b)
+    final = await service.load(start.id)
+    assert [t.role for t in final.turns] == [Role.USER, Role.ASSISTANT] * 3
+    # Each call saw every earlier turn and nothing from the other tab's pending message.
+    assert [len(call) for call in provider.calls] == [1, 3, 5]
+    assert [t.role for t in provider.calls[2]] == [Role.USER, Role.ASSISTANT] * 2 + [Role.USER]

@@ -1,0 +1,112 @@
+"""End to end: the real app process on the emulator, driven through gradio_client.
+
+New conversation -> 3 turns -> restart the app -> a 4th turn that replays all earlier
+contents byte for byte (signatures included), read back from SQLite after the restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from tests.emulator import read_provenance
+
+ROOT = Path(__file__).resolve().parents[1]
+STARTUP_TIMEOUT_S = 90
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_app(data_dir: Path, emulator_url: str) -> Iterator[str]:
+    """Start ``python app.py`` as a new user would, and wait for its "Running on" line."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "RETOUCH_DATA_DIR": str(data_dir),
+        "RETOUCH_PORT": str(port),
+        "GEMINI_BASE_URL": emulator_url,
+        "GEMINI_API_KEY": "test-key",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PYTHONUNBUFFERED": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = []
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "Running on local URL" in line:
+                break
+        else:
+            pytest.fail("app exited before starting:\n" + "".join(lines))
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        process.terminate()
+        process.wait(timeout=STARTUP_TIMEOUT_S)
+
+
+def test_three_turns_restart_fourth_turn_replays_history(tmp_path, emulator):
+    photo = tmp_path / "street.png"
+    Image.new("RGB", (320, 240), (90, 140, 200)).save(photo)
+    data_dir = tmp_path / "data"
+
+    with running_app(data_dir, emulator.url) as url:
+        client = Client(url, verbose=False, download_files=False)
+        first = client.predict("", "make the sky stormy", [handle_file(str(photo))], None, api_name="/send")
+        conversation_id = first["conversation_id"]
+        client.predict(conversation_id, "now remove the car", None, None, api_name="/send")
+        third = client.predict(conversation_id, "warmer light", None, None, api_name="/send")
+    assert [t["status"] for t in third["turns"]] == ["ok"] * 6
+    before_restart = emulator.requests()
+    assert [len(r["body"]["contents"]) for r in before_restart] == [1, 3, 5]
+
+    with running_app(data_dir, emulator.url) as url:
+        client = Client(url, verbose=False, download_files=False)
+        reopened = client.predict(conversation_id, api_name="/conversation")
+        assert reopened == third
+        fourth = client.predict(conversation_id, "add a rainbow", None, None, api_name="/send")
+        downloader = Client(url, verbose=False)  # downloads file outputs, as an API user would
+        image_path = downloader.predict(
+            conversation_id, fourth["turns"][-1]["image_sha256"], api_name="/image"
+        )
+        image_bytes = Path(image_path).read_bytes()
+
+    assert fourth["turns"][-1]["status"] == "ok"
+    last = emulator.requests()[-1]["body"]["contents"]
+    assert len(last) == 7
+    # The first five contents are exactly what the third request sent; the sixth is the
+    # third answer as the emulator returned it (signatures and all); the seventh is new.
+    assert last[:5] == before_restart[2]["body"]["contents"]
+    model_parts = last[5]["parts"]
+    assert last[5]["role"] == "model" and all("thoughtSignature" in p for p in model_parts)
+    assert last[6] == {"role": "user", "parts": [{"text": "add a rainbow"}]}
+    # The uploaded photo was replayed as the very bytes the user sent.
+    sent = last[0]["parts"][0]["inlineData"]
+    assert sent["mimeType"] == "image/png"
+    assert base64.b64decode(sent["data"]) == photo.read_bytes()
+    # The downloaded answer is the stored master: its sha256 is the one in the transcript.
+    assert hashlib.sha256(image_bytes).hexdigest() == fourth["turns"][-1]["image_sha256"]
+    assert read_provenance(image_bytes)["contents"] == 7
