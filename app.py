@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import gradio as gr
 import httpx
@@ -49,6 +50,7 @@ def build_app(settings: Settings) -> gr.Blocks:
 
 
 def main() -> None:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home by default
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
     demo = build_app(settings)

@@ -66,10 +66,12 @@ def prepare_upload(raw: bytes, *, name: str, limits: ImageLimits) -> PreparedIma
 def image_size(data: bytes) -> tuple[int, int]:
     """Width and height of an image a provider returned; ValueError if it does not decode."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            return image.size
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+                return image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ValueError("not a decodable image") from exc
 
 
@@ -77,15 +79,21 @@ def _open_checked(raw: bytes, *, name: str, limits: ImageLimits) -> Image.Image:
     unreadable = InputError(
         f"\u201c{name}\u201d is not an image Retouch can read. Please upload a PNG, JPEG or WebP photo."
     )
+    too_large = f"the limit is {limits.max_pixels / 1e6:.1f} megapixels. Please upload a smaller image."
     try:
-        image = Image.open(io.BytesIO(raw))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        with warnings.catch_warnings():
+            # Our own pixel limit below decides; Pillow's warning would only add noise (or raise).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(raw))
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"\u201c{name}\u201d has far too many pixels; {too_large}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise unreadable from exc
     megapixels = image.width * image.height
     if megapixels > limits.max_pixels:
         raise InputError(
-            f"\u201c{name}\u201d is {image.width}\u00d7{image.height} ({megapixels / 1e6:.0f} megapixels); "
-            f"the limit is {limits.max_pixels / 1e6:.0f} megapixels. Please upload a smaller image."
+            f"\u201c{name}\u201d is {image.width}\u00d7{image.height} ({megapixels / 1e6:.1f} megapixels); "
+            + too_large
         )
     try:
         with warnings.catch_warnings():

@@ -30,7 +30,9 @@ def parse_options(data: Mapping[str, Any] | None, *, default_model: str) -> Gene
     unknown = set(data) - set(GenerationOptions.__dataclass_fields__)
     if unknown:
         raise InputError(f"Unknown option(s): {', '.join(sorted(unknown))}.")
-    model_id = str(data.get("model") or default_model).strip()
+    model_id = str(data.get("model") or "").strip()
+    if not model_id or model_id == AUTO:
+        model_id = default_model
     model = gemini_model(model_id)
     numbers = {name: _number(name, data.get(name)) for name in _RANGES}
     aspect = _choice("aspect ratio", data.get("aspect_ratio"), model.aspect_ratios, model_id)
@@ -51,7 +53,7 @@ def parse_options(data: Mapping[str, Any] | None, *, default_model: str) -> Gene
 
 
 def _number(name: str, value: Any) -> float | None:
-    if value is None or value == "":
+    if value is None or value == "" or value == AUTO:
         return None
     try:
         number = float(value)
@@ -59,7 +61,7 @@ def _number(name: str, value: Any) -> float | None:
         raise InputError(f"{_label(name)} must be a number, not \u201c{value}\u201d.") from None
     low, high = _RANGES[name]
     if math.isnan(number) or not low <= number <= high:
-        raise InputError(f"{_label(name)} must be between {low:g} and {high:g}.")
+        raise InputError(f"{_label(name)} must be between {_bound(low)} and {_bound(high)}.")
     if name in _INTEGERS and not number.is_integer():
         raise InputError(f"{_label(name)} must be a whole number.")
     return number
@@ -86,6 +88,11 @@ def _stop_sequences(value: Any) -> tuple[str, ...]:
     if len(cleaned) > MAX_STOP_SEQUENCES:
         raise InputError(f"At most {MAX_STOP_SEQUENCES} stop sequences are allowed.")
     return cleaned
+
+
+def _bound(value: float) -> str:
+    """1000 and 2147483647 as written, not 1e+03 or 2.14748e+09; 2.0 as 2."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _label(name: str) -> str:

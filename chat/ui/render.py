@@ -104,6 +104,13 @@ def to_transcript(conversation: Conversation) -> dict[str, Any]:
     }
 
 
+def _shown_images(turn: Turn) -> list[ImagePart]:
+    """Every image meant for the user; a thought image only when it is all there is."""
+    answers = [p for p in turn.images() if not p.is_thought()]
+    shown = turn.shown_image()
+    return answers or ([shown] if shown else [])
+
+
 def _transcript_turn(turn: Turn) -> dict[str, Any]:
     shown = turn.shown_image()
     return {

@@ -1,0 +1,296 @@
+"""Generation options from untrusted input: parsed once, refused with a sentence a user can act on."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from chat.catalog import GEMINI_MODELS, SAFETY_THRESHOLDS
+from chat.domain import GenerationOptions
+from chat.errors import InputError
+from chat.options import AUTO, MAX_STOP_SEQUENCES, parse_options
+
+DEFAULT = "gemini-3.1-flash-image"
+PRO = "gemini-3-pro-image"
+BASE_RATIOS = "1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16, 16:9, 21:9"
+
+
+def parse(data: dict[str, Any] | None) -> GenerationOptions:
+    return parse_options(data, default_model=DEFAULT)
+
+
+def refusal(data: dict[str, Any]) -> str:
+    with pytest.raises(InputError) as caught:
+        parse(data)
+    return str(caught.value)
+
+
+# --- defaults --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("data", [None, {}])
+def test_no_options_set_only_the_default_model(data: dict | None) -> None:
+    assert parse(data) == GenerationOptions(model=DEFAULT)
+
+
+def test_every_field_empty_or_auto_means_unset() -> None:
+    data = {
+        "model": "",
+        "temperature": "",
+        "top_p": None,
+        "top_k": AUTO,
+        "max_output_tokens": "",
+        "seed": AUTO,
+        "stop_sequences": "",
+        "aspect_ratio": AUTO,
+        "image_size": "",
+        "safety_threshold": AUTO,
+    }
+    assert parse(data) == GenerationOptions(model=DEFAULT)
+
+
+@pytest.mark.parametrize("field", ["aspect_ratio", "image_size", "safety_threshold", "temperature", "seed"])
+@pytest.mark.parametrize("value", ["", AUTO, None])
+def test_auto_and_empty_leave_a_field_to_the_model(field: str, value: Any) -> None:
+    assert getattr(parse({field: value}), field) is None
+
+
+@pytest.mark.parametrize("model", [None, "", "   ", AUTO])
+def test_missing_blank_or_auto_model_falls_back_to_the_default(model: str | None) -> None:
+    assert parse({"model": model}).model == DEFAULT
+
+
+def test_model_id_is_trimmed() -> None:
+    assert parse({"model": f"  {PRO}\n"}).model == PRO
+
+
+# --- every field -----------------------------------------------------------------------------
+
+
+def test_every_field_is_parsed() -> None:
+    options = parse(
+        {
+            "model": PRO,
+            "temperature": 0.7,
+            "top_p": 0.9,
+            "top_k": 40,
+            "max_output_tokens": 2048,
+            "seed": 1234,
+            "stop_sequences": ["END", "STOP"],
+            "aspect_ratio": "16:9",
+            "image_size": "2K",
+            "safety_threshold": "BLOCK_ONLY_HIGH",
+        }
+    )
+    assert options == GenerationOptions(
+        model=PRO,
+        temperature=0.7,
+        top_p=0.9,
+        top_k=40,
+        max_output_tokens=2048,
+        stop_sequences=("END", "STOP"),
+        seed=1234,
+        aspect_ratio="16:9",
+        image_size="2K",
+        safety_threshold="BLOCK_ONLY_HIGH",
+    )
+
+
+def test_numbers_given_as_strings_are_parsed_and_integer_fields_become_ints() -> None:
+    options = parse(
+        {"temperature": "1.5", "top_p": " 0.25 ", "top_k": "40", "max_output_tokens": "8192.0", "seed": "7"}
+    )
+    assert (options.temperature, options.top_p) == (1.5, 0.25)
+    assert (options.top_k, options.max_output_tokens, options.seed) == (40, 8192, 7)
+    for value in (options.top_k, options.max_output_tokens, options.seed):
+        assert type(value) is int
+
+
+def test_whole_floats_from_a_number_box_become_ints() -> None:
+    options = parse({"top_k": 40.0, "max_output_tokens": 100.0, "seed": 0.0})
+    assert (options.top_k, options.max_output_tokens, options.seed) == (40, 100, 0)
+    assert all(type(v) is int for v in (options.top_k, options.max_output_tokens, options.seed))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("temperature", 0),
+        ("temperature", 2),
+        ("top_p", 0),
+        ("top_p", 1),
+        ("top_k", 1),
+        ("top_k", 1000),
+        ("max_output_tokens", 1),
+        ("max_output_tokens", 65536),
+        ("seed", 0),
+        ("seed", 2**31 - 1),
+    ],
+)
+def test_range_bounds_are_inclusive(field: str, value: int) -> None:
+    assert getattr(parse({field: value}), field) == value
+
+
+def test_seed_zero_is_kept_not_treated_as_unset() -> None:
+    assert parse({"seed": 0}).seed == 0
+    assert parse({"temperature": 0.0}).temperature == 0.0
+
+
+@pytest.mark.parametrize("threshold", SAFETY_THRESHOLDS)
+def test_every_safety_threshold_is_accepted(threshold: str) -> None:
+    assert parse({"safety_threshold": threshold}).safety_threshold == threshold
+
+
+@pytest.mark.parametrize("model_id", list(GEMINI_MODELS))
+def test_every_catalogued_aspect_ratio_and_size_is_accepted_for_its_model(model_id: str) -> None:
+    model = GEMINI_MODELS[model_id]
+    for ratio in model.aspect_ratios:
+        assert parse({"model": model_id, "aspect_ratio": ratio}).aspect_ratio == ratio
+    for size in model.image_sizes:
+        assert parse({"model": model_id, "image_size": size}).image_size == size
+
+
+def test_parsed_options_round_trip_through_to_dict() -> None:
+    options = parse({"model": PRO, "top_k": "3", "stop_sequences": "a\nb", "aspect_ratio": "4:3"})
+    assert GenerationOptions.from_dict(options.to_dict()) == options
+
+
+# --- refused values --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("temperature", -0.1, "Temperature must be between 0 and 2."),
+        ("temperature", "2.01", "Temperature must be between 0 and 2."),
+        ("temperature", math.inf, "Temperature must be between 0 and 2."),
+        ("top_p", 1.5, "Top p must be between 0 and 1."),
+        ("top_k", 0, "Top k must be between 1 and 1000."),
+        ("top_k", 1001, "Top k must be between 1 and 1000."),
+        ("max_output_tokens", 65537, "Max output tokens must be between 1 and 65536."),
+        ("seed", -1, "Seed must be between 0 and 2147483647."),
+        ("seed", 2**31, "Seed must be between 0 and 2147483647."),
+    ],
+)
+def test_out_of_range_number_is_refused_naming_the_range(field: str, value: Any, message: str) -> None:
+    assert refusal({field: value}) == message
+
+
+@pytest.mark.parametrize("value", [math.nan, "nan", "NaN"])
+def test_nan_is_refused(value: Any) -> None:
+    assert refusal({"temperature": value}) == "Temperature must be between 0 and 2."
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("warm", "\u201cwarm\u201d"), ("0,7", "\u201c0,7\u201d"), ([0.5], "\u201c[0.5]\u201d")],
+)
+def test_non_number_is_refused_quoting_what_was_given(value: Any, shown: str) -> None:
+    assert refusal({"temperature": value}) == f"Temperature must be a number, not {shown}."
+
+
+@pytest.mark.parametrize(
+    ("field", "label"), [("seed", "Seed"), ("top_k", "Top k"), ("max_output_tokens", "Max output tokens")]
+)
+@pytest.mark.parametrize("value", [1.5, "2.25"])
+def test_fractional_value_for_an_integer_field_is_refused(field: str, label: str, value: Any) -> None:
+    assert refusal({field: value}) == f"{label} must be a whole number."
+
+
+def test_unknown_keys_are_refused_and_listed() -> None:
+    assert (
+        refusal({"temprature": 1, "colour": "red", "model": PRO}) == "Unknown option(s): colour, temprature."
+    )
+
+
+def test_aspect_ratio_the_model_does_not_support_is_refused_listing_the_choices() -> None:
+    assert refusal({"model": PRO, "aspect_ratio": "8:1"}) == (
+        f"{PRO} does not support aspect ratio \u201c8:1\u201d (choose from: {BASE_RATIOS})."
+    )
+
+
+def test_same_aspect_ratio_is_accepted_by_a_model_that_supports_it() -> None:
+    assert parse({"model": DEFAULT, "aspect_ratio": "8:1"}).aspect_ratio == "8:1"
+
+
+def test_image_size_the_model_does_not_support_is_refused_listing_the_choices() -> None:
+    assert refusal({"model": PRO, "image_size": "512"}) == (
+        f"{PRO} does not support image size \u201c512\u201d (choose from: 1K, 2K, 4K)."
+    )
+
+
+def test_default_model_decides_which_choices_are_allowed() -> None:
+    assert parse_options({"image_size": "512"}, default_model=DEFAULT).image_size == "512"
+    with pytest.raises(InputError, match="choose from: 1K, 2K, 4K"):
+        parse_options({"image_size": "512"}, default_model=PRO)
+
+
+def test_unknown_safety_threshold_is_refused_listing_the_choices() -> None:
+    message = refusal({"safety_threshold": "BLOCK_SOME"})
+    assert "\u201cBLOCK_SOME\u201d" in message
+    assert "choose from: " + ", ".join(SAFETY_THRESHOLDS) in message
+
+
+# --- stop sequences --------------------------------------------------------------------------
+
+
+def test_stop_sequences_from_a_newline_string_drop_blank_lines() -> None:
+    assert parse({"stop_sequences": "END\n\n  \r\nSTOP\r\n"}).stop_sequences == ("END", "STOP")
+
+
+def test_stop_sequences_from_a_list_drop_blank_entries() -> None:
+    assert parse({"stop_sequences": ["END", "", "   ", "STOP"]}).stop_sequences == ("END", "STOP")
+
+
+def test_stop_sequences_keep_inner_spaces() -> None:
+    assert parse({"stop_sequences": ["the end", "fin"]}).stop_sequences == ("the end", "fin")
+
+
+@pytest.mark.parametrize("value", [None, "", [], "\n\n"])
+def test_no_stop_sequences_is_an_empty_tuple(value: Any) -> None:
+    assert parse({"stop_sequences": value}).stop_sequences == ()
+
+
+def test_the_maximum_number_of_stop_sequences_is_accepted() -> None:
+    items = [f"S{i}" for i in range(MAX_STOP_SEQUENCES)]
+    assert parse({"stop_sequences": "\n".join(items)}).stop_sequences == tuple(items)
+
+
+@pytest.mark.parametrize("as_text", [True, False])
+def test_too_many_stop_sequences_are_refused(as_text: bool) -> None:
+    items = [f"S{i}" for i in range(MAX_STOP_SEQUENCES + 1)]
+    value = "\n".join(items) if as_text else items
+    assert refusal({"stop_sequences": value}) == f"At most {MAX_STOP_SEQUENCES} stop sequences are allowed."
+
+
+def test_blank_lines_do_not_count_towards_the_stop_sequence_limit() -> None:
+    value = "\n\n".join(f"S{i}" for i in range(MAX_STOP_SEQUENCES))
+    assert len(parse({"stop_sequences": value}).stop_sequences) == MAX_STOP_SEQUENCES
+
+
+# --- models we do not know -------------------------------------------------------------------
+
+
+def test_unknown_model_id_is_accepted_with_the_conservative_capabilities() -> None:
+    options = parse({"model": "gemini-9-ultra-image", "aspect_ratio": "21:9", "temperature": "1"})
+    assert (options.model, options.aspect_ratio, options.temperature) == ("gemini-9-ultra-image", "21:9", 1.0)
+
+
+def test_unknown_model_refuses_wide_aspect_ratios() -> None:
+    assert refusal({"model": "gemini-9-ultra-image", "aspect_ratio": "8:1"}) == (
+        f"gemini-9-ultra-image does not support aspect ratio \u201c8:1\u201d (choose from: {BASE_RATIOS})."
+    )
+
+
+def test_unknown_model_refuses_any_explicit_image_size_but_accepts_auto() -> None:
+    assert parse({"model": "gemini-9-ultra-image", "image_size": AUTO}).image_size is None
+    with pytest.raises(InputError, match="does not support image size \u201c1K\u201d"):
+        parse({"model": "gemini-9-ultra-image", "image_size": "1K"})
+
+
+def test_unknown_default_model_is_used_as_given() -> None:
+    assert parse_options({}, default_model="gemini-next-image") == GenerationOptions(
+        model="gemini-next-image"
+    )

@@ -1,0 +1,430 @@
+"""Stored conversation -> Chatbot messages and API transcript, checked against literal values."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from chat.domain import (
+    Conversation,
+    ImagePart,
+    Role,
+    TextPart,
+    Turn,
+    TurnError,
+    TurnStatus,
+    frozen_metadata,
+)
+from chat.ui.render import pending_message, to_messages, to_transcript
+
+MODEL = "gemini-3.1-flash-image"
+SIGNATURE = "c2lnbmF0dXJlLXRoYXQtbXVzdC1uZXZlci1sZWFr"
+THOUGHT = frozen_metadata({"gemini": {"thought": True, "thoughtSignature": SIGNATURE}})
+SIGNED = frozen_metadata({"gemini": {"thoughtSignature": SIGNATURE}})
+WARN = "\u26a0\ufe0f"
+DOT = "\u00b7"
+UNANSWERED = {
+    "role": "assistant",
+    "content": f"{WARN} This message has no answer yet (the request was interrupted). Press Retry.",
+}
+
+
+# --- builders --------------------------------------------------------------------------------
+
+
+def image_path(part: ImagePart) -> Path:
+    return Path("/blobs") / f"{part.sha256}.png"
+
+
+def png(sha: str, metadata: dict | None = None) -> ImagePart:
+    return ImagePart(sha, "image/png", frozen_metadata(metadata))
+
+
+def user(*parts: TextPart | ImagePart) -> Turn:
+    return Turn(role=Role.USER, parts=parts)
+
+
+def answer(*parts: TextPart | ImagePart, tokens: int | None = 1234, error: TurnError | None = None) -> Turn:
+    usage = {"promptTokenCount": 1000, "totalTokenCount": tokens} if tokens is not None else {}
+    return Turn(
+        role=Role.ASSISTANT,
+        parts=parts,
+        provider="gemini",
+        model=MODEL,
+        finish_reason="STOP",
+        error=error,
+        usage=frozen_metadata(usage),
+        options=frozen_metadata({"model": MODEL}),
+        created_at=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+
+
+def failed(message: str | None, kind: str = "unavailable") -> Turn:
+    return Turn(
+        role=Role.ASSISTANT,
+        parts=(),
+        status=TurnStatus.ERROR,
+        provider="gemini",
+        model=MODEL,
+        error=TurnError(kind, message) if message is not None else None,
+    )
+
+
+def conversation(*turns: Turn) -> Conversation:
+    return Conversation(id="c-1", title="Stormy sky", turns=turns)
+
+
+def render(conv: Conversation | None, working_model: str | None = None) -> list[dict]:
+    return to_messages(conv, image_path, working_model=working_model)
+
+
+def attribution(version: int | None = None, tokens: str | None = "1,234") -> str:
+    bits = [f"v{version}"] if version else []
+    bits.append(f"gemini {DOT} {MODEL}")
+    if tokens:
+        bits.append(f"{tokens} tokens")
+    return "*" + f" {DOT} ".join(bits) + "*"
+
+
+def shown(sha: str, version: int) -> dict:
+    return {"path": f"/blobs/{sha}.png", "alt_text": f"Version {version}"}
+
+
+# --- to_messages -----------------------------------------------------------------------------
+
+
+def test_no_conversation_renders_nothing() -> None:
+    assert render(None) == []
+
+
+def test_empty_conversation_renders_nothing() -> None:
+    assert render(conversation()) == []
+
+
+def test_empty_conversation_with_a_running_call_shows_only_the_pending_message() -> None:
+    assert render(conversation(), working_model=MODEL) == [pending_message(MODEL)]
+
+
+def test_user_turn_shows_its_images_first_then_its_text() -> None:
+    conv = conversation(user(TextPart("make the sky stormy"), png("aaa"), png("bbb")), answer())
+    assert render(conv)[0] == {
+        "role": "user",
+        "content": [
+            {"path": "/blobs/aaa.png", "alt_text": "Your image"},
+            {"path": "/blobs/bbb.png", "alt_text": "Your image"},
+            "make the sky stormy",
+        ],
+    }
+
+
+def test_user_turn_with_only_an_image_has_no_text_entry() -> None:
+    conv = conversation(user(png("aaa")), answer())
+    assert render(conv)[0] == {
+        "role": "user",
+        "content": [{"path": "/blobs/aaa.png", "alt_text": "Your image"}],
+    }
+
+
+def test_assistant_answer_shows_text_attribution_and_the_image() -> None:
+    conv = conversation(user(TextPart("stormy")), answer(TextPart("Here is a stormier sky."), png("out")))
+    assert render(conv) == [
+        {"role": "user", "content": ["stormy"]},
+        {
+            "role": "assistant",
+            "content": [
+                f"Here is a stormier sky.\n\n*v1 {DOT} gemini {DOT} {MODEL} {DOT} 1,234 tokens*",
+                {"path": "/blobs/out.png", "alt_text": "Version 1"},
+            ],
+        },
+    ]
+
+
+def test_attribution_leaves_out_the_token_count_when_usage_has_none() -> None:
+    conv = conversation(user(TextPart("go")), answer(png("out"), tokens=None))
+    assert render(conv)[1] == {
+        "role": "assistant",
+        "content": [f"*v1 {DOT} gemini {DOT} {MODEL}*", shown("out", 1)],
+    }
+
+
+def test_attribution_names_unknown_provider_and_model_when_missing() -> None:
+    turn = Turn(role=Role.ASSISTANT, parts=(png("out"),))
+    assert render(conversation(user(TextPart("go")), turn))[1] == {
+        "role": "assistant",
+        "content": [f"*v1 {DOT} unknown {DOT} unknown model*", shown("out", 1)],
+    }
+
+
+def test_thoughts_are_a_separate_thinking_message_and_never_part_of_the_answer() -> None:
+    reply = answer(
+        TextPart("**Planning** darker clouds", THOUGHT),
+        TextPart("Considering lighting", THOUGHT),
+        TextPart("Done: stormier.", SIGNED),
+        png("out", {"gemini": {"thoughtSignature": SIGNATURE}}),
+    )
+    assert render(conversation(user(TextPart("stormy")), reply))[1:] == [
+        {
+            "role": "assistant",
+            "content": "**Planning** darker clouds\n\nConsidering lighting",
+            "metadata": {"title": "Thinking"},
+        },
+        {"role": "assistant", "content": [f"Done: stormier.\n\n{attribution(1)}", shown("out", 1)]},
+    ]
+
+
+def test_empty_thought_parts_do_not_produce_a_thinking_message() -> None:
+    reply = answer(TextPart("", THOUGHT), png("out"))
+    assert render(conversation(user(TextPart("go")), reply))[1:] == [
+        {"role": "assistant", "content": [attribution(1), shown("out", 1)]}
+    ]
+
+
+def test_thought_images_are_not_shown_when_a_final_image_exists() -> None:
+    reply = answer(png("draft-1", THOUGHT.copy()), png("final"), png("draft-2", THOUGHT.copy()))
+    messages = render(conversation(user(TextPart("go")), reply))
+    assert messages[1] == {"role": "assistant", "content": [attribution(1), shown("final", 1)]}
+    assert "draft" not in json.dumps(messages)
+
+
+def test_a_thought_image_is_shown_when_it_is_the_only_image() -> None:
+    reply = answer(png("draft", THOUGHT.copy()))
+    assert render(conversation(user(TextPart("go")), reply))[1] == {
+        "role": "assistant",
+        "content": [attribution(1), shown("draft", 1)],
+    }
+
+
+def test_error_turn_shows_the_warning_message() -> None:
+    conv = conversation(
+        user(TextPart("go")), failed("Gemini is unavailable right now (503). Press Retry in a moment.")
+    )
+    assert render(conv) == [
+        {"role": "user", "content": ["go"]},
+        {
+            "role": "assistant",
+            "content": f"{WARN} Gemini is unavailable right now (503). Press Retry in a moment.",
+        },
+    ]
+
+
+def test_error_turn_without_details_still_says_it_failed() -> None:
+    assert render(conversation(user(TextPart("go")), failed(None)))[1] == {
+        "role": "assistant",
+        "content": f"{WARN} This turn failed.",
+    }
+
+
+def test_text_only_answer_with_an_error_shows_the_text_and_the_warning() -> None:
+    warning = "Gemini answered without an image (text only). Ask explicitly for an image."
+    reply = answer(TextPart("Which shade of blue?"), error=TurnError("no_image", warning), tokens=56)
+    assert render(conversation(user(TextPart("make it blue")), reply))[1] == {
+        "role": "assistant",
+        "content": [f"Which shade of blue?\n\n{WARN} {warning}\n\n{attribution(tokens='56')}"],
+    }
+
+
+def test_trailing_unanswered_user_turn_asks_to_press_retry() -> None:
+    conv = conversation(user(TextPart("first")), answer(png("one")), user(TextPart("second")))
+    messages = render(conv)
+    assert messages[-2:] == [{"role": "user", "content": ["second"]}, UNANSWERED]
+    assert len(messages) == 4
+
+
+def test_only_user_turn_without_answer_asks_to_press_retry() -> None:
+    assert render(conversation(user(TextPart("hello")))) == [
+        {"role": "user", "content": ["hello"]},
+        UNANSWERED,
+    ]
+
+
+def test_trailing_user_turn_with_a_running_call_shows_the_pending_message_instead() -> None:
+    conv = conversation(user(TextPart("second")))
+    assert render(conv, working_model="gemini-3-pro-image") == [
+        {"role": "user", "content": ["second"]},
+        {
+            "role": "assistant",
+            "content": "Editing with gemini-3-pro-image\u2026 this usually takes 10\u201360 seconds.",
+            "metadata": {"title": "Working", "status": "pending"},
+        },
+    ]
+
+
+def test_failed_last_turn_shows_its_error_and_no_retry_note() -> None:
+    messages = render(conversation(user(TextPart("go")), failed("Boom. Press Retry.")))
+    assert UNANSWERED not in messages
+    assert messages[-1] == {"role": "assistant", "content": f"{WARN} Boom. Press Retry."}
+
+
+def test_answered_conversation_has_no_retry_note() -> None:
+    assert UNANSWERED not in render(conversation(user(TextPart("go")), answer(png("out"))))
+
+
+def test_version_numbers_count_only_turns_with_an_image() -> None:
+    conv = conversation(
+        user(png("upload"), TextPart("stormy")),
+        answer(png("v1")),
+        user(TextPart("what now?")),
+        answer(TextPart("Anything else?")),
+        user(TextPart("darker")),
+        failed("Timed out. Press Retry."),
+        user(TextPart("darker please")),
+        answer(TextPart("Darker."), png("v2")),
+        user(TextPart("add rain")),
+        answer(png("v3")),
+    )
+    assistant = [m["content"] for m in render(conv) if m["role"] == "assistant"]
+    assert assistant == [
+        [attribution(1), shown("v1", 1)],
+        [f"Anything else?\n\n{attribution()}"],
+        f"{WARN} Timed out. Press Retry.",
+        [f"Darker.\n\n{attribution(2)}", shown("v2", 2)],
+        [attribution(3), shown("v3", 3)],
+    ]
+
+
+def test_user_uploads_do_not_count_as_versions() -> None:
+    conv = conversation(
+        user(png("a")), answer(png("out")), user(png("b"), TextPart("merge")), answer(png("out2"))
+    )
+    alts = [c["alt_text"] for m in render(conv) for c in m["content"] if isinstance(c, dict)]
+    assert alts == ["Your image", "Version 1", "Your image", "Version 2"]
+
+
+def test_user_html_is_passed_through_as_plain_text_content() -> None:
+    text = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    assert render(conversation(user(TextPart(text)), answer(png("out"))))[0] == {
+        "role": "user",
+        "content": [text],
+    }
+
+
+def test_provider_metadata_never_reaches_the_chat() -> None:
+    reply = answer(
+        TextPart("plan", THOUGHT), TextPart("done", SIGNED), png("out", {"gemini": dict(SIGNED["gemini"])})
+    )
+    assert SIGNATURE not in json.dumps(render(conversation(user(TextPart("go")), reply)))
+
+
+# --- to_transcript ---------------------------------------------------------------------------
+
+
+def test_transcript_of_an_empty_conversation() -> None:
+    assert to_transcript(conversation()) == {
+        "conversation_id": "c-1",
+        "title": "Stormy sky",
+        "awaiting_answer": False,
+        "turns": [],
+    }
+
+
+def test_transcript_lists_turns_with_images_by_sha256() -> None:
+    warning = "Gemini answered without an image (text only)."
+    conv = conversation(
+        user(png("upload"), TextPart("stormy sky")),
+        answer(
+            TextPart("thinking about clouds", THOUGHT),
+            png("draft", THOUGHT.copy()),
+            TextPart("Stormier now.", SIGNED),
+            png("final", {"gemini": dict(SIGNED["gemini"])}),
+        ),
+        user(TextPart("and rain?")),
+        answer(TextPart("Light or heavy rain?"), error=TurnError("no_image", warning), tokens=56),
+        user(TextPart("heavy")),
+        failed("Timed out. Press Retry.", kind="timeout"),
+    )
+    transcript = to_transcript(conv)
+    assert transcript == {
+        "conversation_id": "c-1",
+        "title": "Stormy sky",
+        "awaiting_answer": True,
+        "turns": [
+            {
+                "role": "user",
+                "status": "ok",
+                "provider": None,
+                "model": None,
+                "text": "stormy sky",
+                "images": [{"sha256": "upload", "mime_type": "image/png"}],
+                "image_sha256": "upload",
+                "finish_reason": None,
+                "error": None,
+                "usage": {},
+            },
+            {
+                "role": "assistant",
+                "status": "ok",
+                "provider": "gemini",
+                "model": MODEL,
+                "text": "Stormier now.",
+                "images": [{"sha256": "final", "mime_type": "image/png"}],
+                "image_sha256": "final",
+                "finish_reason": "STOP",
+                "error": None,
+                "usage": {"promptTokenCount": 1000, "totalTokenCount": 1234},
+            },
+            {
+                "role": "user",
+                "status": "ok",
+                "provider": None,
+                "model": None,
+                "text": "and rain?",
+                "images": [],
+                "image_sha256": None,
+                "finish_reason": None,
+                "error": None,
+                "usage": {},
+            },
+            {
+                "role": "assistant",
+                "status": "ok",
+                "provider": "gemini",
+                "model": MODEL,
+                "text": "Light or heavy rain?",
+                "images": [],
+                "image_sha256": None,
+                "finish_reason": "STOP",
+                "error": {"kind": "no_image", "message": warning},
+                "usage": {"promptTokenCount": 1000, "totalTokenCount": 56},
+            },
+            {
+                "role": "user",
+                "status": "ok",
+                "provider": None,
+                "model": None,
+                "text": "heavy",
+                "images": [],
+                "image_sha256": None,
+                "finish_reason": None,
+                "error": None,
+                "usage": {},
+            },
+            {
+                "role": "assistant",
+                "status": "error",
+                "provider": "gemini",
+                "model": MODEL,
+                "text": "",
+                "images": [],
+                "image_sha256": None,
+                "finish_reason": None,
+                "error": {"kind": "timeout", "message": "Timed out. Press Retry."},
+                "usage": {},
+            },
+        ],
+    }
+    dumped = json.dumps(transcript)
+    assert SIGNATURE not in dumped
+    assert "thoughtSignature" not in dumped
+    assert "provider_metadata" not in dumped
+    assert "thinking about clouds" not in dumped
+    assert "draft" not in dumped
+
+
+def test_transcript_is_not_awaiting_an_answer_once_the_last_turn_succeeded() -> None:
+    assert to_transcript(conversation(user(TextPart("go")), answer(png("out"))))["awaiting_answer"] is False
+
+
+def test_transcript_passes_user_html_through_unchanged() -> None:
+    text = "<script>alert(1)</script>"
+    assert to_transcript(conversation(user(TextPart(text))))["turns"][0]["text"] == text
