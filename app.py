@@ -18,7 +18,7 @@ from storage import BlobStore, make_engine, migrate, sqlite_url
 
 def build_app(settings: Settings) -> gr.Blocks:
     """Everything wired, nothing launched (tests use this too)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     engine = make_engine(settings.database_url or sqlite_url(settings.data_dir))
     migrate(engine)
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))

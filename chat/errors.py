@@ -52,7 +52,7 @@ class ProviderError(RetouchError):
     def __init__(self, provider: str, detail: str, *, status_code: int | None = None) -> None:
         super().__init__(detail)
         self.provider = provider
-        self.detail = detail
+        self.detail = detail.strip().rstrip(".")  # it is quoted inside our own sentences
         self.status_code = status_code
 
     @property

@@ -47,8 +47,8 @@ def pending_message(model: str) -> Message:
     """The visible status while a model call runs."""
     return {
         "role": "assistant",
-        "content": f"Editing with {model}\u2026 this usually takes 10\u201360 seconds.",
-        "metadata": {"title": "Working", "status": "pending"},
+        "content": "This usually takes 10\u201360 seconds. Your message is saved.",
+        "metadata": {"title": f"Editing with {model}\u2026", "status": "pending"},
     }
 
 

@@ -244,8 +244,8 @@ def test_trailing_user_turn_with_a_running_call_shows_the_pending_message_instea
         {"role": "user", "content": ["second"]},
         {
             "role": "assistant",
-            "content": "Editing with gemini-3-pro-image\u2026 this usually takes 10\u201360 seconds.",
-            "metadata": {"title": "Working", "status": "pending"},
+            "content": "This usually takes 10\u201360 seconds. Your message is saved.",
+            "metadata": {"title": "Editing with gemini-3-pro-image\u2026", "status": "pending"},
         },
     ]
 
