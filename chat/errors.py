@@ -24,6 +24,7 @@ __all__ = [
     "BadRequestError",
     "BlockedError",
     "InputError",
+    "MissingKeyError",
     "NoImageError",
     "ProviderError",
     "ProviderTimeoutError",
@@ -70,6 +71,16 @@ class AuthError(ProviderError):
         return (
             f"{self.provider_name} rejected the API key ({self.detail}). "
             "Check the key in your environment or settings."
+        )
+
+
+class MissingKeyError(AuthError):
+    """No key configured at all: nothing was sent."""
+
+    def user_message(self) -> str:
+        return (
+            f"No {self.provider_name} API key is set, so nothing was sent. "
+            f"Start Retouch with {self.detail}=\u2026 and press Retry."
         )
 
 

@@ -10,7 +10,7 @@ import httpx
 from pydantic import SecretStr
 
 from chat.domain import GenerationOptions, ProviderReply, Turn
-from chat.errors import AuthError, UnavailableError
+from chat.errors import MissingKeyError, UnavailableError
 from chat.providers.gemini_wire import (
     PROVIDER,
     ImageLoader,
@@ -60,7 +60,7 @@ class GeminiClient:
     async def generate(self, body: dict, *, model: str) -> ProviderReply:
         key = self._api_key.get_secret_value() if self._api_key else ""
         if not key:
-            raise AuthError(PROVIDER, "no API key is set (GEMINI_API_KEY)")
+            raise MissingKeyError(PROVIDER, "GEMINI_API_KEY")
         url = f"{self._base_url}/{self._api_version}/models/{model}:generateContent"
         headers = {"x-goog-api-key": key}
         async with map_transport_errors(PROVIDER):

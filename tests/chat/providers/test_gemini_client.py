@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from chat.domain import GenerationOptions, Role, TextPart, Turn
-from chat.errors import AuthError, ProviderTimeoutError, UnavailableError
+from chat.errors import AuthError, MissingKeyError, ProviderTimeoutError, UnavailableError
 from chat.providers.gemini import GeminiClient
 
 OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
@@ -52,8 +52,10 @@ async def test_missing_key_fails_before_any_request():
     def handler(request: httpx.Request) -> httpx.Response:
         raise AssertionError("no request expected")
 
-    with pytest.raises(AuthError):
+    with pytest.raises(MissingKeyError) as info:
         await client(handler, key=None).reply(HISTORY, OPTIONS, lambda part: b"")
+    assert isinstance(info.value, AuthError)
+    assert "GEMINI_API_KEY=" in info.value.user_message() and "nothing was sent" in info.value.user_message()
 
 
 @pytest.mark.parametrize(
