@@ -9,6 +9,7 @@ import gradio as gr
 import httpx
 
 from chat.config import Settings
+from chat.fallback import FallbackPolicy
 from chat.images import ImageLimits
 from chat.providers.gemini import GeminiClient
 from chat.service import ChatService, InputLimits
@@ -37,7 +38,8 @@ def build_app(settings: Settings) -> gr.Blocks:
         max_prompt_chars=settings.max_prompt_chars,
         max_images_per_message=settings.max_images_per_message,
     )
-    service = ChatService(engine=engine, blobs=BlobStore(settings.blob_dir), provider=gemini, limits=limits)
+    policy = FallbackPolicy({"gemini": gemini})
+    service = ChatService(engine=engine, blobs=BlobStore(settings.blob_dir), policy=policy, limits=limits)
     demo = build_ui(
         service,
         default_model=settings.gemini_model,

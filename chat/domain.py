@@ -11,7 +11,7 @@ Invariant: what storage loads is exactly what a provider adapter replays.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
@@ -19,14 +19,18 @@ from typing import Any
 
 __all__ = [
     "Conversation",
+    "Attempt",
     "GenerationOptions",
+    "ImageRole",
     "ImageData",
     "ImagePart",
+    "OpenAIOptions",
     "Metadata",
     "Part",
     "ProviderReply",
     "ReplyPart",
     "Role",
+    "Route",
     "TextPart",
     "Turn",
     "TurnError",
@@ -73,6 +77,10 @@ class ImagePart:
     def is_thought(self) -> bool:
         return any(bool(meta.get("thought")) for meta in self.provider_metadata.values())
 
+    @property
+    def image_role(self) -> ImageRole:
+        return ImageRole(self.provider_metadata.get("retouch", {}).get("role", ImageRole.INPUT))
+
 
 Part = TextPart | ImagePart
 
@@ -92,6 +100,39 @@ class ImageData:
 ReplyPart = TextPart | ImageData
 
 
+class Route(StrEnum):
+    """Which provider answers: Gemini with OpenAI as fallback, or one of them only."""
+
+    AUTO = "auto"
+    GEMINI = "gemini"
+    OPENAI = "openai"
+
+
+class ImageRole(StrEnum):
+    """What an image in a user turn is for (kept under ``provider_metadata["retouch"]``).
+
+    INPUT is a photo to edit; MASK is the painted region as a PNG whose alpha is 0 where the
+    edit goes (for OpenAI); MARKED is the current image with that region drawn on it (for Gemini).
+    """
+
+    INPUT = "input"
+    MASK = "mask"
+    MARKED = "marked"
+
+
+@dataclass(frozen=True)
+class OpenAIOptions:
+    """Settings for OpenAI image edits; ``None`` means "don't send, let the model decide"."""
+
+    model: str | None = None
+    size: str | None = None
+    quality: str | None = None
+    background: str | None = None
+    output_format: str | None = None
+    output_compression: int | None = None
+    input_fidelity: str | None = None
+
+
 @dataclass(frozen=True)
 class GenerationOptions:
     """What the user chose in the options panel; adapters send only what a model accepts."""
@@ -106,25 +147,21 @@ class GenerationOptions:
     aspect_ratio: str | None = None
     image_size: str | None = None
     safety_threshold: str | None = None
+    route: Route = Route.AUTO
+    openai: OpenAIOptions = field(default_factory=OpenAIOptions)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "top_k": self.top_k,
-            "max_output_tokens": self.max_output_tokens,
-            "stop_sequences": list(self.stop_sequences),
-            "seed": self.seed,
-            "aspect_ratio": self.aspect_ratio,
-            "image_size": self.image_size,
-            "safety_threshold": self.safety_threshold,
-        }
+        data = asdict(self)
+        data["stop_sequences"] = list(self.stop_sequences)
+        data["route"] = self.route.value
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GenerationOptions:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["stop_sequences"] = tuple(known.get("stop_sequences") or ())
+        known["route"] = Route(known.get("route") or Route.AUTO)
+        known["openai"] = OpenAIOptions(**(known.get("openai") or {}))
         return cls(**known)
 
 
@@ -149,6 +186,16 @@ class ProviderReply:
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """One provider call made for a turn, kept so the chat can say what happened and why."""
+
+    provider: str
+    model: str
+    outcome: str  # "ok" or the error kind ("unavailable", "blocked", ...)
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class TurnError:
     """Why an assistant turn failed: the error class name and a sentence for the user."""
 
@@ -167,6 +214,7 @@ class Turn:
     error: TurnError | None = None
     options: Metadata = field(default_factory=frozen_metadata)
     usage: Metadata = field(default_factory=frozen_metadata)
+    attempts: tuple[Attempt, ...] = ()
     created_at: datetime | None = None
 
     def text(self) -> str:

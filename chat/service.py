@@ -16,12 +16,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from chat.domain import (
+    Attempt,
     Conversation,
     GenerationOptions,
     ImageData,
@@ -36,24 +36,17 @@ from chat.domain import (
     TurnStatus,
     frozen_metadata,
 )
-from chat.errors import InputError, NoImageError, ProviderError, UnavailableError
+from chat.errors import InputError, NoImageError, UnavailableError
+from chat.fallback import FallbackPolicy, Outcome
 from chat.images import ImageLimits, PreparedImage, image_size, prepare_upload
 from storage import BlobStore, session_scope
 from storage import repository as repo
 
-__all__ = ["Attachment", "ChatService", "ImageProvider", "InputLimits", "new_conversation_id"]
+__all__ = ["Attachment", "ChatService", "InputLimits", "new_conversation_id"]
 
 log = logging.getLogger("retouch.service")
 
 TITLE_CHARS = 60
-
-
-class ImageProvider(Protocol):
-    name: str
-
-    async def reply(
-        self, history: Sequence[Turn], options: GenerationOptions, load_image: Callable[[ImagePart], bytes]
-    ) -> ProviderReply: ...
 
 
 @dataclass(frozen=True)
@@ -96,14 +89,14 @@ class ChatService:
         *,
         engine: Engine,
         blobs: BlobStore,
-        provider: ImageProvider,
+        policy: FallbackPolicy,
         limits: InputLimits = InputLimits(),
         clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = new_conversation_id,
     ) -> None:
         self._engine = engine
         self._blobs = blobs
-        self._provider = provider
+        self._policy = policy
         self._limits = limits
         self._clock = clock
         self._new_id = new_id
@@ -191,43 +184,56 @@ class ChatService:
         started = time.monotonic()
         stored: list[_StoredImage] = []
         try:
-            reply = await self._provider.reply(conversation.turns, options, self._load_image)
-            turn, stored = await asyncio.to_thread(self._reply_turn, reply, options)
-        except NoImageError as exc:
-            turn, stored = await self._no_image_turn(exc, options)
-        except ProviderError as exc:
-            turn = self._error_turn(exc.kind, exc.user_message(), options, provider=exc.provider)
+            outcome = await self._policy.answer(conversation.turns, options, self._load_image)
+            turn, stored = await asyncio.to_thread(self._outcome_turn, outcome, options)
         except Exception:
             log.exception("turn failed in conversation %s", conversation.id)
             message = "Something went wrong on our side; your message is saved. Press Retry to try again."
-            turn = self._error_turn("internal", message, options, provider=self._provider.name)
+            turn = self._error_turn("internal", message, options, provider=None, attempts=())
         log.info(
-            "turn conversation=%s provider=%s model=%s outcome=%s latency_ms=%.0f",
+            "turn conversation=%s provider=%s model=%s outcome=%s attempts=%d latency_ms=%.0f",
             conversation.id,
             turn.provider,
             turn.model,
             turn.error.kind if turn.error else "ok",
+            len(turn.attempts),
             (time.monotonic() - started) * 1000,
         )
         return await asyncio.to_thread(self._append, conversation.id, turn, stored)
 
-    async def _no_image_turn(
-        self, exc: NoImageError, options: GenerationOptions
-    ) -> tuple[Turn, list[_StoredImage]]:
-        """A text-only answer is still part of the conversation (the model may ask a question)."""
-        if exc.reply is None:
-            return self._error_turn(exc.kind, exc.user_message(), options, provider=exc.provider), []
-        turn, stored = await asyncio.to_thread(self._reply_turn, exc.reply, options)
-        return replace(turn, error=TurnError(exc.kind, exc.user_message())), stored
+    def _outcome_turn(self, outcome: Outcome, options: GenerationOptions) -> tuple[Turn, list[_StoredImage]]:
+        if outcome.reply is not None:
+            try:
+                return self._reply_turn(outcome.reply, options, outcome.attempts)
+            except UnavailableError as exc:  # the image in the answer did not decode
+                error_turn = self._error_turn(
+                    exc.kind, exc.user_message(), options, provider=exc.provider, attempts=outcome.attempts
+                )
+                return error_turn, []
+        error = outcome.error
+        if error is None:
+            raise LookupError("no provider is available for this route")
+        if isinstance(error, NoImageError) and error.reply is not None:
+            # A text-only answer is still part of the conversation (the model may ask a question).
+            turn, stored = self._reply_turn(error.reply, options, outcome.attempts)
+            return replace(turn, error=TurnError(error.kind, outcome.user_message())), stored
+        turn = self._error_turn(
+            error.kind, outcome.user_message(), options, provider=error.provider, attempts=outcome.attempts
+        )
+        return turn, []
 
     def _reply_turn(
-        self, reply: ProviderReply, options: GenerationOptions
+        self, reply: ProviderReply, options: GenerationOptions, attempts: tuple[Attempt, ...]
     ) -> tuple[Turn, list[_StoredImage]]:
         stored: list[_StoredImage] = []
         parts: list[Part] = []
         for part in reply.parts:
             if isinstance(part, ImageData):
-                stored.append(self._put_image(part.data, part.mime_type, part.provider_metadata))
+                stored.append(
+                    self._put_image(
+                        part.data, part.mime_type, part.provider_metadata, provider=reply.provider
+                    )
+                )
                 parts.append(stored[-1].part)
             else:
                 parts.append(part)
@@ -239,29 +245,41 @@ class ChatService:
             finish_reason=reply.finish_reason,
             options=frozen_metadata(options.to_dict()),
             usage=reply.usage,
+            attempts=attempts,
             created_at=self._clock(),
         )
         return turn, stored
 
-    def _put_image(self, data: bytes, mime: str, metadata: Metadata | None = None) -> _StoredImage:
+    def _put_image(
+        self, data: bytes, mime: str, metadata: Metadata | None = None, *, provider: str = "upload"
+    ) -> _StoredImage:
         """Write the bytes to the blob store first: rows are only ever added after their image."""
         try:
             width, height = image_size(data)
         except ValueError as exc:
-            raise UnavailableError(self._provider.name, "the image in the answer was corrupt") from exc
+            raise UnavailableError(provider, "the image in the answer was corrupt") from exc
         sha = self._blobs.put(data, mime)
         part = ImagePart(sha, mime, frozen_metadata(metadata))
         return _StoredImage(part, width, height, len(data))
 
-    def _error_turn(self, kind: str, message: str, options: GenerationOptions, *, provider: str) -> Turn:
+    def _error_turn(
+        self,
+        kind: str,
+        message: str,
+        options: GenerationOptions,
+        *,
+        provider: str | None,
+        attempts: tuple[Attempt, ...],
+    ) -> Turn:
         return Turn(
             role=Role.ASSISTANT,
             parts=(),
             status=TurnStatus.ERROR,
             provider=provider,
-            model=options.model,
+            model=self._policy.model_for(provider, options) if provider else None,
             error=TurnError(kind, message),
             options=frozen_metadata(options.to_dict()),
+            attempts=attempts,
             created_at=self._clock(),
         )
 

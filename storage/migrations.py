@@ -167,3 +167,10 @@ def m002_turn_usage(conn: Connection) -> None:
     # The conversation list is ordered by updated_at, newest first.
     conversation = Table("conversation", MetaData(), Column("updated_at", DateTime(timezone=True)))
     Index("ix_conversation_updated_at", conversation.c.updated_at).create(conn)
+
+
+@migration
+def m003_turn_attempts(conn: Connection) -> None:
+    # Every provider call made for a turn (Gemini, then OpenAI on fallback), so the chat can
+    # say which provider answered and why a fallback happened.
+    _add_column(conn, "turn", Column("attempts", JSON, nullable=False, server_default="[]"))

@@ -81,6 +81,9 @@ class TurnRow(SQLModel, table=True):
     usage: dict[str, Any] = Field(
         default_factory=dict, sa_type=JSON, sa_column_kwargs={"server_default": "{}"}
     )
+    attempts: list[dict[str, Any]] = Field(
+        default_factory=list, sa_type=JSON, sa_column_kwargs={"server_default": "[]"}
+    )
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from chat.domain import (
+    Attempt,
     Conversation,
     ImagePart,
     Part,
@@ -138,6 +139,7 @@ def append_turn(*, session: Session, conversation_id: str, turn: Turn, now: date
         error_message=turn.error.message if turn.error else None,
         options=_plain(turn.options),
         usage=_plain(turn.usage),
+        attempts=[asdict(attempt) for attempt in turn.attempts],
         created_at=now if turn.created_at is None else _utc(turn.created_at),
     )
     session.add(turn_row)
@@ -276,5 +278,6 @@ def _turn_from_row(row: TurnRow, parts: list[Part]) -> Turn:
         error=error,
         options=frozen_metadata(row.options),
         usage=frozen_metadata(row.usage),
+        attempts=tuple(Attempt(**attempt) for attempt in row.attempts),
         created_at=row.created_at,
     )

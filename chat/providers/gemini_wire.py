@@ -26,6 +26,7 @@ from chat.domain import (
     GenerationOptions,
     ImageData,
     ImagePart,
+    ImageRole,
     Part,
     ProviderReply,
     ReplyPart,
@@ -80,7 +81,7 @@ def build_contents(turns: Sequence[Turn], load_image: ImageLoader, *, model: str
     waiting: list[dict[str, Any]] = []
     for turn in turns:
         if turn.role is Role.USER:
-            waiting += [_user_part(p, load_image) for p in turn.parts]
+            waiting += [_user_part(p, load_image) for p in turn.parts if not _is_mask(p)]
         elif turn.status is not TurnStatus.OK or not waiting:
             continue
         elif _replayable(turn, model):
@@ -92,6 +93,11 @@ def build_contents(turns: Sequence[Turn], load_image: ImageLoader, *, model: str
     if waiting:
         contents.append({"role": "user", "parts": waiting})
     return contents
+
+
+def _is_mask(part: Part) -> bool:
+    """Masks are for OpenAI; Gemini gets the painted region as a marked copy of the image instead."""
+    return isinstance(part, ImagePart) and part.image_role is ImageRole.MASK
 
 
 def _replayable(turn: Turn, model: str) -> bool:

@@ -24,6 +24,7 @@ from chat.domain import (
     frozen_metadata,
 )
 from chat.errors import InputError, NoImageError, UnavailableError
+from chat.fallback import FallbackPolicy, RetryPolicy
 from chat.service import Attachment, ChatService
 from storage import BlobStore, list_conversations, make_engine, migrate, session_scope, sqlite_url
 
@@ -50,9 +51,10 @@ def reply_with_image(data: bytes, text: str = "Done.", signature: str = "c2ln") 
 class FakeProvider:
     """Answers from a queue of replies or exceptions and records every history it was given."""
 
-    name = "gemini"
+    configured = True
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "gemini") -> None:
+        self.name = name
         self.queue: list[ProviderReply | Exception] = []
         self.calls: list[list[Turn]] = []
         self.gate: asyncio.Event | None = None
@@ -87,7 +89,12 @@ def provider() -> FakeProvider:
 def make_service(data_dir: Path, provider: FakeProvider) -> ChatService:
     engine = make_engine(sqlite_url(data_dir))
     migrate(engine)
-    return ChatService(engine=engine, blobs=BlobStore(data_dir / "images"), provider=provider)
+    return ChatService(engine=engine, blobs=BlobStore(data_dir / "images"), policy=single_try(provider))
+
+
+def single_try(*providers: FakeProvider) -> FallbackPolicy:
+    """No retries, so each queued item is one call (retries are tested in test_fallback)."""
+    return FallbackPolicy({p.name: p for p in providers}, retry=RetryPolicy(max_attempts=1))
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import storage.migrations
 from storage import get_conversation, migrate, schema_version, session_scope
 from storage.db import DB_FILENAME
 
-ALL = ["m001_initial", "m002_turn_usage"]
+ALL = ["m001_initial", "m002_turn_usage", "m003_turn_attempts"]
 
 
 def _pragma(engine: Engine, name: str) -> Any:
@@ -47,7 +47,7 @@ def _schema(engine: Engine) -> dict[str, dict[str, Any]]:
 
 def test_blank_database_gets_every_migration(engine: Engine, data_dir: Path) -> None:
     # the ``engine`` fixture has run migrate() on a blank file
-    assert schema_version(engine) == len(ALL) == 2
+    assert schema_version(engine) == len(ALL) == 3
     assert _pragma(engine, "journal_mode") == "wal"
     assert _pragma(engine, "foreign_keys") == 1
     assert _pragma(engine, "busy_timeout") == 5000
@@ -63,7 +63,7 @@ def test_migrate_reports_what_it_applied_and_is_then_a_no_op(open_engine: Callab
 
     assert migrate(engine) == ALL
     assert migrate(engine) == []
-    assert schema_version(engine) == 2
+    assert schema_version(engine) == 3
 
 
 def test_previous_schema_is_upgraded_with_data_intact(open_engine: Callable[[], Engine]) -> None:
@@ -74,9 +74,9 @@ def test_previous_schema_is_upgraded_with_data_intact(open_engine: Callable[[], 
     with engine.begin() as conn:
         _insert_m001_conversation(conn)
 
-    assert migrate(engine) == ["m002_turn_usage"]
+    assert migrate(engine) == ["m002_turn_usage", "m003_turn_attempts"]
 
-    assert schema_version(engine) == 2
+    assert schema_version(engine) == 3
     with engine.connect() as conn:
         usage, finish_reason = conn.execute(text("SELECT usage, finish_reason FROM turn WHERE seq = 1")).one()
     assert (usage, finish_reason) == ("{}", None)
@@ -88,6 +88,23 @@ def test_previous_schema_is_upgraded_with_data_intact(open_engine: Callable[[], 
     assert loaded.turns[1].parts[0].provider_metadata == {"gemini": {"thoughtSignature": "c2ln"}}
     assert loaded.turns[1].options == {"model": "gemini-2.5-flash-image"}
     assert (loaded.turns[1].usage, loaded.turns[1].finish_reason) == ({}, None)
+    assert loaded.turns[1].attempts == ()
+
+
+def test_version_two_is_upgraded_to_three_with_turns_intact(open_engine: Callable[[], Engine]) -> None:
+    engine = open_engine()
+    migrate(engine, until="m002_turn_usage")
+    with engine.begin() as conn:
+        _insert_m001_conversation(conn)
+        conn.execute(text("UPDATE turn SET usage = '{\"totalTokenCount\": 7}' WHERE seq = 1"))
+
+    assert migrate(engine) == ["m003_turn_attempts"]
+
+    with session_scope(engine) as session:
+        loaded = get_conversation(session=session, conversation_id="old")
+    assert loaded is not None
+    assert loaded.turns[1].usage == {"totalTokenCount": 7}
+    assert [t.attempts for t in loaded.turns] == [(), ()]
 
 
 def _insert_m001_conversation(conn: Connection) -> None:
@@ -143,16 +160,16 @@ def test_migrated_schema_matches_sqlmodel_metadata(engine: Engine, tmp_path: Pat
 def test_failing_migration_rolls_back_and_is_not_recorded(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def m003_broken(conn: Connection) -> None:
+    def m999_broken(conn: Connection) -> None:
         conn.exec_driver_sql("CREATE TABLE half_done (id INTEGER PRIMARY KEY)")
         conn.exec_driver_sql("ALTER TABLE turn ADD COLUMN seq INTEGER")  # duplicate column: fails
 
-    monkeypatch.setattr(storage.migrations, "MIGRATIONS", [*storage.migrations.MIGRATIONS, m003_broken])
+    monkeypatch.setattr(storage.migrations, "MIGRATIONS", [*storage.migrations.MIGRATIONS, m999_broken])
 
     with pytest.raises(Exception, match="duplicate column"):
         migrate(engine)
 
-    assert schema_version(engine) == 2
+    assert schema_version(engine) == 3
     assert not inspect(engine).has_table("half_done")
 
 

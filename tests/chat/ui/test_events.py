@@ -12,7 +12,7 @@ from chat.ui import build_ui
 from chat.ui.events import Handlers
 from chat.ui.layout import OPTION_NAMES
 from storage import BlobStore, make_engine, migrate, sqlite_url
-from tests.chat.test_service import FakeProvider, png, reply_with_image
+from tests.chat.test_service import FakeProvider, png, reply_with_image, single_try
 
 DEFAULT_OPTIONS = ("gemini-3.1-flash-image", "auto", "auto", None, None, None, None, None, "", "auto")
 
@@ -39,7 +39,9 @@ def provider() -> FakeProvider:
 def service(tmp_path: Path, provider: FakeProvider) -> ChatService:
     engine = make_engine(sqlite_url(tmp_path / "data"))
     migrate(engine)
-    return ChatService(engine=engine, blobs=BlobStore(tmp_path / "data" / "images"), provider=provider)
+    return ChatService(
+        engine=engine, blobs=BlobStore(tmp_path / "data" / "images"), policy=single_try(provider)
+    )
 
 
 @pytest.fixture

@@ -1,0 +1,181 @@
+"""Who answers a turn: Gemini first, OpenAI when Gemini cannot; decided on error types only.
+
+- Route.AUTO: Gemini, with bounded retries for transient failures (rate-limited,
+  unavailable, timeout); then OpenAI when Gemini is still failing that way, answered
+  without an image, refused the request, or has no key. A bad request or a rejected key
+  is not a reason to switch: the user must fix it, and OpenAI would hide it.
+- Route.GEMINI / Route.OPENAI: that provider only, with the same retries.
+
+Retries honour the provider's ``retryDelay`` / ``Retry-After``, back off exponentially
+otherwise, and are bounded both in count and in total waiting time. Sleep, clock and
+jitter are injected so tests never wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from chat.domain import Attempt, GenerationOptions, ImagePart, ProviderReply, Route, Turn
+from chat.errors import (
+    BlockedError,
+    MissingKeyError,
+    NoImageError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    UnavailableError,
+)
+
+__all__ = ["FallbackPolicy", "ImageProvider", "Outcome", "RetryPolicy"]
+
+RETRYABLE = (RateLimitedError, UnavailableError, ProviderTimeoutError)
+FALL_BACK_ON = (*RETRYABLE, NoImageError, BlockedError, MissingKeyError)
+ROUTES: dict[Route, tuple[str, ...]] = {
+    Route.AUTO: ("gemini", "openai"),
+    Route.GEMINI: ("gemini",),
+    Route.OPENAI: ("openai",),
+}
+
+
+class ImageProvider(Protocol):
+    name: str
+
+    @property
+    def configured(self) -> bool: ...
+
+    async def reply(
+        self, history: Sequence[Turn], options: GenerationOptions, load_image: Callable[[ImagePart], bytes]
+    ) -> ProviderReply: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 3  # calls per provider per turn
+    base_delay_s: float = 1.0
+    max_delay_s: float = 20.0
+    max_total_s: float = 60.0  # from the turn's start; no retry is started past this
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The answer, or the error that ended the turn, plus every call made on the way."""
+
+    reply: ProviderReply | None
+    error: ProviderError | None
+    attempts: tuple[Attempt, ...]
+    errors: tuple[ProviderError, ...] = ()
+
+    def user_message(self) -> str:
+        """One sentence per provider that failed, in the order they were tried."""
+        last_per_provider: dict[str, ProviderError] = {}
+        for error in self.errors:
+            last_per_provider[error.provider] = error
+        messages = [e.user_message() for e in last_per_provider.values()]
+        if len(messages) < 2:
+            return messages[0] if messages else ""
+        return f"{messages[0]} Tried {list(last_per_provider.values())[1].provider_name} too: {messages[1]}"
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class FallbackPolicy:
+    def __init__(
+        self,
+        providers: Mapping[str, ImageProvider],
+        *,
+        retry: RetryPolicy = RetryPolicy(),
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[float], float] = lambda delay: delay * random.uniform(0.8, 1.0),
+    ) -> None:
+        self._providers = providers
+        self._retry = retry
+        self._sleep = sleep
+        self._clock = clock
+        self._jitter = jitter
+
+    def model_for(self, provider: str, options: GenerationOptions) -> str:
+        if provider == "openai":
+            return options.openai.model or getattr(self._providers.get(provider), "default_model", "openai")
+        return options.model
+
+    async def answer(
+        self, history: Sequence[Turn], options: GenerationOptions, load_image: Callable[[ImagePart], bytes]
+    ) -> Outcome:
+        started = self._clock()
+        attempts: list[Attempt] = []
+        errors: list[ProviderError] = []
+        order = [name for name in ROUTES[options.route] if name in self._providers]
+        for index, name in enumerate(order):
+            provider = self._providers[name]
+            is_last = index == len(order) - 1
+            if index > 0 and not provider.configured:
+                break  # a fallback without a key is not a fallback
+            try:
+                reply = await self._with_retries(
+                    provider, history, options, load_image, started, attempts, errors
+                )
+            except ProviderError as error:
+                if is_last or not isinstance(error, FALL_BACK_ON):
+                    break
+                continue
+            return Outcome(reply, None, tuple(attempts), tuple(errors))
+        return Outcome(None, _deciding_error(errors), tuple(attempts), tuple(errors))
+
+    async def _with_retries(
+        self,
+        provider: ImageProvider,
+        history: Sequence[Turn],
+        options: GenerationOptions,
+        load_image: Callable[[ImagePart], bytes],
+        started: float,
+        attempts: list[Attempt],
+        errors: list[ProviderError],
+    ) -> ProviderReply:
+        model = self.model_for(provider.name, options)
+        for call in range(1, self._retry.max_attempts + 1):
+            try:
+                reply = await provider.reply(history, options, load_image)
+            except ProviderError as error:
+                attempts.append(Attempt(provider.name, model, error.kind, error.detail))
+                errors.append(error)
+                delay = self._delay(error, call, started)
+                if delay is None:
+                    raise
+                await self._sleep(delay)
+                continue
+            attempts.append(Attempt(provider.name, reply.model, "ok"))
+            return reply
+        raise AssertionError("unreachable: the last attempt either returns or raises")
+
+    def _delay(self, error: ProviderError, call: int, started: float) -> float | None:
+        """Seconds to wait before calling again, or None when this provider is done."""
+        if not isinstance(error, RETRYABLE) or call >= self._retry.max_attempts:
+            return None
+        retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
+        if retry_after is not None:
+            delay = retry_after
+        else:
+            delay = self._jitter(min(self._retry.base_delay_s * 2 ** (call - 1), self._retry.max_delay_s))
+        if delay > self._retry.max_delay_s:
+            return None  # e.g. a daily quota: waiting is pointless, fall back now
+        if self._clock() - started + delay > self._retry.max_total_s:
+            return None
+        return delay
+
+
+def _deciding_error(errors: Sequence[ProviderError]) -> ProviderError | None:
+    """The error the turn ends with: a text-only answer from the first provider beats a later failure.
+
+    If OpenAI also failed after Gemini answered with text only, the user still gets Gemini's text.
+    """
+    for error in errors:
+        if isinstance(error, NoImageError) and error.reply is not None:
+            return error
+    return errors[-1] if errors else None

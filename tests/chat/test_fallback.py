@@ -1,0 +1,179 @@
+"""FallbackPolicy: error type -> outcome, with an injected sleep and clock (nothing waits)."""
+
+from __future__ import annotations
+
+import pytest
+
+from chat.domain import GenerationOptions, ProviderReply, Role, Route, TextPart, Turn
+from chat.errors import (
+    AuthError,
+    BadRequestError,
+    BlockedError,
+    MissingKeyError,
+    NoImageError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    UnavailableError,
+)
+from chat.fallback import FallbackPolicy, RetryPolicy
+from tests.chat.test_service import FakeProvider, png, reply_with_image
+
+HISTORY = [Turn(role=Role.USER, parts=(TextPart("warmer light"),))]
+
+
+def options(route: Route = Route.AUTO) -> GenerationOptions:
+    return GenerationOptions(model="gemini-3.1-flash-image", route=route)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def openai_reply() -> ProviderReply:
+    return ProviderReply(
+        provider="openai", model="gpt-image-2", parts=reply_with_image(png((1, 1, 1))).parts[1:]
+    )
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def gemini() -> FakeProvider:
+    return FakeProvider("gemini")
+
+
+@pytest.fixture
+def openai() -> FakeProvider:
+    return FakeProvider("openai")
+
+
+def policy(clock: FakeClock, *providers: FakeProvider, retry: RetryPolicy | None = None) -> FallbackPolicy:
+    return FallbackPolicy(
+        {p.name: p for p in providers},
+        retry=retry or RetryPolicy(),
+        sleep=clock.sleep,
+        clock=clock,
+        jitter=lambda d: d,
+    )
+
+
+async def test_first_answer_wins(clock, gemini, openai):
+    gemini.queue.append(reply_with_image(png((1, 2, 3))))
+    outcome = await policy(clock, gemini, openai).answer(HISTORY, options(), lambda p: b"")
+    assert outcome.reply is not None and outcome.error is None
+    assert [(a.provider, a.outcome) for a in outcome.attempts] == [("gemini", "ok")]
+    assert openai.calls == [] and clock.sleeps == []
+
+
+async def test_transient_failures_are_retried_with_exponential_backoff(clock, gemini, openai):
+    gemini.queue += [UnavailableError("gemini", "503 UNAVAILABLE"), ProviderTimeoutError("gemini", "504")]
+    gemini.queue.append(reply_with_image(png((1, 2, 3))))
+    outcome = await policy(clock, gemini, openai).answer(HISTORY, options(), lambda p: b"")
+    assert outcome.reply is not None
+    assert clock.sleeps == [1.0, 2.0]
+    assert [a.outcome for a in outcome.attempts] == ["unavailable", "timeout", "ok"]
+    assert openai.calls == []
+
+
+async def test_retry_delay_from_the_provider_is_honoured(clock, gemini, openai):
+    gemini.queue += [RateLimitedError("gemini", "429", retry_after=7.0), reply_with_image(png((1, 2, 3)))]
+    await policy(clock, gemini, openai).answer(HISTORY, options(), lambda p: b"")
+    assert clock.sleeps == [7.0]
+
+
+async def test_a_long_retry_delay_falls_back_at_once(clock, gemini, openai):
+    gemini.queue.append(RateLimitedError("gemini", "429 daily quota", retry_after=3600.0))
+    openai.queue.append(openai_reply())
+    outcome = await policy(clock, gemini, openai).answer(HISTORY, options(), lambda p: b"")
+    assert clock.sleeps == [] and len(gemini.calls) == 1
+    assert [(a.provider, a.outcome) for a in outcome.attempts] == [
+        ("gemini", "rate_limited"),
+        ("openai", "ok"),
+    ]
+
+
+async def test_total_waiting_time_is_bounded(clock, gemini, openai):
+    gemini.queue += [UnavailableError("gemini", "503")] * 10
+    openai.queue.append(openai_reply())
+    retry = RetryPolicy(max_attempts=10, base_delay_s=4.0, max_delay_s=20.0, max_total_s=15.0)
+    outcome = await policy(clock, gemini, openai, retry=retry).answer(HISTORY, options(), lambda p: b"")
+    assert clock.sleeps == [4.0, 8.0]  # a third wait (16 s) would pass the 15 s budget
+    assert outcome.reply is not None and outcome.reply.provider == "openai"
+
+
+@pytest.mark.parametrize(
+    ("error", "gemini_calls"),
+    [
+        (UnavailableError("gemini", "503 UNAVAILABLE"), 3),
+        (ProviderTimeoutError("gemini", "no answer in time"), 3),
+        (RateLimitedError("gemini", "429", retry_after=1.0), 3),
+        (NoImageError("gemini", "finish reason NO_IMAGE"), 1),
+        (BlockedError("gemini", "finish reason IMAGE_SAFETY", reason="IMAGE_SAFETY"), 1),
+        (MissingKeyError("gemini", "GEMINI_API_KEY"), 1),
+    ],
+)
+async def test_auto_falls_back_to_openai(clock, gemini, openai, error, gemini_calls):
+    gemini.queue += [error] * 3
+    openai.queue.append(openai_reply())
+    outcome = await policy(clock, gemini, openai).answer(HISTORY, options(), lambda p: b"")
+    assert outcome.reply is not None and outcome.reply.provider == "openai"
+    assert len(gemini.calls) == gemini_calls and len(openai.calls) == 1
+    assert outcome.attempts[-1].provider == "openai" and outcome.attempts[0].outcome == error.kind
+
+
+@pytest.mark.parametrize(
+    "error", [AuthError("gemini", "403 PERMISSION_DENIED"), BadRequestError("gemini", "400 INVALID_ARGUMENT")]
+)
+async def test_errors_the_user_must_fix_do_not_fall_back(clock, gemini, openai, error):
+    gemini.queue.append(error)
+    outcome = await policy(clock, gemini, openai).answer(HISTORY, options(), lambda p: b"")
+    assert outcome.error is error and openai.calls == []
+
+
+async def test_both_failing_gives_one_message_naming_both(clock, gemini, openai):
+    gemini.queue.append(BlockedError("gemini", "finish reason IMAGE_SAFETY", reason="IMAGE_SAFETY"))
+    openai.queue += [UnavailableError("openai", "503 server_error")] * 3
+    outcome = await policy(clock, gemini, openai).answer(HISTORY, options(), lambda p: b"")
+    assert outcome.reply is None and outcome.error.provider == "openai"
+    message = outcome.user_message()
+    assert message.startswith("Gemini refused this request for safety (IMAGE_SAFETY).")
+    assert "Tried OpenAI too: OpenAI is unavailable right now" in message
+
+
+async def test_text_only_answer_survives_a_failed_fallback(clock, gemini, openai):
+    text_reply = ProviderReply(provider="gemini", model="m", parts=(TextPart("Which car?"),))
+    gemini.queue.append(NoImageError("gemini", "text only", reply=text_reply))
+    openai.queue.append(BlockedError("openai", "moderation_blocked", reason="moderation_blocked"))
+    outcome = await policy(clock, gemini, openai).answer(HISTORY, options(), lambda p: b"")
+    assert isinstance(outcome.error, NoImageError) and outcome.error.reply is text_reply
+
+
+async def test_unconfigured_fallback_is_skipped(clock, gemini, openai):
+    openai.configured = False
+    gemini.queue.append(BlockedError("gemini", "SAFETY", reason="SAFETY"))
+    outcome = await policy(clock, gemini, openai).answer(HISTORY, options(), lambda p: b"")
+    assert openai.calls == [] and outcome.user_message().startswith("Gemini refused")
+
+
+async def test_gemini_only_never_calls_openai(clock, gemini, openai):
+    gemini.queue.append(NoImageError("gemini", "NO_IMAGE"))
+    outcome = await policy(clock, gemini, openai).answer(HISTORY, options(Route.GEMINI), lambda p: b"")
+    assert outcome.error is not None and openai.calls == []
+
+
+async def test_openai_only_never_calls_gemini(clock, gemini, openai):
+    openai.queue.append(openai_reply())
+    outcome = await policy(clock, gemini, openai).answer(HISTORY, options(Route.OPENAI), lambda p: b"")
+    assert outcome.reply.provider == "openai" and gemini.calls == []
