@@ -1,0 +1,123 @@
+"""OpenAI Images API over an injected ``httpx.AsyncClient``: the fallback when Gemini fails.
+
+Each call is self-contained (OpenAI keeps no image conversation): the previous output goes in
+as the first input image, byte for byte as stored, so an edit continues from what the user sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from PIL import Image
+from pydantic import SecretStr
+
+from chat.catalog import DEFAULT_OPENAI_MODEL
+from chat.domain import GenerationOptions, ImagePart, OpenAIOptions, ProviderReply, Turn
+from chat.errors import InputError, MissingKeyError, UnavailableError
+from chat.providers.http import map_transport_errors
+from chat.providers.openai_wire import (
+    PROVIDER,
+    EditInputs,
+    FormFile,
+    ImageLoader,
+    build_edit_form,
+    build_generation_body,
+    error_from_response,
+    fit_mask,
+    parse_response,
+    select_edit_inputs,
+)
+
+__all__ = ["OpenAIImagesClient"]
+
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+
+
+class OpenAIImagesClient:
+    """One provider adapter with the same ``reply`` contract as ``GeminiClient``."""
+
+    name = PROVIDER
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        api_key: SecretStr | None,
+        base_url: str = "https://api.openai.com/v1",
+        default_model: str = DEFAULT_OPENAI_MODEL,
+        timeout_s: float = 300.0,
+        safety_identifier: str | None = None,
+    ) -> None:
+        self._http = http
+        self._api_key = api_key
+        self._base_url = base_url.rstrip("/")
+        self._default_model = default_model
+        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 15.0))
+        self._safety_identifier = safety_identifier
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._api_key and self._api_key.get_secret_value())
+
+    async def reply(
+        self, history: Sequence[Turn], options: GenerationOptions, load_image: ImageLoader
+    ) -> ProviderReply:
+        """Answer the trailing user turn(s): an edit of the current image, or a generation."""
+        key = self._api_key.get_secret_value() if self._api_key else ""
+        if not key:
+            raise MissingKeyError(PROVIDER, "OPENAI_API_KEY")
+        settings = options.openai
+        model = settings.model or self._default_model
+        inputs = select_edit_inputs(history)
+        headers = {"Authorization": f"Bearer {key}"}
+        if inputs.images:
+            data, files = await asyncio.to_thread(self._edit_form, inputs, settings, model, load_image)
+            request: dict[str, Any] = {"data": data, "files": files}
+            url = f"{self._base_url}/images/edits"
+        else:
+            body = build_generation_body(inputs.prompt, settings, model=model, user=self._safety_identifier)
+            request = {"json": body}
+            url = f"{self._base_url}/images/generations"
+        async with map_transport_errors(PROVIDER):
+            response = await self._http.post(url, headers=headers, timeout=self._timeout, **request)
+        payload = _json_or_none(response)
+        if response.status_code != 200:
+            raise error_from_response(response.status_code, payload, response.headers)
+        if not isinstance(payload, dict):
+            raise UnavailableError(PROVIDER, "the answer was not valid JSON", status_code=200)
+        return parse_response(payload, model=model, output_format=settings.output_format)
+
+    def _edit_form(
+        self, inputs: EditInputs, settings: OpenAIOptions, model: str, load_image: ImageLoader
+    ) -> tuple[dict[str, str], list[FormFile]]:
+        """Blocking part (blob reads, mask resizing): run in a worker thread."""
+        images = [
+            (f"image-{i}.{_EXTENSIONS.get(part.mime_type, 'png')}", load_image(part), part.mime_type)
+            for i, part in enumerate(inputs.images, start=1)
+        ]
+        mask = None
+        if inputs.mask is not None:
+            mask = fit_mask(load_image(inputs.mask), _image_size(images[0][1], inputs.images[0]))
+        return build_edit_form(
+            inputs.prompt, images, mask, settings, model=model, user=self._safety_identifier
+        )
+
+
+def _image_size(data: bytes, part: ImagePart) -> tuple[int, int]:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except (OSError, ValueError) as exc:
+        raise InputError(f"The stored image {part.sha256[:12]} could not be read to fit the mask.") from exc
+
+
+def _json_or_none(response: httpx.Response) -> object:
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None

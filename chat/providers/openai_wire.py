@@ -1,0 +1,307 @@
+"""Pure translation between the neutral conversation and OpenAI's Images API (edits, generations).
+
+OpenAI's image endpoints keep no conversation: each request is one prompt plus input images.
+So instead of replaying history, the fallback reconstructs "what the user is asking now, on which
+picture" from it: the prompt is the trailing user text, and the first image is the previous
+output (whoever made it), followed by whatever the user attached. No I/O here (the client loads
+image bytes), so every rule is tested against literal values.
+
+Rules (openai-images.md):
+- A user turn whose answer failed is not lost: its text and attachments merge into the request,
+  and the failed assistant turns are skipped, as in the Gemini adapter.
+- MARKED images (the region drawn onto the picture) are for Gemini only; OpenAI gets the MASK,
+  whose alpha is 0 where the edit goes, applied to the first image.
+- Only settings the model accepts are sent; ``response_format`` never (GPT image models always
+  answer in base64 and reject it).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from chat.catalog import OPENAI_BACKGROUNDS, openai_model
+from chat.domain import (
+    ImageData,
+    ImagePart,
+    ImageRole,
+    OpenAIOptions,
+    ProviderReply,
+    Role,
+    Turn,
+    TurnStatus,
+    frozen_metadata,
+)
+from chat.errors import (
+    AuthError,
+    BadRequestError,
+    BlockedError,
+    InputError,
+    NoImageError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    UnavailableError,
+)
+from chat.providers.http import parse_duration
+
+__all__ = [
+    "PROVIDER",
+    "EditInputs",
+    "FormFile",
+    "ImageLoader",
+    "build_edit_form",
+    "build_generation_body",
+    "error_from_response",
+    "fit_mask",
+    "parse_response",
+    "select_edit_inputs",
+]
+
+PROVIDER = "openai"
+MAX_IMAGES = 16  # GPT image models take up to 16 input images
+MAX_MASK_BYTES = 4 * 1024 * 1024
+FALLBACK_PROMPT = "Reproduce this image faithfully."
+
+ImageLoader = Callable[[ImagePart], bytes]
+FormFile = tuple[str, tuple[str, bytes, str]]  # httpx ``files=`` item: (field, (filename, bytes, mime))
+
+_COMPRESSIBLE = {"webp", "jpeg"}
+_MIME = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg", "jpg": "image/jpeg"}
+_MODERATION_WORDS = re.compile(r"moderation|safety system|content policy", re.IGNORECASE)
+_API_KEY = re.compile(r"\b(sk-)[A-Za-z0-9_\-*]+")
+
+
+# --- history -> what to send ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EditInputs:
+    """One Images API request: ``images`` empty means a generation, else an edit of ``images[0]``."""
+
+    prompt: str
+    images: list[ImagePart]
+    mask: ImagePart | None
+
+
+def select_edit_inputs(history: Sequence[Turn]) -> EditInputs:
+    """The prompt, input images and mask answering the trailing user turn(s) of ``history``."""
+    start = _trailing_start(history)
+    earlier, trailing = history[:start], [t for t in history[start:] if t.role is Role.USER]
+    prompt = "\n\n".join(text for t in trailing if (text := t.text().strip()))
+    if not prompt:
+        prompt = next(
+            (text for t in reversed(earlier) if t.role is Role.USER and (text := t.text().strip())),
+            FALLBACK_PROMPT,
+        )
+    attachments = [p for t in trailing for p in t.images() if p.image_role is ImageRole.INPUT]
+    masks = [p for t in trailing for p in t.images() if p.image_role is ImageRole.MASK]
+    previous = _previous_image(earlier)
+    images = _unique([previous, *attachments] if previous else attachments)[:MAX_IMAGES]
+    return EditInputs(prompt=prompt, images=images, mask=masks[-1] if masks and images else None)
+
+
+def _trailing_start(history: Sequence[Turn]) -> int:
+    """Index just after the last successful assistant turn (0 if there is none)."""
+    for index in range(len(history) - 1, -1, -1):
+        turn = history[index]
+        if turn.role is Role.ASSISTANT and turn.status is TurnStatus.OK:
+            return index + 1
+    return 0
+
+
+def _previous_image(earlier: Sequence[Turn]) -> ImagePart | None:
+    """The newest image before the request: an answer's shown image, or else an uploaded photo."""
+    for turn in reversed(earlier):
+        if turn.role is Role.ASSISTANT:
+            if turn.status is TurnStatus.OK and (image := turn.shown_image()):
+                return image
+            continue
+        inputs = [p for p in turn.images() if p.image_role is ImageRole.INPUT]
+        if inputs:
+            return inputs[-1]
+    return None
+
+
+def _unique(images: list[ImagePart]) -> list[ImagePart]:
+    """The same picture twice (a re-upload of the last output) is sent once."""
+    unique: dict[str, ImagePart] = {}
+    for image in images:
+        unique.setdefault(image.sha256, image)
+    return list(unique.values())
+
+
+# --- request -------------------------------------------------------------------------------
+
+
+def build_edit_form(
+    prompt: str,
+    images: list[tuple[str, bytes, str]],
+    mask: bytes | None,
+    options: OpenAIOptions,
+    *,
+    model: str,
+    user: str | None,
+) -> tuple[dict[str, str], list[FormFile]]:
+    """Form fields and files for ``POST /images/edits``; ``images`` are (filename, bytes, mime)."""
+    data = {"prompt": prompt, "model": model, "n": "1"}
+    data.update({k: str(v) for k, v in _accepted(options, model=model, edit=True).items()})
+    if user:
+        data["safety_identifier"] = user
+    field = "image" if len(images) == 1 else "image[]"
+    files: list[FormFile] = [(field, image) for image in images]
+    if mask is not None:
+        files.append(("mask", ("mask.png", mask, "image/png")))
+    return data, files
+
+
+def build_generation_body(
+    prompt: str, options: OpenAIOptions, *, model: str, user: str | None
+) -> dict[str, Any]:
+    """JSON for ``POST /images/generations`` (no input image): same settings, minus input_fidelity."""
+    body: dict[str, Any] = {"prompt": prompt, "model": model, "n": 1}
+    body.update(_accepted(options, model=model, edit=False))
+    if user:
+        body["safety_identifier"] = user
+    return body
+
+
+def _accepted(options: OpenAIOptions, *, model: str, edit: bool) -> dict[str, str | int]:
+    """The settings the user set that ``model`` accepts; anything else is silently left out."""
+    caps = openai_model(model)
+    sent: dict[str, str | int] = {}
+    if options.size and caps.accepts_size(options.size):
+        sent["size"] = options.size
+    if options.quality in caps.qualities:
+        sent["quality"] = options.quality
+    output_format = options.output_format if options.output_format in caps.output_formats else None
+    if options.background in OPENAI_BACKGROUNDS and not (
+        options.background == "transparent" and output_format == "jpeg"
+    ):
+        sent["background"] = options.background
+    if output_format:
+        sent["output_format"] = output_format
+    compression = options.output_compression
+    if output_format in _COMPRESSIBLE and compression is not None and 0 <= compression <= 100:
+        sent["output_compression"] = compression
+    if edit and options.input_fidelity in caps.input_fidelity:
+        sent["input_fidelity"] = options.input_fidelity
+    return sent
+
+
+def fit_mask(mask_png: bytes, size: tuple[int, int]) -> bytes:
+    """A PNG with alpha, exactly ``size``, under 4 MB: the form OpenAI requires for ``mask``.
+
+    A mask without (any) transparency is read as a painting: lit pixels (luminance > 0) are the
+    region to edit, so they become alpha 0 and the rest alpha 255.
+    """
+    try:
+        with Image.open(io.BytesIO(mask_png)) as opened:
+            source = opened.copy()
+    except (OSError, ValueError) as exc:
+        raise InputError("The mask could not be read as an image; paint the region again.") from exc
+    rgba = _with_alpha(source)
+    if rgba.size != size:
+        rgba = rgba.resize(size, Image.Resampling.NEAREST)
+    encoded = _png(rgba)
+    if len(encoded) >= MAX_MASK_BYTES:
+        # Only alpha matters to OpenAI: black pixels and a hard edge compress to almost nothing.
+        alpha = rgba.getchannel("A").point(lambda a: 0 if a < 128 else 255)
+        rgba = Image.new("RGBA", size, (0, 0, 0, 255))
+        rgba.putalpha(alpha)
+        encoded = _png(rgba)
+    if len(encoded) >= MAX_MASK_BYTES:
+        raise InputError("The mask is too large for OpenAI (over 4 MB); use a smaller image.")
+    return encoded
+
+
+def _with_alpha(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        if rgba.getchannel("A").getextrema()[0] < 255:
+            return rgba
+    painted = image.convert("L")
+    alpha = painted.point(lambda v: 0 if v > 0 else 255)
+    rgba = Image.new("RGBA", image.size, (0, 0, 0, 255))
+    rgba.putalpha(alpha)
+    return rgba
+
+
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+# --- response -> reply ---------------------------------------------------------------------
+
+
+def parse_response(body: Mapping[str, Any], *, model: str, output_format: str | None) -> ProviderReply:
+    """The first base64 image of ``data`` with ``usage`` kept verbatim (for cost), or the error."""
+    items = [item for item in body.get("data") or [] if isinstance(item, Mapping)]
+    if not items:
+        raise NoImageError(PROVIDER, "the response had no images")
+    item = items[0]
+    encoded = item.get("b64_json")
+    if not encoded:
+        raise NoImageError(PROVIDER, "the response had no base64 image")
+    try:
+        data = base64.b64decode(str(encoded), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise UnavailableError(PROVIDER, "the image in the answer was corrupt (bad base64)") from exc
+    fmt = str(body.get("output_format") or output_format or "png")
+    meta = {k: body[k] for k in ("size", "quality", "background", "output_format") if body.get(k)}
+    if item.get("revised_prompt"):
+        meta["revised_prompt"] = item["revised_prompt"]
+    image = ImageData(data, _MIME.get(fmt, "image/png"), frozen_metadata({PROVIDER: meta} if meta else {}))
+    return ProviderReply(
+        provider=PROVIDER,
+        model=model,
+        parts=(image,),
+        finish_reason=None,
+        usage=frozen_metadata(body.get("usage") if isinstance(body.get("usage"), Mapping) else None),
+    )
+
+
+# --- HTTP error -> error type --------------------------------------------------------------
+
+
+def error_from_response(status: int, body: Any, headers: Mapping[str, str]) -> ProviderError:
+    """Map an HTTP error and OpenAI's ``{"error": {...}}`` envelope to exactly one error type."""
+    error = body.get("error") if isinstance(body, Mapping) else None
+    error = error if isinstance(error, Mapping) else {}
+    message = _API_KEY.sub(r"\1…", str(error.get("message") or f"HTTP {status}"))
+    code = str(error.get("code") or "")
+    kind = str(error.get("type") or "")
+    label = code or kind
+    detail = f"{status} {label}: {message}" if label else f"{status}: {message}"
+    if status == 400 and (
+        code == "moderation_blocked"
+        or (kind == "image_generation_user_error" and _MODERATION_WORDS.search(message))
+    ):
+        return BlockedError(PROVIDER, detail, reason="moderation_blocked", status_code=status)
+    if status in (401, 403) or (status == 429 and code == "insufficient_quota"):
+        return AuthError(PROVIDER, detail, status_code=status)
+    if status == 429:
+        return RateLimitedError(PROVIDER, detail, status_code=status, retry_after=_retry_after(headers))
+    if status in (408, 504):
+        return ProviderTimeoutError(PROVIDER, detail, status_code=status)
+    if status >= 500:
+        return UnavailableError(PROVIDER, detail, status_code=status)
+    return BadRequestError(PROVIDER, detail, status_code=status)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """``retry-after-ms`` first (more precise, as the SDK reads it), then ``retry-after`` seconds."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    millis = parse_duration(lowered.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000
+    return parse_duration(lowered.get("retry-after"))
