@@ -12,8 +12,9 @@ from chat.config import Settings
 from chat.fallback import FallbackPolicy
 from chat.images import ImageLimits
 from chat.providers.gemini import GeminiClient
+from chat.providers.openai import OpenAIImagesClient
 from chat.service import ChatService, InputLimits
-from chat.ui import build_ui
+from chat.ui import UIConfig, build_ui
 from storage import BlobStore, make_engine, migrate, sqlite_url
 
 
@@ -38,15 +39,23 @@ def build_app(settings: Settings) -> gr.Blocks:
         max_prompt_chars=settings.max_prompt_chars,
         max_images_per_message=settings.max_images_per_message,
     )
-    policy = FallbackPolicy({"gemini": gemini})
-    service = ChatService(engine=engine, blobs=BlobStore(settings.blob_dir), policy=policy, limits=limits)
-    demo = build_ui(
-        service,
-        default_model=settings.gemini_model,
-        key_configured=gemini.configured,
-        model_concurrency=settings.model_concurrency,
-        max_upload_bytes=settings.max_upload_bytes,
+    openai = OpenAIImagesClient(
+        http,
+        api_key=settings.openai_api_key,
+        base_url=settings.openai_base_url,
+        default_model=settings.openai_image_model,
+        timeout_s=settings.openai_timeout_s,
     )
+    policy = FallbackPolicy({"gemini": gemini, "openai": openai})
+    service = ChatService(engine=engine, blobs=BlobStore(settings.blob_dir), policy=policy, limits=limits)
+    config = UIConfig(
+        default_model=settings.gemini_model,
+        default_openai_model=settings.openai_image_model,
+        configured={"gemini": gemini.configured, "openai": openai.configured},
+        max_upload_bytes=settings.max_upload_bytes,
+        model_concurrency=settings.model_concurrency,
+    )
+    demo = build_ui(service, config)
     demo.queue(default_concurrency_limit=settings.model_concurrency)
     return demo
 

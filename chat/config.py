@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from chat.catalog import DEFAULT_GEMINI_MODEL
+from chat.catalog import DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL
 
 __all__ = ["Settings"]
 
@@ -30,6 +30,18 @@ class Settings(BaseSettings):
     gemini_model: str = Field(
         DEFAULT_GEMINI_MODEL, validation_alias=AliasChoices("GEMINI_MODEL", "gemini_model")
     )
+    openai_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
+    )
+    openai_base_url: str = Field(
+        "https://api.openai.com/v1", validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
+    )
+    openai_image_model: str = Field(
+        DEFAULT_OPENAI_MODEL, validation_alias=AliasChoices("OPENAI_IMAGE_MODEL", "openai_image_model")
+    )
+    openai_timeout_s: float = Field(
+        300.0, gt=0, validation_alias=AliasChoices("RETOUCH_OPENAI_TIMEOUT", "openai_timeout_s")
+    )
     request_timeout_s: float = Field(
         180.0, gt=0, validation_alias=AliasChoices("RETOUCH_REQUEST_TIMEOUT", "request_timeout_s")
     )
@@ -48,7 +60,7 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(8000, validation_alias="RETOUCH_MAX_PROMPT_CHARS")
     max_images_per_message: int = Field(6, validation_alias="RETOUCH_MAX_IMAGES_PER_MESSAGE")
 
-    @field_validator("gemini_base_url")
+    @field_validator("gemini_base_url", "openai_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")

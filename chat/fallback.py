@@ -100,10 +100,9 @@ class FallbackPolicy:
         self._clock = clock
         self._jitter = jitter
 
-    def model_for(self, provider: str, options: GenerationOptions) -> str:
-        if provider == "openai":
-            return options.openai.model or getattr(self._providers.get(provider), "default_model", "openai")
-        return options.model
+    @staticmethod
+    def model_for(provider: str, options: GenerationOptions) -> str:
+        return (options.openai.model or "openai") if provider == "openai" else options.model
 
     async def answer(
         self, history: Sequence[Turn], options: GenerationOptions, load_image: Callable[[ImagePart], bytes]

@@ -16,7 +16,19 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from chat.errors import InputError
 
-__all__ = ["ImageLimits", "PreparedImage", "describe_size", "image_size", "prepare_upload"]
+__all__ = [
+    "ImageLimits",
+    "MaskImages",
+    "PreparedImage",
+    "describe_size",
+    "image_size",
+    "mask_images",
+    "painted_from_mask",
+    "painted_region",
+    "prepare_upload",
+    "read_region",
+    "region_png",
+]
 
 _KEEP_AS_IS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 _KEEP_MODES = {"RGB", "RGBA", "L", "LA", "P"}
@@ -134,3 +146,71 @@ def _normalise(image: Image.Image, limits: ImageLimits) -> Image.Image:
     if max(converted.size) > limits.max_side:
         converted.thumbnail((limits.max_side, limits.max_side), Image.Resampling.LANCZOS)
     return converted
+
+
+MARK_COLOUR = (255, 0, 255)
+
+
+@dataclass(frozen=True)
+class MaskImages:
+    """The painted region in the two forms providers understand."""
+
+    mask_png: bytes  # OpenAI: same size as the image, alpha 0 where the edit goes
+    marked_png: bytes  # Gemini: the image with the region tinted magenta
+
+
+def painted_region(layers: list[Image.Image], size: tuple[int, int]) -> Image.Image | None:
+    """Union of the brush strokes (alpha > 0) as an "L" image of ``size``; None if nothing was painted."""
+    region = Image.new("L", size, 0)
+    for layer in layers:
+        alpha = layer.convert("RGBA").getchannel("A").point(lambda a: 255 if a > 0 else 0)
+        if alpha.size != size:
+            alpha = alpha.resize(size, Image.Resampling.NEAREST)
+        region.paste(255, mask=alpha)
+    return region if region.getbbox() else None
+
+
+def read_region(painted_png: bytes) -> Image.Image:
+    """A painted region sent as PNG (white = change here); InputError if unusable or empty."""
+    try:
+        with Image.open(io.BytesIO(painted_png)) as opened:
+            region = opened.convert("L").point(lambda v: 255 if v else 0)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError("The painted area could not be read; please paint it again.") from exc
+    if region.getbbox() is None:
+        raise InputError("The painted area is empty: paint over what should change, or clear the painting.")
+    return region
+
+
+def painted_from_mask(mask_png: bytes) -> bytes:
+    """An OpenAI-style mask (alpha 0 = edit here) as the white-on-black region the service takes."""
+    try:
+        with Image.open(io.BytesIO(mask_png)) as opened:
+            alpha = opened.convert("RGBA").getchannel("A")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError("The mask is not a PNG Retouch can read.") from exc
+    return _png(alpha.point(lambda a: 255 if a == 0 else 0))
+
+
+def region_png(region: Image.Image) -> bytes:
+    return _png(region.convert("L"))
+
+
+def mask_images(image_bytes: bytes, region: Image.Image) -> MaskImages:
+    """Build the OpenAI mask and the Gemini marked copy for ``region`` ("L", 255 = change here)."""
+    with Image.open(io.BytesIO(image_bytes)) as opened:
+        base = ImageOps.exif_transpose(opened).convert("RGB")
+    if region.size != base.size:
+        region = region.resize(base.size, Image.Resampling.NEAREST)
+    keep = region.point(lambda v: 0 if v else 255)
+    mask = Image.new("RGBA", base.size, (0, 0, 0, 255))
+    mask.putalpha(keep)
+    tint = Image.new("RGB", base.size, MARK_COLOUR)
+    marked = Image.composite(Image.blend(base, tint, 0.55), base, region)
+    return MaskImages(_png(mask), _png(marked))
+
+
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()

@@ -26,6 +26,7 @@ from chat.domain import (
     GenerationOptions,
     ImageData,
     ImagePart,
+    ImageRole,
     Metadata,
     Part,
     ProviderReply,
@@ -38,7 +39,15 @@ from chat.domain import (
 )
 from chat.errors import InputError, NoImageError, UnavailableError
 from chat.fallback import FallbackPolicy, Outcome
-from chat.images import ImageLimits, PreparedImage, image_size, prepare_upload
+from chat.images import (
+    ImageLimits,
+    MaskImages,
+    PreparedImage,
+    image_size,
+    mask_images,
+    prepare_upload,
+    read_region,
+)
 from storage import BlobStore, session_scope
 from storage import repository as repo
 
@@ -119,16 +128,19 @@ class ChatService:
         attachments: Sequence[Attachment] = (),
         *,
         options: GenerationOptions,
+        painted: bytes | None = None,
     ) -> AsyncIterator[Conversation]:
         """Store the user's turn, then answer it: yields the conversation after each step.
 
+        ``painted`` is a PNG the size of the current image, white where the edit should go
+        (the brush strokes); it becomes a mask for OpenAI and a marked copy for Gemini.
         Bad input raises InputError before anything is written.
         """
         images = await asyncio.to_thread(self._prepare, text, attachments)
         conversation_id = conversation_id or self._new_id()
         async with self._lock(conversation_id):
             conversation = await asyncio.to_thread(
-                self._store_user_turn, conversation_id, text.strip(), images
+                self._store_user_turn, conversation_id, text.strip(), images, painted
             )
             yield conversation
             yield await self._answer(conversation, options)
@@ -166,19 +178,32 @@ class ChatService:
             )
         return [prepare_upload(a.data, name=a.name, limits=self._limits.images) for a in attachments]
 
-    def _store_user_turn(self, conversation_id: str, text: str, images: list[PreparedImage]) -> Conversation:
+    def _store_user_turn(
+        self, conversation_id: str, text: str, images: list[PreparedImage], painted: bytes | None
+    ) -> Conversation:
         now = self._clock()
-        stored = [self._put_image(img.data, img.mime_type) for img in images]
-        parts: list[Part] = [s.part for s in stored]
-        if text:
-            parts.append(TextPart(text))
-        turn = Turn(role=Role.USER, parts=tuple(parts), created_at=now)
         with session_scope(self._engine) as session:
-            if repo.get_conversation(session=session, conversation_id=conversation_id) is None:
+            existing = repo.get_conversation(session=session, conversation_id=conversation_id)
+            marks = self._mask_images(existing, painted) if painted else None
+            stored = [self._put_image(img.data, img.mime_type) for img in images]
+            if marks:
+                stored.append(self._put_image(marks.marked_png, "image/png", _role(ImageRole.MARKED)))
+                stored.append(self._put_image(marks.mask_png, "image/png", _role(ImageRole.MASK)))
+            parts: list[Part] = [s.part for s in stored]
+            if text:
+                parts.append(TextPart(text))
+            turn = Turn(role=Role.USER, parts=tuple(parts), created_at=now)
+            if existing is None:
                 repo.create_conversation(
                     session=session, conversation_id=conversation_id, title=_title(text), now=now
                 )
             return self._append_in(session, conversation_id, turn, stored, now)
+
+    def _mask_images(self, conversation: Conversation | None, painted: bytes) -> MaskImages:
+        current = conversation.latest_image() if conversation else None
+        if current is None:
+            raise InputError("There is no image to paint on yet: send a photo first, then paint the area.")
+        return mask_images(self._load_image(current), read_region(painted))
 
     async def _answer(self, conversation: Conversation, options: GenerationOptions) -> Conversation:
         started = time.monotonic()
@@ -317,6 +342,10 @@ class ChatService:
 
     def _load_image(self, part: ImagePart) -> bytes:
         return self._blobs.read(part.sha256, part.mime_type)
+
+
+def _role(role: ImageRole) -> Metadata:
+    return frozen_metadata({"retouch": {"role": role.value}})
 
 
 def _title(text: str) -> str:

@@ -57,6 +57,10 @@ __all__ = [
 ]
 
 PROVIDER = "gemini"
+MARKED_NOTE = (
+    "Change only the area tinted magenta in the next image (the tint marks the region, it is not "
+    "part of the picture); keep everything outside it exactly as it is."
+)
 ImageLoader = Callable[[ImagePart], bytes]
 
 _DATA_KEYS = {"text", "inlineData", "inline_data"}
@@ -81,7 +85,7 @@ def build_contents(turns: Sequence[Turn], load_image: ImageLoader, *, model: str
     waiting: list[dict[str, Any]] = []
     for turn in turns:
         if turn.role is Role.USER:
-            waiting += [_user_part(p, load_image) for p in turn.parts if not _is_mask(p)]
+            waiting += [part for p in turn.parts for part in _user_parts(p, load_image)]
         elif turn.status is not TurnStatus.OK or not waiting:
             continue
         elif _replayable(turn, model):
@@ -95,9 +99,13 @@ def build_contents(turns: Sequence[Turn], load_image: ImageLoader, *, model: str
     return contents
 
 
-def _is_mask(part: Part) -> bool:
-    """Masks are for OpenAI; Gemini gets the painted region as a marked copy of the image instead."""
-    return isinstance(part, ImagePart) and part.image_role is ImageRole.MASK
+def _user_parts(part: Part, load_image: ImageLoader) -> list[dict[str, Any]]:
+    """Masks are for OpenAI; Gemini gets the painted region as a marked copy plus an instruction."""
+    if isinstance(part, ImagePart) and part.image_role is ImageRole.MASK:
+        return []
+    if isinstance(part, ImagePart) and part.image_role is ImageRole.MARKED:
+        return [{"text": MARKED_NOTE}, _user_part(part, load_image)]
+    return [_user_part(part, load_image)]
 
 
 def _replayable(turn: Turn, model: str) -> bool:

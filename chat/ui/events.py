@@ -8,29 +8,45 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from chat.domain import Conversation, GenerationOptions
+from chat.domain import Conversation, GenerationOptions, Route
 from chat.errors import InputError
-from chat.images import describe_size
+from chat.images import describe_size, painted_from_mask, painted_region, region_png
 from chat.options import parse_options
 from chat.service import Attachment, ChatService
 from chat.ui.layout import OPTION_NAMES, model_choices
 from chat.ui.render import to_messages, to_transcript
 
-__all__ = ["Handlers"]
+__all__ = ["Handlers", "UIConfig"]
 
-NO_KEY = (
-    "No Gemini API key is set: start Retouch with `GEMINI_API_KEY=…` "
-    "(get one at https://aistudio.google.com/apikey) to edit images."
+NO_KEYS = (
+    "No API key is set: start Retouch with `GEMINI_API_KEY=…` (from https://aistudio.google.com/apikey) "
+    "and, for the fallback, `OPENAI_API_KEY=…`."
 )
+OPENAI_ONLY = "Gemini has no key (`GEMINI_API_KEY`), so every edit goes to OpenAI."
 NOT_FOUND = "That conversation does not exist (or was deleted), so a new one starts here."
 
 UIResult = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class UIConfig:
+    default_model: str
+    default_openai_model: str
+    configured: Mapping[str, bool] = field(default_factory=lambda: {"gemini": True, "openai": False})
+    max_upload_bytes: int = 20 * 1024 * 1024
+    model_concurrency: int = 16
+
+    def key_status(self) -> str:
+        if not any(self.configured.values()):
+            return NO_KEYS
+        return "" if self.configured.get("gemini") else OPENAI_ONLY
 
 
 def upload_root() -> Path:
@@ -39,29 +55,25 @@ def upload_root() -> Path:
 
 
 class Handlers:
-    def __init__(
-        self, service: ChatService, *, default_model: str, key_configured: bool, max_upload_bytes: int
-    ) -> None:
+    def __init__(self, service: ChatService, config: UIConfig) -> None:
         self._service = service
-        self._max_upload_bytes = max_upload_bytes
-        self._default_model = default_model
-        self._key_configured = key_configured
+        self._config = config
 
     # --- page ----------------------------------------------------------------------------
 
     async def on_load(self, request: gr.Request) -> UIResult:
         """Reopen the conversation named in the URL (?c=<id>)."""
-        status = "" if self._key_configured else NO_KEY
+        status = self._config.key_status()
         conversation_id = (request.query_params.get("c") or "").strip()
         if not conversation_id:
-            return [], "", status
+            return [], "", status, None
         conversation = await self._service.load(conversation_id)
         if conversation is None:
-            return [], "", NOT_FOUND
-        return self._render(conversation), conversation.id, status
+            return [], "", NOT_FOUND, None
+        return self._render(conversation), conversation.id, status, self._painter(conversation)
 
     def on_new(self) -> UIResult:
-        return [], "", gr.MultimodalTextbox(value=None), ""
+        return [], "", gr.MultimodalTextbox(value=None), self._config.key_status(), None
 
     def on_model_change(self, model_id: str) -> UIResult:
         ratios, sizes = model_choices(model_id)
@@ -70,42 +82,47 @@ class Handlers:
     # --- turns ---------------------------------------------------------------------------
 
     async def on_submit(
-        self, message: dict | None, conversation_id: str, *option_values: Any
+        self, message: dict | None, conversation_id: str, painter: dict | None, *option_values: Any
     ) -> AsyncIterator[UIResult]:
-        """Yields (chat, conversation id, textbox, status): once stored, once answered."""
+        """Yields (chat, conversation id, textbox, status, painter): once stored, once answered."""
         current = await self._current(conversation_id)
+        message = message or {}
         try:
             options = self._options(option_values)
             attachments = await asyncio.to_thread(
-                read_uploads, (message or {}).get("files") or [], max_bytes=self._max_upload_bytes
+                read_uploads, message.get("files") or [], max_bytes=self._config.max_upload_bytes
             )
-            turns = self._service.send(
-                conversation_id or None, (message or {}).get("text") or "", attachments, options=options
+            painted = await asyncio.to_thread(_painted, painter)
+            steps = self._service.send(
+                conversation_id or None,
+                message.get("text") or "",
+                attachments,
+                options=options,
+                painted=painted,
             )
-            step = 0
-            async for conversation in turns:
-                working = options.model if step == 0 else None  # the first step is "stored, now calling"
-                step += 1
+            async for index, conversation in _numbered(steps):
+                working = _working_model(options) if index == 0 else None
+                box = gr.MultimodalTextbox(value=None)
                 yield (
                     self._render(conversation, working),
                     conversation.id,
-                    gr.MultimodalTextbox(value=None),
+                    box,
                     "",
+                    self._painter(conversation),
                 )
         except InputError as exc:
-            yield self._notice(current, exc.user_message()), conversation_id, gr.MultimodalTextbox(), ""
+            notice = self._notice(current, exc.user_message())
+            yield notice, conversation_id, gr.MultimodalTextbox(), "", gr.ImageEditor()
 
     async def on_retry(self, conversation_id: str, *option_values: Any) -> AsyncIterator[UIResult]:
         current = await self._current(conversation_id)
         try:
             options = self._options(option_values)
-            step = 0
-            async for conversation in self._service.retry(conversation_id, options=options):
-                working = options.model if step == 0 else None
-                step += 1
-                yield self._render(conversation, working), ""
+            async for index, conversation in _numbered(self._service.retry(conversation_id, options=options)):
+                working = _working_model(options) if index == 0 else None
+                yield self._render(conversation, working), "", self._painter(conversation)
         except InputError as exc:
-            yield self._notice(current, exc.user_message()), ""
+            yield self._notice(current, exc.user_message()), "", gr.ImageEditor()
 
     # --- API (gradio_client) -------------------------------------------------------------
 
@@ -115,15 +132,29 @@ class Handlers:
         text: str,
         images: list[gr.FileData] | None = None,
         options: dict | None = None,
+        mask: gr.FileData | None = None,
     ) -> dict:
-        """Send a message (text and optional images) to a conversation ("" starts a new one); returns the transcript."""
+        """Send a message to a conversation ("" starts a new one); returns the transcript.
+
+        images: photos to attach. mask: a PNG the size of the current image whose transparent
+        pixels mark where the edit goes (OpenAI's convention).
+        """
         try:
-            parsed = parse_options(options, default_model=self._default_model)
+            parsed = self._parse(options)
             paths = [_file_path(f) for f in images or []]
-            attachments = await asyncio.to_thread(read_uploads, paths, max_bytes=self._max_upload_bytes)
-            final = await _last(
-                self._service.send(conversation_id or None, text, attachments, options=parsed)
+            attachments = await asyncio.to_thread(
+                read_uploads, paths, max_bytes=self._config.max_upload_bytes
             )
+            painted = None
+            if mask is not None:
+                [mask_file] = await asyncio.to_thread(
+                    read_uploads, [_file_path(mask)], max_bytes=self._config.max_upload_bytes
+                )
+                painted = await asyncio.to_thread(painted_from_mask, mask_file.data)
+            steps = self._service.send(
+                conversation_id or None, text, attachments, options=parsed, painted=painted
+            )
+            final = await _last(steps)
         except InputError as exc:
             raise gr.Error(exc.user_message()) from exc
         return to_transcript(final)
@@ -131,8 +162,7 @@ class Handlers:
     async def api_retry(self, conversation_id: str, options: dict | None = None) -> dict:
         """Answer the last user message again (after a failure); returns the transcript."""
         try:
-            parsed = parse_options(options, default_model=self._default_model)
-            final = await _last(self._service.retry(conversation_id, options=parsed))
+            final = await _last(self._service.retry(conversation_id, options=self._parse(options)))
         except InputError as exc:
             raise gr.Error(exc.user_message()) from exc
         return to_transcript(final)
@@ -145,7 +175,7 @@ class Handlers:
         return to_transcript(conversation)
 
     async def api_image(self, conversation_id: str, sha256: str) -> gr.FileData:
-        """Download one image of a conversation (PNG/JPEG master, as stored)."""
+        """Download one image of a conversation (the stored master, as received)."""
         conversation = await self._service.load(conversation_id)
         parts = [
             p for t in (conversation.turns if conversation else ()) for p in t.images() if p.sha256 == sha256
@@ -156,8 +186,15 @@ class Handlers:
 
     # --- helpers -------------------------------------------------------------------------
 
+    def _parse(self, options: Mapping[str, Any] | None) -> GenerationOptions:
+        return parse_options(
+            options,
+            default_model=self._config.default_model,
+            default_openai_model=self._config.default_openai_model,
+        )
+
     def _options(self, values: Sequence[Any]) -> GenerationOptions:
-        return parse_options(dict(zip(OPTION_NAMES, values, strict=True)), default_model=self._default_model)
+        return self._parse(dict(zip(OPTION_NAMES, values, strict=True)))
 
     async def _current(self, conversation_id: str) -> Conversation | None:
         return await self._service.load(conversation_id) if conversation_id else None
@@ -165,9 +202,33 @@ class Handlers:
     def _render(self, conversation: Conversation | None, working_model: str | None = None) -> list[dict]:
         return to_messages(conversation, self._service.image_path, working_model=working_model)
 
+    def _painter(self, conversation: Conversation) -> Any:
+        """The painter always shows the image the next edit starts from, with no strokes."""
+        image = conversation.latest_image()
+        return gr.ImageEditor(value=str(self._service.image_path(image)) if image else None)
+
     def _notice(self, conversation: Conversation | None, text: str) -> list[dict]:
         """Show a message for this moment only: nothing of a refused message is stored."""
         return [*self._render(conversation), {"role": "assistant", "content": f"\u26a0\ufe0f {text}"}]
+
+
+def _working_model(options: GenerationOptions) -> str:
+    return (options.openai.model or "OpenAI") if options.route is Route.OPENAI else options.model
+
+
+def _painted(painter: dict | None) -> bytes | None:
+    """The brush strokes of the painter as a white-on-black PNG, or None if nothing was painted."""
+    if not painter or painter.get("background") is None:
+        return None
+    region = painted_region(list(painter.get("layers") or []), painter["background"].size)
+    return region_png(region) if region is not None else None
+
+
+async def _numbered(steps: AsyncIterator[Conversation]) -> AsyncIterator[tuple[int, Conversation]]:
+    index = 0
+    async for step in steps:
+        yield index, step
+        index += 1
 
 
 async def _last(steps: AsyncIterator[Conversation]) -> Conversation:

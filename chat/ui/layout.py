@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from chat.catalog import GEMINI_MODELS, SAFETY_THRESHOLDS, gemini_model
+from chat.catalog import GEMINI_MODELS, OPENAI_FIXED_SIZES, OPENAI_MODELS, SAFETY_THRESHOLDS, gemini_model
 from chat.options import AUTO
 
 __all__ = ["Layout", "OPTION_NAMES", "build_layout"]
@@ -23,7 +23,20 @@ OPTION_NAMES = (
     "seed",
     "stop_sequences",
     "safety_threshold",
+    "route",
+    "openai_model",
+    "openai_size",
+    "openai_quality",
+    "openai_background",
+    "openai_output_format",
+    "openai_output_compression",
+    "openai_input_fidelity",
 )
+ROUTES = [
+    ("Gemini, then OpenAI if Gemini fails", "auto"),
+    ("Gemini only", "gemini"),
+    ("OpenAI only", "openai"),
+]
 
 INTRO = (
     "**Retouch** — upload a photo (or describe a new picture) and say what to change. "
@@ -38,6 +51,7 @@ class Layout:
     conversation_id: gr.Textbox
     status: gr.Markdown
     new_button: gr.Button
+    painter: gr.ImageEditor
     options: tuple[gr.components.Component, ...]
 
     @property
@@ -59,7 +73,7 @@ def model_choices(model_id: str) -> tuple[list[str], list[str]]:
     return [AUTO, *model.aspect_ratios], [AUTO, *model.image_sizes]
 
 
-def build_layout(default_model: str) -> Layout:
+def build_layout(default_model: str, default_openai_model: str) -> Layout:
     gr.Markdown(INTRO)
     status = gr.Markdown(elem_id="status")
     with gr.Row():
@@ -83,8 +97,28 @@ def build_layout(default_model: str) -> Layout:
         with gr.Column(scale=1, min_width=260):
             new_button = gr.Button("New conversation", elem_id="new-conversation")
             conversation_id = gr.Textbox(visible=False, elem_id="conversation-id")
-            options = _options_panel(default_model)
-    return Layout(chatbot, box, conversation_id, status, new_button, options)
+            painter = _painter()
+            options = _options_panel(default_model) + _openai_panel(default_openai_model)
+    return Layout(chatbot, box, conversation_id, status, new_button, painter, options)
+
+
+def _painter() -> gr.ImageEditor:
+    """Paint over the current image to limit the next edit to that area."""
+    with gr.Accordion("Paint the area to change (optional)", open=False, elem_id="painter-box"):
+        gr.Markdown("The latest image appears here. Paint over what should change, then send your message.")
+        return gr.ImageEditor(
+            elem_id="painter",
+            type="pil",
+            image_mode="RGBA",
+            sources=(),
+            brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed", default_size=40),
+            eraser=gr.Eraser(default_size=40),
+            layers=False,
+            transforms=(),
+            format="png",
+            show_label=False,
+            buttons=[],
+        )
 
 
 def _options_panel(default_model: str) -> tuple[gr.components.Component, ...]:
@@ -105,3 +139,25 @@ def _options_panel(default_model: str) -> tuple[gr.components.Component, ...]:
             seed = gr.Number(None, label="Seed", minimum=0, precision=0)
             stops = gr.Textbox(label="Stop sequences (one per line)", lines=2)
     return (model, aspect, size, temperature, top_p, top_k, max_tokens, seed, stops, safety)
+
+
+def _openai_panel(default_model: str) -> tuple[gr.components.Component, ...]:
+    models = list(OPENAI_MODELS)
+    if default_model not in OPENAI_MODELS:
+        models.insert(0, default_model)
+    with gr.Accordion("Provider and OpenAI fallback", open=False):
+        route = gr.Radio(ROUTES, value="auto", label="Who answers")
+        model = gr.Dropdown(models, value=default_model, label="OpenAI model", allow_custom_value=True)
+        size = gr.Dropdown(
+            list(OPENAI_FIXED_SIZES), value=AUTO, label="Size (or type WIDTHxHEIGHT)", allow_custom_value=True
+        )
+        quality = gr.Dropdown([AUTO, "low", "medium", "high", "xhigh", "max"], value=AUTO, label="Quality")
+        background = gr.Dropdown([AUTO, "opaque", "transparent"], value=AUTO, label="Background")
+        output_format = gr.Dropdown([AUTO, "png", "jpeg", "webp"], value=AUTO, label="Output format")
+        compression = gr.Number(
+            None, label="Compression (JPEG/WebP, 0\u2013100)", minimum=0, maximum=100, precision=0
+        )
+        fidelity = gr.Dropdown(
+            [AUTO, "high", "low"], value=AUTO, label="Input fidelity (gpt-image-1.5 / 1-mini)"
+        )
+    return (route, model, size, quality, background, output_format, compression, fidelity)

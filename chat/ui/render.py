@@ -11,11 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chat.domain import Conversation, ImagePart, Role, TextPart, Turn, TurnStatus
+from chat.domain import Conversation, ImagePart, ImageRole, Role, TextPart, Turn, TurnStatus
+from chat.errors import PROVIDER_NAMES
 
-__all__ = ["ImagePath", "pending_message", "to_messages", "to_transcript"]
+__all__ = ["ImagePath", "attempts_summary", "pending_message", "to_messages", "to_transcript"]
 
 ImagePath = Callable[[ImagePart], Path]
+_ALT = {ImageRole.INPUT: "Your image", ImageRole.MARKED: "The area to change (magenta)"}
 Message = dict[str, Any]
 
 
@@ -75,12 +77,36 @@ def _assistant_message(turn: Turn, image_path: ImagePath, version: int) -> Messa
 
 
 def _attribution(turn: Turn, version: int | None) -> str:
+    """E.g. "v2 · Gemini: 503 UNAVAILABLE ×3 → OpenAI gpt-image-2 · 1,234 tokens"."""
     bits = [f"v{version}"] if version else []
-    bits.append(f"{turn.provider or 'unknown'} \u00b7 {turn.model or 'unknown model'}")
-    tokens = turn.usage.get("totalTokenCount")
+    who = " ".join(x for x in (turn.provider and _name(turn.provider), turn.model) if x) or "unknown model"
+    bits.append(attempts_summary(turn) or who)
+    tokens = turn.usage.get("totalTokenCount", turn.usage.get("total_tokens"))
     if isinstance(tokens, int):
         bits.append(f"{tokens:,} tokens")
     return " \u00b7 ".join(bits)
+
+
+def attempts_summary(turn: Turn) -> str:
+    """Who was asked, in order: failures with their short reason, the answer with its model."""
+    steps: list[tuple[str, int]] = []
+    for attempt in turn.attempts:
+        if attempt.outcome == "ok":
+            step = f"{_name(attempt.provider)} {attempt.model}"
+        else:
+            reason = attempt.detail.split(":", 1)[0].strip() or attempt.outcome
+            step = f"{_name(attempt.provider)}: {reason}"
+        if steps and steps[-1][0] == step:
+            steps[-1] = (step, steps[-1][1] + 1)
+        else:
+            steps.append((step, 1))
+    if len(steps) == 1 and turn.attempts[-1].outcome == "ok":
+        return steps[0][0]
+    return " \u2192 ".join(f"{step} \u00d7{count}" if count > 1 else step for step, count in steps)
+
+
+def _name(provider: str | None) -> str:
+    return PROVIDER_NAMES.get(provider or "", provider or "unknown")
 
 
 def _thoughts(turn: Turn) -> str:

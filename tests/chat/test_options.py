@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import Any
 
 import pytest
 
 from chat.catalog import GEMINI_MODELS, SAFETY_THRESHOLDS
-from chat.domain import GenerationOptions
+from chat.domain import GenerationOptions, OpenAIOptions, Route
 from chat.errors import InputError
 from chat.options import AUTO, MAX_STOP_SEQUENCES, parse_options
 
 DEFAULT = "gemini-3.1-flash-image"
 PRO = "gemini-3-pro-image"
+OPENAI_DEFAULT = OpenAIOptions(model="gpt-image-2")
 BASE_RATIOS = "1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16, 16:9, 21:9"
 
 
@@ -32,7 +34,7 @@ def refusal(data: dict[str, Any]) -> str:
 
 @pytest.mark.parametrize("data", [None, {}])
 def test_no_options_set_only_the_default_model(data: dict | None) -> None:
-    assert parse(data) == GenerationOptions(model=DEFAULT)
+    assert parse(data) == GenerationOptions(model=DEFAULT, openai=OPENAI_DEFAULT)
 
 
 def test_every_field_empty_or_auto_means_unset() -> None:
@@ -48,7 +50,7 @@ def test_every_field_empty_or_auto_means_unset() -> None:
         "image_size": "",
         "safety_threshold": AUTO,
     }
-    assert parse(data) == GenerationOptions(model=DEFAULT)
+    assert parse(data) == GenerationOptions(model=DEFAULT, openai=OPENAI_DEFAULT)
 
 
 @pytest.mark.parametrize("field", ["aspect_ratio", "image_size", "safety_threshold", "temperature", "seed"])
@@ -85,6 +87,7 @@ def test_every_field_is_parsed() -> None:
         }
     )
     assert options == GenerationOptions(
+        openai=OPENAI_DEFAULT,
         model=PRO,
         temperature=0.7,
         top_p=0.9,
@@ -292,5 +295,56 @@ def test_unknown_model_refuses_any_explicit_image_size_but_accepts_auto() -> Non
 
 def test_unknown_default_model_is_used_as_given() -> None:
     assert parse_options({}, default_model="gemini-next-image") == GenerationOptions(
-        model="gemini-next-image"
+        openai=OPENAI_DEFAULT, model="gemini-next-image"
     )
+
+
+# --- provider route and OpenAI settings ----------------------------------------------------------
+
+
+def test_route_and_openai_settings_flat_or_nested() -> None:
+    flat = parse(
+        {
+            "route": "openai",
+            "openai_model": "gpt-image-1.5",
+            "openai_size": "1536x1024",
+            "openai_quality": "high",
+            "openai_background": "opaque",
+            "openai_output_format": "jpeg",
+            "openai_output_compression": "80",
+            "openai_input_fidelity": "high",
+        }
+    )
+    assert flat.route is Route.OPENAI
+    assert flat.openai == OpenAIOptions(
+        model="gpt-image-1.5",
+        size="1536x1024",
+        quality="high",
+        background="opaque",
+        output_format="jpeg",
+        output_compression=80,
+        input_fidelity="high",
+    )
+    nested = parse({"route": "openai", "openai": asdict(flat.openai)})
+    assert nested == flat
+    assert parse(flat.to_dict()) == flat
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({"route": "dall-e"}, "not one of"),
+        ({"openai_model": "gpt-image-1.5", "openai_size": "1000x1000"}, "does not support size"),
+        ({"openai_size": "1000x1000"}, "does not support size"),
+        ({"openai_input_fidelity": "high"}, "input fidelity"),
+        ({"openai_quality": "max"}, "quality"),
+        ({"openai_output_compression": 50}, "only to WebP or JPEG"),
+        ({"openai_output_format": "webp", "openai_output_compression": 101}, "between 0 and 100"),
+    ],
+)
+def test_bad_openai_settings_are_refused_with_a_reason(data: dict[str, Any], words: str) -> None:
+    assert words in refusal(data)
+
+
+def test_arbitrary_size_is_accepted_where_the_model_allows_it() -> None:
+    assert parse({"openai_size": "2048x1152"}).openai.size == "2048x1152"

@@ -223,3 +223,49 @@ async def test_turns_of_one_conversation_are_serialized(service, provider):
     # Each call saw every earlier turn and nothing from the other tab's pending message.
     assert [len(call) for call in provider.calls] == [1, 3, 5]
     assert [t.role for t in provider.calls[2]] == [Role.USER, Role.ASSISTANT] * 2 + [Role.USER]
+
+
+async def test_painted_region_becomes_a_marked_copy_and_a_mask(service, provider):
+    provider.queue += [reply_with_image(png((200, 200, 200), (40, 30))), reply_with_image(png((9, 9, 9)))]
+    *_, first = await collect(service.send(None, "a grey wall", options=OPTIONS))
+    region = Image.new("L", (40, 30), 0)
+    region.paste(255, (0, 0, 10, 10))
+    out = io.BytesIO()
+    region.save(out, format="PNG")
+    stored, _ = await collect(service.send(first.id, "paint it red", options=OPTIONS, painted=out.getvalue()))
+    user = stored.turns[-1]
+    roles = [p.image_role.value for p in user.images()]
+    assert roles == ["marked", "mask"]
+    mask = Image.open(io.BytesIO(service_blob(service, user.images()[1])))
+    assert mask.size == (40, 30) and mask.mode == "RGBA"
+    assert mask.getpixel((5, 5))[3] == 0 and mask.getpixel((30, 20))[3] == 255
+    marked = Image.open(io.BytesIO(service_blob(service, user.images()[0]))).convert("RGB")
+    assert marked.getpixel((30, 20)) == (200, 200, 200) and marked.getpixel((5, 5)) != (200, 200, 200)
+
+
+async def test_painting_without_an_image_is_refused(service, provider):
+    with pytest.raises(InputError, match="no image to paint on"):
+        await collect(service.send(None, "x", options=OPTIONS, painted=png((255, 255, 255))))
+
+
+async def test_fallback_answer_records_every_attempt(data_dir):
+    gemini, openai = FakeProvider("gemini"), FakeProvider("openai")
+    gemini.queue.append(UnavailableError("gemini", "503 UNAVAILABLE: overloaded"))
+    fallback = ProviderReply(
+        provider="openai", model="gpt-image-2", parts=(ImageData(png((3, 3, 3)), "image/png"),)
+    )
+    openai.queue.append(fallback)
+    engine = make_engine(sqlite_url(data_dir))
+    migrate(engine)
+    service = ChatService(
+        engine=engine, blobs=BlobStore(data_dir / "images"), policy=single_try(gemini, openai)
+    )
+    *_, done = await collect(service.send(None, "warmer", options=OPTIONS))
+    answer = (await service.load(done.id)).turns[-1]
+    assert answer.provider == "openai" and answer.model == "gpt-image-2"
+    assert [(a.provider, a.outcome) for a in answer.attempts] == [("gemini", "unavailable"), ("openai", "ok")]
+    assert answer.attempts[0].detail == "503 UNAVAILABLE: overloaded"
+
+
+def service_blob(service: ChatService, part: ImagePart) -> bytes:
+    return service.image_path(part).read_bytes()

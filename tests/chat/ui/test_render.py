@@ -81,7 +81,7 @@ def render(conv: Conversation | None, working_model: str | None = None) -> list[
 
 def attribution(version: int | None = None, tokens: str | None = "1,234") -> str:
     bits = [f"v{version}"] if version else []
-    bits.append(f"gemini {DOT} {MODEL}")
+    bits.append(f"Gemini {MODEL}")
     if tokens:
         bits.append(f"{tokens} tokens")
     return "*" + f" {DOT} ".join(bits) + "*"
@@ -133,7 +133,7 @@ def test_assistant_answer_shows_text_attribution_and_the_image() -> None:
         {
             "role": "assistant",
             "content": [
-                f"Here is a stormier sky.\n\n*v1 {DOT} gemini {DOT} {MODEL} {DOT} 1,234 tokens*",
+                f"Here is a stormier sky.\n\n*v1 {DOT} Gemini {MODEL} {DOT} 1,234 tokens*",
                 {"path": "/blobs/out.png", "alt_text": "Version 1"},
             ],
         },
@@ -144,7 +144,7 @@ def test_attribution_leaves_out_the_token_count_when_usage_has_none() -> None:
     conv = conversation(user(TextPart("go")), answer(png("out"), tokens=None))
     assert render(conv)[1] == {
         "role": "assistant",
-        "content": [f"*v1 {DOT} gemini {DOT} {MODEL}*", shown("out", 1)],
+        "content": [f"*v1 {DOT} Gemini {MODEL}*", shown("out", 1)],
     }
 
 
@@ -152,7 +152,7 @@ def test_attribution_names_unknown_provider_and_model_when_missing() -> None:
     turn = Turn(role=Role.ASSISTANT, parts=(png("out"),))
     assert render(conversation(user(TextPart("go")), turn))[1] == {
         "role": "assistant",
-        "content": [f"*v1 {DOT} unknown {DOT} unknown model*", shown("out", 1)],
+        "content": [f"*v1 {DOT} unknown model*", shown("out", 1)],
     }
 
 
@@ -428,3 +428,25 @@ def test_transcript_is_not_awaiting_an_answer_once_the_last_turn_succeeded() -> 
 def test_transcript_passes_user_html_through_unchanged() -> None:
     text = "<script>alert(1)</script>"
     assert to_transcript(conversation(user(TextPart(text))))["turns"][0]["text"] == text
+
+
+def test_fallback_attribution_names_the_failure_and_who_answered() -> None:
+    from chat.domain import Attempt
+    from chat.ui.render import attempts_summary
+
+    failed = Attempt(
+        "gemini", "gemini-3.1-flash-image", "unavailable", "503 UNAVAILABLE: The model is overloaded"
+    )
+    turn = Turn(
+        role=Role.ASSISTANT,
+        parts=(),
+        provider="openai",
+        model="gpt-image-2",
+        attempts=(failed, failed, failed, Attempt("openai", "gpt-image-2", "ok")),
+    )
+    assert attempts_summary(turn) == "Gemini: 503 UNAVAILABLE \u00d73 \u2192 OpenAI gpt-image-2"
+    blocked = Attempt("gemini", "gemini-3.1-flash-image", "blocked", "finish reason IMAGE_SAFETY")
+    single = Turn(role=Role.ASSISTANT, parts=(), attempts=(blocked, Attempt("openai", "gpt-image-2", "ok")))
+    assert attempts_summary(single) == "Gemini: finish reason IMAGE_SAFETY \u2192 OpenAI gpt-image-2"
+    plain = Turn(role=Role.ASSISTANT, parts=(), attempts=(Attempt("gemini", "gemini-3-pro-image", "ok"),))
+    assert attempts_summary(plain) == "Gemini gemini-3-pro-image"
