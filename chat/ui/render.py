@@ -55,7 +55,11 @@ def pending_message(model: str) -> Message:
 
 
 def _user_message(turn: Turn, image_path: ImagePath) -> Message:
-    content: list[Any] = [{"path": str(image_path(p)), "alt_text": "Your image"} for p in turn.images()]
+    content: list[Any] = [
+        {"path": str(image_path(p)), "alt_text": _ALT[p.image_role]}
+        for p in turn.images()
+        if p.image_role is not ImageRole.MASK
+    ]
     if text := turn.text():
         content.append(text)
     return {"role": "user", "content": content}
@@ -130,6 +134,10 @@ def to_transcript(conversation: Conversation) -> dict[str, Any]:
     }
 
 
+def _transcript_role(turn: Turn, image: ImagePart) -> str:
+    return image.image_role.value if turn.role is Role.USER else "output"
+
+
 def _shown_images(turn: Turn) -> list[ImagePart]:
     """Every image meant for the user; a thought image only when it is all there is."""
     answers = [p for p in turn.images() if not p.is_thought()]
@@ -146,7 +154,8 @@ def _transcript_turn(turn: Turn) -> dict[str, Any]:
         "model": turn.model,
         "text": turn.text(),
         "images": [
-            {"sha256": p.sha256, "mime_type": p.mime_type} for p in turn.images() if not p.is_thought()
+            {"sha256": p.sha256, "mime_type": p.mime_type, "role": _transcript_role(turn, p)}
+            for p in _shown_images(turn)
         ],
         "image_sha256": shown.sha256 if shown else None,
         "finish_reason": turn.finish_reason,

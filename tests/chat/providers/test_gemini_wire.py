@@ -26,7 +26,13 @@ from chat.errors import (
     RateLimitedError,
     UnavailableError,
 )
-from chat.providers.gemini_wire import build_contents, build_request, error_from_response, parse_response
+from chat.providers.gemini_wire import (
+    MARKED_NOTE,
+    build_contents,
+    build_request,
+    error_from_response,
+    parse_response,
+)
 
 PHOTO = ImagePart("a" * 64, "image/png")
 EDIT1 = ImagePart("b" * 64, "image/png", frozen_metadata({"gemini": {"thoughtSignature": "c2lnLTE="}}))
@@ -155,6 +161,23 @@ class TestBuildContents:
         # Asked of the model that made it, the same turn replays natively.
         native = build_contents(history, load, model="gemini-3-pro-image")
         assert [c["role"] for c in native] == ["user", "model", "user"]
+
+    def test_painted_turn_sends_the_marked_copy_with_an_instruction_and_never_the_mask(self):
+        marked = ImagePart("a" * 64, "image/png", frozen_metadata({"retouch": {"role": "marked"}}))
+        mask = ImagePart("d" * 64, "image/png", frozen_metadata({"retouch": {"role": "mask"}}))
+        contents = build_contents(
+            [user(marked, mask, TextPart("remove it"))], load, model="gemini-3.1-flash-image"
+        )
+        assert contents == [
+            {
+                "role": "user",
+                "parts": [
+                    {"text": MARKED_NOTE},
+                    {"inlineData": {"mimeType": "image/png", "data": B64["a" * 64]}},
+                    {"text": "remove it"},
+                ],
+            }
+        ]
 
 
 class TestBuildRequest:

@@ -345,7 +345,7 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 "provider": None,
                 "model": None,
                 "text": "stormy sky",
-                "images": [{"sha256": "upload", "mime_type": "image/png"}],
+                "images": [{"sha256": "upload", "mime_type": "image/png", "role": "input"}],
                 "image_sha256": "upload",
                 "finish_reason": None,
                 "error": None,
@@ -357,7 +357,7 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 "provider": "gemini",
                 "model": MODEL,
                 "text": "Stormier now.",
-                "images": [{"sha256": "final", "mime_type": "image/png"}],
+                "images": [{"sha256": "final", "mime_type": "image/png", "role": "output"}],
                 "image_sha256": "final",
                 "finish_reason": "STOP",
                 "error": None,
@@ -450,3 +450,15 @@ def test_fallback_attribution_names_the_failure_and_who_answered() -> None:
     assert attempts_summary(single) == "Gemini: finish reason IMAGE_SAFETY \u2192 OpenAI gpt-image-2"
     plain = Turn(role=Role.ASSISTANT, parts=(), attempts=(Attempt("gemini", "gemini-3-pro-image", "ok"),))
     assert attempts_summary(plain) == "Gemini gemini-3-pro-image"
+
+
+def test_user_turn_shows_the_marked_copy_but_never_the_mask() -> None:
+    marked = ImagePart("c" * 64, "image/png", frozen_metadata({"retouch": {"role": "marked"}}))
+    mask = ImagePart("d" * 64, "image/png", frozen_metadata({"retouch": {"role": "mask"}}))
+    turn = Turn(role=Role.USER, parts=(marked, mask, TextPart("remove the car")))
+    conversation = Conversation(id="c1", title="t", turns=(turn,))
+    [message, _] = to_messages(conversation, lambda p: Path(f"/blobs/{p.sha256[:1]}.png"))
+    assert message["content"] == [
+        {"path": "/blobs/c.png", "alt_text": "The area to change (magenta)"},
+        "remove the car",
+    ]
