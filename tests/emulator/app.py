@@ -1,26 +1,30 @@
-"""The Starlette app: Gemini ``generateContent`` routes plus test-only control routes.
+"""The Starlette app: Gemini ``generateContent`` and OpenAI Images routes plus test-only control routes.
 
-Routes:
+Routes (one port for both providers):
 
-- ``POST /v1beta/models/{model}:generateContent`` (and ``/v1/...``): the emulated API.
-- ``GET /_emulator/requests``: received generate requests, oldest first (at most 200),
-  each ``{"path", "model", "headers", "query", "body", "status"}``; headers are
-  lower-cased and include the API key (this is a test tool).
+- ``POST /v1beta/models/{model}:generateContent`` (and ``/v1/...``): the emulated Gemini API.
+- ``POST /v1/images/edits`` (multipart) and ``POST /v1/images/generations`` (JSON): the
+  emulated OpenAI Images API, base URL ``{emulator}/v1`` (see :mod:`.openai_routes`).
+- ``GET /_emulator/requests``: received generate/edit requests of both providers, oldest
+  first (at most 200). Gemini entries are ``{"provider": "gemini", "path", "model",
+  "headers", "query", "body", "status"}``; OpenAI entries are described in
+  :mod:`.openai_routes` (form fields and file hashes instead of multipart bytes).
+  Headers are lower-cased and include the API key (this is a test tool).
 - ``DELETE /_emulator/requests``: clear that log.
-- ``POST /_emulator/faults`` ``{"faults": ["503", "slow:1", ...]}``: queue faults for the
-  next generate requests (see :mod:`tests.emulator.faults`); ``GET`` lists the queue,
-  ``DELETE`` clears it.
-- ``GET /_emulator/health``: ``{"status": "ok", ...}``.
+- ``POST /_emulator/faults`` ``{"faults": ["503", "openai:429", "slow:1", ...]}``: queue
+  faults for the next generate/edit requests of either provider (one shared queue;
+  ``gemini:`` / ``openai:`` prefixes pick a provider, see :mod:`tests.emulator.faults`);
+  ``GET`` lists the queue, ``DELETE`` clears it.
+- ``GET /_emulator/health``: ``{"status": "ok", "models", "openai_models", ...}``.
 
-State lives on ``app.state.emulator`` so several apps (e.g. one per test) never share it.
+State lives on ``app.state.emulator`` (:mod:`.state`) so several apps (e.g. one per test)
+never share it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -31,33 +35,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import faults as fault_mod
-from . import gemini, request
+from . import gemini, openai_routes, request
 from .errors import ApiError, invalid
-from .faults import Fault
 from .models import MODELS
+from .openai_models import MODELS as OPENAI_MODELS
+from .state import DEFAULT_SECRET, MAX_LOGGED_REQUESTS, EmulatorState, log_request, state_of
 
-DEFAULT_SECRET = b"retouch-emulator-dev-secret"
-MAX_LOGGED_REQUESTS = 200
+__all__ = ["DEFAULT_SECRET", "MAX_LOGGED_REQUESTS", "EmulatorState", "create_app"]
 
 _MISSING_KEY = (
     "Method doesn't allow unregistered callers (callers without established identity). "
     "Please use API Key or other form of API consumer identity to call this API."
 )
-
-
-@dataclass
-class EmulatorState:
-    """Per-app mutable state (request log and fault queue) and settings."""
-
-    latency_ms: float = 0
-    secret: bytes = DEFAULT_SECRET
-    signature_filler: int = 256
-    requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_LOGGED_REQUESTS))
-    faults: deque[Fault] = field(default_factory=deque)
-
-
-def _state(req: Request) -> EmulatorState:
-    return req.app.state.emulator
 
 
 def _check_key(req: Request) -> None:
@@ -89,23 +78,11 @@ def _log(state: EmulatorState, req: Request, model: str, raw: bytes) -> tuple[di
         parsed: Any = body
     except ValueError:
         body, parsed = raw.decode("utf-8", "replace"), None
-    headers: dict[str, str] = {}
-    for name, value in req.headers.items():
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    entry = {
-        "path": req.url.path,
-        "model": model,
-        "headers": headers,
-        "query": dict(req.query_params),
-        "body": body,
-        "status": None,
-    }
-    state.requests.append(entry)
-    return entry, parsed
+    return log_request(state, req, "gemini", model=model, body=body), parsed
 
 
 async def generate_content(req: Request) -> Response:
-    state = _state(req)
+    state = state_of(req)
     version = req.url.path.split("/", 2)[1]
     model = req.path_params["model"]
     raw = await req.body()
@@ -139,9 +116,10 @@ async def _generate(state: EmulatorState, version: str, model: str, raw: bytes, 
         return parsed
 
     parsed = await run_in_threadpool(validate)
-    chosen = fault_mod.markers(parsed.latest_user_text)
-    if state.faults:
-        chosen.insert(0, state.faults.popleft())
+    chosen = fault_mod.markers(parsed.latest_user_text, "gemini")
+    queued = fault_mod.take_queued(state.faults, "gemini")
+    if queued is not None:
+        chosen.insert(0, queued)
     signer = gemini.Signer(state.secret, spec.family, state.signature_filler)
 
     for fault in chosen:
@@ -158,22 +136,22 @@ async def _generate(state: EmulatorState, version: str, model: str, raw: bytes, 
 
 
 async def list_requests(req: Request) -> Response:
-    return JSONResponse(list(_state(req).requests))
+    return JSONResponse(list(state_of(req).requests))
 
 
 async def clear_requests(req: Request) -> Response:
-    state = _state(req)
+    state = state_of(req)
     count = len(state.requests)
     state.requests.clear()
     return JSONResponse({"cleared": count})
 
 
 async def list_faults(req: Request) -> Response:
-    return JSONResponse({"faults": [f.spec for f in _state(req).faults]})
+    return JSONResponse({"faults": [f.spec for f in state_of(req).faults]})
 
 
 async def queue_faults(req: Request) -> Response:
-    state = _state(req)
+    state = state_of(req)
     try:
         payload = await req.json()
         specs = payload["faults"]
@@ -187,18 +165,19 @@ async def queue_faults(req: Request) -> Response:
 
 
 async def clear_faults(req: Request) -> Response:
-    state = _state(req)
+    state = state_of(req)
     count = len(state.faults)
     state.faults.clear()
     return JSONResponse({"cleared": count})
 
 
 async def health(req: Request) -> Response:
-    state = _state(req)
+    state = state_of(req)
     return JSONResponse(
         {
             "status": "ok",
             "models": sorted(MODELS),
+            "openai_models": sorted(OPENAI_MODELS),
             "latency_ms": state.latency_ms,
             "queued_faults": len(state.faults),
         }
@@ -206,8 +185,10 @@ async def health(req: Request) -> Response:
 
 
 async def http_error(req: Request, exc: Exception) -> Response:
-    """Unknown paths and wrong methods also answer in the Google envelope."""
+    """Unknown paths and wrong methods also answer in the Google envelope (OpenAI's under ``/v1/images``)."""
     code = exc.status_code if isinstance(exc, HTTPException) else 500
+    if openai_routes.owns(req.url.path):
+        return openai_routes.http_error(req, code)
     if code == 404:
         return ApiError(404, f"Method not found: {req.url.path}", "NOT_FOUND").response()
     return ApiError(code, str(getattr(exc, "detail", exc))).response()
@@ -218,7 +199,7 @@ def create_app(
 ) -> Starlette:
     """Build an emulator app.
 
-    ``latency_ms`` delays every generate answer (simulates a slow provider);
+    ``latency_ms`` delays every generate/edit answer of both providers (simulates a slow provider);
     ``secret`` keys the thought signatures (same secret = signatures survive restarts);
     ``signature_filler`` pads each signature by that many bytes (real ones are MBs).
     """
@@ -226,6 +207,7 @@ def create_app(
         Route(f"/{version}/models/{{model}}:generateContent", generate_content, methods=["POST"])
         for version in ("v1beta", "v1")
     ]
+    routes += openai_routes.ROUTES
     routes += [
         Route("/_emulator/requests", list_requests, methods=["GET"]),
         Route("/_emulator/requests", clear_requests, methods=["DELETE"]),

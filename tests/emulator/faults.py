@@ -1,28 +1,50 @@
-"""Fault injection: make the emulator fail the way the real service does.
+"""Fault injection: make the emulator fail the way the real services do.
 
-A fault is chosen per ``generateContent`` request, after the request passed
+A fault is chosen per generate/edit request (Gemini ``generateContent``, OpenAI
+``images/edits`` and ``images/generations``), after the request passed
 authentication and validation (invalid requests always get their 400 and do not
 consume a queued fault). Two ways to trigger one:
 
-1. A marker anywhere in the text of the **latest user content**, e.g.
-   ``"make it blue [fault:503]"``. Unknown markers are a 400, so typos do not pass
-   silently.
+1. A marker anywhere in the text of the **latest user content** (Gemini) or in the
+   ``prompt`` (OpenAI), e.g. ``"make it blue [fault:503]"``. Unknown markers are a 400,
+   so typos do not pass silently.
 2. The fault queue: ``POST /_emulator/faults`` with ``{"faults": ["503", "429"]}``
    queues faults applied to the next requests, one per request, first in first out,
    whatever the prompt. Entries are the marker bodies (``"slow:2"``); a ``fault:``
    prefix and brackets are tolerated. ``DELETE /_emulator/faults`` empties the queue.
 
+There is ONE queue for both providers. A fault applies to a provider when it is
+prefixed with that provider (``gemini:503``, ``openai:503``) or, unprefixed, when the
+provider knows it: shared faults (429, 500, 503, 504, empty, malformed, slow) apply to
+whichever request comes first, provider-specific ones (``block`` ... for Gemini,
+``moderation``, ``truncated_b64`` for OpenAI) only to their provider. A request takes
+the first queued fault that applies to it; faults for the other provider stay queued
+in order. Markers follow the same rule: ``[fault:gemini:503]`` fails only Gemini and
+is ignored by OpenAI, so one prompt can make the primary fail and the fallback work.
+A prefix with a fault the provider does not have (``openai:block``) is a 400.
+
 The queued fault (if any) comes first, then the prompt's markers. Every ``slow``
 fault sleeps; the first other fault decides the answer; with none, the normal
 answer is sent.
 
-Triggers (marker in the prompt / queue entry):
+Shared triggers (marker in the prompt / queue entry), shown for each provider:
 
-- ``[fault:429]`` / ``"429"``: 429 RESOURCE_EXHAUSTED; details are a QuotaFailure
+- ``[fault:429]`` / ``"429"``: Gemini 429 RESOURCE_EXHAUSTED; details are a QuotaFailure
   (per-minute quota, so retryable), a Help link and RetryInfo ``retryDelay: "2s"``.
-- ``[fault:500]`` / ``"500"``: 500 INTERNAL.
-- ``[fault:503]`` / ``"503"``: 503 UNAVAILABLE "The model is overloaded. Please try again later."
-- ``[fault:504]`` / ``"504"``: 504 DEADLINE_EXCEEDED.
+  OpenAI 429 ``rate_limit_exceeded`` (type ``requests``) with ``retry-after: 2``.
+- ``[fault:500]`` / ``"500"``: Gemini 500 INTERNAL; OpenAI 500 ``server_error``.
+- ``[fault:503]`` / ``"503"``: Gemini 503 UNAVAILABLE "The model is overloaded. Please try
+  again later."; OpenAI 503 ``server_error``.
+- ``[fault:504]`` / ``"504"``: Gemini 504 DEADLINE_EXCEEDED; OpenAI 504 ``server_error``.
+- ``[fault:empty]`` / ``"empty"``: Gemini 200 ``{"candidates": [{"index": 0}]}`` (no content,
+  no finishReason) plus usage metadata; OpenAI 200 with ``"data": []``.
+- ``[fault:slow:N]`` / ``"slow:N"``: sleep N seconds (float) before answering; combine it
+  with another fault, or get the normal answer (client timeout tests).
+- ``[fault:malformed]`` / ``"malformed"``: 200 with ``Content-Type: application/json`` but a
+  truncated, unparsable JSON body.
+
+Gemini only:
+
 - ``[fault:block]`` / ``"block"``: 200 with ``promptFeedback.blockReason: "SAFETY"`` and
   ``safetyRatings``, no ``candidates``.
 - ``[fault:image_safety]`` / ``"image_safety"``: 200, one candidate with
@@ -31,24 +53,34 @@ Triggers (marker in the prompt / queue entry):
   empty ``parts``.
 - ``[fault:text_only]`` / ``"text_only"``: 200, ``finishReason: "STOP"``, only a signed text
   part saying no image was made (a policy refusal looks like this).
-- ``[fault:empty]`` / ``"empty"``: 200, ``{"candidates": [{"index": 0}]}`` (no content, no
-  finishReason) plus usage metadata.
-- ``[fault:slow:N]`` / ``"slow:N"``: sleep N seconds (float) before answering; combine it
-  with another fault, or get the normal answer (client timeout tests).
-- ``[fault:malformed]`` / ``"malformed"``: 200 with ``Content-Type: application/json`` but a
-  truncated, unparsable JSON body.
+
+OpenAI only (see :mod:`.openai_errors` and :mod:`.openai_routes`):
+
+- ``[fault:moderation]`` / ``"moderation"``: 400 ``moderation_blocked`` (type
+  ``image_generation_user_error``, param null), "Your request was rejected as a result of
+  our safety system. ...".
+- ``[fault:truncated_b64]`` / ``"truncated_b64"``: 200, the normal body, but each
+  ``b64_json`` is valid base64 of only the first half of the image file (a corrupt PNG).
+
+Any of these takes a provider prefix: ``[fault:openai:429]``, ``"gemini:slow:1"``.
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass
 
 from .errors import ApiError
 
-SIMPLE_FAULTS: frozenset[str] = frozenset(
-    {"429", "500", "503", "504", "block", "image_safety", "no_image", "text_only", "empty", "malformed"}
-)
+PROVIDERS: tuple[str, ...] = ("gemini", "openai")
+SHARED_FAULTS: frozenset[str] = frozenset({"429", "500", "503", "504", "empty", "malformed"})
+#: Faults that only one provider can produce (plus the shared ones and ``slow``).
+PROVIDER_FAULTS: dict[str, frozenset[str]] = {
+    "gemini": SHARED_FAULTS | {"block", "image_safety", "no_image", "text_only"},
+    "openai": SHARED_FAULTS | {"moderation", "truncated_b64"},
+}
+SIMPLE_FAULTS: frozenset[str] = frozenset().union(*PROVIDER_FAULTS.values())
 MARKER_RE = re.compile(r"\[fault:([^\]\s]*)\]")
 _SLOW_RE = re.compile(r"slow:(\d+(?:\.\d+)?)")
 
@@ -57,31 +89,64 @@ _SLOW_RE = re.compile(r"slow:(\d+(?:\.\d+)?)")
 class Fault:
     name: str
     seconds: float = 0.0
+    #: Set when the trigger was prefixed (``openai:503``): only that provider's requests take it.
+    provider: str | None = None
 
     @property
     def spec(self) -> str:
-        return f"slow:{self.seconds:g}" if self.name == "slow" else self.name
+        body = f"slow:{self.seconds:g}" if self.name == "slow" else self.name
+        return f"{self.provider}:{body}" if self.provider else body
+
+    def applies_to(self, provider: str) -> bool:
+        if self.provider is not None:
+            return self.provider == provider
+        return self.name == "slow" or self.name in PROVIDER_FAULTS[provider]
+
+
+def _unknown(spec: str) -> ValueError:
+    return ValueError(
+        f"Unknown emulator fault {spec!r}; known: {', '.join(sorted(SIMPLE_FAULTS))}, slow:<seconds>, "
+        f"optionally prefixed with {' or '.join(p + ':' for p in PROVIDERS)}"
+    )
 
 
 def parse_fault(spec: str) -> Fault:
-    """Parse ``"503"``, ``"slow:1.5"``, ``"fault:503"`` or ``"[fault:503]"``; ValueError if unknown."""
+    """Parse ``"503"``, ``"slow:1.5"``, ``"openai:503"``, ``"fault:503"`` or ``"[fault:503]"``; ValueError if unknown."""
     body = spec.strip().removeprefix("[").removesuffix("]").removeprefix("fault:")
+    provider, _, rest = body.partition(":")
+    if provider in PROVIDERS and rest:
+        inner = parse_fault(rest)
+        if inner.provider is not None or not inner.applies_to(provider):
+            raise ValueError(f"Emulator fault {inner.spec!r} does not exist for {provider} (in {spec!r})")
+        return Fault(inner.name, inner.seconds, provider)
     if body in SIMPLE_FAULTS:
         return Fault(body)
     match = _SLOW_RE.fullmatch(body)
     if match:
         return Fault("slow", float(match.group(1)))
-    raise ValueError(
-        f"Unknown emulator fault {spec!r}; known: {', '.join(sorted(SIMPLE_FAULTS))}, slow:<seconds>"
-    )
+    raise _unknown(spec)
 
 
-def markers(text: str) -> list[Fault]:
-    """All ``[fault:...]`` markers of a prompt, in order."""
+def parse_markers(text: str, provider: str) -> list[Fault]:
+    """The ``[fault:...]`` markers of a prompt that apply to ``provider``, in order (ValueError if any is unknown)."""
+    return [f for f in (parse_fault(body) for body in MARKER_RE.findall(text)) if f.applies_to(provider)]
+
+
+def markers(text: str, provider: str = "gemini") -> list[Fault]:
+    """:func:`parse_markers` with unknown markers reported as a Google 400."""
     try:
-        return [parse_fault(body) for body in MARKER_RE.findall(text)]
+        return parse_markers(text, provider)
     except ValueError as exc:
         raise ApiError(400, f"Retouch emulator: {exc}", "INVALID_ARGUMENT") from exc
+
+
+def take_queued(queue: deque[Fault], provider: str) -> Fault | None:
+    """Remove and return the oldest queued fault for ``provider``; the others keep their order."""
+    for index, fault in enumerate(queue):
+        if fault.applies_to(provider):
+            del queue[index]
+            return fault
+    return None
 
 
 def http_error(fault: Fault, model: str) -> ApiError | None:

@@ -1,7 +1,8 @@
 """Pytest fixtures for tests that talk to the provider emulator over HTTP.
 
 - ``emulator_url`` (session): one emulator for the whole run, e.g. ``http://127.0.0.1:PORT``.
-  Point a client at it as the Gemini base URL (``{emulator_url}/v1beta/models/...``).
+  Point a client at it as the Gemini base URL (``{emulator_url}/v1beta/models/...``) or,
+  with ``/v1`` appended, as the OpenAI base URL (``{emulator_url}/v1/images/edits``).
 - ``emulator`` (function): an :class:`EmulatorControl` on that server whose request log
   and fault queue are cleared before and after the test. Import it into a conftest
   (``from tests.emulator.fixtures import emulator``) or build one from ``emulator_url``.
@@ -29,15 +30,19 @@ class EmulatorControl:
         self.url = url
 
     def requests(self) -> list[dict[str, Any]]:
-        """Generate requests received so far, oldest first."""
+        """Generate/edit requests of both providers received so far, oldest first (``provider`` says whose)."""
         return httpx.get(f"{self.url}/_emulator/requests").raise_for_status().json()
 
     def clear_requests(self) -> None:
         httpx.delete(f"{self.url}/_emulator/requests").raise_for_status()
 
     def queue_faults(self, *faults: str) -> None:
-        """Fail the next generate requests, one fault each (e.g. ``"503"``, ``"slow:1"``)."""
+        """Fail the next generate/edit requests, one fault each (e.g. ``"503"``, ``"openai:429"``, ``"slow:1"``)."""
         httpx.post(f"{self.url}/_emulator/faults", json={"faults": list(faults)}).raise_for_status()
+
+    def faults(self) -> list[str]:
+        """The queued faults, oldest first (e.g. ``["gemini:503"]``)."""
+        return httpx.get(f"{self.url}/_emulator/faults").raise_for_status().json()["faults"]
 
     def clear_faults(self) -> None:
         httpx.delete(f"{self.url}/_emulator/faults").raise_for_status()

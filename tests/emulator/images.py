@@ -5,8 +5,10 @@ test can tell apart and trace back. The output is the last input image (or a
 gradient when there is none), tinted and striped with colours derived from the
 SHA-256 of the latest user text, so the same request always yields identical bytes
 and a different prompt yields different pixels. Provenance JSON is embedded in the
-file (PNG ``tEXt`` / JPEG comment) so tests can see which prompt, model and input
-images produced a stored image.
+file (PNG ``tEXt`` chunk ``retouch-emulator`` / JPEG comment / WebP XMP packet, as the
+text of a ``retouch:provenance`` element) so tests can see which prompt, model and
+input images produced a stored image. The OpenAI side (:mod:`.openai_images`) uses
+the same helpers.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import hashlib
 import io
 import json
 import math
+import re
 from typing import Any
+from xml.sax.saxutils import escape, unescape
 
 from PIL import Image, ImageDraw, ImageOps, PngImagePlugin
 
@@ -28,6 +32,8 @@ MAX_KEPT_SIDE = 2048
 #: A JPEG comment segment holds at most 65533 bytes; 4000 escaped characters fit easily.
 _MAX_COMMENT = 65_000
 MAX_PROVENANCE_PROMPT = 4000
+_XMP_NS = "https://retouch.invalid/ns/emulator/1.0/"
+_XMP_RE = re.compile(r"<retouch:provenance>(.*?)</retouch:provenance>", re.DOTALL)
 
 
 def decode(data: bytes, mime: str) -> Image.Image | None:
@@ -110,15 +116,36 @@ def apply_edit(base: Image.Image, prompt: str, n_contents: int) -> Image.Image:
     return edited
 
 
-def encode(image: Image.Image, mime: str, provenance: dict[str, Any] | None = None) -> bytes:
-    """PNG (fast compression) or JPEG, with the provenance JSON embedded when given."""
+def _xmp(text: str) -> bytes:
+    return (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f'<rdf:Description rdf:about="" xmlns:retouch="{_XMP_NS}"><retouch:provenance>{escape(text)}'
+        "</retouch:provenance></rdf:Description></rdf:RDF></x:xmpmeta>"
+    ).encode()
+
+
+def encode(
+    image: Image.Image, mime: str, provenance: dict[str, Any] | None = None, quality: int | None = None
+) -> bytes:
+    """PNG (fast compression), JPEG or WebP, with the provenance JSON embedded when given.
+
+    ``quality`` (1-100) applies to JPEG (default 90) and WebP (default and 100: lossless).
+    """
     text = json.dumps(provenance, ensure_ascii=True, sort_keys=True) if provenance is not None else None
     buffer = io.BytesIO()
+    extra: dict[str, Any] = {}
     if mime == "image/jpeg":
-        extra: dict[str, Any] = {}
         if text is not None:
             extra["comment"] = text.encode()[:_MAX_COMMENT]
-        image.save(buffer, "JPEG", quality=90, **extra)
+        image.save(buffer, "JPEG", quality=max(1, quality if quality is not None else 90), **extra)
+    elif mime == "image/webp":
+        if text is not None:
+            extra["xmp"] = _xmp(text)
+        if quality is None or quality == 100:
+            extra["lossless"] = True
+        else:
+            extra["quality"] = quality
+        image.save(buffer, "WEBP", **extra)
     else:
         info = PngImagePlugin.PngInfo()
         if text is not None:
@@ -144,6 +171,12 @@ def read_provenance(image_bytes: bytes) -> dict[str, Any]:
             raw: str | bytes = image.text[PROVENANCE_KEY]
         elif image.format == "JPEG":
             raw = image.info["comment"]
+        elif image.format == "WEBP":
+            xmp = image.info["xmp"]
+            match = _XMP_RE.search(xmp.decode() if isinstance(xmp, bytes) else xmp)
+            if match is None:
+                raise KeyError("this WebP image's XMP carries no emulator provenance")
+            raw = unescape(match.group(1))
         else:
             raise KeyError(f"{image.format} images carry no emulator provenance")
     return json.loads(raw)

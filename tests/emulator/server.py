@@ -43,14 +43,14 @@ def serve_in_thread(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> I
     bound_host, bound_port = sock.getsockname()[:2]
     server = make_server(app)
     thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="gemini-emulator", daemon=True
+        target=server.run, kwargs={"sockets": [sock]}, name="provider-emulator", daemon=True
     )
     thread.start()
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not server.started:  # poll the flag uvicorn sets once it accepts connections
             if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the Gemini emulator did not start")
+                raise RuntimeError("the provider emulator did not start")
             time.sleep(0.005)
         yield f"http://{bound_host}:{bound_port}"
     finally:

@@ -1018,7 +1018,9 @@ def test_cli_prints_its_url_and_serves() -> None:
     try:
         assert process.stdout is not None
         line = process.stdout.readline().strip()
-        assert line.startswith("Gemini emulator listening on http://127.0.0.1:")
+        assert line.startswith(
+            "Provider emulator (Gemini, OpenAI Images at /v1) listening on http://127.0.0.1:"
+        )
         url = line.rsplit(" ", 1)[-1]
         # The socket already listens when the line is printed, so no waiting is needed.
         assert httpx.get(f"{url}/_emulator/health", timeout=10).json()["status"] == "ok"

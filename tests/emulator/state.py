@@ -1,0 +1,56 @@
+"""Per-app emulator state shared by the Gemini and OpenAI routes: one request log, one fault queue.
+
+It lives on ``app.state.emulator`` so several apps (e.g. one per test) never share
+it, and in its own module so the provider route modules can use it without
+importing :mod:`.app` (which imports them).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+
+from .faults import Fault
+
+DEFAULT_SECRET = b"retouch-emulator-dev-secret"
+MAX_LOGGED_REQUESTS = 200
+
+
+@dataclass
+class EmulatorState:
+    """Per-app mutable state (request log and fault queue) and settings."""
+
+    latency_ms: float = 0
+    secret: bytes = DEFAULT_SECRET
+    signature_filler: int = 256
+    requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_LOGGED_REQUESTS))
+    faults: deque[Fault] = field(default_factory=deque)
+
+
+def state_of(req: Request) -> EmulatorState:
+    return req.app.state.emulator
+
+
+def request_headers(req: Request) -> dict[str, str]:
+    """Lower-cased headers; repeated ones joined with ``", "`` (keys included: this is a test tool)."""
+    headers: dict[str, str] = {}
+    for name, value in req.headers.items():
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def log_request(state: EmulatorState, req: Request, provider: str, **fields: Any) -> dict[str, Any]:
+    """Append a log entry (``status`` None until answered) and return it for the handler to fill in."""
+    entry: dict[str, Any] = {
+        "provider": provider,
+        "path": req.url.path,
+        "headers": request_headers(req),
+        "query": dict(req.query_params),
+        **fields,
+        "status": None,
+    }
+    state.requests.append(entry)
+    return entry
