@@ -9,7 +9,7 @@ import gradio as gr
 import httpx
 
 from chat.config import Settings
-from chat.fallback import FallbackPolicy
+from chat.fallback import FallbackPolicy, RetryPolicy
 from chat.images import ImageLimits
 from chat.providers.gemini import GeminiClient
 from chat.providers.openai import OpenAIImagesClient
@@ -46,7 +46,12 @@ def build_app(settings: Settings) -> gr.Blocks:
         default_model=settings.openai_image_model,
         timeout_s=settings.openai_timeout_s,
     )
-    policy = FallbackPolicy({"gemini": gemini, "openai": openai})
+    retry = RetryPolicy(
+        max_attempts=settings.retry_attempts,
+        base_delay_s=settings.retry_base_delay_s,
+        max_total_s=settings.retry_max_total_s,
+    )
+    policy = FallbackPolicy({"gemini": gemini, "openai": openai}, retry=retry)
     service = ChatService(engine=engine, blobs=BlobStore(settings.blob_dir), policy=policy, limits=limits)
     config = UIConfig(
         default_model=settings.gemini_model,

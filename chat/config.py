@@ -46,6 +46,10 @@ class Settings(BaseSettings):
         180.0, gt=0, validation_alias=AliasChoices("RETOUCH_REQUEST_TIMEOUT", "request_timeout_s")
     )
 
+    retry_attempts: int = Field(3, ge=1, le=10, validation_alias="RETOUCH_RETRY_ATTEMPTS")
+    retry_base_delay_s: float = Field(1.0, ge=0, validation_alias="RETOUCH_RETRY_BASE_DELAY")
+    retry_max_total_s: float = Field(60.0, ge=0, validation_alias="RETOUCH_RETRY_MAX_TOTAL")
+
     host: str = Field(
         "127.0.0.1", validation_alias=AliasChoices("RETOUCH_HOST", "GRADIO_SERVER_NAME", "host")
     )

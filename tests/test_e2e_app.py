@@ -42,6 +42,9 @@ def running_app(data_dir: Path, emulator_url: str) -> Iterator[str]:
         "RETOUCH_PORT": str(port),
         "GEMINI_BASE_URL": emulator_url,
         "GEMINI_API_KEY": "test-key",
+        "OPENAI_BASE_URL": f"{emulator_url}/v1",
+        "OPENAI_API_KEY": "test-key",
+        "RETOUCH_RETRY_BASE_DELAY": "0",  # retries are counted here, not waited for
         "GRADIO_ANALYTICS_ENABLED": "False",
         "PYTHONUNBUFFERED": "1",
     }
@@ -110,3 +113,26 @@ def test_three_turns_restart_fourth_turn_replays_history(tmp_path, emulator):
     # The downloaded answer is the stored master: its sha256 is the one in the transcript.
     assert hashlib.sha256(image_bytes).hexdigest() == fourth["turns"][-1]["image_sha256"]
     assert read_provenance(image_bytes)["contents"] == 7
+
+
+def test_gemini_outage_falls_back_to_openai_through_the_api(tmp_path, emulator):
+    photo = tmp_path / "street.png"
+    Image.new("RGB", (320, 240), (90, 140, 200)).save(photo)
+
+    with running_app(tmp_path / "data", emulator.url) as url:
+        client = Client(url, verbose=False, download_files=False)
+        first = client.predict("", "make the sky stormy", [handle_file(str(photo))], None, api_name="/send")
+        conversation_id = first["conversation_id"]
+        emulator.queue_faults("gemini:503", "gemini:503", "gemini:503")
+        second = client.predict(conversation_id, "now remove the car", None, None, api_name="/send")
+        answer = second["turns"][-1]
+        assert answer["status"] == "ok" and answer["provider"] == "openai"
+        assert answer["attribution"] == "Gemini: 503 UNAVAILABLE \u00d73 \u2192 OpenAI gpt-image-2"
+        edit = [r for r in emulator.requests() if r["provider"] == "openai"][-1]
+        [image_file] = [f for f in edit["files"] if f["field"] == "image"]
+        assert image_file["sha256"] == first["turns"][-1]["image_sha256"]
+
+        only_openai = client.predict(
+            conversation_id, "warmer light", None, {"route": "openai"}, api_name="/send"
+        )
+        assert [a["provider"] for a in only_openai["turns"][-1]["attempts"]] == ["openai"]

@@ -161,4 +161,9 @@ def _transcript_turn(turn: Turn) -> dict[str, Any]:
         "finish_reason": turn.finish_reason,
         "error": {"kind": turn.error.kind, "message": turn.error.message} if turn.error else None,
         "usage": dict(turn.usage),
+        "attempts": [
+            {"provider": a.provider, "model": a.model, "outcome": a.outcome, "detail": a.detail}
+            for a in turn.attempts
+        ],
+        "attribution": attempts_summary(turn) if turn.attempts else None,
     }

@@ -350,6 +350,8 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 "finish_reason": None,
                 "error": None,
                 "usage": {},
+                "attempts": [],
+                "attribution": None,
             },
             {
                 "role": "assistant",
@@ -362,6 +364,8 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 "finish_reason": "STOP",
                 "error": None,
                 "usage": {"promptTokenCount": 1000, "totalTokenCount": 1234},
+                "attempts": [],
+                "attribution": None,
             },
             {
                 "role": "user",
@@ -374,6 +378,8 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 "finish_reason": None,
                 "error": None,
                 "usage": {},
+                "attempts": [],
+                "attribution": None,
             },
             {
                 "role": "assistant",
@@ -386,6 +392,8 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 "finish_reason": "STOP",
                 "error": {"kind": "no_image", "message": warning},
                 "usage": {"promptTokenCount": 1000, "totalTokenCount": 56},
+                "attempts": [],
+                "attribution": None,
             },
             {
                 "role": "user",
@@ -398,6 +406,8 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 "finish_reason": None,
                 "error": None,
                 "usage": {},
+                "attempts": [],
+                "attribution": None,
             },
             {
                 "role": "assistant",
@@ -410,6 +420,8 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 "finish_reason": None,
                 "error": {"kind": "timeout", "message": "Timed out. Press Retry."},
                 "usage": {},
+                "attempts": [],
+                "attribution": None,
             },
         ],
     }

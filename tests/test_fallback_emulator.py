@@ -1,0 +1,162 @@
+"""Gemini failure classes -> OpenAI fallback, with the real clients, storage and the emulator.
+
+For each way Gemini can fail: OpenAI gets exactly the previous output's bytes, the answer
+is stored and attributed, and the next Gemini turn accepts the history that now holds an
+OpenAI image. When OpenAI fails too: one clear error turn, the message kept, Retry works.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+
+import httpx
+import pytest
+from PIL import Image
+from pydantic import SecretStr
+
+from chat.domain import GenerationOptions, TurnStatus
+from chat.fallback import FallbackPolicy
+from chat.providers.gemini import GeminiClient
+from chat.providers.openai import OpenAIImagesClient
+from chat.service import Attachment, ChatService
+from chat.ui.render import attempts_summary
+from storage import BlobStore, make_engine, migrate, sqlite_url
+
+OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
+
+
+async def no_sleep(seconds: float) -> None:
+    """Retries are counted, never waited for."""
+
+
+@pytest.fixture
+async def service(tmp_path, emulator):
+    engine = make_engine(sqlite_url(tmp_path))
+    migrate(engine)
+    async with httpx.AsyncClient() as http:
+        gemini = GeminiClient(http, api_key=SecretStr("test-key"), base_url=emulator.url, timeout_s=10)
+        openai = OpenAIImagesClient(
+            http, api_key=SecretStr("test-key"), base_url=f"{emulator.url}/v1", timeout_s=10
+        )
+        policy = FallbackPolicy({"gemini": gemini, "openai": openai}, sleep=no_sleep, jitter=lambda d: d)
+        yield ChatService(engine=engine, blobs=BlobStore(tmp_path / "images"), policy=policy)
+
+
+def photo() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (96, 64), (90, 140, 200)).save(out, format="PNG")
+    return out.getvalue()
+
+
+async def last(steps):
+    result = None
+    async for result in steps:  # noqa: B007 - we want the final snapshot
+        pass
+    return result
+
+
+def requests_of(emulator, provider: str) -> list[dict]:
+    return [r for r in emulator.requests() if r["provider"] == provider]
+
+
+@pytest.mark.parametrize(
+    ("fault", "gemini_calls"),
+    [
+        ("429", 3),
+        ("500", 3),
+        ("503", 3),
+        ("504", 3),
+        ("malformed", 3),
+        ("block", 1),
+        ("image_safety", 1),
+        ("no_image", 1),
+        ("text_only", 1),
+        ("empty", 1),
+    ],
+)
+async def test_gemini_failure_falls_back_to_openai_with_the_previous_output(
+    service, emulator, fault, gemini_calls
+):
+    first = await last(
+        service.send(None, "make the sky stormy", [Attachment("street.png", photo())], options=OPTIONS)
+    )
+    previous = first.turns[-1].shown_image()
+    previous_bytes = service.image_path(previous).read_bytes()
+    emulator.clear_requests()
+    emulator.queue_faults(*[f"gemini:{fault}"] * gemini_calls)
+
+    second = await last(service.send(first.id, "now remove the car", options=OPTIONS))
+
+    answer = second.turns[-1]
+    assert answer.status is TurnStatus.OK and answer.provider == "openai"
+    assert [a.provider for a in answer.attempts] == ["gemini"] * gemini_calls + ["openai"]
+    assert attempts_summary(answer).endswith("\u2192 OpenAI gpt-image-2")
+    [edit] = requests_of(emulator, "openai")
+    [image_file] = [f for f in edit["files"] if f["field"] == "image"]
+    assert image_file["sha256"] == hashlib.sha256(previous_bytes).hexdigest() == previous.sha256
+    assert edit["form"]["prompt"].startswith("now remove the car")
+    stored = service.image_path(answer.shown_image()).read_bytes()
+    assert hashlib.sha256(stored).hexdigest() == answer.shown_image().sha256
+
+    emulator.clear_requests()
+    third = await last(service.send(first.id, "warmer light", options=OPTIONS))
+    assert third.turns[-1].provider == "gemini" and third.turns[-1].status is TurnStatus.OK
+    [replay] = requests_of(emulator, "gemini")
+    assert replay["status"] == 200
+    user_images = [
+        base64.b64decode(p["inlineData"]["data"])
+        for content in replay["body"]["contents"]
+        if content["role"] == "user"
+        for p in content["parts"]
+        if "inlineData" in p
+    ]
+    assert stored in user_images  # the OpenAI result re-enters as a user-supplied "current image"
+
+
+async def test_openai_failing_too_gives_one_clear_error_and_retry_works(service, emulator):
+    first = await last(
+        service.send(None, "make the sky stormy", [Attachment("street.png", photo())], options=OPTIONS)
+    )
+    emulator.queue_faults(*["gemini:503"] * 3, *["openai:503"] * 3)
+
+    failed = await last(service.send(first.id, "now remove the car", options=OPTIONS))
+
+    user, error = failed.turns[-2:]
+    assert user.text() == "now remove the car"
+    assert error.status is TurnStatus.ERROR and failed.awaiting_answer()
+    assert error.error.message.startswith("Gemini is unavailable right now")
+    assert "Tried OpenAI too: OpenAI is unavailable right now" in error.error.message
+    assert [a.provider for a in error.attempts] == ["gemini"] * 3 + ["openai"] * 3
+
+    retried = await last(service.retry(first.id, options=OPTIONS))
+    assert retried.turns[-1].status is TurnStatus.OK and retried.turns[-1].provider == "gemini"
+    assert [t.text() for t in retried.turns if t.role.value == "user"] == [
+        "make the sky stormy",
+        "now remove the car",
+    ]
+
+
+async def test_painted_region_reaches_openai_as_a_mask_of_the_same_size(service, emulator):
+    first = await last(service.send(None, "a street", [Attachment("street.png", photo())], options=OPTIONS))
+    previous = first.turns[-1].shown_image()
+    width, height = Image.open(service.image_path(previous)).size
+    region = Image.new("L", (width, height), 0)
+    region.paste(255, (0, 0, width // 2, height // 2))
+    painted = io.BytesIO()
+    region.save(painted, format="PNG")
+    emulator.clear_requests()
+
+    done = await last(
+        service.send(
+            first.id, "remove it [fault:gemini:no_image]", options=OPTIONS, painted=painted.getvalue()
+        )
+    )
+
+    assert done.turns[-1].provider == "openai"
+    [edit] = requests_of(emulator, "openai")
+    assert {f["field"] for f in edit["files"]} == {"image", "mask"}
+    [gemini_request] = requests_of(emulator, "gemini")
+    texts = [p.get("text", "") for p in gemini_request["body"]["contents"][-1]["parts"]]
+    assert any("magenta" in t for t in texts)
