@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+from pathlib import Path
 
 import gradio as gr
 import httpx
@@ -11,6 +13,7 @@ import httpx
 from chat.config import Settings
 from chat.fallback import FallbackPolicy, RetryPolicy
 from chat.images import ImageLimits
+from chat.library import ConversationLibrary
 from chat.providers.gemini import GeminiClient
 from chat.providers.openai import OpenAIImagesClient
 from chat.service import ChatService, InputLimits
@@ -52,17 +55,29 @@ def build_app(settings: Settings) -> gr.Blocks:
         max_total_s=settings.retry_max_total_s,
     )
     policy = FallbackPolicy({"gemini": gemini, "openai": openai}, retry=retry)
-    service = ChatService(engine=engine, blobs=BlobStore(settings.blob_dir), policy=policy, limits=limits)
+    blobs = BlobStore(settings.blob_dir)
+    service = ChatService(engine=engine, blobs=blobs, policy=policy, limits=limits)
+    library = ConversationLibrary(engine=engine, blobs=blobs, gate=service.gate)
     config = UIConfig(
         default_model=settings.gemini_model,
         default_openai_model=settings.openai_image_model,
         configured={"gemini": gemini.configured, "openai": openai.configured},
         max_upload_bytes=settings.max_upload_bytes,
         model_concurrency=settings.model_concurrency,
+        browser_secret=browser_secret(settings.data_dir),
     )
-    demo = build_ui(service, config)
+    demo = build_ui(service, library, config)
     demo.queue(default_concurrency_limit=settings.model_concurrency)
     return demo
+
+
+def browser_secret(data_dir: Path) -> str:
+    """The key Gradio encrypts the browser's owner id with: fixed per install, so it survives restarts."""
+    path = data_dir / "browser-secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def main() -> None:

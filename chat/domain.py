@@ -10,7 +10,7 @@ Invariant: what storage loads is exactly what a provider adapter replays.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -36,6 +36,8 @@ __all__ = [
     "TurnError",
     "TurnStatus",
     "frozen_metadata",
+    "latest_answers",
+    "through_last_user_turn",
 ]
 
 Metadata = Mapping[str, Any]
@@ -225,8 +227,8 @@ class Turn:
         return [p for p in self.parts if isinstance(p, ImagePart)]
 
     def shown_image(self) -> ImagePart | None:
-        """The image a user sees for this turn: the last non-thought one."""
-        images = self.images()
+        """The image this turn stands for: the last non-thought one, never a mask or a marked copy."""
+        images = [p for p in self.images() if p.image_role is ImageRole.INPUT]
         answers = [p for p in images if not p.is_thought()]
         if answers:
             return answers[-1]
@@ -256,3 +258,26 @@ class Conversation:
             if turn.status is TurnStatus.OK and (image := turn.shown_image()):
                 return image
         return None
+
+
+def latest_answers(turns: Sequence[Turn]) -> list[Turn]:
+    """The history to replay: an answer regenerated for the same user message replaces the earlier one."""
+    kept: list[Turn] = []
+    for turn in turns:
+        if turn.role is Role.ASSISTANT and turn.status is TurnStatus.OK:
+            for index in range(len(kept) - 1, -1, -1):
+                if kept[index].role is Role.USER:
+                    break
+                if kept[index].status is TurnStatus.OK:
+                    del kept[index]
+                    break
+        kept.append(turn)
+    return kept
+
+
+def through_last_user_turn(turns: Sequence[Turn]) -> list[Turn]:
+    """What a provider is asked to answer: everything up to and including the last user message."""
+    for index in range(len(turns) - 1, -1, -1):
+        if turns[index].role is Role.USER:
+            return list(turns[: index + 1])
+    return []

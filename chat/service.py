@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from chat.access import GONE, AccessError, Actor, Gatekeeper, Grant
 from chat.domain import (
     Attempt,
     Conversation,
@@ -36,6 +37,7 @@ from chat.domain import (
     TurnError,
     TurnStatus,
     frozen_metadata,
+    through_last_user_turn,
 )
 from chat.errors import InputError, NoImageError, UnavailableError
 from chat.fallback import FallbackPolicy, Outcome
@@ -110,11 +112,20 @@ class ChatService:
         self._clock = clock
         self._new_id = new_id
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.gate = Gatekeeper(engine)
 
     # --- reads ---------------------------------------------------------------------------
 
-    async def load(self, conversation_id: str) -> Conversation | None:
-        return await asyncio.to_thread(self._load, conversation_id)
+    async def open(self, actor: Actor, conversation_id: str) -> tuple[Grant, Conversation]:
+        """The conversation and what ``actor`` may do with it; AccessError if nothing."""
+        grant = await asyncio.to_thread(self.gate.grant, actor, conversation_id)
+        conversation = await asyncio.to_thread(self._load, conversation_id)
+        if conversation is None:
+            raise AccessError(GONE)
+        return grant, conversation
+
+    async def load(self, actor: Actor, conversation_id: str) -> Conversation:
+        return (await self.open(actor, conversation_id))[1]
 
     def image_path(self, part: ImagePart) -> Path:
         return self._blobs.path(part.sha256, part.mime_type)
@@ -123,6 +134,7 @@ class ChatService:
 
     async def send(
         self,
+        actor: Actor,
         conversation_id: str | None,
         text: str,
         attachments: Sequence[Attachment] = (),
@@ -136,21 +148,30 @@ class ChatService:
         (the brush strokes); it becomes a mask for OpenAI and a marked copy for Gemini.
         Bad input raises InputError before anything is written.
         """
+        if conversation_id:
+            await asyncio.to_thread(self.gate.grant, actor, conversation_id, write=True)
         images = await asyncio.to_thread(self._prepare, text, attachments)
         conversation_id = conversation_id or self._new_id()
         async with self._lock(conversation_id):
             conversation = await asyncio.to_thread(
-                self._store_user_turn, conversation_id, text.strip(), images, painted
+                self._store_user_turn, conversation_id, text.strip(), images, painted, actor.owner_id
             )
             yield conversation
             yield await self._answer(conversation, options)
 
-    async def retry(self, conversation_id: str, *, options: GenerationOptions) -> AsyncIterator[Conversation]:
-        """Answer the last user turn again (after a failure or an interruption)."""
+    async def retry(
+        self, actor: Actor, conversation_id: str, *, options: GenerationOptions
+    ) -> AsyncIterator[Conversation]:
+        """Answer the last user message again: after a failure, or for another variant.
+
+        A variant is a new answer after the previous one; replay uses the newest answer,
+        and the user's message is never duplicated.
+        """
+        await asyncio.to_thread(self.gate.grant, actor, conversation_id, write=True)
         async with self._lock(conversation_id):
-            conversation = await self.load(conversation_id)
-            if conversation is None or not conversation.awaiting_answer():
-                raise InputError("There is no failed turn to retry: send a new message instead.")
+            conversation = await asyncio.to_thread(self._load, conversation_id)
+            if conversation is None or not any(t.role is Role.USER for t in conversation.turns):
+                raise InputError("There is nothing to retry yet: send a message first.")
             yield conversation
             yield await self._answer(conversation, options)
 
@@ -179,7 +200,12 @@ class ChatService:
         return [prepare_upload(a.data, name=a.name, limits=self._limits.images) for a in attachments]
 
     def _store_user_turn(
-        self, conversation_id: str, text: str, images: list[PreparedImage], painted: bytes | None
+        self,
+        conversation_id: str,
+        text: str,
+        images: list[PreparedImage],
+        painted: bytes | None,
+        owner_id: str,
     ) -> Conversation:
         now = self._clock()
         with session_scope(self._engine) as session:
@@ -195,7 +221,11 @@ class ChatService:
             turn = Turn(role=Role.USER, parts=tuple(parts), created_at=now)
             if existing is None:
                 repo.create_conversation(
-                    session=session, conversation_id=conversation_id, title=_title(text), now=now
+                    session=session,
+                    conversation_id=conversation_id,
+                    title=_title(text),
+                    now=now,
+                    owner_id=owner_id,
                 )
             return self._append_in(session, conversation_id, turn, stored, now)
 
@@ -209,7 +239,8 @@ class ChatService:
         started = time.monotonic()
         stored: list[_StoredImage] = []
         try:
-            outcome = await self._policy.answer(conversation.turns, options, self._load_image)
+            history = through_last_user_turn(conversation.turns)
+            outcome = await self._policy.answer(history, options, self._load_image)
             turn, stored = await asyncio.to_thread(self._outcome_turn, outcome, options)
         except Exception:
             log.exception("turn failed in conversation %s", conversation.id)

@@ -174,3 +174,30 @@ def m003_turn_attempts(conn: Connection) -> None:
     # Every provider call made for a turn (Gemini, then OpenAI on fallback), so the chat can
     # say which provider answered and why a fallback happened.
     _add_column(conn, "turn", Column("attempts", JSON, nullable=False, server_default="[]"))
+
+
+@migration
+def m004_owners_and_share_links(conn: Connection) -> None:
+    # Conversations belong to a browser (or an HF user) so each visitor lists only their own.
+    _add_column(conn, "conversation", Column("owner_id", String(100)))
+    conversation = Table("conversation", MetaData(), Column("owner_id", String(100)))
+    Index("ix_conversation_owner_id", conversation.c.owner_id).create(conn)
+    # Share links: unguessable tokens granting read-only ("view") or write ("continue") access.
+    metadata = MetaData()
+    Table("conversation", metadata, Column("id", String(32), primary_key=True))
+    share_link = Table(
+        "share_link",
+        metadata,
+        Column("token", String(64), primary_key=True),
+        Column(
+            "conversation_id",
+            String(32),
+            ForeignKey("conversation.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        Column("kind", String(16), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("revoked_at", DateTime(timezone=True)),
+    )
+    share_link.create(conn)
+    Index("ix_share_link_conversation_id", share_link.c.conversation_id).create(conn)

@@ -24,15 +24,18 @@ from sqlmodel import Field, SQLModel, UTCDateTime
 
 __all__ = [
     "CONVERSATION_ID_MAX_LENGTH",
+    "OWNER_ID_MAX_LENGTH",
     "TITLE_MAX_LENGTH",
     "ConversationRow",
     "ImageRow",
     "PartRow",
     "SchemaMigrationRow",
+    "ShareLinkRow",
     "TurnRow",
 ]
 
 CONVERSATION_ID_MAX_LENGTH = 32
+OWNER_ID_MAX_LENGTH = 100
 TITLE_MAX_LENGTH = 200
 
 
@@ -45,6 +48,25 @@ class ConversationRow(SQLModel, table=True):
     title: str = Field(max_length=TITLE_MAX_LENGTH)
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+    # Who may list, rename, delete and share it (m004): a browser's id or "hf:<user>".
+    owner_id: str | None = Field(default=None, max_length=OWNER_ID_MAX_LENGTH, index=True)
+
+
+class ShareLinkRow(SQLModel, table=True):
+    """A capability URL: whoever holds ``token`` may view (or, for "continue", also write)."""
+
+    __tablename__ = "share_link"
+
+    token: str = Field(primary_key=True, max_length=64)
+    conversation_id: str = Field(
+        foreign_key="conversation.id",
+        ondelete="CASCADE",
+        index=True,
+        max_length=CONVERSATION_ID_MAX_LENGTH,
+    )
+    kind: str = Field(max_length=16)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class ImageRow(SQLModel, table=True):

@@ -29,6 +29,7 @@ from chat.domain import (
     Attempt,
     Conversation,
     ImagePart,
+    ImageRole,
     Part,
     Role,
     TextPart,
@@ -40,21 +41,31 @@ from chat.domain import (
 from storage.blobs import validate_sha256
 from storage.models import (
     CONVERSATION_ID_MAX_LENGTH,
+    OWNER_ID_MAX_LENGTH,
     TITLE_MAX_LENGTH,
     ConversationRow,
     ImageRow,
     PartRow,
+    ShareLinkRow,
     TurnRow,
 )
 
 __all__ = [
     "ConversationNotFoundError",
     "ConversationSummary",
+    "ShareLink",
     "append_turn",
+    "claim_conversation",
+    "conversation_owner",
+    "copy_conversation",
     "create_conversation",
+    "create_share_link",
     "delete_conversation",
     "get_conversation",
     "list_conversations",
+    "resolve_share_link",
+    "revoke_share_link",
+    "share_links",
     "rename_conversation",
     "save_image",
 ]
@@ -79,17 +90,40 @@ class ConversationSummary:
     title: str
     updated_at: datetime
     turn_count: int
+    thumbnail: ImagePart | None = None
 
 
-def create_conversation(*, session: Session, conversation_id: str, title: str, now: datetime) -> Conversation:
+@dataclass(frozen=True)
+class ShareLink:
+    token: str
+    conversation_id: str
+    kind: str  # "view" or "continue"
+    created_at: datetime
+
+
+def create_conversation(
+    *, session: Session, conversation_id: str, title: str, now: datetime, owner_id: str | None = None
+) -> Conversation:
     if not conversation_id or len(conversation_id) > CONVERSATION_ID_MAX_LENGTH:
         raise ValueError(f"conversation id must be 1-{CONVERSATION_ID_MAX_LENGTH} characters")
+    if owner_id is not None and not 0 < len(owner_id) <= OWNER_ID_MAX_LENGTH:
+        raise ValueError(f"owner id must be 1-{OWNER_ID_MAX_LENGTH} characters")
     now = _utc(now)
     session.add(
-        ConversationRow(id=conversation_id, title=_checked_title(title), created_at=now, updated_at=now)
+        ConversationRow(
+            id=conversation_id, title=_checked_title(title), created_at=now, updated_at=now, owner_id=owner_id
+        )
     )
     session.flush()
     return Conversation(id=conversation_id, title=title, created_at=now, updated_at=now)
+
+
+def conversation_owner(*, session: Session, conversation_id: str) -> str | None:
+    """The owner id (None for conversations made before owners existed)."""
+    row = session.get(ConversationRow, conversation_id)
+    if row is None:
+        raise ConversationNotFoundError(conversation_id)
+    return row.owner_id
 
 
 def get_conversation(*, session: Session, conversation_id: str) -> Conversation | None:
@@ -182,20 +216,135 @@ def save_image(
             raise
 
 
-def list_conversations(*, session: Session, limit: int = 50) -> list[ConversationSummary]:
-    """Most recently updated first, each with its number of turns."""
+def list_conversations(
+    *, session: Session, owner_id: str | None = None, query: str = "", limit: int = 50
+) -> list[ConversationSummary]:
+    """Most recently updated first, each with its number of turns and latest image.
+
+    ``owner_id`` limits the list to one owner's conversations; ``query`` matches titles.
+    """
     turn_count = func.count(col(TurnRow.id))
-    rows = session.exec(
+    statement = (
         select(ConversationRow.id, ConversationRow.title, ConversationRow.updated_at, turn_count)
         .outerjoin(TurnRow, col(TurnRow.conversation_id) == col(ConversationRow.id))
         .group_by(ConversationRow.id, ConversationRow.title, ConversationRow.updated_at)
         .order_by(col(ConversationRow.updated_at).desc(), col(ConversationRow.id))
         .limit(limit)
-    ).all()
+    )
+    if owner_id is not None:
+        statement = statement.where(ConversationRow.owner_id == owner_id)
+    if query.strip():
+        statement = statement.where(
+            col(ConversationRow.title).ilike(f"%{_escape_like(query.strip())}%", escape="\\")
+        )
+    rows = session.exec(statement).all()
+    thumbnails = _thumbnails(session, [row[0] for row in rows])
     return [
-        ConversationSummary(id=id_, title=title, updated_at=updated_at, turn_count=count)
+        ConversationSummary(
+            id=id_, title=title, updated_at=updated_at, turn_count=count, thumbnail=thumbnails.get(id_)
+        )
         for id_, title, updated_at, count in rows
     ]
+
+
+def _thumbnails(session: Session, conversation_ids: list[str]) -> dict[str, ImagePart]:
+    """The image each conversation would show last (no masks, no thought images)."""
+    if not conversation_ids:
+        return {}
+    rows = session.exec(
+        select(TurnRow.conversation_id, PartRow)
+        .join(TurnRow, col(PartRow.turn_id) == col(TurnRow.id))
+        .where(col(TurnRow.conversation_id).in_(conversation_ids), PartRow.kind == _IMAGE)
+        .order_by(col(TurnRow.seq).desc(), col(PartRow.position).desc())
+    )
+    found: dict[str, ImagePart] = {}
+    for conversation_id, part_row in rows:
+        part = _part_from_row(part_row)
+        if conversation_id in found or not isinstance(part, ImagePart) or part.is_thought():
+            continue
+        if part.image_role is not ImageRole.MASK:
+            found[conversation_id] = part
+    return found
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def claim_conversation(*, session: Session, conversation_id: str, owner_id: str) -> None:
+    """Give an unowned (pre-owner) conversation to its first visitor."""
+    row = session.get(ConversationRow, conversation_id)
+    if row is None:
+        raise ConversationNotFoundError(conversation_id)
+    if row.owner_id is None:
+        row.owner_id = owner_id
+        session.flush()
+
+
+def create_share_link(
+    *, session: Session, conversation_id: str, token: str, kind: str, now: datetime
+) -> ShareLink:
+    if kind not in ("view", "continue"):
+        raise ValueError(f"unknown share link kind {kind!r}")
+    if session.get(ConversationRow, conversation_id) is None:
+        raise ConversationNotFoundError(conversation_id)
+    row = ShareLinkRow(token=token, conversation_id=conversation_id, kind=kind, created_at=_utc(now))
+    session.add(row)
+    session.flush()
+    return ShareLink(token, conversation_id, kind, row.created_at)
+
+
+def share_links(*, session: Session, conversation_id: str) -> list[ShareLink]:
+    """The conversation's links that still work, oldest first."""
+    rows = session.exec(
+        select(ShareLinkRow)
+        .where(ShareLinkRow.conversation_id == conversation_id, col(ShareLinkRow.revoked_at).is_(None))
+        .order_by(col(ShareLinkRow.created_at))
+    ).all()
+    return [ShareLink(r.token, r.conversation_id, r.kind, r.created_at) for r in rows]
+
+
+def resolve_share_link(*, session: Session, token: str) -> ShareLink | None:
+    """The link for ``token`` if it exists and was not revoked."""
+    row = session.get(ShareLinkRow, token)
+    if row is None or row.revoked_at is not None:
+        return None
+    return ShareLink(row.token, row.conversation_id, row.kind, row.created_at)
+
+
+def revoke_share_link(*, session: Session, conversation_id: str, token: str, now: datetime) -> bool:
+    row = session.get(ShareLinkRow, token)
+    if row is None or row.conversation_id != conversation_id or row.revoked_at is not None:
+        return False
+    row.revoked_at = _utc(now)
+    session.flush()
+    return True
+
+
+def copy_conversation(
+    *,
+    session: Session,
+    source_id: str,
+    new_id: str,
+    title: str,
+    owner_id: str | None,
+    now: datetime,
+    through_seq: int | None = None,
+) -> Conversation:
+    """A new conversation holding the source's turns up to ``through_seq`` (all if None).
+
+    Images are shared by hash, so a fork costs rows, not bytes; the source is untouched.
+    """
+    source = get_conversation(session=session, conversation_id=source_id)
+    if source is None:
+        raise ConversationNotFoundError(source_id)
+    create_conversation(session=session, conversation_id=new_id, title=title, now=now, owner_id=owner_id)
+    turns = source.turns if through_seq is None else source.turns[: through_seq + 1]
+    for turn in turns:
+        append_turn(session=session, conversation_id=new_id, turn=turn, now=now)
+    copied = get_conversation(session=session, conversation_id=new_id)
+    assert copied is not None
+    return copied
 
 
 def rename_conversation(*, session: Session, conversation_id: str, title: str, now: datetime) -> None:

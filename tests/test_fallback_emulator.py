@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
+from chat.access import Actor
 from chat.domain import GenerationOptions, TurnStatus
 from chat.fallback import FallbackPolicy
 from chat.providers.gemini import GeminiClient
@@ -25,6 +26,7 @@ from chat.ui.render import attempts_summary
 from storage import BlobStore, make_engine, migrate, sqlite_url
 
 OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
+ACTOR = Actor("owner-of-the-test-conversations")
 
 
 async def no_sleep(seconds: float) -> None:
@@ -80,14 +82,14 @@ async def test_gemini_failure_falls_back_to_openai_with_the_previous_output(
     service, emulator, fault, gemini_calls
 ):
     first = await last(
-        service.send(None, "make the sky stormy", [Attachment("street.png", photo())], options=OPTIONS)
+        service.send(ACTOR, None, "make the sky stormy", [Attachment("street.png", photo())], options=OPTIONS)
     )
     previous = first.turns[-1].shown_image()
     previous_bytes = service.image_path(previous).read_bytes()
     emulator.clear_requests()
     emulator.queue_faults(*[f"gemini:{fault}"] * gemini_calls)
 
-    second = await last(service.send(first.id, "now remove the car", options=OPTIONS))
+    second = await last(service.send(ACTOR, first.id, "now remove the car", options=OPTIONS))
 
     answer = second.turns[-1]
     assert answer.status is TurnStatus.OK and answer.provider == "openai"
@@ -101,7 +103,7 @@ async def test_gemini_failure_falls_back_to_openai_with_the_previous_output(
     assert hashlib.sha256(stored).hexdigest() == answer.shown_image().sha256
 
     emulator.clear_requests()
-    third = await last(service.send(first.id, "warmer light", options=OPTIONS))
+    third = await last(service.send(ACTOR, first.id, "warmer light", options=OPTIONS))
     assert third.turns[-1].provider == "gemini" and third.turns[-1].status is TurnStatus.OK
     [replay] = requests_of(emulator, "gemini")
     assert replay["status"] == 200
@@ -117,11 +119,11 @@ async def test_gemini_failure_falls_back_to_openai_with_the_previous_output(
 
 async def test_openai_failing_too_gives_one_clear_error_and_retry_works(service, emulator):
     first = await last(
-        service.send(None, "make the sky stormy", [Attachment("street.png", photo())], options=OPTIONS)
+        service.send(ACTOR, None, "make the sky stormy", [Attachment("street.png", photo())], options=OPTIONS)
     )
     emulator.queue_faults(*["gemini:503"] * 3, *["openai:503"] * 3)
 
-    failed = await last(service.send(first.id, "now remove the car", options=OPTIONS))
+    failed = await last(service.send(ACTOR, first.id, "now remove the car", options=OPTIONS))
 
     user, error = failed.turns[-2:]
     assert user.text() == "now remove the car"
@@ -130,7 +132,7 @@ async def test_openai_failing_too_gives_one_clear_error_and_retry_works(service,
     assert "Tried OpenAI too: OpenAI is unavailable right now" in error.error.message
     assert [a.provider for a in error.attempts] == ["gemini"] * 3 + ["openai"] * 3
 
-    retried = await last(service.retry(first.id, options=OPTIONS))
+    retried = await last(service.retry(ACTOR, first.id, options=OPTIONS))
     assert retried.turns[-1].status is TurnStatus.OK and retried.turns[-1].provider == "gemini"
     assert [t.text() for t in retried.turns if t.role.value == "user"] == [
         "make the sky stormy",
@@ -139,7 +141,9 @@ async def test_openai_failing_too_gives_one_clear_error_and_retry_works(service,
 
 
 async def test_painted_region_reaches_openai_as_a_mask_of_the_same_size(service, emulator):
-    first = await last(service.send(None, "a street", [Attachment("street.png", photo())], options=OPTIONS))
+    first = await last(
+        service.send(ACTOR, None, "a street", [Attachment("street.png", photo())], options=OPTIONS)
+    )
     previous = first.turns[-1].shown_image()
     width, height = Image.open(service.image_path(previous)).size
     region = Image.new("L", (width, height), 0)
@@ -150,7 +154,7 @@ async def test_painted_region_reaches_openai_as_a_mask_of_the_same_size(service,
 
     done = await last(
         service.send(
-            first.id, "remove it [fault:gemini:no_image]", options=OPTIONS, painted=painted.getvalue()
+            ACTOR, first.id, "remove it [fault:gemini:no_image]", options=OPTIONS, painted=painted.getvalue()
         )
     )
 

@@ -35,6 +35,7 @@ from chat.domain import (
     Turn,
     TurnStatus,
     frozen_metadata,
+    latest_answers,
 )
 from chat.errors import (
     AuthError,
@@ -83,7 +84,7 @@ def build_contents(turns: Sequence[Turn], load_image: ImageLoader, *, model: str
     """The ``contents`` array for answering the trailing user turn(s) of ``turns`` with ``model``."""
     contents: list[dict[str, Any]] = []
     waiting: list[dict[str, Any]] = []
-    for turn in turns:
+    for turn in latest_answers(turns):
         if turn.role is Role.USER:
             waiting += [part for p in turn.parts for part in _user_parts(p, load_image)]
         elif turn.status is not TurnStatus.OK or not waiting:

@@ -4,55 +4,104 @@ from __future__ import annotations
 
 import gradio as gr
 
+from chat.library import ConversationLibrary
 from chat.service import ChatService
+from chat.ui.api import ApiHandlers
 from chat.ui.events import Handlers, UIConfig
+from chat.ui.files import FileMaker
 from chat.ui.layout import build_layout
+from chat.ui.library_events import LibraryHandlers
 
 __all__ = ["UIConfig", "build_ui"]
 
-# Put ?c=<id> in the address bar so a reload (or a copied link) reopens the conversation.
-SET_URL_JS = """(id) => {
+# Keep the address bar on what is open: ?c=<id> for your own, ?s=<token> for a shared one,
+# so a reload (or a copied link) reopens it.
+SET_URL_JS = """(id, token) => {
   const url = new URL(window.location.href);
-  if (id) { url.searchParams.set('c', id); } else { url.searchParams.delete('c'); }
+  url.searchParams.delete('c');
+  url.searchParams.delete('s');
+  if (token) { url.searchParams.set('s', token); } else if (id) { url.searchParams.set('c', id); }
   window.history.replaceState(null, '', url);
   return [];
 }"""
 
 
-def build_ui(service: ChatService, config: UIConfig) -> gr.Blocks:
-    handlers = Handlers(service, config)
+def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfig) -> gr.Blocks:
     with gr.Blocks(title="Retouch", delete_cache=(3600, 3600)) as demo:
-        ui = build_layout(config.default_model, config.default_openai_model)
+        ui = build_layout(
+            config.default_model, config.default_openai_model, browser_secret=config.browser_secret
+        )
+        files = FileMaker(service.image_path)
+        page = Handlers(service, library, config, ui, files)
+        panels = LibraryHandlers(page, service, library, files)
+        lib, view = ui.library, page.view_outputs
+        who = [ui.conversation_id, ui.share_token, ui.owner]
         model_call = {
             "concurrency_limit": config.model_concurrency,
             "concurrency_id": "model",
             "api_visibility": "private",
         }
         quick = {"queue": False, "api_visibility": "private"}
-        set_url = {"fn": None, "inputs": [ui.conversation_id], "outputs": None, "js": SET_URL_JS, **quick}
+        set_url = {
+            "fn": None,
+            "inputs": [ui.conversation_id, ui.share_token],
+            "outputs": None,
+            "js": SET_URL_JS,
+            **quick,
+        }
 
-        demo.load(handlers.on_load, None, [ui.chatbot, ui.conversation_id, ui.status, ui.painter], **quick)
-        ui.box.submit(
-            handlers.on_submit,
-            [ui.box, ui.conversation_id, ui.painter, *ui.options],
-            [ui.chatbot, ui.conversation_id, ui.box, ui.status, ui.painter],
-            **model_call,
-        ).then(**set_url)
-        ui.chatbot.retry(
-            handlers.on_retry,
-            [ui.conversation_id, *ui.options],
-            [ui.chatbot, ui.status, ui.painter],
-            **model_call,
+        demo.load(page.on_load, [ui.owner], [*view, ui.owner], **quick).then(**set_url)
+        ui.box.submit(page.on_submit, [ui.box, *who, ui.painter, *ui.options], view, **model_call).then(
+            **set_url
         )
+        ui.chatbot.retry(page.on_retry, [*who, *ui.options], view, **model_call)
         # The chat's own "Clear" button starts a new conversation too; the old one stays stored.
-        new_outputs = [ui.chatbot, ui.conversation_id, ui.box, ui.status, ui.painter]
         for start_new in (ui.new_button.click, ui.chatbot.clear):
-            start_new(handlers.on_new, None, new_outputs, **quick).then(**set_url)
-        ui.model.change(handlers.on_model_change, [ui.model], [ui.aspect_ratio, ui.image_size], **quick)
+            start_new(page.on_new, [ui.owner], view, **quick).then(**set_url)
+        lib.gallery.select(page.on_open, [ui.owner, lib.ids], view, **quick).then(**set_url)
+        ui.model.change(page.on_model_change, [ui.model], [ui.aspect_ratio, ui.image_size], **quick)
 
+        lib.search.change(panels.on_search, [ui.owner, lib.search], [lib.gallery, lib.ids], **quick)
+        lib.rename.click(panels.on_rename, [ui.owner, ui.conversation_id, lib.title], view, **quick)
+        confirm = [lib.confirm_delete, lib.cancel_delete]
+        lib.delete.click(lambda: [gr.Button(visible=True)] * 2, None, confirm, **quick)
+        lib.cancel_delete.click(lambda: [gr.Button(visible=False)] * 2, None, confirm, **quick)
+        lib.confirm_delete.click(panels.on_delete, [ui.owner, ui.conversation_id], view, **quick).then(
+            lambda: [gr.Button(visible=False)] * 2, None, confirm, **quick
+        ).then(**set_url)
+        lib.share_view.click(panels.on_share_view, [ui.owner, ui.conversation_id], view, **quick)
+        lib.share_continue.click(panels.on_share_continue, [ui.owner, ui.conversation_id], view, **quick)
+        lib.revoke.click(panels.on_revoke, [ui.owner, ui.conversation_id, lib.revoke_choice], view, **quick)
+        lib.duplicate.click(
+            panels.on_duplicate, [ui.owner, ui.conversation_id, ui.share_token], view, **quick
+        ).then(**set_url)
+        ui.versions.branch.click(
+            panels.on_fork, [ui.owner, ui.conversation_id, ui.share_token, ui.versions.choice], view, **quick
+        ).then(**set_url)
+        ui.versions.choice.change(
+            panels.on_version,
+            [ui.owner, ui.conversation_id, ui.share_token, ui.versions.choice],
+            [ui.versions.slider, ui.versions.download],
+            **quick,
+        )
+        lib.export.click(
+            panels.on_export,
+            [ui.owner, ui.conversation_id, ui.share_token],
+            [lib.export_file, ui.status],
+            **quick,
+        )
+        lib.import_zip.upload(panels.on_import, [ui.owner, lib.import_zip], view, **quick).then(**set_url)
+
+        api = ApiHandlers(
+            service,
+            library,
+            default_model=config.default_model,
+            default_openai_model=config.default_openai_model,
+            max_upload_bytes=config.max_upload_bytes,
+        )
         api_call = {"concurrency_limit": config.model_concurrency, "concurrency_id": "model"}
-        gr.api(handlers.api_send, api_name="send", **api_call)
-        gr.api(handlers.api_retry, api_name="retry", **api_call)
-        gr.api(handlers.api_conversation, api_name="conversation", concurrency_limit=None)
-        gr.api(handlers.api_image, api_name="image", concurrency_limit=None)
+        gr.api(api.send, api_name="send", **api_call)
+        gr.api(api.retry, api_name="retry", **api_call)
+        for name in ("conversation", "image", "share", "revoke", "fork", "conversations"):
+            gr.api(getattr(api, name), api_name=name, concurrency_limit=None)
     return demo

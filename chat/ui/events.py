@@ -1,27 +1,31 @@
-"""Thin async handlers: Gradio payload -> ChatService -> rendered conversation.
+"""Thin async handlers: Gradio payload -> service / library -> the page rendered from storage.
 
-Errors a user can act on become chat messages; nothing here decides policy.
+Every handler rebuilds who is asking (the browser's owner id plus any share token) and lets
+the service decide what they may do, so hiding a button is never the only protection.
+Errors a user can act on become chat messages or a status line; nothing here decides policy.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from chat.access import Access, Actor, new_owner_id
 from chat.domain import Conversation, GenerationOptions, Route
-from chat.errors import InputError
-from chat.images import describe_size, painted_from_mask, painted_region, region_png
+from chat.errors import RetouchError
+from chat.images import painted_region, region_png
+from chat.library import ConversationLibrary
 from chat.options import parse_options
-from chat.service import Attachment, ChatService
-from chat.ui.layout import OPTION_NAMES, model_choices
-from chat.ui.render import to_messages, to_transcript
+from chat.service import ChatService
+from chat.ui.files import FileMaker
+from chat.ui.layout import OPTION_NAMES, Layout, model_choices
+from chat.ui.render import to_messages, versions
+from chat.ui.uploads import read_uploads
 
 __all__ = ["Handlers", "UIConfig"]
 
@@ -30,9 +34,9 @@ NO_KEYS = (
     "and, for the fallback, `OPENAI_API_KEY=…`."
 )
 OPENAI_ONLY = "Gemini has no key (`GEMINI_API_KEY`), so every edit goes to OpenAI."
-NOT_FOUND = "That conversation does not exist (or was deleted), so a new one starts here."
-
-UIResult = tuple[Any, ...]
+READ_ONLY = "**Read-only view shared with you.** Duplicate it to make your own copy and keep editing."
+CONTINUE = "**Shared conversation:** you can continue it; your messages appear for everyone with the link."
+_OWNER_ID = re.compile(r"^[A-Za-z0-9_\-]{16,100}$")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class UIConfig:
     configured: Mapping[str, bool] = field(default_factory=lambda: {"gemini": True, "openai": False})
     max_upload_bytes: int = 20 * 1024 * 1024
     model_concurrency: int = 16
+    browser_secret: str = "retouch-browser-state"
 
     def key_status(self) -> str:
         if not any(self.configured.values()):
@@ -49,43 +54,161 @@ class UIConfig:
         return "" if self.configured.get("gemini") else OPENAI_ONLY
 
 
-def upload_root() -> Path:
-    """Where Gradio puts uploads; files are only ever read from there (never a caller-chosen path)."""
-    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
-
-
 class Handlers:
-    def __init__(self, service: ChatService, config: UIConfig) -> None:
+    def __init__(
+        self,
+        service: ChatService,
+        library: ConversationLibrary,
+        config: UIConfig,
+        ui: Layout,
+        files: FileMaker,
+    ) -> None:
         self._service = service
+        self._library = library
         self._config = config
+        self._ui = ui
+        self._files = files
+
+    # --- what every view update touches --------------------------------------------------------
+
+    @property
+    def view_outputs(self) -> list[Any]:
+        ui, lib = self._ui, self._ui.library
+        return [
+            ui.chatbot,
+            ui.conversation_id,
+            ui.share_token,
+            ui.status,
+            ui.painter,
+            ui.box,
+            ui.painter_box,
+            lib.owner_tools,
+            lib.banner,
+            lib.duplicate,
+            lib.title,
+            lib.links,
+            lib.revoke_choice,
+            lib.gallery,
+            lib.ids,
+            ui.versions.choice,
+            ui.versions.slider,
+        ]
+
+    async def view(
+        self,
+        actor: Actor,
+        conversation: Conversation | None,
+        access: Access | None,
+        *,
+        status: str = "",
+        request: gr.Request | None = None,
+        working_model: str | None = None,
+    ) -> dict[Any, Any]:
+        """The whole page for one conversation (or none) as ``actor`` may see it."""
+        ui, lib = self._ui, self._ui.library
+        owner = access is Access.OWNER or conversation is None
+        writable = access is None or access.can_write()
+        image = conversation.latest_image() if conversation else None
+        choices = [(label, seq) for label, seq in versions(conversation)] if conversation else []
+        links, revoke = await self._links(actor, conversation, access, request)
+        gallery, ids = await self._gallery(actor)
+        return {
+            ui.chatbot: to_messages(conversation, self._service.image_path, working_model=working_model),
+            ui.conversation_id: conversation.id if conversation else "",
+            ui.share_token: actor.share_token if conversation and access is not Access.OWNER else "",
+            ui.status: status,
+            ui.painter: gr.ImageEditor(value=str(self._service.image_path(image)) if image else None),
+            ui.box: gr.MultimodalTextbox(visible=writable),
+            ui.painter_box: gr.Accordion(visible=writable),
+            lib.owner_tools: gr.Group(visible=bool(conversation) and owner),
+            lib.banner: gr.Markdown(_banner(access), visible=access in (Access.VIEW, Access.CONTINUE)),
+            lib.duplicate: gr.Button(visible=access in (Access.VIEW, Access.CONTINUE)),
+            lib.title: conversation.title if conversation else "",
+            lib.links: links,
+            lib.revoke_choice: gr.Dropdown(choices=revoke, value=None),
+            lib.gallery: gallery,
+            lib.ids: ids,
+            ui.versions.choice: gr.Dropdown(choices=choices, value=choices[-1][1] if choices else None),
+            ui.versions.slider: self._files.compare(conversation, choices[-1][1]) if choices else None,
+        }
+
+    async def _links(
+        self,
+        actor: Actor,
+        conversation: Conversation | None,
+        access: Access | None,
+        request: gr.Request | None,
+    ) -> tuple[str, list[tuple[str, str]]]:
+        if conversation is None or access is not Access.OWNER:
+            return "", []
+        links = await self._library.links(actor, conversation.id)
+        if not links:
+            return "No share links yet.", []
+        base = _base_url(request)
+        lines = [f"- {link.kind}: `{base}?s={link.token}`" for link in links]
+        choices = [(f"{link.kind} \u2026{link.token[-6:]}", link.token) for link in links]
+        return "\n".join(lines), choices
+
+    async def _gallery(self, actor: Actor) -> tuple[list[tuple[str, str]], list[str]]:
+        summaries = await self._library.list(actor)
+        items = [(self._files.thumbnail(s.thumbnail), s.title) for s in summaries]
+        return items, [s.id for s in summaries]
 
     # --- page ----------------------------------------------------------------------------
 
-    async def on_load(self, request: gr.Request) -> UIResult:
-        """Reopen the conversation named in the URL (?c=<id>)."""
-        status = self._config.key_status()
+    async def on_load(self, owner: str | None, request: gr.Request) -> dict[Any, Any]:
+        """Open what the URL names: ?c=<id> (your own) or ?s=<token> (shared with you)."""
+        owner_id = owner if isinstance(owner, str) and _OWNER_ID.match(owner) else new_owner_id()
+        token = (request.query_params.get("s") or "").strip() or None
         conversation_id = (request.query_params.get("c") or "").strip()
-        if not conversation_id:
-            return [], "", status, None
-        conversation = await self._service.load(conversation_id)
-        if conversation is None:
-            return [], "", NOT_FOUND, None
-        return self._render(conversation), conversation.id, status, self._painter(conversation)
+        actor = Actor(owner_id, token)
+        status = self._config.key_status()
+        conversation, access = None, None
+        try:
+            if token:
+                conversation_id = (await asyncio.to_thread(self._service.gate.shared, token)).conversation_id
+            if conversation_id:
+                grant, conversation = await self._service.open(actor, conversation_id)
+                access = grant.access
+        except RetouchError as exc:
+            status = exc.user_message()
+            actor = Actor(owner_id)
+        view = await self.view(actor, conversation, access, status=status, request=request)
+        return {**view, self._ui.owner: owner_id}
 
-    def on_new(self) -> UIResult:
-        return [], "", gr.MultimodalTextbox(value=None), self._config.key_status(), None
+    async def on_new(self, owner: str) -> dict[Any, Any]:
+        view = await self.view(Actor(owner), None, None, status=self._config.key_status())
+        return {**view, self._ui.box: gr.MultimodalTextbox(value=None, visible=True)}
 
-    def on_model_change(self, model_id: str) -> UIResult:
+    async def on_open(
+        self, owner: str, ids: list[str], evt: gr.SelectData, request: gr.Request
+    ) -> dict[Any, Any]:
+        """A click in "My conversations"."""
+        actor = Actor(owner)
+        try:
+            grant, conversation = await self._service.open(actor, ids[evt.index])
+        except (RetouchError, IndexError) as exc:
+            message = exc.user_message() if isinstance(exc, RetouchError) else "That conversation is gone."
+            return await self.view(actor, None, None, status=message, request=request)
+        return await self.view(actor, conversation, grant.access, request=request)
+
+    def on_model_change(self, model_id: str) -> tuple[Any, Any]:
         ratios, sizes = model_choices(model_id)
         return gr.Dropdown(choices=ratios, value="auto"), gr.Dropdown(choices=sizes, value="auto")
 
     # --- turns ---------------------------------------------------------------------------
 
     async def on_submit(
-        self, message: dict | None, conversation_id: str, painter: dict | None, *option_values: Any
-    ) -> AsyncIterator[UIResult]:
-        """Yields (chat, conversation id, textbox, status, painter): once stored, once answered."""
-        current = await self._current(conversation_id)
+        self,
+        message: dict | None,
+        conversation_id: str,
+        share_token: str,
+        owner: str,
+        painter: dict | None,
+        *option_values: Any,
+    ) -> AsyncIterator[dict[Any, Any]]:
+        """Yields the page twice: with the message stored (and a "working" bubble), then answered."""
+        actor = Actor(owner, share_token or None)
         message = message or {}
         try:
             options = self._options(option_values)
@@ -94,6 +217,7 @@ class Handlers:
             )
             painted = await asyncio.to_thread(_painted, painter)
             steps = self._service.send(
+                actor,
                 conversation_id or None,
                 message.get("text") or "",
                 attachments,
@@ -101,115 +225,65 @@ class Handlers:
                 painted=painted,
             )
             async for index, conversation in _numbered(steps):
+                access = (await asyncio.to_thread(self._service.gate.grant, actor, conversation.id)).access
                 working = _working_model(options) if index == 0 else None
-                box = gr.MultimodalTextbox(value=None)
-                yield (
-                    self._render(conversation, working),
-                    conversation.id,
-                    box,
-                    "",
-                    self._painter(conversation),
-                )
-        except InputError as exc:
-            notice = self._notice(current, exc.user_message())
-            yield notice, conversation_id, gr.MultimodalTextbox(), "", gr.ImageEditor()
+                view = await self.view(actor, conversation, access, working_model=working)
+                yield {**view, self._ui.box: gr.MultimodalTextbox(value=None, visible=True)}
+        except RetouchError as exc:
+            yield await self._refusal(actor, conversation_id, exc)
 
-    async def on_retry(self, conversation_id: str, *option_values: Any) -> AsyncIterator[UIResult]:
-        current = await self._current(conversation_id)
+    async def on_retry(
+        self, conversation_id: str, share_token: str, owner: str, *option_values: Any
+    ) -> AsyncIterator[dict[Any, Any]]:
+        actor = Actor(owner, share_token or None)
         try:
             options = self._options(option_values)
-            async for index, conversation in _numbered(self._service.retry(conversation_id, options=options)):
+            steps = self._service.retry(actor, conversation_id, options=options)
+            async for index, conversation in _numbered(steps):
+                access = (await asyncio.to_thread(self._service.gate.grant, actor, conversation.id)).access
                 working = _working_model(options) if index == 0 else None
-                yield self._render(conversation, working), "", self._painter(conversation)
-        except InputError as exc:
-            yield self._notice(current, exc.user_message()), "", gr.ImageEditor()
+                yield await self.view(actor, conversation, access, working_model=working)
+        except RetouchError as exc:
+            yield await self._refusal(actor, conversation_id, exc)
 
-    # --- API (gradio_client) -------------------------------------------------------------
-
-    async def api_send(
-        self,
-        conversation_id: str,
-        text: str,
-        images: list[gr.FileData] | None = None,
-        options: dict | None = None,
-        mask: gr.FileData | None = None,
-    ) -> dict:
-        """Send a message to a conversation ("" starts a new one); returns the transcript.
-
-        images: photos to attach. mask: a PNG the size of the current image whose transparent
-        pixels mark where the edit goes (OpenAI's convention).
-        """
-        try:
-            parsed = self._parse(options)
-            paths = [_file_path(f) for f in images or []]
-            attachments = await asyncio.to_thread(
-                read_uploads, paths, max_bytes=self._config.max_upload_bytes
-            )
-            painted = None
-            if mask is not None:
-                [mask_file] = await asyncio.to_thread(
-                    read_uploads, [_file_path(mask)], max_bytes=self._config.max_upload_bytes
-                )
-                painted = await asyncio.to_thread(painted_from_mask, mask_file.data)
-            steps = self._service.send(
-                conversation_id or None, text, attachments, options=parsed, painted=painted
-            )
-            final = await _last(steps)
-        except InputError as exc:
-            raise gr.Error(exc.user_message()) from exc
-        return to_transcript(final)
-
-    async def api_retry(self, conversation_id: str, options: dict | None = None) -> dict:
-        """Answer the last user message again (after a failure); returns the transcript."""
-        try:
-            final = await _last(self._service.retry(conversation_id, options=self._parse(options)))
-        except InputError as exc:
-            raise gr.Error(exc.user_message()) from exc
-        return to_transcript(final)
-
-    async def api_conversation(self, conversation_id: str) -> dict:
-        """The stored transcript of a conversation."""
-        conversation = await self._service.load(conversation_id)
-        if conversation is None:
-            raise gr.Error("No conversation with that id.")
-        return to_transcript(conversation)
-
-    async def api_image(self, conversation_id: str, sha256: str) -> gr.FileData:
-        """Download one image of a conversation (the stored master, as received)."""
-        conversation = await self._service.load(conversation_id)
-        parts = [
-            p for t in (conversation.turns if conversation else ()) for p in t.images() if p.sha256 == sha256
-        ]
-        if not parts:
-            raise gr.Error("No such image in that conversation.")
-        return gr.FileData(path=str(self._service.image_path(parts[0])), mime_type=parts[0].mime_type)
+    async def _refusal(self, actor: Actor, conversation_id: str, exc: RetouchError) -> dict[Any, Any]:
+        """Show why, for this moment only: nothing of a refused message is stored; the box keeps it."""
+        conversation, access = None, None
+        if conversation_id:
+            try:
+                grant, conversation = await self._service.open(actor, conversation_id)
+                access = grant.access
+            except RetouchError:
+                actor = Actor(actor.owner_id)
+        view = await self.view(actor, conversation, access)
+        notice = {"role": "assistant", "content": f"\u26a0\ufe0f {exc.user_message()}"}
+        return {
+            **view,
+            self._ui.chatbot: [*view[self._ui.chatbot], notice],
+            self._ui.box: gr.MultimodalTextbox(),
+        }
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _parse(self, options: Mapping[str, Any] | None) -> GenerationOptions:
+    def _options(self, values: Sequence[Any]) -> GenerationOptions:
         return parse_options(
-            options,
+            dict(zip(OPTION_NAMES, values, strict=True)),
             default_model=self._config.default_model,
             default_openai_model=self._config.default_openai_model,
         )
 
-    def _options(self, values: Sequence[Any]) -> GenerationOptions:
-        return self._parse(dict(zip(OPTION_NAMES, values, strict=True)))
 
-    async def _current(self, conversation_id: str) -> Conversation | None:
-        return await self._service.load(conversation_id) if conversation_id else None
+def _banner(access: Access | None) -> str:
+    return {Access.VIEW: READ_ONLY, Access.CONTINUE: CONTINUE}.get(access, "") if access else ""
 
-    def _render(self, conversation: Conversation | None, working_model: str | None = None) -> list[dict]:
-        return to_messages(conversation, self._service.image_path, working_model=working_model)
 
-    def _painter(self, conversation: Conversation) -> Any:
-        """The painter always shows the image the next edit starts from, with no strokes."""
-        image = conversation.latest_image()
-        return gr.ImageEditor(value=str(self._service.image_path(image)) if image else None)
-
-    def _notice(self, conversation: Conversation | None, text: str) -> list[dict]:
-        """Show a message for this moment only: nothing of a refused message is stored."""
-        return [*self._render(conversation), {"role": "assistant", "content": f"\u26a0\ufe0f {text}"}]
+def _base_url(request: gr.Request | None) -> str:
+    if request is None:
+        return "/"
+    headers = request.headers
+    host = headers.get("x-forwarded-host") or headers.get("host") or "127.0.0.1:7860"
+    scheme = headers.get("x-forwarded-proto") or "http"
+    return f"{scheme}://{host}/"
 
 
 def _working_model(options: GenerationOptions) -> str:
@@ -229,35 +303,3 @@ async def _numbered(steps: AsyncIterator[Conversation]) -> AsyncIterator[tuple[i
     async for step in steps:
         yield index, step
         index += 1
-
-
-async def _last(steps: AsyncIterator[Conversation]) -> Conversation:
-    """API callers want the finished turn, not the intermediate "stored" step."""
-    result = None
-    async for step in steps:
-        result = step
-    if result is None:
-        raise InputError("Nothing happened: the conversation could not be updated.")
-    return result
-
-
-def _file_path(value: Any) -> str:
-    return value.get("path", "") if isinstance(value, dict) else str(getattr(value, "path", value))
-
-
-def read_uploads(paths: Sequence[Any], *, max_bytes: int) -> list[Attachment]:
-    """Read uploaded files, refusing anything outside Gradio's upload folder or over the size limit."""
-    root = upload_root()
-    attachments = []
-    for raw in paths:
-        path = Path(_file_path(raw)).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
-            raise InputError("That upload could not be found; please attach the image again.")
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise InputError(
-                f"\u201c{path.name}\u201d is {describe_size(size)}; the limit is {describe_size(max_bytes)}. "
-                "Please upload a smaller file."
-            )
-        attachments.append(Attachment(name=path.name, data=path.read_bytes()))
-    return attachments

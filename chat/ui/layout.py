@@ -8,6 +8,7 @@ import gradio as gr
 
 from chat.catalog import GEMINI_MODELS, OPENAI_FIXED_SIZES, OPENAI_MODELS, SAFETY_THRESHOLDS, gemini_model
 from chat.options import AUTO
+from chat.ui.panels import Library, Versions, build_library, build_versions
 
 __all__ = ["Layout", "OPTION_NAMES", "build_layout"]
 
@@ -49,10 +50,15 @@ class Layout:
     chatbot: gr.Chatbot
     box: gr.MultimodalTextbox
     conversation_id: gr.Textbox
+    share_token: gr.Textbox
+    owner: gr.BrowserState
     status: gr.Markdown
     new_button: gr.Button
+    painter_box: gr.Accordion
     painter: gr.ImageEditor
     options: tuple[gr.components.Component, ...]
+    library: Library
+    versions: Versions
 
     @property
     def model(self) -> gr.Dropdown:
@@ -73,10 +79,17 @@ def model_choices(model_id: str) -> tuple[list[str], list[str]]:
     return [AUTO, *model.aspect_ratios], [AUTO, *model.image_sizes]
 
 
-def build_layout(default_model: str, default_openai_model: str) -> Layout:
+def build_layout(default_model: str, default_openai_model: str, *, browser_secret: str) -> Layout:
     gr.Markdown(INTRO)
     status = gr.Markdown(elem_id="status")
+    # The owner id lives in this browser only (encrypted with a fixed secret so it survives restarts).
+    owner = gr.BrowserState(None, storage_key="retouch-owner", secret=browser_secret)
+    conversation_id = gr.Textbox(visible=False, elem_id="conversation-id")
+    share_token = gr.Textbox(visible=False, elem_id="share-token")
     with gr.Row():
+        with gr.Column(scale=1, min_width=240):
+            new_button = gr.Button("New conversation", elem_id="new-conversation", variant="primary")
+            library = build_library()
         with gr.Column(scale=4):
             chatbot = gr.Chatbot(
                 elem_id="chat",
@@ -95,18 +108,30 @@ def build_layout(default_model: str, default_openai_model: str) -> Layout:
                 max_plain_text_length=100_000,
             )
         with gr.Column(scale=1, min_width=260):
-            new_button = gr.Button("New conversation", elem_id="new-conversation")
-            conversation_id = gr.Textbox(visible=False, elem_id="conversation-id")
-            painter = _painter()
+            painter_box, painter = _painter()
+            versions = build_versions()
             options = _options_panel(default_model) + _openai_panel(default_openai_model)
-    return Layout(chatbot, box, conversation_id, status, new_button, painter, options)
+    return Layout(
+        chatbot,
+        box,
+        conversation_id,
+        share_token,
+        owner,
+        status,
+        new_button,
+        painter_box,
+        painter,
+        options,
+        library,
+        versions,
+    )
 
 
-def _painter() -> gr.ImageEditor:
+def _painter() -> tuple[gr.Accordion, gr.ImageEditor]:
     """Paint over the current image to limit the next edit to that area."""
-    with gr.Accordion("Paint the area to change (optional)", open=False, elem_id="painter-box"):
+    with gr.Accordion("Paint the area to change (optional)", open=False, elem_id="painter-box") as box:
         gr.Markdown("The latest image appears here. Paint over what should change, then send your message.")
-        return gr.ImageEditor(
+        editor = gr.ImageEditor(
             elem_id="painter",
             type="pil",
             image_mode="RGBA",
@@ -119,6 +144,7 @@ def _painter() -> gr.ImageEditor:
             show_label=False,
             buttons=[],
         )
+    return box, editor
 
 
 def _options_panel(default_model: str) -> tuple[gr.components.Component, ...]:

@@ -14,7 +14,7 @@ from typing import Any
 from chat.domain import Conversation, ImagePart, ImageRole, Role, TextPart, Turn, TurnStatus
 from chat.errors import PROVIDER_NAMES
 
-__all__ = ["ImagePath", "attempts_summary", "pending_message", "to_messages", "to_transcript"]
+__all__ = ["ImagePath", "attempts_summary", "pending_message", "to_messages", "to_transcript", "versions"]
 
 ImagePath = Callable[[ImagePart], Path]
 _ALT = {ImageRole.INPUT: "Your image", ImageRole.MARKED: "The area to change (magenta)"}
@@ -167,3 +167,13 @@ def _transcript_turn(turn: Turn) -> dict[str, Any]:
         ],
         "attribution": attempts_summary(turn) if turn.attempts else None,
     }
+
+
+def versions(conversation: Conversation) -> list[tuple[str, int]]:
+    """Every generated image as ("v2 · OpenAI gpt-image-2", turn index), oldest first."""
+    found = []
+    for index, turn in enumerate(conversation.turns):
+        if turn.role is Role.ASSISTANT and turn.status is TurnStatus.OK and turn.shown_image():
+            who = " ".join(x for x in (turn.provider and _name(turn.provider), turn.model) if x)
+            found.append((f"v{len(found) + 1} \u00b7 {who}", index))
+    return found

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from chat.access import AccessError, Actor
 from chat.domain import (
     Conversation,
     GenerationOptions,
@@ -25,10 +26,12 @@ from chat.domain import (
 )
 from chat.errors import InputError, NoImageError, UnavailableError
 from chat.fallback import FallbackPolicy, RetryPolicy
+from chat.providers.gemini_wire import build_contents
 from chat.service import Attachment, ChatService
 from storage import BlobStore, list_conversations, make_engine, migrate, session_scope, sqlite_url
 
 OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
+ACTOR = Actor("owner-of-the-test-conversations")
 
 
 def png(color: tuple[int, int, int], size: tuple[int, int] = (32, 24)) -> bytes:
@@ -115,7 +118,7 @@ async def test_send_stores_user_turn_before_calling_the_provider(service, provid
     photo = png((10, 20, 30))
     provider.queue.append(reply_with_image(png((200, 0, 0))))
     stored, answered = await collect(
-        service.send(None, "make the sky stormy", [Attachment("photo.png", photo)], options=OPTIONS)
+        service.send(ACTOR, None, "make the sky stormy", [Attachment("photo.png", photo)], options=OPTIONS)
     )
     assert stored.awaiting_answer() and len(stored.turns) == 1
     user = stored.turns[0]
@@ -131,8 +134,8 @@ async def test_second_turn_replays_first_answer_with_its_signature(service, prov
         reply_with_image(png((1, 1, 1)), signature="Zmlyc3Q="),
         reply_with_image(png((2, 2, 2))),
     ]
-    *_, first = await collect(service.send(None, "a cat", options=OPTIONS))
-    await collect(service.send(first.id, "make it orange", options=OPTIONS))
+    *_, first = await collect(service.send(ACTOR, None, "a cat", options=OPTIONS))
+    await collect(service.send(ACTOR, first.id, "make it orange", options=OPTIONS))
     second_call = provider.calls[1]
     assert [t.role for t in second_call] == [Role.USER, Role.ASSISTANT, Role.USER]
     answer_image = second_call[1].images()[0]
@@ -141,8 +144,8 @@ async def test_second_turn_replays_first_answer_with_its_signature(service, prov
 
 async def test_history_survives_a_new_engine_and_service(service, provider, data_dir):
     provider.queue.append(reply_with_image(png((9, 9, 9))))
-    *_, done = await collect(service.send(None, "hello", options=OPTIONS))
-    reopened = await make_service(data_dir, FakeProvider()).load(done.id)
+    *_, done = await collect(service.send(ACTOR, None, "hello", options=OPTIONS))
+    reopened = await make_service(data_dir, FakeProvider()).load(ACTOR, done.id)
     assert reopened == done
 
 
@@ -158,7 +161,7 @@ async def test_history_survives_a_new_engine_and_service(service, provider, data
 )
 async def test_bad_input_writes_nothing(service, provider, data_dir, text, attachments):
     with pytest.raises(InputError):
-        await collect(service.send(None, text, attachments, options=OPTIONS))
+        await collect(service.send(ACTOR, None, text, attachments, options=OPTIONS))
     assert provider.calls == []
     assert list((data_dir / "images").rglob("*.*")) == []
     assert stored_conversations(data_dir) == []
@@ -166,28 +169,49 @@ async def test_bad_input_writes_nothing(service, provider, data_dir, text, attac
 
 async def test_provider_failure_keeps_the_user_turn_and_retry_answers_it(service, provider):
     provider.queue += [UnavailableError("gemini", "503 UNAVAILABLE"), reply_with_image(png((5, 5, 5)))]
-    *_, failed = await collect(service.send(None, "warmer light", options=OPTIONS))
+    *_, failed = await collect(service.send(ACTOR, None, "warmer light", options=OPTIONS))
     assert failed.turns[-1].status is TurnStatus.ERROR
     assert failed.turns[-1].error.kind == "unavailable"
     assert "Retry" in failed.turns[-1].error.message
     assert failed.awaiting_answer()
-    *_, retried = await collect(service.retry(failed.id, options=OPTIONS))
+    *_, retried = await collect(service.retry(ACTOR, failed.id, options=OPTIONS))
     assert [t.status for t in retried.turns] == [TurnStatus.OK, TurnStatus.ERROR, TurnStatus.OK]
     assert provider.calls[1][0].text() == "warmer light"
     assert not retried.awaiting_answer()
 
 
-async def test_retry_without_a_failed_turn_is_refused(service, provider):
+async def test_retry_after_an_answer_regenerates_without_repeating_the_message(service, provider):
+    provider.queue += [reply_with_image(png((5, 5, 5))), reply_with_image(png((6, 6, 6)), signature="djI=")]
+    provider.queue.append(reply_with_image(png((7, 7, 7))))
+    *_, done = await collect(service.send(ACTOR, None, "a fox", options=OPTIONS))
+    *_, variant = await collect(service.retry(ACTOR, done.id, options=OPTIONS))
+    assert [t.role for t in variant.turns] == [Role.USER, Role.ASSISTANT, Role.ASSISTANT]
+    assert [len(call) for call in provider.calls] == [1, 1]  # the variant was asked for the same message
+    await collect(service.send(ACTOR, done.id, "make it smaller", options=OPTIONS))
+    contents = build_contents(
+        provider.calls[2], lambda p: service.image_path(p).read_bytes(), model="gemini-3.1-flash-image"
+    )
+    assert [c["role"] for c in contents] == ["user", "model", "user"]
+    assert contents[1]["parts"][1]["thoughtSignature"] == "djI="  # the newest variant is replayed
+
+
+async def test_strangers_cannot_read_or_write_a_conversation(service, provider):
     provider.queue.append(reply_with_image(png((5, 5, 5))))
-    *_, done = await collect(service.send(None, "x", options=OPTIONS))
-    with pytest.raises(InputError):
-        await collect(service.retry(done.id, options=OPTIONS))
+    *_, done = await collect(service.send(ACTOR, None, "mine", options=OPTIONS))
+    stranger = Actor("someone-else")
+    with pytest.raises(AccessError, match="belongs to someone else"):
+        await service.load(stranger, done.id)
+    with pytest.raises(AccessError):
+        await collect(service.send(stranger, done.id, "hijack", options=OPTIONS))
+    with pytest.raises(AccessError):
+        await collect(service.retry(stranger, done.id, options=OPTIONS))
+    assert len((await service.load(ACTOR, done.id)).turns) == 2
 
 
 async def test_text_only_answer_is_kept_with_a_notice(service, provider):
     reply = ProviderReply(provider="gemini", model="m", parts=(TextPart("Which car do you mean?"),))
     provider.queue.append(NoImageError("gemini", "text only", reply=reply))
-    *_, done = await collect(service.send(None, "remove the car", options=OPTIONS))
+    *_, done = await collect(service.send(ACTOR, None, "remove the car", options=OPTIONS))
     answer = done.turns[-1]
     assert answer.status is TurnStatus.OK and answer.text() == "Which car do you mean?"
     assert answer.error.kind == "no_image"
@@ -195,14 +219,14 @@ async def test_text_only_answer_is_kept_with_a_notice(service, provider):
 
 async def test_corrupt_image_from_provider_becomes_an_error_turn(service, provider, data_dir):
     provider.queue.append(reply_with_image(b"\x89PNG\r\n\x1a\n truncated"))
-    *_, done = await collect(service.send(None, "x", options=OPTIONS))
+    *_, done = await collect(service.send(ACTOR, None, "x", options=OPTIONS))
     assert done.turns[-1].status is TurnStatus.ERROR
     assert done.turns[-1].error.kind == "unavailable"
 
 
 async def test_unexpected_bug_becomes_a_clear_error_turn(service, provider, caplog):
     provider.queue.append(RuntimeError("boom"))
-    *_, done = await collect(service.send(None, "x", options=OPTIONS))
+    *_, done = await collect(service.send(ACTOR, None, "x", options=OPTIONS))
     assert done.turns[-1].error.kind == "internal"
     assert "boom" not in done.turns[-1].error.message
     assert "Retry" in done.turns[-1].error.message
@@ -210,15 +234,15 @@ async def test_unexpected_bug_becomes_a_clear_error_turn(service, provider, capl
 
 async def test_turns_of_one_conversation_are_serialized(service, provider):
     provider.queue.append(reply_with_image(png((1, 2, 3))))
-    *_, start = await collect(service.send(None, "first", options=OPTIONS))
+    *_, start = await collect(service.send(ACTOR, None, "first", options=OPTIONS))
     provider.gate = asyncio.Event()
     provider.queue += [reply_with_image(png((4, 5, 6))), reply_with_image(png((7, 8, 9)))]
-    a = asyncio.create_task(collect(service.send(start.id, "from tab A", options=OPTIONS)))
-    b = asyncio.create_task(collect(service.send(start.id, "from tab B", options=OPTIONS)))
+    a = asyncio.create_task(collect(service.send(ACTOR, start.id, "from tab A", options=OPTIONS)))
+    b = asyncio.create_task(collect(service.send(ACTOR, start.id, "from tab B", options=OPTIONS)))
     await asyncio.wait_for(provider.entered.get(), timeout=10)
     provider.gate.set()  # the first call was held at the provider while the other send was pending
     await asyncio.gather(a, b)
-    final = await service.load(start.id)
+    final = await service.load(ACTOR, start.id)
     assert [t.role for t in final.turns] == [Role.USER, Role.ASSISTANT] * 3
     # Each call saw every earlier turn and nothing from the other tab's pending message.
     assert [len(call) for call in provider.calls] == [1, 3, 5]
@@ -227,12 +251,14 @@ async def test_turns_of_one_conversation_are_serialized(service, provider):
 
 async def test_painted_region_becomes_a_marked_copy_and_a_mask(service, provider):
     provider.queue += [reply_with_image(png((200, 200, 200), (40, 30))), reply_with_image(png((9, 9, 9)))]
-    *_, first = await collect(service.send(None, "a grey wall", options=OPTIONS))
+    *_, first = await collect(service.send(ACTOR, None, "a grey wall", options=OPTIONS))
     region = Image.new("L", (40, 30), 0)
     region.paste(255, (0, 0, 10, 10))
     out = io.BytesIO()
     region.save(out, format="PNG")
-    stored, _ = await collect(service.send(first.id, "paint it red", options=OPTIONS, painted=out.getvalue()))
+    stored, _ = await collect(
+        service.send(ACTOR, first.id, "paint it red", options=OPTIONS, painted=out.getvalue())
+    )
     user = stored.turns[-1]
     roles = [p.image_role.value for p in user.images()]
     assert roles == ["marked", "mask"]
@@ -245,7 +271,7 @@ async def test_painted_region_becomes_a_marked_copy_and_a_mask(service, provider
 
 async def test_painting_without_an_image_is_refused(service, provider):
     with pytest.raises(InputError, match="no image to paint on"):
-        await collect(service.send(None, "x", options=OPTIONS, painted=png((255, 255, 255))))
+        await collect(service.send(ACTOR, None, "x", options=OPTIONS, painted=png((255, 255, 255))))
 
 
 async def test_fallback_answer_records_every_attempt(data_dir):
@@ -260,8 +286,8 @@ async def test_fallback_answer_records_every_attempt(data_dir):
     service = ChatService(
         engine=engine, blobs=BlobStore(data_dir / "images"), policy=single_try(gemini, openai)
     )
-    *_, done = await collect(service.send(None, "warmer", options=OPTIONS))
-    answer = (await service.load(done.id)).turns[-1]
+    *_, done = await collect(service.send(ACTOR, None, "warmer", options=OPTIONS))
+    answer = (await service.load(ACTOR, done.id)).turns[-1]
     assert answer.provider == "openai" and answer.model == "gpt-image-2"
     assert [(a.provider, a.outcome) for a in answer.attempts] == [("gemini", "unavailable"), ("openai", "ok")]
     assert answer.attempts[0].detail == "503 UNAVAILABLE: overloaded"

@@ -15,7 +15,7 @@ import storage.migrations
 from storage import get_conversation, migrate, schema_version, session_scope
 from storage.db import DB_FILENAME
 
-ALL = ["m001_initial", "m002_turn_usage", "m003_turn_attempts"]
+ALL = ["m001_initial", "m002_turn_usage", "m003_turn_attempts", "m004_owners_and_share_links"]
 
 
 def _pragma(engine: Engine, name: str) -> Any:
@@ -47,7 +47,7 @@ def _schema(engine: Engine) -> dict[str, dict[str, Any]]:
 
 def test_blank_database_gets_every_migration(engine: Engine, data_dir: Path) -> None:
     # the ``engine`` fixture has run migrate() on a blank file
-    assert schema_version(engine) == len(ALL) == 3
+    assert schema_version(engine) == len(ALL) == 4
     assert _pragma(engine, "journal_mode") == "wal"
     assert _pragma(engine, "foreign_keys") == 1
     assert _pragma(engine, "busy_timeout") == 5000
@@ -63,7 +63,7 @@ def test_migrate_reports_what_it_applied_and_is_then_a_no_op(open_engine: Callab
 
     assert migrate(engine) == ALL
     assert migrate(engine) == []
-    assert schema_version(engine) == 3
+    assert schema_version(engine) == len(ALL)
 
 
 def test_previous_schema_is_upgraded_with_data_intact(open_engine: Callable[[], Engine]) -> None:
@@ -74,9 +74,9 @@ def test_previous_schema_is_upgraded_with_data_intact(open_engine: Callable[[], 
     with engine.begin() as conn:
         _insert_m001_conversation(conn)
 
-    assert migrate(engine) == ["m002_turn_usage", "m003_turn_attempts"]
+    assert migrate(engine) == ALL[1:]
 
-    assert schema_version(engine) == 3
+    assert schema_version(engine) == len(ALL)
     with engine.connect() as conn:
         usage, finish_reason = conn.execute(text("SELECT usage, finish_reason FROM turn WHERE seq = 1")).one()
     assert (usage, finish_reason) == ("{}", None)
@@ -91,14 +91,14 @@ def test_previous_schema_is_upgraded_with_data_intact(open_engine: Callable[[], 
     assert loaded.turns[1].attempts == ()
 
 
-def test_version_two_is_upgraded_to_three_with_turns_intact(open_engine: Callable[[], Engine]) -> None:
+def test_version_two_is_upgraded_to_the_latest_with_turns_intact(open_engine: Callable[[], Engine]) -> None:
     engine = open_engine()
     migrate(engine, until="m002_turn_usage")
     with engine.begin() as conn:
         _insert_m001_conversation(conn)
         conn.execute(text("UPDATE turn SET usage = '{\"totalTokenCount\": 7}' WHERE seq = 1"))
 
-    assert migrate(engine) == ["m003_turn_attempts"]
+    assert migrate(engine) == ALL[2:]
 
     with session_scope(engine) as session:
         loaded = get_conversation(session=session, conversation_id="old")
@@ -169,7 +169,7 @@ def test_failing_migration_rolls_back_and_is_not_recorded(
     with pytest.raises(Exception, match="duplicate column"):
         migrate(engine)
 
-    assert schema_version(engine) == 3
+    assert schema_version(engine) == len(ALL)
     assert not inspect(engine).has_table("half_done")
 
 
@@ -185,3 +185,18 @@ def test_database_file_and_directory_are_private(engine: Engine, data_dir: Path)
     sidecars = sorted(data_dir.glob(f"{DB_FILENAME}-*"))
     assert [p.name for p in sidecars] == [f"{DB_FILENAME}-shm", f"{DB_FILENAME}-wal"]
     assert {stat.S_IMODE(p.stat().st_mode) for p in sidecars} == {0o600}
+
+
+def test_version_three_gains_owners_and_share_links_with_old_rows_unowned(
+    open_engine: Callable[[], Engine],
+) -> None:
+    engine = open_engine()
+    migrate(engine, until="m003_turn_attempts")
+    with engine.begin() as conn:
+        _insert_m001_conversation(conn)
+
+    assert migrate(engine) == ["m004_owners_and_share_links"]
+
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT owner_id FROM conversation")).scalars().all() == [None]
+    assert inspect(engine).has_table("share_link")

@@ -1,0 +1,108 @@
+"""Who may do what with a conversation, decided on the server for every call.
+
+An Actor is whoever is asking: their owner id (a random id kept in their browser, an HF
+username, or an API caller's own key) and, if they came through a share link, its token.
+
+- OWNER: the conversation's owner: everything (send, rename, delete, share, revoke).
+- CONTINUE: holds a "continue" link: read and send, nothing else.
+- VIEW: holds a read-only link: read, fork or duplicate into their own conversation.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from chat.errors import RetouchError
+from storage import repository as repo
+from storage import session_scope
+
+__all__ = ["Access", "AccessError", "Actor", "Gatekeeper", "Grant", "new_owner_id", "new_share_token"]
+
+
+class Access(StrEnum):
+    VIEW = "view"
+    CONTINUE = "continue"
+    OWNER = "owner"
+
+    def can_write(self) -> bool:
+        return self in (Access.CONTINUE, Access.OWNER)
+
+
+class AccessError(RetouchError):
+    """The actor may not do this; the message says what they can do instead."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    owner_id: str
+    share_token: str | None = None
+
+
+@dataclass(frozen=True)
+class Grant:
+    conversation_id: str
+    access: Access
+
+
+def new_owner_id() -> str:
+    """128 random bits: an owner id is a bearer secret, like a session cookie."""
+    return secrets.token_urlsafe(16)
+
+
+def new_share_token() -> str:
+    """192 random bits (≥128 required): whoever has the link has access."""
+    return secrets.token_urlsafe(24)
+
+
+class Gatekeeper:
+    """Turns (actor, conversation id) into a Grant, or refuses with a sentence the user can act on."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def grant(self, actor: Actor, conversation_id: str, *, write: bool = False, owner: bool = False) -> Grant:
+        with session_scope(self._engine) as session:
+            access = self._access(session, actor, conversation_id)
+        if owner and access is not Access.OWNER:
+            raise AccessError("Only the owner of this conversation can do that.")
+        if write and not access.can_write():
+            raise AccessError(
+                "This is a read-only view: use \u201cDuplicate\u201d to make your own copy and edit it."
+            )
+        return Grant(conversation_id, access)
+
+    def shared(self, token: str) -> Grant:
+        """The grant a share link gives on its own (what a teammate opening it gets)."""
+        with session_scope(self._engine) as session:
+            link = repo.resolve_share_link(session=session, token=token)
+        if link is None:
+            raise AccessError(REVOKED)
+        return Grant(link.conversation_id, Access(link.kind))
+
+    @staticmethod
+    def _access(session: Session, actor: Actor, conversation_id: str) -> Access:
+        try:
+            owner_id = repo.conversation_owner(session=session, conversation_id=conversation_id)
+        except repo.ConversationNotFoundError:
+            raise AccessError(GONE) from None
+        if owner_id is None:  # made before owners existed: whoever has its id claims it
+            repo.claim_conversation(session=session, conversation_id=conversation_id, owner_id=actor.owner_id)
+            return Access.OWNER
+        if owner_id == actor.owner_id:
+            return Access.OWNER
+        if actor.share_token:
+            link = repo.resolve_share_link(session=session, token=actor.share_token)
+            if link is not None and link.conversation_id == conversation_id:
+                return Access(link.kind)
+            raise AccessError(REVOKED)
+        raise AccessError(NOT_YOURS)
+
+
+GONE = "That conversation does not exist (or was deleted)."
+REVOKED = "This share link was revoked or never existed. Ask the owner for a new one."
+NOT_YOURS = "This conversation belongs to someone else. Ask its owner for a share link."

@@ -1,0 +1,202 @@
+"""A visitor's conversations: list, rename, delete, share, fork, export and import.
+
+Turn-taking lives in ``chat.service``; this is everything around it. Every method checks
+the actor's rights through the Gatekeeper first, so the UI and the API cannot differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from chat.access import Actor, Gatekeeper, new_share_token
+from chat.domain import Conversation
+from chat.errors import InputError
+from chat.images import image_size
+from chat.service import new_conversation_id
+from chat.transfer import ImportedConversation, export_zip, import_zip
+from storage import BlobStore, ConversationSummary, ShareLink, session_scope
+from storage import repository as repo
+
+__all__ = ["ConversationLibrary"]
+
+MAX_TITLE = 200
+T = TypeVar("T")
+
+
+class ConversationLibrary:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        blobs: BlobStore,
+        gate: Gatekeeper,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        new_id: Callable[[], str] = new_conversation_id,
+    ) -> None:
+        self._engine = engine
+        self._blobs = blobs
+        self._gate = gate
+        self._clock = clock
+        self._new_id = new_id
+
+    async def list(self, actor: Actor, query: str = "", limit: int = 100) -> list[ConversationSummary]:
+        """The actor's own conversations, newest first; ``query`` filters titles."""
+        return await asyncio.to_thread(self._list, actor.owner_id, query, limit)
+
+    async def rename(self, actor: Actor, conversation_id: str, title: str) -> None:
+        title = " ".join(title.split())
+        if not title:
+            raise InputError("A title cannot be empty.")
+        if len(title) > MAX_TITLE:
+            raise InputError(f"A title can be at most {MAX_TITLE} characters.")
+        await self._as_owner(
+            actor,
+            conversation_id,
+            lambda session, now: repo.rename_conversation(
+                session=session, conversation_id=conversation_id, title=title, now=now
+            ),
+        )
+
+    async def delete(self, actor: Actor, conversation_id: str) -> None:
+        await self._as_owner(
+            actor,
+            conversation_id,
+            lambda session, now: repo.delete_conversation(session=session, conversation_id=conversation_id),
+        )
+
+    async def share(self, actor: Actor, conversation_id: str, kind: str) -> ShareLink:
+        """A new link: "view" (read-only) or "continue" (teammates can send too)."""
+        if kind not in ("view", "continue"):
+            raise InputError("A share link is either read-only (view) or continue.")
+        token = new_share_token()
+        return await self._as_owner(
+            actor,
+            conversation_id,
+            lambda session, now: repo.create_share_link(
+                session=session, conversation_id=conversation_id, token=token, kind=kind, now=now
+            ),
+        )
+
+    async def links(self, actor: Actor, conversation_id: str) -> list[ShareLink]:
+        return await self._as_owner(
+            actor,
+            conversation_id,
+            lambda session, now: repo.share_links(session=session, conversation_id=conversation_id),
+        )
+
+    async def revoke(self, actor: Actor, conversation_id: str, token: str) -> bool:
+        return await self._as_owner(
+            actor,
+            conversation_id,
+            lambda session, now: repo.revoke_share_link(
+                session=session, conversation_id=conversation_id, token=token, now=now
+            ),
+        )
+
+    async def fork(
+        self, actor: Actor, conversation_id: str, *, through_seq: int | None = None
+    ) -> Conversation:
+        """A new conversation of the actor's own with the history up to ``through_seq``.
+
+        Any grant may fork (that is how a read-only viewer edits: "Duplicate"); the
+        original is never touched.
+        """
+        await asyncio.to_thread(self._gate.grant, actor, conversation_id)
+        return await asyncio.to_thread(self._fork, actor.owner_id, conversation_id, through_seq)
+
+    async def export(self, actor: Actor, conversation_id: str) -> tuple[str, bytes]:
+        """A zip of the images (exact bytes) and a JSON transcript; (file name, bytes)."""
+        await asyncio.to_thread(self._gate.grant, actor, conversation_id)
+        return await asyncio.to_thread(self._export, conversation_id)
+
+    async def import_zip(self, actor: Actor, data: bytes) -> Conversation:
+        """A new conversation of the actor's own from an exported zip."""
+        imported = await asyncio.to_thread(import_zip, data)
+        return await asyncio.to_thread(self._store_import, actor.owner_id, imported)
+
+    # --- blocking helpers (run in a worker thread) ------------------------------------------------
+
+    def _export(self, conversation_id: str) -> tuple[str, bytes]:
+        with session_scope(self._engine) as session:
+            conversation = repo.get_conversation(session=session, conversation_id=conversation_id)
+        if conversation is None:
+            raise InputError("That conversation no longer exists.")
+        data = export_zip(
+            conversation, lambda p: self._blobs.read(p.sha256, p.mime_type), exported_at=self._clock()
+        )
+        return f"{_slug(conversation.title)}.zip", data
+
+    def _store_import(self, owner_id: str, imported: ImportedConversation) -> Conversation:
+        now = self._clock()
+        for sha, (data, mime) in imported.images.items():
+            if self._blobs.put(data, mime) != sha:
+                raise InputError("An image in the file does not match its checksum.")
+        new_id = self._new_id()
+        with session_scope(self._engine) as session:
+            for sha, (data, mime) in imported.images.items():
+                width, height = image_size(data)
+                repo.save_image(
+                    session=session,
+                    sha256=sha,
+                    mime_type=mime,
+                    width=width,
+                    height=height,
+                    size_bytes=len(data),
+                    now=now,
+                )
+            repo.create_conversation(
+                session=session, conversation_id=new_id, title=imported.title, now=now, owner_id=owner_id
+            )
+            for turn in imported.turns:
+                repo.append_turn(session=session, conversation_id=new_id, turn=turn, now=now)
+            conversation = repo.get_conversation(session=session, conversation_id=new_id)
+        assert conversation is not None
+        return conversation
+
+    def _list(self, owner_id: str, query: str, limit: int) -> list[ConversationSummary]:
+        with session_scope(self._engine) as session:
+            return repo.list_conversations(session=session, owner_id=owner_id, query=query, limit=limit)
+
+    async def _as_owner(
+        self, actor: Actor, conversation_id: str, operation: Callable[[Session, datetime], T]
+    ) -> T:
+        """Check ownership, then run ``operation`` in one transaction, off the event loop."""
+
+        def run() -> T:
+            self._gate.grant(actor, conversation_id, owner=True)
+            with session_scope(self._engine) as session:
+                return operation(session, self._clock())
+
+        return await asyncio.to_thread(run)
+
+    def _fork(self, owner_id: str, source_id: str, through_seq: int | None) -> Conversation:
+        with session_scope(self._engine) as session:
+            source = repo.get_conversation(session=session, conversation_id=source_id)
+            if source is None:
+                raise InputError("That conversation no longer exists.")
+            if through_seq is not None and not 0 <= through_seq < len(source.turns):
+                raise InputError("That version is not part of the conversation.")
+            prefix = "Branch of" if through_seq is not None else "Copy of"
+            title = f"{prefix} {source.title}"[:MAX_TITLE]
+            return repo.copy_conversation(
+                session=session,
+                source_id=source_id,
+                new_id=self._new_id(),
+                title=title,
+                owner_id=owner_id,
+                now=self._clock(),
+                through_seq=through_seq,
+            )
+
+
+def _slug(title: str) -> str:
+    """A safe file name from a title: letters, digits and dashes."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-").lower()
+    return f"retouch-{slug[:60] or 'conversation'}"

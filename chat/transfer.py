@@ -1,0 +1,510 @@
+"""Export a conversation as a self-contained ZIP file and read one back.
+
+Why: a user can keep a conversation outside Retouch, move it to another installation and
+continue it there. Continuing means replaying, so the export keeps everything a provider
+needs echoed back (``provider_metadata`` verbatim: Gemini's ``thoughtSignature`` and
+``thought`` flags, Retouch's mask/marked image roles), in order, and every image byte for byte.
+
+Deliberately NOT exported: a turn's ``options`` (the owner's settings), the conversation id
+and any owner id. An export is meant to be handed to someone else; who made it and how their
+panel was set is none of the reader's business, and ids belong to the database that made them.
+
+The ZIP holds ``transcript.json`` (format ``retouch-conversation``, version 1), ``images/
+<sha256>.<ext>`` (each distinct image once, stored uncompressed: images are compressed already)
+and a short ``README.txt``.
+
+An import is untrusted input: it is checked before anything is trusted (entry count, declared
+and actual sizes, entry names, JSON shape, image hashes, that images decode) and every problem
+becomes an ``InputError`` with a sentence the user can act on. This module is pure (bytes in,
+values out); storing what was imported is the caller's job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from chat.domain import (
+    Attempt,
+    Conversation,
+    ImagePart,
+    Part,
+    Role,
+    TextPart,
+    Turn,
+    TurnError,
+    TurnStatus,
+    frozen_metadata,
+)
+from chat.errors import InputError
+from chat.images import describe_size, image_size
+from storage.blobs import extension_for, validate_sha256
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_FILES",
+    "FORMAT",
+    "VERSION",
+    "ImportedConversation",
+    "export_zip",
+    "import_zip",
+]
+
+FORMAT = "retouch-conversation"
+VERSION = 1
+DEFAULT_MAX_BYTES = 200 * 1024 * 1024
+DEFAULT_MAX_FILES = 2000
+MAX_TITLE_CHARS = 200
+DEFAULT_TITLE = "Imported conversation"
+
+TRANSCRIPT = "transcript.json"
+README = "README.txt"
+IMAGE_DIR = "images"
+ALLOWED_MIME_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
+
+_README_TEXT = """\
+Retouch conversation export
+
+transcript.json  The conversation: every turn's text in order, which images each turn
+                 used or produced, which provider and model answered, errors and the
+                 attempts made (format "retouch-conversation", version 1).
+images/          Every image of the conversation once, byte for byte as Retouch stored
+                 it, named <sha256>.<ext> after the SHA-256 hash of its bytes.
+
+Import this file in Retouch to continue the conversation there.
+Not included: your settings, account and the conversation's id.
+"""
+
+_FILE_PERMISSIONS = 0o644 << 16
+_EARLIEST_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_EXPORT_AGAIN = "Export the conversation from Retouch again and import the new file."
+
+
+@dataclass(frozen=True)
+class ImportedConversation:
+    """What an export contained; ``images`` maps sha256 to (bytes, mime type)."""
+
+    title: str
+    turns: tuple[Turn, ...]
+    images: dict[str, tuple[bytes, str]]
+
+
+# --- export ------------------------------------------------------------------------------------
+
+
+def export_zip(
+    conversation: Conversation, read_image: Callable[[ImagePart], bytes], *, exported_at: datetime
+) -> bytes:
+    """The conversation as a ZIP; ``read_image`` returns an image's stored bytes.
+
+    The output depends only on the arguments (entry order and timestamps are fixed), so the
+    same conversation exported at the same instant gives the same bytes.
+    """
+    date_time = _zip_time(exported_at)
+    transcript = _transcript(conversation, exported_at)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        _write(archive, README, _README_TEXT.encode(), date_time, zipfile.ZIP_DEFLATED)
+        _write(archive, TRANSCRIPT, _json_bytes(transcript), date_time, zipfile.ZIP_DEFLATED)
+        for name, part in _distinct_images(conversation.turns).items():
+            _write(archive, name, read_image(part), date_time, zipfile.ZIP_STORED)
+    return out.getvalue()
+
+
+def _transcript(conversation: Conversation, exported_at: datetime) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "title": conversation.title,
+        "exported_at": _iso(exported_at),
+        "turns": [_turn_json(turn) for turn in conversation.turns],
+    }
+
+
+def _turn_json(turn: Turn) -> dict[str, Any]:
+    return {
+        "role": turn.role.value,
+        "status": turn.status.value,
+        "provider": turn.provider,
+        "model": turn.model,
+        "finish_reason": turn.finish_reason,
+        "error": None if turn.error is None else {"kind": turn.error.kind, "message": turn.error.message},
+        "usage": _plain(turn.usage),
+        "attempts": [_attempt_json(attempt) for attempt in turn.attempts],
+        "created_at": None if turn.created_at is None else _iso(turn.created_at),
+        "parts": [_part_json(part) for part in turn.parts],
+    }
+
+
+def _attempt_json(attempt: Attempt) -> dict[str, str]:
+    return {
+        "provider": attempt.provider,
+        "model": attempt.model,
+        "outcome": attempt.outcome,
+        "detail": attempt.detail,
+    }
+
+
+def _part_json(part: Part) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"kind": "text", "text": part.text, "provider_metadata": _plain(part.provider_metadata)}
+    return {
+        "kind": "image",
+        "sha256": part.sha256,
+        "mime_type": part.mime_type,
+        "file": _image_name(part),
+        "provider_metadata": _plain(part.provider_metadata),
+    }
+
+
+def _image_name(part: ImagePart) -> str:
+    return f"{IMAGE_DIR}/{part.sha256}.{extension_for(part.mime_type)}"
+
+
+def _distinct_images(turns: Iterable[Turn]) -> dict[str, ImagePart]:
+    """Each image file once, in order of first use."""
+    images: dict[str, ImagePart] = {}
+    for turn in turns:
+        for part in turn.images():
+            images.setdefault(_image_name(part), part)
+    return images
+
+
+def _plain(value: Any) -> Any:
+    """Read-only mappings and tuples as the dicts and lists JSON knows; everything else as is."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, indent=2).encode()
+
+
+def _utc(value: datetime) -> datetime:
+    if value.utcoffset() is None:
+        raise ValueError("datetimes must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def _iso(value: datetime) -> str:
+    return _utc(value).isoformat()
+
+
+def _zip_time(value: datetime) -> tuple[int, int, int, int, int, int]:
+    """Entry timestamps: the export instant in UTC (ZIP cannot say anything before 1980)."""
+    utc = _utc(value)
+    return max(_EARLIEST_ZIP_TIME, (utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second))
+
+
+def _write(
+    archive: zipfile.ZipFile,
+    name: str,
+    data: bytes,
+    date_time: tuple[int, int, int, int, int, int],
+    compression: int,
+) -> None:
+    info = zipfile.ZipInfo(name, date_time=date_time)
+    info.compress_type = compression
+    info.external_attr = _FILE_PERMISSIONS
+    archive.writestr(info, data)
+
+
+# --- import ------------------------------------------------------------------------------------
+
+
+def import_zip(
+    data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_files: int = DEFAULT_MAX_FILES
+) -> ImportedConversation:
+    """Read an export made by ``export_zip``; InputError with a sentence for the user if unusable.
+
+    Turns come back with ``options`` empty and image parts referring to sha256 hashes whose
+    bytes (checked against the hash, and that they decode) are in ``images``.
+    """
+    with _open_zip(data) as archive:
+        entries = _checked_entries(archive.infolist(), max_bytes=max_bytes, max_files=max_files)
+        reader = _EntryReader(archive, entries, budget=max_bytes)
+        transcript = _load_transcript(reader)
+        images = _ImageLoader(reader)
+        raw_turns = _get(transcript, "turns", list, "top level")
+        turns = tuple(_turn(raw, f"turn {n}", images) for n, raw in enumerate(raw_turns, start=1))
+    return ImportedConversation(title=_title(transcript), turns=turns, images=images.loaded)
+
+
+def _open_zip(data: bytes) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise InputError(
+            "This file is not a ZIP file, so it is not a Retouch conversation export. "
+            "Choose the .zip file Retouch saved when you exported the conversation."
+        ) from exc
+
+
+def _checked_entries(
+    infos: list[zipfile.ZipInfo], *, max_bytes: int, max_files: int
+) -> dict[str, zipfile.ZipInfo]:
+    """Refuse the whole file on too many entries, unsafe or repeated names, or too much content."""
+    if len(infos) > max_files:
+        raise InputError(
+            f"This file contains {len(infos)} files; the limit is {max_files}. "
+            "Import a smaller conversation or split it up."
+        )
+    entries: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        if _unsafe_name(info.filename):
+            raise InputError(
+                f"This file contains an unsafe path (\u201c{info.filename}\u201d), so Retouch refused to import it. "
+                "Only import conversations exported from Retouch."
+            )
+        if info.filename in entries:
+            raise InputError(
+                f"This file contains \u201c{info.filename}\u201d twice, so Retouch refused to import it. "
+                + _EXPORT_AGAIN
+            )
+        entries[info.filename] = info
+    total = sum(info.file_size for info in infos)
+    if total > max_bytes:
+        raise _too_large(total, max_bytes)
+    return entries
+
+
+def _unsafe_name(name: str) -> bool:
+    """Absolute (POSIX, Windows, drive letter) or climbing out with ``..``."""
+    if name.startswith(("/", "\\")) or _DRIVE.match(name):
+        return True
+    return ".." in re.split(r"[/\\]", name)
+
+
+def _too_large(size: int, max_bytes: int) -> InputError:
+    return InputError(
+        f"This file unpacks to {describe_size(size)}; the limit is {describe_size(max_bytes)}. "
+        "Import a smaller conversation."
+    )
+
+
+class _EntryReader:
+    """Reads entries by name, counting what was really decompressed against the byte budget."""
+
+    def __init__(self, archive: zipfile.ZipFile, entries: dict[str, zipfile.ZipInfo], *, budget: int) -> None:
+        self._archive = archive
+        self._entries = entries
+        self._budget = budget
+        self._used = 0
+
+    def has(self, name: str) -> bool:
+        return name in self._entries
+
+    def read(self, name: str) -> bytes:
+        remaining = self._budget - self._used
+        try:
+            with self._archive.open(self._entries[name]) as entry:
+                data = entry.read(remaining + 1)
+        except RuntimeError as exc:  # encrypted entry and no password
+            raise InputError(
+                "This file is password-protected; Retouch exports never are. " + _EXPORT_AGAIN
+            ) from exc
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, ValueError) as exc:
+            raise InputError(
+                f"This ZIP file is damaged (\u201c{name}\u201d cannot be read). " + _EXPORT_AGAIN
+            ) from exc
+        if len(data) > remaining:
+            raise _too_large(self._used + len(data), self._budget)
+        self._used += len(data)
+        return data
+
+
+def _load_transcript(reader: _EntryReader) -> dict[str, Any]:
+    if not reader.has(TRANSCRIPT):
+        raise InputError(
+            f"This ZIP file has no {TRANSCRIPT}, so it is not a Retouch conversation export. "
+            "Choose the .zip file Retouch saved when you exported the conversation."
+        )
+    try:
+        transcript = json.loads(reader.read(TRANSCRIPT))
+    except (ValueError, RecursionError) as exc:
+        raise InputError(
+            f"{TRANSCRIPT} in this file is not valid JSON; it was damaged or edited. " + _EXPORT_AGAIN
+        ) from exc
+    if not isinstance(transcript, dict) or transcript.get("format") != FORMAT:
+        raise InputError(
+            f"This ZIP file is not a Retouch conversation export ({TRANSCRIPT} does not say "
+            f"\u201c{FORMAT}\u201d). Choose a file exported from Retouch."
+        )
+    version = transcript.get("version")
+    if type(version) is not int or version != VERSION:
+        raise InputError(
+            f"This export has format version {version!r}, which this Retouch cannot read "
+            f"(it reads version {VERSION}). Export it again with this version of Retouch."
+        )
+    return transcript
+
+
+def _title(transcript: Mapping[str, Any]) -> str:
+    title = (_get(transcript, "title", (str, type(None)), "top level", default=None) or "").strip()
+    return title[:MAX_TITLE_CHARS] or DEFAULT_TITLE
+
+
+class _ImageLoader:
+    """Reads each referenced image file once and checks it: hash, type, that it decodes."""
+
+    def __init__(self, reader: _EntryReader) -> None:
+        self._reader = reader
+        self._checked: dict[str, str] = {}  # file name -> sha256 it was verified against
+        self.loaded: dict[str, tuple[bytes, str]] = {}
+
+    def load(self, file: str, sha256: str, mime_type: str, where: str) -> None:
+        if self._checked.get(file) == sha256:
+            return
+        if not self._reader.has(file):
+            raise _invalid(where, f"the image file \u201c{file}\u201d is missing from the ZIP")
+        data = self._reader.read(file)
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise InputError(
+                f"The image \u201c{file}\u201d does not match its recorded SHA-256 hash; "
+                "the file was damaged or edited. " + _EXPORT_AGAIN
+            )
+        try:
+            image_size(data)
+        except ValueError as exc:
+            raise InputError(
+                f"The image \u201c{file}\u201d cannot be read as an image. " + _EXPORT_AGAIN
+            ) from exc
+        self._checked[file] = sha256
+        self.loaded.setdefault(sha256, (data, mime_type))
+
+
+def _turn(raw: Any, where: str, images: _ImageLoader) -> Turn:
+    turn = _object(raw, where)
+    raw_parts = _get(turn, "parts", list, where)
+    return Turn(
+        role=_enum(Role, _get(turn, "role", str, where), "role", where),
+        status=_enum(
+            TurnStatus, _get(turn, "status", str, where, default=TurnStatus.OK.value), "status", where
+        ),
+        parts=tuple(_part(part, f"{where}, part {n}", images) for n, part in enumerate(raw_parts, start=1)),
+        provider=_optional_str(turn, "provider", where),
+        model=_optional_str(turn, "model", where),
+        finish_reason=_optional_str(turn, "finish_reason", where),
+        error=_error(turn.get("error"), f"{where}, error"),
+        usage=frozen_metadata(_get(turn, "usage", dict, where, default={})),
+        attempts=tuple(
+            _attempt(attempt, f"{where}, attempt {n}")
+            for n, attempt in enumerate(_get(turn, "attempts", list, where, default=[]), start=1)
+        ),
+        created_at=_datetime(_optional_str(turn, "created_at", where), where),
+    )
+
+
+def _part(raw: Any, where: str, images: _ImageLoader) -> Part:
+    part = _object(raw, where)
+    kind = _get(part, "kind", str, where)
+    metadata = frozen_metadata(_get(part, "provider_metadata", dict, where, default={}))
+    if kind == "text":
+        return TextPart(text=_get(part, "text", str, where), provider_metadata=metadata)
+    if kind != "image":
+        raise _invalid(where, f"unknown part kind \u201c{kind}\u201d")
+    sha256 = _get(part, "sha256", str, where)
+    try:
+        validate_sha256(sha256)
+    except ValueError as exc:
+        raise _invalid(where, f"\u201c{sha256}\u201d is not a SHA-256 hash") from exc
+    mime_type = _get(part, "mime_type", str, where)
+    if mime_type not in ALLOWED_MIME_TYPES:
+        raise InputError(
+            f"{where.capitalize()} is an image of type \u201c{mime_type}\u201d; Retouch imports PNG, JPEG, "
+            "WebP and GIF images only."
+        )
+    images.load(_get(part, "file", str, where), sha256, mime_type, where)
+    return ImagePart(sha256=sha256, mime_type=mime_type, provider_metadata=metadata)
+
+
+def _attempt(raw: Any, where: str) -> Attempt:
+    attempt = _object(raw, where)
+    return Attempt(
+        provider=_get(attempt, "provider", str, where),
+        model=_get(attempt, "model", str, where),
+        outcome=_get(attempt, "outcome", str, where),
+        detail=_get(attempt, "detail", str, where, default=""),
+    )
+
+
+def _error(raw: Any, where: str) -> TurnError | None:
+    if raw is None:
+        return None
+    error = _object(raw, where)
+    return TurnError(kind=_get(error, "kind", str, where), message=_get(error, "message", str, where))
+
+
+def _datetime(value: str | None, where: str) -> datetime | None:
+    """ISO 8601; a time without offset is taken as UTC, like every time Retouch stores."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise _invalid(where, f"\u201c{value}\u201d is not a date and time") from exc
+    if parsed.utcoffset() is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+# --- shape checks --------------------------------------------------------------------------------
+
+_MISSING: Any = object()
+_E = TypeVar("_E", Role, TurnStatus)
+_TYPE_NAMES = {str: "a string", dict: "an object", list: "a list", type(None): "null"}
+
+
+def _invalid(where: str, problem: str) -> InputError:
+    return InputError(f"{TRANSCRIPT} in this file is not valid ({where}: {problem}). " + _EXPORT_AGAIN)
+
+
+def _object(raw: Any, where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise _invalid(where, "expected an object")
+    return raw
+
+
+def _get(
+    obj: Mapping[str, Any],
+    key: str,
+    kinds: type | tuple[type, ...],
+    where: str,
+    *,
+    default: Any = _MISSING,
+) -> Any:
+    """``obj[key]`` if it has one of ``kinds``; ``default`` if absent (required without one)."""
+    if key not in obj:
+        if default is _MISSING:
+            raise _invalid(where, f"\u201c{key}\u201d is missing")
+        return default
+    value = obj[key]
+    if not isinstance(value, kinds):
+        expected = " or ".join(
+            _TYPE_NAMES[kind] for kind in (kinds if isinstance(kinds, tuple) else (kinds,))
+        )
+        raise _invalid(where, f"\u201c{key}\u201d must be {expected}")
+    return value
+
+
+def _optional_str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
+    return _get(obj, key, (str, type(None)), where, default=None)
+
+
+def _enum(enum: type[_E], value: str, key: str, where: str) -> _E:
+    try:
+        return enum(value)
+    except ValueError as exc:
+        raise _invalid(where, f"unknown {key} \u201c{value}\u201d") from exc

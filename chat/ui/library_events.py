@@ -1,0 +1,135 @@
+"""Handlers for the panels around the chat: my conversations, sharing, versions, export/import."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import gradio as gr
+
+from chat.access import Access, Actor
+from chat.errors import InputError, RetouchError
+from chat.library import ConversationLibrary
+from chat.service import ChatService
+from chat.ui.events import Handlers
+from chat.ui.files import FileMaker
+from chat.ui.render import versions
+from chat.ui.uploads import read_uploads
+
+__all__ = ["LibraryHandlers"]
+
+MAX_IMPORT_BYTES = 200 * 1024 * 1024
+
+
+class LibraryHandlers:
+    def __init__(
+        self, page: Handlers, service: ChatService, library: ConversationLibrary, files: FileMaker
+    ) -> None:
+        self._page = page
+        self._service = service
+        self._library = library
+        self._files = files
+
+    async def on_search(self, owner: str, query: str) -> tuple[Any, list[str]]:
+        summaries = await self._library.list(Actor(owner), query)
+        return [(self._files.thumbnail(s.thumbnail), s.title) for s in summaries], [s.id for s in summaries]
+
+    async def on_rename(self, owner: str, conversation_id: str, title: str, request: gr.Request) -> dict:
+        return await self._owner_action(owner, conversation_id, request, self._library.rename, title)
+
+    async def on_share_view(self, owner: str, conversation_id: str, request: gr.Request) -> dict:
+        return await self._owner_action(owner, conversation_id, request, self._library.share, "view")
+
+    async def on_share_continue(self, owner: str, conversation_id: str, request: gr.Request) -> dict:
+        return await self._owner_action(owner, conversation_id, request, self._library.share, "continue")
+
+    async def on_duplicate(
+        self, owner: str, conversation_id: str, share_token: str, request: gr.Request
+    ) -> dict:
+        return await self.on_fork(owner, conversation_id, share_token, None, request)
+
+    async def on_revoke(
+        self, owner: str, conversation_id: str, token: str | None, request: gr.Request
+    ) -> dict:
+        if not token:
+            return await self._show(Actor(owner), conversation_id, request, status="Choose a link to revoke.")
+        return await self._owner_action(owner, conversation_id, request, self._library.revoke, token)
+
+    async def on_delete(self, owner: str, conversation_id: str) -> dict:
+        actor = Actor(owner)
+        try:
+            await self._library.delete(actor, conversation_id)
+            status = "Deleted."
+        except RetouchError as exc:
+            status = exc.user_message()
+        return await self._page.view(actor, None, None, status=status)
+
+    async def on_fork(
+        self, owner: str, conversation_id: str, share_token: str, through: int | None, request: gr.Request
+    ) -> dict:
+        """ "Duplicate" (through=None) or "Edit from here" (a version's turn index)."""
+        actor = Actor(owner, share_token or None)
+        try:
+            copy = await self._library.fork(actor, conversation_id, through_seq=through)
+        except RetouchError as exc:
+            return await self._show(actor, conversation_id, request, status=exc.user_message())
+        label = next((lbl.split(" ")[0] for lbl, seq in versions(copy) if seq == through), None)
+        status = (
+            f"This is a new branch: your next edit starts from {label}. The original is unchanged."
+            if through is not None
+            else "This is your own copy; the shared original is unchanged."
+        )
+        return await self._page.view(Actor(owner), copy, Access.OWNER, status=status, request=request)
+
+    async def on_version(
+        self, owner: str, conversation_id: str, share_token: str, index: int | None
+    ) -> tuple:
+        actor = Actor(owner, share_token or None)
+        if index is None or not conversation_id:
+            return None, gr.DownloadButton(value=None)
+        conversation = await self._service.load(actor, conversation_id)
+        labels = {seq: label.split(" ")[0] for label, seq in versions(conversation)}
+        if index not in labels:
+            return None, gr.DownloadButton(value=None)
+        png = await asyncio.to_thread(self._files.png, conversation, index, labels[index])
+        return self._files.compare(conversation, index), gr.DownloadButton(value=png)
+
+    async def on_export(self, owner: str, conversation_id: str, share_token: str) -> tuple[Any, str]:
+        if not conversation_id:
+            return gr.File(visible=False), "Open a conversation to export it."
+        try:
+            name, data = await self._library.export(Actor(owner, share_token or None), conversation_id)
+        except RetouchError as exc:
+            return gr.File(visible=False), exc.user_message()
+        path = await asyncio.to_thread(self._files.save, name, data)
+        return gr.File(
+            value=path, visible=True
+        ), f"Exported {len(data) / 1e6:.1f} MB: images and a JSON transcript."
+
+    async def on_import(self, owner: str, upload: Any, request: gr.Request) -> dict:
+        actor = Actor(owner)
+        try:
+            [zip_file] = await asyncio.to_thread(read_uploads, [upload], max_bytes=MAX_IMPORT_BYTES)
+            if not zip_file.name.lower().endswith(".zip"):
+                raise InputError("Import takes a .zip exported from Retouch.")
+            conversation = await self._library.import_zip(actor, zip_file.data)
+        except RetouchError as exc:
+            return await self._page.view(actor, None, None, status=exc.user_message(), request=request)
+        status = f"Imported \u201c{conversation.title}\u201d ({len(conversation.turns)} turns)."
+        return await self._page.view(actor, conversation, Access.OWNER, status=status, request=request)
+
+    async def _owner_action(self, owner, conversation_id, request, action, *args) -> dict:
+        actor = Actor(owner)
+        status = ""
+        try:
+            await action(actor, conversation_id, *args)
+        except RetouchError as exc:
+            status = exc.user_message()
+        return await self._show(actor, conversation_id, request, status=status)
+
+    async def _show(self, actor: Actor, conversation_id: str, request, *, status: str = "") -> dict:
+        try:
+            grant, conversation = await self._service.open(actor, conversation_id)
+        except RetouchError as exc:
+            return await self._page.view(Actor(actor.owner_id), None, None, status=exc.user_message())
+        return await self._page.view(actor, conversation, grant.access, status=status, request=request)

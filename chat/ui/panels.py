@@ -1,0 +1,113 @@
+"""Components around the chat: my conversations, sharing, versions. No behaviour here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+__all__ = ["Library", "Versions", "build_library", "build_versions"]
+
+
+@dataclass(frozen=True)
+class Library:
+    """The left sidebar: this browser's conversations and what the owner can do with the open one."""
+
+    search: gr.Textbox
+    gallery: gr.Gallery
+    ids: gr.State
+    owner_tools: gr.Group
+    title: gr.Textbox
+    rename: gr.Button
+    delete: gr.Button
+    confirm_delete: gr.Button
+    cancel_delete: gr.Button
+    share_view: gr.Button
+    share_continue: gr.Button
+    links: gr.Markdown
+    revoke_choice: gr.Dropdown
+    revoke: gr.Button
+    banner: gr.Markdown
+    duplicate: gr.Button
+    export: gr.Button
+    export_file: gr.File
+    import_zip: gr.UploadButton
+
+
+@dataclass(frozen=True)
+class Versions:
+    """Every generated image is a numbered version: compare, download, branch from it."""
+
+    choice: gr.Dropdown
+    slider: gr.ImageSlider
+    download: gr.DownloadButton
+    branch: gr.Button
+
+
+def build_library() -> Library:
+    banner = gr.Markdown(visible=False, elem_id="readonly-banner")
+    duplicate = gr.Button("Duplicate into my conversations", visible=False, elem_id="duplicate")
+    search = gr.Textbox(placeholder="Search titles\u2026", show_label=False, elem_id="search")
+    gallery = gr.Gallery(
+        label="My conversations",
+        elem_id="conversations",
+        columns=2,
+        height=360,
+        allow_preview=False,
+        show_label=True,
+        object_fit="cover",
+        interactive=False,
+    )
+    ids = gr.State([])
+    with gr.Group(visible=False, elem_id="owner-tools") as owner_tools:
+        title = gr.Textbox(label="Title", elem_id="title", max_length=200)
+        with gr.Row():
+            rename = gr.Button("Rename", size="sm", elem_id="rename")
+            delete = gr.Button("Delete\u2026", size="sm", variant="stop", elem_id="delete")
+        with gr.Row():
+            confirm_delete = gr.Button(
+                "Yes, delete it", size="sm", variant="stop", visible=False, elem_id="confirm-delete"
+            )
+            cancel_delete = gr.Button("Keep it", size="sm", visible=False, elem_id="cancel-delete")
+        with gr.Accordion("Share", open=False, elem_id="share-box"):
+            with gr.Row():
+                share_view = gr.Button("Read-only link", size="sm", elem_id="share-view")
+                share_continue = gr.Button("Link teammates can continue", size="sm", elem_id="share-continue")
+            links = gr.Markdown(elem_id="share-links")
+            revoke_choice = gr.Dropdown(label="Revoke a link", choices=[], elem_id="revoke-choice")
+            revoke = gr.Button("Revoke", size="sm", elem_id="revoke")
+    with gr.Row():
+        export = gr.Button("Export .zip", size="sm", elem_id="export")
+        import_zip = gr.UploadButton("Import .zip", size="sm", file_types=[".zip"], elem_id="import")
+    export_file = gr.File(label="Export", visible=False, elem_id="export-file", interactive=False)
+    return Library(
+        search,
+        gallery,
+        ids,
+        owner_tools,
+        title,
+        rename,
+        delete,
+        confirm_delete,
+        cancel_delete,
+        share_view,
+        share_continue,
+        links,
+        revoke_choice,
+        revoke,
+        banner,
+        duplicate,
+        export,
+        export_file,
+        import_zip,
+    )
+
+
+def build_versions() -> Versions:
+    with gr.Accordion("Versions", open=False, elem_id="versions-box"):
+        choice = gr.Dropdown(label="Version", choices=[], elem_id="version-choice")
+        slider = gr.ImageSlider(label="Before / after", type="filepath", elem_id="compare", max_height=360)
+        with gr.Row():
+            download = gr.DownloadButton("Download PNG", size="sm", elem_id="download-version")
+            branch = gr.Button("Edit from here", size="sm", elem_id="branch")
+    return Versions(choice, slider, download, branch)
