@@ -7,10 +7,15 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
+from chat.access import Access, Actor
+from chat.errors import UnavailableError
+from chat.library import ConversationLibrary
 from chat.service import ChatService
 from chat.ui import build_ui
 from chat.ui.events import Handlers, UIConfig
-from chat.ui.layout import OPTION_NAMES
+from chat.ui.files import FileMaker
+from chat.ui.layout import OPTION_NAMES, build_layout
+from chat.ui.library_events import LibraryHandlers
 from storage import BlobStore, make_engine, migrate, sqlite_url
 from tests.chat.test_service import FakeProvider, png, reply_with_image, single_try
 
@@ -21,11 +26,14 @@ DEFAULT_OPTIONS = (
 CONFIG = UIConfig(
     default_model="gemini-3.1-flash-image", default_openai_model="gpt-image-2", max_upload_bytes=1_000_000
 )
+OWNER = "owner-aaaaaaaaaaaaaaaaaaaa"
+MATE = "teammate-bbbbbbbbbbbbbbbbbb"
 
 
 class FakeRequest:
-    def __init__(self, query: dict[str, str]) -> None:
-        self.query_params = query
+    def __init__(self, query: dict[str, str] | None = None) -> None:
+        self.query_params = query or {}
+        self.headers = {"host": "retouch.test"}
 
 
 @pytest.fixture
@@ -42,120 +50,178 @@ def provider() -> FakeProvider:
 
 
 @pytest.fixture
-def service(tmp_path: Path, provider: FakeProvider) -> ChatService:
+def engine(tmp_path: Path):
     engine = make_engine(sqlite_url(tmp_path / "data"))
     migrate(engine)
+    return engine
+
+
+@pytest.fixture
+def service(engine, tmp_path: Path, provider: FakeProvider) -> ChatService:
     return ChatService(
         engine=engine, blobs=BlobStore(tmp_path / "data" / "images"), policy=single_try(provider)
     )
 
 
 @pytest.fixture
-def handlers(service: ChatService) -> Handlers:
-    return Handlers(service, CONFIG)
+def library(engine, service: ChatService, tmp_path: Path) -> ConversationLibrary:
+    return ConversationLibrary(
+        engine=engine, blobs=BlobStore(tmp_path / "data" / "images"), gate=service.gate
+    )
 
 
-async def run(steps) -> list[tuple]:
+@pytest.fixture
+def page(service: ChatService, library: ConversationLibrary, tmp_path: Path):
+    with gr.Blocks():
+        ui = build_layout(CONFIG.default_model, CONFIG.default_openai_model, browser_secret="s" * 32)
+    files = FileMaker(service.image_path, tmp_path / "files")
+    handlers = Handlers(service, library, CONFIG, ui, files)
+    return ui, handlers, LibraryHandlers(handlers, service, library, files)
+
+
+async def run(steps) -> list[dict]:
     return [step async for step in steps]
+
+
+async def submit(
+    handlers: Handlers, text: str, conversation_id: str = "", owner: str = OWNER, files=(), token=""
+):
+    message = {"text": text, "files": [str(f) for f in files]}
+    return await run(handlers.on_submit(message, conversation_id, token, owner, None, *DEFAULT_OPTIONS))
 
 
 def test_option_components_match_option_names():
     assert len(DEFAULT_OPTIONS) == len(OPTION_NAMES)
 
 
-async def test_submit_shows_pending_then_answer(handlers, provider, uploads):
+async def test_submit_shows_pending_then_answer(page, provider, uploads):
+    ui, handlers, _ = page
     photo = uploads / "abc" / "photo.png"
     photo.parent.mkdir()
     photo.write_bytes(png((1, 2, 3)))
     provider.queue.append(reply_with_image(png((9, 9, 9)), text="Stormy now."))
-    steps = await run(
-        handlers.on_submit({"text": "stormy sky", "files": [str(photo)]}, "", None, *DEFAULT_OPTIONS)
-    )
-    (pending_chat, conversation_id, _, _, _), (final_chat, same_id, _, status, painter) = steps
-    assert conversation_id == same_id and conversation_id
-    assert pending_chat[-1]["metadata"]["status"] == "pending"
-    assert final_chat[-1]["role"] == "assistant"
-    assert final_chat[-1]["content"][0].startswith("Stormy now.")
-    assert status == ""
+    pending, final = await submit(handlers, "stormy sky", files=[photo])
+    assert pending[ui.conversation_id] == final[ui.conversation_id] != ""
+    assert pending[ui.chatbot][-1]["metadata"]["status"] == "pending"
+    assert final[ui.chatbot][-1]["content"][0].startswith("Stormy now.")
+    assert [title for _, title in final[ui.library.gallery]] == ["stormy sky"]
+    assert final[ui.versions.choice].choices[-1][0].startswith("v1")
 
 
-async def test_bad_upload_is_a_chat_message_and_nothing_is_stored(handlers, service, uploads):
+async def test_bad_upload_is_a_chat_message_and_nothing_is_stored(page, uploads):
+    ui, handlers, _ = page
     bogus = uploads / "notes.png"
     bogus.write_text("not an image")
-    steps = await run(handlers.on_submit({"text": "fix", "files": [str(bogus)]}, "", None, *DEFAULT_OPTIONS))
-    [(chat, conversation_id, _, _, _)] = steps
-    assert conversation_id == ""
-    assert "notes.png" in chat[-1]["content"] and "PNG, JPEG or WebP" in chat[-1]["content"]
+    [view] = await submit(handlers, "fix", files=[bogus])
+    assert view[ui.conversation_id] == ""
+    assert "notes.png" in view[ui.chatbot][-1]["content"]
+    assert view[ui.library.gallery] == []
 
 
-async def test_files_outside_the_upload_folder_are_refused(handlers, tmp_path, uploads):
+async def test_files_outside_the_upload_folder_are_refused(page, tmp_path, uploads):
+    ui, handlers, _ = page
     outside = tmp_path / "secret.png"
     outside.write_bytes(png((1, 1, 1)))
-    [(chat, _, _, _, _)] = await run(
-        handlers.on_submit({"text": "x", "files": [str(outside)]}, "", None, *DEFAULT_OPTIONS)
-    )
-    assert "could not be found" in chat[-1]["content"]
+    [view] = await submit(handlers, "x", files=[outside])
+    assert "could not be found" in view[ui.chatbot][-1]["content"]
 
 
-async def test_oversized_upload_is_refused_before_reading(handlers, uploads):
-    big = uploads / "huge.png"
-    big.write_bytes(b"\0" * 1_000_001)
-    [(chat, _, _, _, _)] = await run(
-        handlers.on_submit({"text": "x", "files": [str(big)]}, "", None, *DEFAULT_OPTIONS)
-    )
-    assert "huge.png" in chat[-1]["content"] and "limit" in chat[-1]["content"]
+async def test_empty_message_is_refused(page):
+    ui, handlers, _ = page
+    [view] = await submit(handlers, "  ")
+    assert "Type what to change" in view[ui.chatbot][-1]["content"]
 
 
-async def test_empty_message_is_refused(handlers):
-    [(chat, _, _, _, _)] = await run(
-        handlers.on_submit({"text": "  ", "files": []}, "", None, *DEFAULT_OPTIONS)
-    )
-    assert "Type what to change" in chat[-1]["content"]
-
-
-async def test_bad_option_is_a_chat_message(handlers):
-    options = list(DEFAULT_OPTIONS)
-    options[OPTION_NAMES.index("aspect_ratio")] = "8:1"
-    options[0] = "gemini-3-pro-image"
-    [(chat, _, _, _, _)] = await run(handlers.on_submit({"text": "x", "files": []}, "", None, *options))
-    assert "aspect ratio" in chat[-1]["content"]
-
-
-async def test_load_reopens_conversation_from_url(handlers, provider):
+async def test_load_reopens_your_conversation_and_refuses_a_strangers(page, provider):
+    ui, handlers, _ = page
     provider.queue.append(reply_with_image(png((9, 9, 9))))
-    *_, (chat, conversation_id, _, _, _) = await run(
-        handlers.on_submit({"text": "a cat", "files": []}, "", None, *DEFAULT_OPTIONS)
+    *_, done = await submit(handlers, "a cat")
+    conversation_id = done[ui.conversation_id]
+    mine = await handlers.on_load(OWNER, FakeRequest({"c": conversation_id}))
+    assert mine[ui.chatbot] == done[ui.chatbot] and mine[ui.owner] == OWNER
+    stranger = await handlers.on_load(MATE, FakeRequest({"c": conversation_id}))
+    assert stranger[ui.chatbot] == [] and "belongs to someone else" in stranger[ui.status]
+
+
+async def test_first_visit_gets_a_fresh_owner_id_and_the_key_hint(page, service):
+    ui, handlers, _ = page
+    view = await handlers.on_load(None, FakeRequest())
+    assert len(view[ui.owner]) >= 22
+    no_keys = Handlers(
+        service, handlers._library, UIConfig("m", "gpt-image-2", configured={}), ui, handlers._files
     )
-    reloaded, same_id, status, _ = await handlers.on_load(FakeRequest({"c": conversation_id}))
-    assert reloaded == chat and same_id == conversation_id and status == ""
-    missing = await handlers.on_load(FakeRequest({"c": "nope"}))
-    assert missing[0] == [] and "does not exist" in missing[2]
+    assert "GEMINI_API_KEY" in (await no_keys.on_load(None, FakeRequest()))[ui.status]
 
 
-async def test_missing_key_is_explained_on_load(service):
-    handlers = Handlers(service, UIConfig("m", "gpt-image-2", configured={"gemini": False, "openai": False}))
-    _, _, status, _ = await handlers.on_load(FakeRequest({}))
-    assert "GEMINI_API_KEY" in status and "OPENAI_API_KEY" in status
-    openai_only = Handlers(
-        service, UIConfig("m", "gpt-image-2", configured={"gemini": False, "openai": True})
-    )
-    assert "goes to OpenAI" in (await openai_only.on_load(FakeRequest({})))[2]
+async def test_read_only_link_shows_history_but_refuses_to_send(page, provider, library):
+    ui, handlers, _ = page
+    provider.queue.append(reply_with_image(png((9, 9, 9))))
+    *_, done = await submit(handlers, "a cat")
+    link = await library.share(Actor(OWNER), done[ui.conversation_id], "view")
+    view = await handlers.on_load(MATE, FakeRequest({"s": link.token}))
+    assert view[ui.chatbot] == done[ui.chatbot]
+    assert view[ui.box].visible is False and view[ui.library.owner_tools].visible is False
+    assert view[ui.library.duplicate].visible is True
+    [refused] = await submit(handlers, "hijack", done[ui.conversation_id], owner=MATE, token=link.token)
+    assert "read-only" in refused[ui.chatbot][-1]["content"]
+    assert len((await handlers._service.load(Actor(OWNER), done[ui.conversation_id])).turns) == 2
 
 
-async def test_retry_after_failure(handlers, provider):
-    from chat.errors import UnavailableError
+async def test_duplicate_makes_a_shared_conversation_your_own(page, provider, library):
+    ui, handlers, panels = page
+    provider.queue.append(reply_with_image(png((9, 9, 9))))
+    *_, done = await submit(handlers, "a cat")
+    link = await library.share(Actor(OWNER), done[ui.conversation_id], "view")
+    copy = await panels.on_duplicate(MATE, done[ui.conversation_id], link.token, FakeRequest())
+    assert copy[ui.conversation_id] not in ("", done[ui.conversation_id])
+    assert copy[ui.share_token] == "" and copy[ui.box].visible is True
+    assert [title for _, title in copy[ui.library.gallery]] == ["Copy of a cat"]
 
+
+async def test_retry_after_failure(page, provider):
+    ui, handlers, _ = page
     provider.queue += [UnavailableError("gemini", "503"), reply_with_image(png((3, 3, 3)))]
-    *_, (chat, conversation_id, _, _, _) = await run(
-        handlers.on_submit({"text": "x", "files": []}, "", None, *DEFAULT_OPTIONS)
-    )
-    assert "unavailable" in chat[-1]["content"]
-    *_, (chat, _, _) = await run(handlers.on_retry(conversation_id, *DEFAULT_OPTIONS))
-    assert isinstance(chat[-1]["content"], list) and chat[-1]["content"][1]["path"].endswith(".png")
+    *_, failed = await submit(handlers, "x")
+    assert "unavailable" in failed[ui.chatbot][-1]["content"]
+    *_, retried = await run(handlers.on_retry(failed[ui.conversation_id], "", OWNER, *DEFAULT_OPTIONS))
+    assert retried[ui.chatbot][-1]["content"][1]["path"].endswith(".png")
 
 
-def test_build_ui_exposes_the_documented_api(service):
-    demo = build_ui(service, CONFIG)
+async def test_owner_can_rename_share_revoke_and_delete(page, provider, library):
+    ui, handlers, panels = page
+    provider.queue.append(reply_with_image(png((9, 9, 9))))
+    *_, done = await submit(handlers, "a cat")
+    cid = done[ui.conversation_id]
+    renamed = await panels.on_rename(OWNER, cid, "  Cat   portrait ", FakeRequest())
+    assert renamed[ui.library.title] == "Cat portrait"
+    shared = await panels.on_share_continue(OWNER, cid, FakeRequest())
+    assert "http://retouch.test/?s=" in shared[ui.library.links]
+    [(_, token)] = shared[ui.library.revoke_choice].choices
+    revoked = await panels.on_revoke(OWNER, cid, token, FakeRequest())
+    assert revoked[ui.library.links] == "No share links yet."
+    stranger = await panels.on_rename(MATE, cid, "mine now", FakeRequest())
+    assert "belongs to someone else" in stranger[ui.status]
+    gone = await panels.on_delete(OWNER, cid)
+    assert gone[ui.library.gallery] == [] and gone[ui.conversation_id] == ""
+
+
+async def test_edit_from_here_branches_at_that_version(page, provider):
+    ui, handlers, panels = page
+    provider.queue += [reply_with_image(png((1, 1, 1))), reply_with_image(png((2, 2, 2)))]
+    *_, first = await submit(handlers, "a cat")
+    *_, second = await submit(handlers, "orange", first[ui.conversation_id])
+    [(_, v1), (_, v2)] = second[ui.versions.choice].choices
+    branch = await panels.on_fork(OWNER, second[ui.conversation_id], "", v1, FakeRequest())
+    assert "starts from v1" in branch[ui.status]
+    assert len(branch[ui.chatbot]) == 2  # the first message and its answer, nothing after
+
+
+def test_build_ui_exposes_the_documented_api(service, library):
+    demo = build_ui(service, library, CONFIG)
     assert isinstance(demo, gr.Blocks)
     public = {d.api_name for d in demo.fns.values() if d.api_visibility == "public"}
-    assert public == {"send", "retry", "conversation", "image"}
+    assert public == {"send", "retry", "conversation", "image", "share", "revoke", "fork", "conversations"}
+
+
+def test_access_levels_order_their_rights():
+    assert not Access.VIEW.can_write() and Access.CONTINUE.can_write() and Access.OWNER.can_write()
