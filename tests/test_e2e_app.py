@@ -8,12 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,55 +15,8 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from tests.app_process import running_app
 from tests.emulator import read_provenance
-
-ROOT = Path(__file__).resolve().parents[1]
-STARTUP_TIMEOUT_S = 90
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def running_app(data_dir: Path, emulator_url: str) -> Iterator[str]:
-    """Start ``python app.py`` as a new user would, and wait for its "Running on" line."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "RETOUCH_DATA_DIR": str(data_dir),
-        "RETOUCH_PORT": str(port),
-        "GEMINI_BASE_URL": emulator_url,
-        "GEMINI_API_KEY": "test-key",
-        "OPENAI_BASE_URL": f"{emulator_url}/v1",
-        "OPENAI_API_KEY": "test-key",
-        "RETOUCH_RETRY_BASE_DELAY": "0",  # retries are counted here, not waited for
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "PYTHONUNBUFFERED": "1",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "app.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        lines = []
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if "Running on local URL" in line:
-                break
-        else:
-            pytest.fail("app exited before starting:\n" + "".join(lines))
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        process.terminate()
-        process.wait(timeout=STARTUP_TIMEOUT_S)
 
 
 def test_three_turns_restart_fourth_turn_replays_history(tmp_path, emulator):

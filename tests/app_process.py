@@ -1,0 +1,66 @@
+"""Run the real app (``python app.py``) as a new user would, pointed at the emulator."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+__all__ = ["running_app"]
+
+ROOT = Path(__file__).resolve().parents[1]
+STARTUP_TIMEOUT_S = 90
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_app(data_dir: Path, emulator_url: str) -> Iterator[str]:
+    """Start ``python app.py`` as a new user would, and wait for its "Running on" line."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "RETOUCH_DATA_DIR": str(data_dir),
+        "RETOUCH_PORT": str(port),
+        "GEMINI_BASE_URL": emulator_url,
+        "GEMINI_API_KEY": "test-key",
+        "OPENAI_BASE_URL": f"{emulator_url}/v1",
+        "OPENAI_API_KEY": "test-key",
+        "RETOUCH_RETRY_BASE_DELAY": "0",  # retries are counted here, not waited for
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PYTHONUNBUFFERED": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = []
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "Running on local URL" in line:
+                break
+        else:
+            pytest.fail("app exited before starting:\n" + "".join(lines))
+        # Keep reading its log so a full pipe never blocks the app.
+        threading.Thread(target=lines.extend, args=(process.stdout,), daemon=True).start()
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        process.terminate()
+        process.wait(timeout=STARTUP_TIMEOUT_S)

@@ -1,0 +1,90 @@
+"""In a real browser (Playwright driving Debian's chromium): edit, reload, share read-only.
+
+Screenshots are kept in ``test-artifacts/`` for a human to look at.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+from playwright.sync_api import Page, sync_playwright
+
+from tests.app_process import running_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    image = Image.new("RGB", (800, 600), (135, 190, 235))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([0, 400, 800, 600], fill=(90, 90, 90))
+    draw.rectangle([300, 330, 480, 420], fill=(200, 30, 30))
+    path = tmp_path / "street.jpg"
+    image.save(path, quality=92)
+    return path
+
+
+def images_in_chat(page: Page, at_least: int) -> None:
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#chat img').length >= {at_least}", timeout=TIMEOUT_MS
+    )
+
+
+def send(page: Page, text: str, images_after: int) -> None:
+    page.fill("#box textarea", text)
+    page.keyboard.press("Enter")
+    images_in_chat(page, images_after)
+
+
+def test_edit_reload_and_open_a_read_only_share_link(tmp_path, emulator, photo):
+    assert CHROMIUM.exists(), (
+        "Debian's chromium is missing: `make test` installs it (apt-get install chromium)"
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    with running_app(tmp_path / "data", emulator.url) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        owner = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
+        owner.goto(url)
+        owner.wait_for_selector("#box textarea")
+        owner.locator("#box input[type=file]").set_input_files(str(photo))
+        owner.wait_for_selector("#box img", timeout=TIMEOUT_MS)  # the attachment preview
+        send(owner, "make the sky stormy", images_after=2)
+        send(owner, "now remove the car", images_after=3)
+        assert "?c=" in owner.url
+
+        owner.reload()
+        images_in_chat(owner, 3)
+        assert "now remove the car" in owner.locator("#chat").inner_text()
+        owner.screenshot(path=str(ARTIFACTS / "browser-owner-after-reload.png"))
+
+        owner.click("#share-box button")
+        owner.click("#share-view")
+        owner.wait_for_function(
+            "() => document.querySelector('#share-links').innerText.includes('?s=')", timeout=TIMEOUT_MS
+        )
+        link = re.search(r"(http\S+\?s=[\w-]+)", owner.locator("#share-links").inner_text()).group(1)
+
+        teammate = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
+        teammate.goto(link)
+        images_in_chat(teammate, 3)
+        teammate.screenshot(path=str(ARTIFACTS / "browser-read-only-share.png"))
+        assert "now remove the car" in teammate.locator("#chat").inner_text()
+        assert not teammate.locator("#box").is_visible()
+        assert teammate.locator("#readonly-banner").is_visible()
+        assert not teammate.locator("#owner-tools").is_visible()
+        assert teammate.locator("#duplicate").is_visible()
+        browser.close()
