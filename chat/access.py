@@ -41,6 +41,7 @@ class AccessError(RetouchError):
 class Actor:
     owner_id: str
     share_token: str | None = None
+    visitor: str = ""  # for rate limits: the client's address where known, else the owner id
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Gatekeeper:
 
     def shared(self, token: str) -> Grant:
         """The grant a share link gives on its own (what a teammate opening it gets)."""
-        with session_scope(self._engine) as session:
+        with session_scope(self._engine, read_only=True) as session:
             link = repo.resolve_share_link(session=session, token=token)
         if link is None:
             raise AccessError(REVOKED)

@@ -195,6 +195,7 @@ class Attempt:
     model: str
     outcome: str  # "ok" or the error kind ("unavailable", "blocked", ...)
     detail: str = ""
+    paid_by: str = "server"  # whose key: "server" (counts toward the daily cap) or "visitor"
 
 
 @dataclass(frozen=True)

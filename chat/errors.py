@@ -79,8 +79,8 @@ class MissingKeyError(AuthError):
 
     def user_message(self) -> str:
         return (
-            f"No {self.provider_name} API key is set, so nothing was sent. "
-            f"Start Retouch with {self.detail}=\u2026 and press Retry."
+            f"No {self.provider_name} API key is set, so nothing was sent. Paste your own key under "
+            f"\u201cYour API keys\u201d (or start Retouch with {self.detail}=\u2026) and press Retry."
         )
 
 

@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from pydantic import SecretStr
+
 from chat.domain import Attempt, GenerationOptions, ImagePart, ProviderReply, Route, Turn
 from chat.errors import (
     BlockedError,
@@ -49,7 +51,12 @@ class ImageProvider(Protocol):
     def configured(self) -> bool: ...
 
     async def reply(
-        self, history: Sequence[Turn], options: GenerationOptions, load_image: Callable[[ImagePart], bytes]
+        self,
+        history: Sequence[Turn],
+        options: GenerationOptions,
+        load_image: Callable[[ImagePart], bytes],
+        *,
+        api_key: SecretStr | None = None,
     ) -> ProviderReply: ...
 
 
@@ -105,8 +112,15 @@ class FallbackPolicy:
         return (options.openai.model or "openai") if provider == "openai" else options.model
 
     async def answer(
-        self, history: Sequence[Turn], options: GenerationOptions, load_image: Callable[[ImagePart], bytes]
+        self,
+        history: Sequence[Turn],
+        options: GenerationOptions,
+        load_image: Callable[[ImagePart], bytes],
+        *,
+        keys: Mapping[str, SecretStr] | None = None,
     ) -> Outcome:
+        """``keys``: a visitor's own API keys by provider; they win over the server's."""
+        keys = keys or {}
         started = self._clock()
         attempts: list[Attempt] = []
         errors: list[ProviderError] = []
@@ -114,11 +128,11 @@ class FallbackPolicy:
         for index, name in enumerate(order):
             provider = self._providers[name]
             is_last = index == len(order) - 1
-            if index > 0 and not provider.configured:
+            if index > 0 and not (provider.configured or name in keys):
                 break  # a fallback without a key is not a fallback
             try:
                 reply = await self._with_retries(
-                    provider, history, options, load_image, started, attempts, errors
+                    provider, keys.get(name), history, options, load_image, started, attempts, errors
                 )
             except ProviderError as error:
                 if is_last or not isinstance(error, FALL_BACK_ON):
@@ -130,6 +144,7 @@ class FallbackPolicy:
     async def _with_retries(
         self,
         provider: ImageProvider,
+        api_key: SecretStr | None,
         history: Sequence[Turn],
         options: GenerationOptions,
         load_image: Callable[[ImagePart], bytes],
@@ -138,18 +153,19 @@ class FallbackPolicy:
         errors: list[ProviderError],
     ) -> ProviderReply:
         model = self.model_for(provider.name, options)
+        paid_by = "visitor" if api_key else "server"
         for call in range(1, self._retry.max_attempts + 1):
             try:
-                reply = await provider.reply(history, options, load_image)
+                reply = await provider.reply(history, options, load_image, api_key=api_key)
             except ProviderError as error:
-                attempts.append(Attempt(provider.name, model, error.kind, error.detail))
+                attempts.append(Attempt(provider.name, model, error.kind, error.detail, paid_by))
                 errors.append(error)
                 delay = self._delay(error, call, started)
                 if delay is None:
                     raise
                 await self._sleep(delay)
                 continue
-            attempts.append(Attempt(provider.name, reply.model, "ok"))
+            attempts.append(Attempt(provider.name, reply.model, "ok", paid_by=paid_by))
             return reply
         raise AssertionError("unreachable: the last attempt either returns or raises")
 

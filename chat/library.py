@@ -124,7 +124,7 @@ class ConversationLibrary:
     # --- blocking helpers (run in a worker thread) ------------------------------------------------
 
     def _export(self, conversation_id: str) -> tuple[str, bytes]:
-        with session_scope(self._engine) as session:
+        with session_scope(self._engine, read_only=True) as session:
             conversation = repo.get_conversation(session=session, conversation_id=conversation_id)
         if conversation is None:
             raise InputError("That conversation no longer exists.")
@@ -161,7 +161,7 @@ class ConversationLibrary:
         return conversation
 
     def _list(self, owner_id: str, query: str, limit: int) -> list[ConversationSummary]:
-        with session_scope(self._engine) as session:
+        with session_scope(self._engine, read_only=True) as session:
             return repo.list_conversations(session=session, owner_id=owner_id, query=query, limit=limit)
 
     async def _as_owner(

@@ -8,15 +8,17 @@ user's turn is committed before the provider is called, so a failure never loses
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -40,7 +42,7 @@ from chat.domain import (
     through_last_user_turn,
 )
 from chat.errors import InputError, NoImageError, UnavailableError
-from chat.fallback import FallbackPolicy, Outcome
+from chat.fallback import ROUTES, FallbackPolicy, Outcome
 from chat.images import (
     ImageLimits,
     MaskImages,
@@ -50,6 +52,8 @@ from chat.images import (
     prepare_upload,
     read_region,
 )
+from chat.limits import Guard
+from chat.pricing import estimate_cost, worst_case_turn_cost
 from storage import BlobStore, session_scope
 from storage import repository as repo
 
@@ -102,6 +106,7 @@ class ChatService:
         blobs: BlobStore,
         policy: FallbackPolicy,
         limits: InputLimits = InputLimits(),
+        guard: Guard | None = None,
         clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = new_conversation_id,
     ) -> None:
@@ -109,6 +114,7 @@ class ChatService:
         self._blobs = blobs
         self._policy = policy
         self._limits = limits
+        self._guard = guard
         self._clock = clock
         self._new_id = new_id
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -141,6 +147,7 @@ class ChatService:
         *,
         options: GenerationOptions,
         painted: bytes | None = None,
+        keys: Mapping[str, SecretStr] | None = None,
     ) -> AsyncIterator[Conversation]:
         """Store the user's turn, then answer it: yields the conversation after each step.
 
@@ -151,16 +158,23 @@ class ChatService:
         if conversation_id:
             await asyncio.to_thread(self.gate.grant, actor, conversation_id, write=True)
         images = await asyncio.to_thread(self._prepare, text, attachments)
+        keys = keys or {}
+        await self._admit(actor, options, keys, len(images) + 1)
         conversation_id = conversation_id or self._new_id()
         async with self._lock(conversation_id):
             conversation = await asyncio.to_thread(
                 self._store_user_turn, conversation_id, text.strip(), images, painted, actor.owner_id
             )
             yield conversation
-            yield await self._answer(conversation, options)
+            yield await self._answer(conversation, options, keys)
 
     async def retry(
-        self, actor: Actor, conversation_id: str, *, options: GenerationOptions
+        self,
+        actor: Actor,
+        conversation_id: str,
+        *,
+        options: GenerationOptions,
+        keys: Mapping[str, SecretStr] | None = None,
     ) -> AsyncIterator[Conversation]:
         """Answer the last user message again: after a failure, or for another variant.
 
@@ -168,12 +182,14 @@ class ChatService:
         and the user's message is never duplicated.
         """
         await asyncio.to_thread(self.gate.grant, actor, conversation_id, write=True)
+        keys = keys or {}
+        await self._admit(actor, options, keys, 2)
         async with self._lock(conversation_id):
             conversation = await asyncio.to_thread(self._load, conversation_id)
             if conversation is None or not any(t.role is Role.USER for t in conversation.turns):
                 raise InputError("There is nothing to retry yet: send a message first.")
             yield conversation
-            yield await self._answer(conversation, options)
+            yield await self._answer(conversation, options, keys)
 
     def _lock(self, conversation_id: str) -> asyncio.Lock:
         lock = self._locks.get(conversation_id)
@@ -235,27 +251,36 @@ class ChatService:
             raise InputError("There is no image to paint on yet: send a photo first, then paint the area.")
         return mask_images(self._load_image(current), read_region(painted))
 
-    async def _answer(self, conversation: Conversation, options: GenerationOptions) -> Conversation:
+    async def _answer(
+        self, conversation: Conversation, options: GenerationOptions, keys: Mapping[str, SecretStr]
+    ) -> Conversation:
         started = time.monotonic()
         stored: list[_StoredImage] = []
         try:
             history = through_last_user_turn(conversation.turns)
-            outcome = await self._policy.answer(history, options, self._load_image)
+            outcome = await self._policy.answer(history, options, self._load_image, keys=keys)
             turn, stored = await asyncio.to_thread(self._outcome_turn, outcome, options)
         except Exception:
             log.exception("turn failed in conversation %s", conversation.id)
             message = "Something went wrong on our side; your message is saved. Press Retry to try again."
             turn = self._error_turn("internal", message, options, provider=None, attempts=())
+        cost = _server_cost(turn)
+        if self._guard is not None and cost:
+            await asyncio.to_thread(self._guard.charge, cost)
         log.info(
-            "turn conversation=%s provider=%s model=%s outcome=%s attempts=%d latency_ms=%.0f",
-            conversation.id,
-            turn.provider,
-            turn.model,
-            turn.error.kind if turn.error else "ok",
-            len(turn.attempts),
-            (time.monotonic() - started) * 1000,
+            turn_log_line(conversation.id, turn, latency_ms=(time.monotonic() - started) * 1000, cost=cost)
         )
         return await asyncio.to_thread(self._append, conversation.id, turn, stored)
+
+    async def _admit(
+        self, actor: Actor, options: GenerationOptions, keys: Mapping[str, SecretStr], images: int
+    ) -> None:
+        """Rate limits and the daily cap, before anything is stored or sent."""
+        if self._guard is None:
+            return
+        covered = all(name in keys for name in ROUTES[options.route])
+        server_cost = 0.0 if covered else worst_case_turn_cost(options, input_images=images)
+        await asyncio.to_thread(self._guard.admit, actor.visitor or actor.owner_id, server_cost=server_cost)
 
     def _outcome_turn(self, outcome: Outcome, options: GenerationOptions) -> tuple[Turn, list[_StoredImage]]:
         if outcome.reply is not None:
@@ -368,11 +393,37 @@ class ChatService:
         return conversation
 
     def _load(self, conversation_id: str) -> Conversation | None:
-        with session_scope(self._engine) as session:
+        with session_scope(self._engine, read_only=True) as session:
             return repo.get_conversation(session=session, conversation_id=conversation_id)
 
     def _load_image(self, part: ImagePart) -> bytes:
         return self._blobs.read(part.sha256, part.mime_type)
+
+
+def _server_cost(turn: Turn) -> float:
+    """The estimated cost of the answering call, if it went on the server's key."""
+    answered = [a for a in turn.attempts if a.outcome == "ok" and a.paid_by == "server"]
+    return sum(estimate_cost(a.provider, a.model, turn.usage) for a in answered)
+
+
+def turn_log_line(conversation_id: str, turn: Turn, *, latency_ms: float, cost: float) -> str:
+    """One JSON line per turn for operators: who answered, how fast, how much. Never keys or bytes."""
+    usage = turn.usage
+    tokens = usage.get("totalTokenCount", usage.get("total_tokens"))
+    return json.dumps(
+        {
+            "event": "turn",
+            "conversation": conversation_id,
+            "provider": turn.provider,
+            "model": turn.model,
+            "outcome": turn.error.kind if turn.error else "ok",
+            "attempts": [f"{a.provider}:{a.outcome}" for a in turn.attempts],
+            "paid_by": turn.attempts[-1].paid_by if turn.attempts else None,
+            "latency_ms": round(latency_ms),
+            "tokens": tokens if isinstance(tokens, int) else None,
+            "cost_usd": round(cost, 4),
+        }
+    )
 
 
 def _role(role: ImageRole) -> Metadata:

@@ -51,9 +51,15 @@ def make_engine(url: str) -> Engine:
 
 
 @contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commit if the block succeeds, roll everything back if it raises."""
-    with Session(engine) as session:
+def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Session]:
+    """One unit of work: commit if the block succeeds, roll everything back if it raises.
+
+    On SQLite a unit of work takes the write lock when it starts (BEGIN IMMEDIATE): a
+    transaction that reads and then writes would otherwise fail with "database is locked"
+    as soon as another writer committed in between. ``read_only`` units just read (BEGIN).
+    """
+    bind = engine.execution_options(retouch_read_only=True) if read_only else engine
+    with Session(bind) as session:
         try:
             yield session
             session.commit()
@@ -95,4 +101,5 @@ def _on_sqlite_connect(dbapi_connection: DBAPIConnection, _connection_record: Co
 
 
 def _on_sqlite_begin(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN")
+    read_only = connection.get_execution_options().get("retouch_read_only", False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

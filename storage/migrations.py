@@ -25,6 +25,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -201,3 +202,14 @@ def m004_owners_and_share_links(conn: Connection) -> None:
     )
     share_link.create(conn)
     Index("ix_share_link_conversation_id", share_link.c.conversation_id).create(conn)
+
+
+@migration
+def m005_daily_spend(conn: Connection) -> None:
+    # What the server's own API keys have cost today (UTC), so a public demo can stop at a cap.
+    Table(
+        "daily_spend",
+        MetaData(),
+        Column("day", String(10), primary_key=True),
+        Column("usd", Float, nullable=False),
+    ).create(conn)

@@ -27,6 +27,7 @@ __all__ = [
     "OWNER_ID_MAX_LENGTH",
     "TITLE_MAX_LENGTH",
     "ConversationRow",
+    "DailySpendRow",
     "ImageRow",
     "PartRow",
     "SchemaMigrationRow",
@@ -67,6 +68,15 @@ class ShareLinkRow(SQLModel, table=True):
     kind: str = Field(max_length=16)
     created_at: datetime = Field(sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class DailySpendRow(SQLModel, table=True):
+    """Estimated dollars spent on the server's own keys on one UTC day."""
+
+    __tablename__ = "daily_spend"
+
+    day: str = Field(primary_key=True, max_length=10)
+    usd: float
 
 
 class ImageRow(SQLModel, table=True):

@@ -44,6 +44,7 @@ from storage.models import (
     OWNER_ID_MAX_LENGTH,
     TITLE_MAX_LENGTH,
     ConversationRow,
+    DailySpendRow,
     ImageRow,
     PartRow,
     ShareLinkRow,
@@ -54,6 +55,7 @@ __all__ = [
     "ConversationNotFoundError",
     "ConversationSummary",
     "ShareLink",
+    "add_spend",
     "append_turn",
     "claim_conversation",
     "conversation_owner",
@@ -66,6 +68,7 @@ __all__ = [
     "resolve_share_link",
     "revoke_share_link",
     "share_links",
+    "spent_on",
     "rename_conversation",
     "save_image",
 ]
@@ -269,6 +272,22 @@ def _thumbnails(session: Session, conversation_ids: list[str]) -> dict[str, Imag
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def spent_on(*, session: Session, day: str) -> float:
+    row = session.get(DailySpendRow, day)
+    return row.usd if row else 0.0
+
+
+def add_spend(*, session: Session, day: str, usd: float) -> float:
+    """Add to a day's spend and return the new total."""
+    row = session.get(DailySpendRow, day)
+    if row is None:
+        row = DailySpendRow(day=day, usd=0.0)
+        session.add(row)
+    row.usd += usd
+    session.flush()
+    return row.usd
 
 
 def claim_conversation(*, session: Session, conversation_id: str, owner_id: str) -> None:

@@ -49,16 +49,22 @@ class GeminiClient:
         return bool(self._api_key and self._api_key.get_secret_value())
 
     async def reply(
-        self, history: Sequence[Turn], options: GenerationOptions, load_image: ImageLoader
+        self,
+        history: Sequence[Turn],
+        options: GenerationOptions,
+        load_image: ImageLoader,
+        *,
+        api_key: SecretStr | None = None,
     ) -> ProviderReply:
-        """Answer the trailing user turn(s) of ``history``."""
+        """Answer the trailing user turn(s) of ``history``; ``api_key`` (a visitor's own) wins over ours."""
         body = await asyncio.to_thread(
             lambda: build_request(build_contents(history, load_image, model=options.model), options)
         )
-        return await self.generate(body, model=options.model)
+        return await self.generate(body, model=options.model, api_key=api_key)
 
-    async def generate(self, body: dict, *, model: str) -> ProviderReply:
-        key = self._api_key.get_secret_value() if self._api_key else ""
+    async def generate(self, body: dict, *, model: str, api_key: SecretStr | None = None) -> ProviderReply:
+        chosen = api_key or self._api_key
+        key = chosen.get_secret_value() if chosen else ""
         if not key:
             raise MissingKeyError(PROVIDER, "GEMINI_API_KEY")
         url = f"{self._base_url}/{self._api_version}/models/{model}:generateContent"

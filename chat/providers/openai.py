@@ -65,10 +65,19 @@ class OpenAIImagesClient:
         return bool(self._api_key and self._api_key.get_secret_value())
 
     async def reply(
-        self, history: Sequence[Turn], options: GenerationOptions, load_image: ImageLoader
+        self,
+        history: Sequence[Turn],
+        options: GenerationOptions,
+        load_image: ImageLoader,
+        *,
+        api_key: SecretStr | None = None,
     ) -> ProviderReply:
-        """Answer the trailing user turn(s): an edit of the current image, or a generation."""
-        key = self._api_key.get_secret_value() if self._api_key else ""
+        """Answer the trailing user turn(s): an edit of the current image, or a generation.
+
+        ``api_key`` (a visitor's own) wins over the server's.
+        """
+        chosen = api_key or self._api_key
+        key = chosen.get_secret_value() if chosen else ""
         if not key:
             raise MissingKeyError(PROVIDER, "OPENAI_API_KEY")
         settings = options.openai

@@ -29,7 +29,10 @@ SET_URL_JS = """(id, token) => {
 def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfig) -> gr.Blocks:
     with gr.Blocks(title="Retouch", delete_cache=(3600, 3600)) as demo:
         ui = build_layout(
-            config.default_model, config.default_openai_model, browser_secret=config.browser_secret
+            config.default_model,
+            config.default_openai_model,
+            browser_secret=config.browser_secret,
+            ask_for_keys=not any(config.configured.values()),
         )
         files = FileMaker(service.image_path)
         page = Handlers(service, library, config, ui, files)
@@ -51,10 +54,10 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
         }
 
         demo.load(page.on_load, [ui.owner], [*view, ui.owner], **quick).then(**set_url)
-        ui.box.submit(page.on_submit, [ui.box, *who, ui.painter, *ui.options], view, **model_call).then(
-            **set_url
-        )
-        ui.chatbot.retry(page.on_retry, [*who, *ui.options], view, **model_call)
+        ui.box.submit(
+            page.on_submit, [ui.box, *who, ui.painter, *ui.keys, *ui.options], view, **model_call
+        ).then(**set_url)
+        ui.chatbot.retry(page.on_retry, [*who, *ui.keys, *ui.options], view, **model_call)
         # The chat's own "Clear" button starts a new conversation too; the old one stays stored.
         for start_new in (ui.new_button.click, ui.chatbot.clear):
             start_new(page.on_new, [ui.owner], view, **quick).then(**set_url)

@@ -20,6 +20,7 @@ from chat.images import painted_from_mask
 from chat.library import ConversationLibrary
 from chat.options import parse_options
 from chat.service import ChatService
+from chat.ui.events import visitor_keys
 from chat.ui.render import to_transcript
 from chat.ui.uploads import file_path, read_uploads
 
@@ -52,12 +53,15 @@ class ApiHandlers:
         options: dict | None = None,
         mask: gr.FileData | None = None,
         key: str = "",
+        gemini_key: str = "",
+        openai_key: str = "",
     ) -> dict:
         """Send a message ("" as conversation_id starts a new one); returns the transcript.
 
         images: photos to attach. mask: a PNG the size of the current image whose transparent
         pixels mark where the edit goes. key: your owner key or a "continue" share token; a new
         conversation without a key gets a fresh owner key, returned as "owner_key".
+        gemini_key / openai_key: your own provider keys, for this call only (never stored).
         """
         new_key = "" if key or conversation_id else new_owner_id()
         actor = _actor(key or new_key)
@@ -72,7 +76,13 @@ class ApiHandlers:
                 )
                 painted = await asyncio.to_thread(painted_from_mask, mask_file.data)
             steps = self._service.send(
-                actor, conversation_id or None, text, attachments, options=parsed, painted=painted
+                actor,
+                conversation_id or None,
+                text,
+                attachments,
+                options=parsed,
+                painted=painted,
+                keys=visitor_keys(gemini_key, openai_key),
             )
             final = await _last(steps)
         except RetouchError as exc:
@@ -82,12 +92,19 @@ class ApiHandlers:
             transcript["owner_key"] = new_key
         return transcript
 
-    async def retry(self, conversation_id: str, options: dict | None = None, key: str = "") -> dict:
+    async def retry(
+        self,
+        conversation_id: str,
+        options: dict | None = None,
+        key: str = "",
+        gemini_key: str = "",
+        openai_key: str = "",
+    ) -> dict:
         """Answer the last message again (after a failure, or for another variant); returns the transcript."""
         try:
-            final = await _last(
-                self._service.retry(_actor(key), conversation_id, options=self._parse(options))
-            )
+            keys = visitor_keys(gemini_key, openai_key)
+            steps = self._service.retry(_actor(key), conversation_id, options=self._parse(options), keys=keys)
+            final = await _last(steps)
         except RetouchError as exc:
             raise gr.Error(exc.user_message()) from exc
         return to_transcript(final)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
+from pydantic import SecretStr
 
 from chat.access import Access, Actor, new_owner_id
 from chat.domain import Conversation, GenerationOptions, Route
@@ -30,8 +31,8 @@ from chat.ui.uploads import read_uploads
 __all__ = ["Handlers", "UIConfig"]
 
 NO_KEYS = (
-    "No API key is set: start Retouch with `GEMINI_API_KEY=…` (from https://aistudio.google.com/apikey) "
-    "and, for the fallback, `OPENAI_API_KEY=…`."
+    "To start, paste your Gemini API key (free at https://aistudio.google.com/apikey) under "
+    "\u201cYour API keys\u201d, or run Retouch with `GEMINI_API_KEY=…`."
 )
 OPENAI_ONLY = "Gemini has no key (`GEMINI_API_KEY`), so every edit goes to OpenAI."
 READ_ONLY = "**Read-only view shared with you.** Duplicate it to make your own copy and keep editing."
@@ -200,15 +201,19 @@ class Handlers:
 
     async def on_submit(
         self,
+        request: gr.Request,
         message: dict | None,
         conversation_id: str,
         share_token: str,
         owner: str,
         painter: dict | None,
+        gemini_key: str,
+        openai_key: str,
         *option_values: Any,
     ) -> AsyncIterator[dict[Any, Any]]:
         """Yields the page twice: with the message stored (and a "working" bubble), then answered."""
-        actor = Actor(owner, share_token or None)
+        actor = Actor(owner, share_token or None, visitor_address(request))
+        keys = visitor_keys(gemini_key, openai_key)
         message = message or {}
         try:
             options = self._options(option_values)
@@ -223,6 +228,7 @@ class Handlers:
                 attachments,
                 options=options,
                 painted=painted,
+                keys=keys,
             )
             async for index, conversation in _numbered(steps):
                 access = (await asyncio.to_thread(self._service.gate.grant, actor, conversation.id)).access
@@ -233,12 +239,20 @@ class Handlers:
             yield await self._refusal(actor, conversation_id, exc)
 
     async def on_retry(
-        self, conversation_id: str, share_token: str, owner: str, *option_values: Any
+        self,
+        request: gr.Request,
+        conversation_id: str,
+        share_token: str,
+        owner: str,
+        gemini_key: str,
+        openai_key: str,
+        *option_values: Any,
     ) -> AsyncIterator[dict[Any, Any]]:
-        actor = Actor(owner, share_token or None)
+        actor = Actor(owner, share_token or None, visitor_address(request))
         try:
             options = self._options(option_values)
-            steps = self._service.retry(actor, conversation_id, options=options)
+            keys = visitor_keys(gemini_key, openai_key)
+            steps = self._service.retry(actor, conversation_id, options=options, keys=keys)
             async for index, conversation in _numbered(steps):
                 access = (await asyncio.to_thread(self._service.gate.grant, actor, conversation.id)).access
                 working = _working_model(options) if index == 0 else None
@@ -271,6 +285,21 @@ class Handlers:
             default_model=self._config.default_model,
             default_openai_model=self._config.default_openai_model,
         )
+
+
+def visitor_keys(gemini_key: str | None, openai_key: str | None) -> dict[str, SecretStr]:
+    """A visitor's own keys, for their calls only: never stored, logged or shown again."""
+    keys = {"gemini": (gemini_key or "").strip(), "openai": (openai_key or "").strip()}
+    return {name: SecretStr(key) for name, key in keys.items() if key}
+
+
+def visitor_address(request: gr.Request | None) -> str:
+    """Who to count for rate limits: the first forwarded address (Spaces' proxy), else the peer."""
+    if request is None:
+        return ""
+    forwarded = (request.headers.get("x-forwarded-for") or "").split(",")[0].strip()
+    client = getattr(request, "client", None)
+    return forwarded or (getattr(client, "host", "") or "")
 
 
 def _banner(access: Access | None) -> str:

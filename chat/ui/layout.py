@@ -59,6 +59,7 @@ class Layout:
     options: tuple[gr.components.Component, ...]
     library: Library
     versions: Versions
+    keys: tuple[gr.Textbox, gr.Textbox]
 
     @property
     def model(self) -> gr.Dropdown:
@@ -79,7 +80,9 @@ def model_choices(model_id: str) -> tuple[list[str], list[str]]:
     return [AUTO, *model.aspect_ratios], [AUTO, *model.image_sizes]
 
 
-def build_layout(default_model: str, default_openai_model: str, *, browser_secret: str) -> Layout:
+def build_layout(
+    default_model: str, default_openai_model: str, *, browser_secret: str, ask_for_keys: bool = False
+) -> Layout:
     gr.Markdown(INTRO)
     status = gr.Markdown(elem_id="status")
     # The owner id lives in this browser only (encrypted with a fixed secret so it survives restarts).
@@ -108,6 +111,7 @@ def build_layout(default_model: str, default_openai_model: str, *, browser_secre
                 max_plain_text_length=100_000,
             )
         with gr.Column(scale=1, min_width=260):
+            keys = _keys_panel(open_=ask_for_keys)
             painter_box, painter = _painter()
             versions = build_versions()
             options = _options_panel(default_model) + _openai_panel(default_openai_model)
@@ -124,7 +128,19 @@ def build_layout(default_model: str, default_openai_model: str, *, browser_secre
         options,
         library,
         versions,
+        keys,
     )
+
+
+def _keys_panel(*, open_: bool) -> tuple[gr.Textbox, gr.Textbox]:
+    """Bring your own key: used for your edits only, kept in this tab, never stored or logged."""
+    with gr.Accordion("Your API keys (optional)", open=open_, elem_id="keys-box"):
+        gr.Markdown(
+            "Used for your edits only and kept in this browser tab: never saved, logged, exported or shared."
+        )
+        gemini = gr.Textbox(label="Gemini API key", type="password", elem_id="gemini-key", max_length=200)
+        openai = gr.Textbox(label="OpenAI API key", type="password", elem_id="openai-key", max_length=200)
+    return gemini, openai
 
 
 def _painter() -> tuple[gr.Accordion, gr.ImageEditor]:

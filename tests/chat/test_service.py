@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from pydantic import SecretStr
 
 from chat.access import AccessError, Actor
 from chat.domain import (
@@ -62,11 +63,18 @@ class FakeProvider:
         self.calls: list[list[Turn]] = []
         self.gate: asyncio.Event | None = None
         self.entered: asyncio.Queue[int] = asyncio.Queue()
+        self.keys: list[str | None] = []
 
     async def reply(
-        self, history: Sequence[Turn], options: GenerationOptions, load_image: Callable[[ImagePart], bytes]
+        self,
+        history: Sequence[Turn],
+        options: GenerationOptions,
+        load_image: Callable[[ImagePart], bytes],
+        *,
+        api_key: SecretStr | None = None,
     ) -> ProviderReply:
         self.calls.append(list(history))
+        self.keys.append(api_key.get_secret_value() if api_key else None)
         for turn in history:
             for image in turn.images():
                 load_image(image)  # the bytes must be there to replay

@@ -87,7 +87,10 @@ async def submit(
     handlers: Handlers, text: str, conversation_id: str = "", owner: str = OWNER, files=(), token=""
 ):
     message = {"text": text, "files": [str(f) for f in files]}
-    return await run(handlers.on_submit(message, conversation_id, token, owner, None, *DEFAULT_OPTIONS))
+    request = FakeRequest()
+    return await run(
+        handlers.on_submit(request, message, conversation_id, token, owner, None, "", "", *DEFAULT_OPTIONS)
+    )
 
 
 def test_option_components_match_option_names():
@@ -183,7 +186,9 @@ async def test_retry_after_failure(page, provider):
     provider.queue += [UnavailableError("gemini", "503"), reply_with_image(png((3, 3, 3)))]
     *_, failed = await submit(handlers, "x")
     assert "unavailable" in failed[ui.chatbot][-1]["content"]
-    *_, retried = await run(handlers.on_retry(failed[ui.conversation_id], "", OWNER, *DEFAULT_OPTIONS))
+    *_, retried = await run(
+        handlers.on_retry(FakeRequest(), failed[ui.conversation_id], "", OWNER, "", "", *DEFAULT_OPTIONS)
+    )
     assert retried[ui.chatbot][-1]["content"][1]["path"].endswith(".png")
 
 

@@ -1,0 +1,103 @@
+"""Abuse limits for a public demo: turns per visitor and overall, and a daily spend cap.
+
+Rate limits count turns in sliding windows, in memory (a restart forgives everyone, which
+is fine for minutes). The spend cap counts estimated dollars on the *server's* keys per
+UTC day in the database, so it survives restarts; visitors who bring their own keys are
+not counted against it. Every refusal is a LimitError with a sentence the visitor can act on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import Engine
+
+from chat.errors import RetouchError
+from storage import repository as repo
+from storage import session_scope
+
+__all__ = ["Guard", "LimitError", "Limits"]
+
+MINUTE = 60.0
+DAY = 86_400.0
+
+
+class LimitError(RetouchError):
+    """A limit was reached; nothing was sent to any provider."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    per_visitor_per_minute: int = 10
+    per_visitor_per_day: int = 300
+    global_per_minute: int = 120
+    daily_spend_usd: float = 0.0  # 0 = no cap
+
+
+class Guard:
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        engine: Engine,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._limits = limits
+        self._engine = engine
+        self._clock = clock
+        self._visitors: dict[str, deque[float]] = defaultdict(deque)
+        self._everyone: deque[float] = deque()
+
+    def admit(self, visitor: str, *, server_cost: float) -> None:
+        """Count one turn for ``visitor``, or refuse it; ``server_cost`` is its worst case on our keys."""
+        now = self._clock()
+        mine = self._visitors[visitor]
+        _forget(mine, now - DAY)
+        _forget(self._everyone, now - MINUTE)
+        last_minute = sum(1 for t in mine if t > now - MINUTE)
+        if last_minute >= self._limits.per_visitor_per_minute:
+            wait = MINUTE - (now - [t for t in mine if t > now - MINUTE][0])
+            raise LimitError(
+                f"You have sent {last_minute} edits in the last minute, the most this demo allows. "
+                f"Please wait {max(1, round(wait))} s."
+            )
+        if len(mine) >= self._limits.per_visitor_per_day:
+            raise LimitError(
+                f"You have reached today's limit of {self._limits.per_visitor_per_day} edits on this demo. "
+                "Run Retouch yourself (see the README) for unlimited use."
+            )
+        if len(self._everyone) >= self._limits.global_per_minute:
+            raise LimitError("Retouch is very busy right now. Please try again in a minute.")
+        if server_cost > 0 and self._limits.daily_spend_usd > 0:
+            spent = self.spent_today()
+            if spent + server_cost > self._limits.daily_spend_usd:
+                raise LimitError(
+                    f"This demo has used today's budget for its own API keys (${self._limits.daily_spend_usd:.2f}). "
+                    "Paste your own Gemini or OpenAI key under \u201cYour API keys\u201d to continue, "
+                    "or come back tomorrow."
+                )
+        mine.append(now)
+        self._everyone.append(now)
+
+    def charge(self, usd: float) -> None:
+        """Add what an answered call cost on the server's keys."""
+        if usd <= 0:
+            return
+        with session_scope(self._engine) as session:
+            repo.add_spend(session=session, day=self._today(), usd=usd)
+
+    def spent_today(self) -> float:
+        with session_scope(self._engine, read_only=True) as session:
+            return repo.spent_on(session=session, day=self._today())
+
+    def _today(self) -> str:
+        return datetime.fromtimestamp(self._clock(), UTC).date().isoformat()
+
+
+def _forget(times: deque[float], before: float) -> None:
+    while times and times[0] <= before:
+        times.popleft()

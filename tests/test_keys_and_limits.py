@@ -1,0 +1,154 @@
+"""Bring-your-own-key isolation, secrecy of keys, rate limits and the daily spend cap."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from chat.access import Actor
+from chat.domain import GenerationOptions
+from chat.fallback import FallbackPolicy
+from chat.library import ConversationLibrary
+from chat.limits import Guard, LimitError, Limits
+from chat.providers.gemini import GeminiClient
+from chat.providers.openai import OpenAIImagesClient
+from chat.service import ChatService
+from storage import BlobStore, make_engine, migrate, sqlite_url
+
+OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
+SERVER_KEY = "server-key-0123456789-SERVER"
+ALICE_KEY = "alice-own-key-ABCDEFGHIJ-alice"
+BOB_KEY = "bob-own-key-KLMNOPQRSTU-bob"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def last(steps):
+    result = None
+    async for result in steps:  # noqa: B007 - the final snapshot is the answer
+        pass
+    return result
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = make_engine(sqlite_url(tmp_path))
+    migrate(engine)
+    return engine
+
+
+@pytest.fixture
+async def service(tmp_path, engine, emulator):
+    async with httpx.AsyncClient() as http:
+        gemini = GeminiClient(http, api_key=SecretStr(SERVER_KEY), base_url=emulator.url)
+        openai = OpenAIImagesClient(http, api_key=SecretStr(SERVER_KEY), base_url=f"{emulator.url}/v1")
+        policy = FallbackPolicy({"gemini": gemini, "openai": openai})
+        yield ChatService(engine=engine, blobs=BlobStore(tmp_path / "images"), policy=policy)
+
+
+async def test_each_visitors_calls_carry_their_own_key(service, emulator):
+    async def session(owner: str, key: str, prompt: str):
+        return await last(
+            service.send(Actor(owner), None, prompt, options=OPTIONS, keys={"gemini": SecretStr(key)})
+        )
+
+    await asyncio.gather(
+        session("alice-" + "a" * 20, ALICE_KEY, "alice's lighthouse"),
+        session("bob-" + "b" * 20, BOB_KEY, "bob's bicycle"),
+        last(service.send(Actor("carol-" + "c" * 20), None, "carol's cat", options=OPTIONS)),
+    )
+    seen = {
+        r["body"]["contents"][-1]["parts"][-1]["text"]: r["headers"]["x-goog-api-key"]
+        for r in emulator.requests()
+    }
+    assert seen == {"alice's lighthouse": ALICE_KEY, "bob's bicycle": BOB_KEY, "carol's cat": SERVER_KEY}
+
+
+async def test_keys_never_reach_the_database_logs_or_exports(service, engine, tmp_path, emulator, caplog):
+    caplog.set_level(logging.DEBUG)
+    owner = Actor("alice-" + "a" * 20)
+    done = await last(
+        service.send(owner, None, "a lighthouse", options=OPTIONS, keys={"gemini": SecretStr(ALICE_KEY)})
+    )
+    emulator.queue_faults("gemini:503", "gemini:503", "gemini:503")
+    await last(service.send(owner, done.id, "warmer", options=OPTIONS, keys={"openai": SecretStr(BOB_KEY)}))
+    library = ConversationLibrary(engine=engine, blobs=BlobStore(tmp_path / "images"), gate=service.gate)
+    _, exported = await library.export(owner, done.id)
+    link = await library.share(owner, done.id, "view")
+    shared_view = repr(await service.load(Actor("mate-" + "m" * 20, link.token), done.id))
+
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("retouch.sqlite3*"))
+    for secret in (SERVER_KEY, ALICE_KEY, BOB_KEY):
+        assert secret.encode() not in stored
+        assert secret not in caplog.text
+        assert secret.encode() not in exported
+        assert secret not in shared_view
+    assert '"event": "turn"' in caplog.text  # the structured line is there, without any key
+
+
+def test_rate_limit_per_visitor_and_overall(engine):
+    clock = Clock()
+    guard = Guard(Limits(per_visitor_per_minute=2, global_per_minute=3), engine=engine, clock=clock)
+    guard.admit("1.2.3.4", server_cost=0)
+    guard.admit("1.2.3.4", server_cost=0)
+    with pytest.raises(LimitError, match=r"2 edits in the last minute.*wait 60 s"):
+        guard.admit("1.2.3.4", server_cost=0)
+    guard.admit("5.6.7.8", server_cost=0)
+    with pytest.raises(LimitError, match="very busy"):
+        guard.admit("9.9.9.9", server_cost=0)
+    clock.now += 61
+    guard.admit("1.2.3.4", server_cost=0)
+
+
+def test_daily_visitor_limit(engine):
+    clock = Clock()
+    guard = Guard(Limits(per_visitor_per_minute=100, per_visitor_per_day=3), engine=engine, clock=clock)
+    for _ in range(3):
+        guard.admit("1.2.3.4", server_cost=0)
+        clock.now += 120
+    with pytest.raises(LimitError, match="today's limit of 3 edits"):
+        guard.admit("1.2.3.4", server_cost=0)
+    clock.now += 86_400
+    guard.admit("1.2.3.4", server_cost=0)
+
+
+def test_spend_cap_stops_server_keys_but_not_visitors_own(engine):
+    clock = Clock()
+    guard = Guard(Limits(daily_spend_usd=1.0), engine=engine, clock=clock)
+    guard.charge(0.95)
+    with pytest.raises(LimitError, match=r"today's budget.*\$1\.00.*your own Gemini or OpenAI key"):
+        guard.admit("1.2.3.4", server_cost=0.10)
+    guard.admit("1.2.3.4", server_cost=0)  # their own keys: not counted
+    restarted = Guard(Limits(daily_spend_usd=1.0), engine=engine, clock=clock)
+    assert restarted.spent_today() == pytest.approx(0.95)  # the ledger survives a restart
+    clock.now += 86_400
+    restarted.admit("1.2.3.4", server_cost=0.10)  # a new day
+
+
+async def test_limits_refuse_before_anything_is_stored_or_sent(tmp_path, engine, emulator):
+    async with httpx.AsyncClient() as http:
+        gemini = GeminiClient(http, api_key=SecretStr(SERVER_KEY), base_url=emulator.url)
+        guard = Guard(Limits(daily_spend_usd=0.01), engine=engine)
+        service = ChatService(
+            engine=engine,
+            blobs=BlobStore(tmp_path / "images"),
+            policy=FallbackPolicy({"gemini": gemini}),
+            guard=guard,
+        )
+        with pytest.raises(LimitError, match="today's budget"):
+            await last(service.send(Actor("x" * 20), None, "a lighthouse", options=OPTIONS))
+        assert emulator.requests() == []
+        own = {"gemini": SecretStr(ALICE_KEY), "openai": SecretStr(BOB_KEY)}
+        done = await last(service.send(Actor("x" * 20), None, "a lighthouse", options=OPTIONS, keys=own))
+        assert done.turns[-1].attempts[-1].paid_by == "visitor"
+        assert guard.spent_today() == 0
