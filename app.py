@@ -1,31 +1,59 @@
-"""Retouch entry point: settings -> storage -> provider -> service -> UI -> launch."""
+"""Retouch entry point: settings -> storage -> provider -> service -> UI -> launch -> drain on SIGTERM.
+
+The same ``python app.py`` runs on a laptop, on Hugging Face Spaces and in the Docker image:
+it listens where the environment says, answers ``/healthz`` next to the UI, and on SIGTERM
+or Ctrl-C lets running model calls finish (``chat/lifecycle.py``) before it exits 0.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 import gradio as gr
 import httpx
+from pydantic import AliasChoices, Field
+from sqlalchemy import Engine
+from starlette.middleware import Middleware
 
 from chat.config import Settings
 from chat.fallback import FallbackPolicy, RetryPolicy
+from chat.health import health_route
 from chat.images import ImageLimits
 from chat.library import ConversationLibrary
+from chat.lifecycle import DrainGate, Lifecycle, gradio_jobs, stop_gradio_server
 from chat.providers.gemini import GeminiClient
 from chat.providers.openai import OpenAIImagesClient
 from chat.service import ChatService, InputLimits
 from chat.ui import UIConfig, build_ui
 from storage import BlobStore, make_engine, migrate, sqlite_url
 
+log = logging.getLogger("retouch")
 
-def build_app(settings: Settings) -> gr.Blocks:
-    """Everything wired, nothing launched (tests use this too)."""
+
+class AppSettings(Settings):
+    """Settings only the process entry point reads."""
+
+    shutdown_grace_s: float = Field(
+        30.0, ge=0, validation_alias=AliasChoices("RETOUCH_SHUTDOWN_GRACE", "shutdown_grace_s")
+    )
+
+
+def open_database(settings: Settings) -> Engine:
+    """The engine, with the data directory created and every migration applied."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     engine = make_engine(settings.database_url or sqlite_url(settings.data_dir))
     migrate(engine)
+    return engine
+
+
+def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
+    """Everything wired, nothing launched (tests use this too)."""
+    if engine is None:
+        engine = open_database(settings)
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
     gemini = GeminiClient(
         http,
@@ -80,19 +108,48 @@ def browser_secret(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def main() -> None:
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home by default
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = Settings()
-    demo = build_app(settings)
+def listen_host(settings: Settings, environ: Mapping[str, str] = os.environ) -> str:
+    """The configured host; on Spaces, unless configured, every interface (its proxy is outside the container)."""
+    if "host" not in settings.model_fields_set and environ.get("SYSTEM") == "spaces":
+        return "0.0.0.0"
+    return settings.host
+
+
+def serve(demo: gr.Blocks, settings: Settings, engine: Engine, lifecycle: Lifecycle) -> None:
+    """Start the server in its thread and return, with ``/healthz`` and the drain gate on Gradio's own app.
+
+    Both go in through ``app_kwargs`` (the FastAPI constructor): the route is registered before
+    any of Gradio's, so none can shadow it, and ``launch()`` keeps Gradio's check that handlers
+    return files only from allowed places, which ``mount_gradio_app`` would skip.
+    """
     demo.launch(
-        server_name=settings.host,
+        server_name=listen_host(settings),
         server_port=settings.port,
         allowed_paths=[str(settings.blob_dir.resolve())],
         max_file_size=settings.max_upload_bytes,
         run_history=False,
         footer_links=["api", "gradio"],
+        prevent_thread_lock=True,
+        app_kwargs={
+            "routes": [health_route(engine, draining=lambda: lifecycle.draining)],
+            "middleware": [Middleware(DrainGate, lifecycle=lifecycle)],
+        },
     )
+
+
+def main() -> None:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home by default
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = AppSettings()
+    engine = open_database(settings)
+    demo = build_app(settings, engine=engine)
+    lifecycle = Lifecycle()
+    lifecycle.install_signal_handlers()
+    serve(demo, settings, engine, lifecycle)
+    lifecycle.wait_for_stop()
+    report = lifecycle.drain(lambda: gradio_jobs(demo), settings.shutdown_grace_s)
+    stop_gradio_server(demo)
+    log.info(report.summary())
 
 
 if __name__ == "__main__":

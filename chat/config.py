@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -9,7 +10,22 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chat.catalog import DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL
 
-__all__ = ["Settings"]
+__all__ = ["PERSISTENT_DATA_DIR", "Settings", "default_data_dir"]
+
+#: Where Hugging Face Spaces mounts persistent storage, and where the Docker image declares its volume.
+PERSISTENT_DATA_DIR = Path("/data")
+
+
+def default_data_dir() -> Path:
+    """``/data`` when it is a directory this process can write (persistent storage), else ``./data``.
+
+    On Spaces without persistent storage, and on a laptop, ``/data`` is absent (or not ours), so the
+    conversations go next to the code as before; where it is mounted they survive restarts.
+    """
+    candidate = PERSISTENT_DATA_DIR
+    if candidate.is_dir() and os.access(candidate, os.W_OK | os.X_OK):
+        return candidate
+    return Path("data")
 
 
 class Settings(BaseSettings):
@@ -17,7 +33,9 @@ class Settings(BaseSettings):
         env_file=".env", env_ignore_empty=True, extra="ignore", populate_by_name=True
     )
 
-    data_dir: Path = Field(Path("data"), validation_alias=AliasChoices("RETOUCH_DATA_DIR", "data_dir"))
+    data_dir: Path = Field(
+        default_factory=default_data_dir, validation_alias=AliasChoices("RETOUCH_DATA_DIR", "data_dir")
+    )
     database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
 
     gemini_api_key: SecretStr | None = Field(

@@ -1,0 +1,84 @@
+"""``GET /healthz``: is this process able to serve conversations right now?
+
+Gradio has no health route, and its pages answer 200 even when the database is gone, so
+Docker's HEALTHCHECK, a load balancer or an uptime monitor would keep sending users to an
+app that cannot load or store a single turn. This route really asks the database: the
+SQLite file must still be where the app opened it (a vanished volume leaves the pooled
+connections writing to a deleted file), ``SELECT 1`` must answer, and the schema version is
+read from the migrations table. While the app drains for shutdown it answers 503 too, so
+traffic moves elsewhere before the process stops.
+
+The body is public (no auth on this route), so a failure names its class, never its message
+(which may contain paths or URLs); the details go to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from storage import schema_version
+
+__all__ = ["HEALTH_PATH", "check_database", "health_route"]
+
+HEALTH_PATH = "/healthz"
+_NO_STORE = {"Cache-Control": "no-store"}
+
+log = logging.getLogger(__name__)
+
+
+def check_database(engine: Engine) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and JSON body of a health check against ``engine``."""
+    problem = _sqlite_file_problem(engine)
+    if problem is not None:
+        log.warning("health check failed: %s", problem)
+        return 503, {"status": "error", "database": "error", "reason": problem}
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        version = schema_version(engine)
+    except SQLAlchemyError as exc:
+        log.warning("health check failed: database unreachable: %s", exc)
+        reason = f"database unreachable ({type(getattr(exc, 'orig', None) or exc).__name__})"
+        return 503, {"status": "error", "database": "error", "reason": reason}
+    return 200, {"status": "ok", "schema_version": version, "database": "ok"}
+
+
+def health_route(engine: Engine, *, draining: Callable[[], bool]) -> APIRoute:
+    """The ``/healthz`` route; a plain ``def`` so FastAPI runs the database query in its thread pool."""
+
+    def healthz() -> JSONResponse:
+        if draining():
+            body = {"status": "shutting_down", "reason": "the server is shutting down"}
+            return JSONResponse(body, status_code=503, headers=_NO_STORE)
+        status, body = check_database(engine)
+        return JSONResponse(body, status_code=status, headers=_NO_STORE)
+
+    return APIRoute(HEALTH_PATH, healthz, methods=["GET"], include_in_schema=False)
+
+
+def _sqlite_file_problem(engine: Engine) -> str | None:
+    """Why the engine's SQLite file is unusable, or None (also for in-memory and other databases).
+
+    Checked before connecting: opening a missing file would quietly create an empty database.
+    """
+    url = engine.url
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if url.query.get("uri") or database.startswith("file:"):
+        return None
+    path = Path(database)
+    if not path.is_file():
+        return "database file is missing"
+    if not os.access(path, os.R_OK | os.W_OK):
+        return "database file is not readable and writable"
+    return None

@@ -1,0 +1,155 @@
+"""Graceful shutdown: let the model calls users are waiting for finish, then exit 0.
+
+Docker and Hugging Face Spaces stop a container with SIGTERM (and SIGKILL after their own
+timeout); a developer presses Ctrl-C. A turn can take a minute and its model call is paid
+for, so dying mid-call loses an answer the user never sees. On the first SIGTERM or SIGINT:
+
+1. Stop taking new work. Requests that could start some (every method but GET, HEAD and
+   OPTIONS: queue joins, uploads, API calls) get 503 with ``Retry-After``. GETs still pass,
+   so the running jobs' event streams and image files keep flowing. ``/healthz`` answers 503
+   so a balancer routes elsewhere.
+2. Wait until Gradio's queue has no waiting or running job: at most the grace period
+   (``RETOUCH_SHUTDOWN_GRACE``), or until a second signal says "now".
+3. Stop the HTTP server, giving open streams a moment to deliver the last answers.
+4. The caller logs one line and returns, so the process exits 0.
+
+Gradio installs no signal handlers (its uvicorn server runs in a daemon thread; ``launch()``
+only catches KeyboardInterrupt) and has no public "how busy am I" or "stop gracefully" API,
+so ``gradio_jobs`` and ``stop_gradio_server`` read the queue and server of the pinned gradio;
+tests/test_deploy.py proves both against a real process. Signal handlers only set attributes:
+taking a lock inside one could deadlock with the main thread holding it.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+import gradio as gr
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["DrainGate", "DrainReport", "Lifecycle", "gradio_jobs", "stop_gradio_server"]
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    signal: str
+    jobs: int  # the most jobs seen waiting or running while draining
+    jobs_left: int  # still running when the wait ended (they are cut off)
+    waited_s: float
+    grace_s: float
+
+    def summary(self) -> str:
+        """The one line logged at shutdown."""
+        head = f"Stopped on {self.signal} after {self.waited_s:.1f} s"
+        if self.jobs == 0:
+            return f"{head}: no job was running"
+        if self.jobs_left == 0:
+            return f"{head}: {_jobs(self.jobs)} finished"
+        return f"{head}: {_jobs(self.jobs_left)} cut off (grace {self.grace_s:g} s, {self.jobs - self.jobs_left} finished)"
+
+
+class Lifecycle:
+    """The shutdown state shared by the signal handlers, the main thread and the server thread."""
+
+    def __init__(
+        self,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        poll_s: float = 0.1,
+    ) -> None:
+        self.signal_name: str | None = None
+        self._signals = 0
+        self._sleep = sleep
+        self._clock = clock
+        self._poll_s = poll_s
+
+    @property
+    def draining(self) -> bool:
+        return self._signals > 0
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT start a graceful stop; a second one ends the wait. Main thread only."""
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
+
+    def request_stop(self, reason: str) -> None:
+        self._signals += 1
+        if self.signal_name is None:
+            self.signal_name = reason
+
+    def wait_for_stop(self) -> str:
+        """Block until a stop is requested; return its name (e.g. ``"SIGTERM"``)."""
+        while self.signal_name is None:
+            self._sleep(self._poll_s)
+        return self.signal_name
+
+    def drain(self, jobs: Callable[[], int], grace_s: float) -> DrainReport:
+        """Wait for ``jobs()`` to reach 0, at most ``grace_s`` seconds or until a second signal."""
+        started = self._clock()
+        left = most = jobs()
+        while left and self._clock() - started < grace_s and self._signals < 2:
+            self._sleep(self._poll_s)
+            left = jobs()
+            most = max(most, left)
+        waited = self._clock() - started
+        return DrainReport(self.signal_name or "stop", most, left, waited, grace_s)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.request_stop(signal.Signals(signum).name)
+
+
+class DrainGate:
+    """ASGI middleware: while draining, refuse every request that could start new work."""
+
+    def __init__(self, app: ASGIApp, lifecycle: Lifecycle, retry_after_s: int = 30) -> None:
+        self.app = app
+        self._lifecycle = lifecycle
+        self._retry_after = str(retry_after_s)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._lifecycle.draining and scope["method"] not in SAFE_METHODS:
+            response = JSONResponse(
+                {"detail": "Retouch is restarting. Please try again in a minute."},
+                status_code=503,
+                headers={"Retry-After": self._retry_after},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def gradio_jobs(demo: gr.Blocks) -> int:
+    """Events waiting in, or being run by, the Gradio queue of a launched app."""
+    queue = demo._queue
+    running = sum(len(job) for job in queue.active_jobs if job)
+    return len(queue) + running
+
+
+def stop_gradio_server(demo: gr.Blocks, *, flush_s: float = 2.0) -> None:
+    """Stop the server of a ``launch(prevent_thread_lock=True)`` app, streams first, queue last.
+
+    ``Blocks.close()`` alone stops the queue first: an event stream that has not yet sent an
+    answer computed a moment ago would send "Server stopped unexpectedly" instead. Here uvicorn
+    stops listening and gives open responses ``flush_s`` to finish; Gradio's heartbeat streams
+    end at once (``stop_event``, as ``Blocks.close()`` does); the queue stops last.
+    """
+    server = demo.server
+    if server is not None:
+        server.config.timeout_graceful_shutdown = flush_s
+        demo.app.stop_event.set()
+        server.should_exit = True
+        server.thread.join(flush_s + 1.0)
+    demo.close(verbose=False)
+
+
+def _jobs(count: int) -> str:
+    return f"{count} job" if count == 1 else f"{count} jobs"
