@@ -15,7 +15,6 @@ from pathlib import Path
 
 import gradio as gr
 import httpx
-from pydantic import AliasChoices, Field
 from sqlalchemy import Engine
 from starlette.middleware import Middleware
 
@@ -25,6 +24,7 @@ from chat.health import health_route
 from chat.images import ImageLimits
 from chat.library import ConversationLibrary
 from chat.lifecycle import DrainGate, Lifecycle, gradio_jobs, stop_gradio_server
+from chat.limits import Guard, Limits
 from chat.providers.gemini import GeminiClient
 from chat.providers.openai import OpenAIImagesClient
 from chat.service import ChatService, InputLimits
@@ -32,14 +32,6 @@ from chat.ui import UIConfig, build_ui
 from storage import BlobStore, make_engine, migrate, sqlite_url
 
 log = logging.getLogger("retouch")
-
-
-class AppSettings(Settings):
-    """Settings only the process entry point reads."""
-
-    shutdown_grace_s: float = Field(
-        30.0, ge=0, validation_alias=AliasChoices("RETOUCH_SHUTDOWN_GRACE", "shutdown_grace_s")
-    )
 
 
 def open_database(settings: Settings) -> Engine:
@@ -84,7 +76,16 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
     )
     policy = FallbackPolicy({"gemini": gemini, "openai": openai}, retry=retry)
     blobs = BlobStore(settings.blob_dir)
-    service = ChatService(engine=engine, blobs=blobs, policy=policy, limits=limits)
+    guard = Guard(
+        Limits(
+            per_visitor_per_minute=settings.rate_per_minute,
+            per_visitor_per_day=settings.rate_per_day,
+            global_per_minute=settings.global_rate_per_minute,
+            daily_spend_usd=settings.spend_cap(),
+        ),
+        engine=engine,
+    )
+    service = ChatService(engine=engine, blobs=blobs, policy=policy, limits=limits, guard=guard)
     library = ConversationLibrary(engine=engine, blobs=blobs, gate=service.gate)
     config = UIConfig(
         default_model=settings.gemini_model,
@@ -95,7 +96,7 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
         browser_secret=browser_secret(settings.data_dir),
     )
     demo = build_ui(service, library, config)
-    demo.queue(default_concurrency_limit=settings.model_concurrency)
+    demo.queue(default_concurrency_limit=settings.model_concurrency, max_size=settings.queue_max_size)
     return demo
 
 
@@ -140,7 +141,7 @@ def serve(demo: gr.Blocks, settings: Settings, engine: Engine, lifecycle: Lifecy
 def main() -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home by default
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = AppSettings()
+    settings = Settings()
     engine = open_database(settings)
     demo = build_app(settings, engine=engine)
     lifecycle = Lifecycle()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -81,6 +82,22 @@ class Settings(BaseSettings):
     max_input_side: int = Field(4096, validation_alias="RETOUCH_MAX_INPUT_SIDE")
     max_prompt_chars: int = Field(8000, validation_alias="RETOUCH_MAX_PROMPT_CHARS")
     max_images_per_message: int = Field(6, validation_alias="RETOUCH_MAX_IMAGES_PER_MESSAGE")
+
+    # Abuse limits for public demos (see chat/limits.py).
+    rate_per_minute: int = Field(10, ge=1, validation_alias="RETOUCH_RATE_PER_MINUTE")
+    rate_per_day: int = Field(300, ge=1, validation_alias="RETOUCH_RATE_PER_DAY")
+    global_rate_per_minute: int = Field(120, ge=1, validation_alias="RETOUCH_GLOBAL_RATE_PER_MINUTE")
+    daily_spend_usd: float | None = Field(None, ge=0, validation_alias="RETOUCH_DAILY_SPEND_USD")
+    queue_max_size: int = Field(64, ge=1, validation_alias="RETOUCH_QUEUE_MAX_SIZE")
+    shutdown_grace_s: float = Field(
+        30.0, ge=0, validation_alias=AliasChoices("RETOUCH_SHUTDOWN_GRACE", "shutdown_grace_s")
+    )
+
+    def spend_cap(self, environ: Mapping[str, str] = os.environ) -> float:
+        """Dollars a day on the server's own keys: as configured; else $5 on Spaces, no cap elsewhere."""
+        if self.daily_spend_usd is not None:
+            return self.daily_spend_usd
+        return 5.0 if environ.get("SYSTEM") == "spaces" else 0.0
 
     @field_validator("gemini_base_url", "openai_base_url")
     @classmethod
