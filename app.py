@@ -52,6 +52,7 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
         api_key=settings.gemini_api_key,
         base_url=settings.gemini_base_url,
         timeout_s=settings.request_timeout_s,
+        keep_images=settings.keep_images or None,
     )
     limits = InputLimits(
         images=ImageLimits(

@@ -10,6 +10,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chat.catalog import DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL
+from chat.context import DEFAULT_KEEP_IMAGES
 
 __all__ = ["PERSISTENT_DATA_DIR", "Settings", "default_data_dir"]
 
@@ -89,6 +90,8 @@ class Settings(BaseSettings):
     global_rate_per_minute: int = Field(120, ge=1, validation_alias="RETOUCH_GLOBAL_RATE_PER_MINUTE")
     daily_spend_usd: float | None = Field(None, ge=0, validation_alias="RETOUCH_DAILY_SPEND_USD")
     queue_max_size: int = Field(64, ge=1, validation_alias="RETOUCH_QUEUE_MAX_SIZE")
+    # Images replayed per request (chat/context.py); 0 replays every image (no bound).
+    keep_images: int = Field(DEFAULT_KEEP_IMAGES, ge=0, validation_alias="RETOUCH_KEEP_IMAGES")
     shutdown_grace_s: float = Field(
         30.0, ge=0, validation_alias=AliasChoices("RETOUCH_SHUTDOWN_GRACE", "shutdown_grace_s")
     )

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import httpx
 from pydantic import SecretStr
 
+from chat.context import DEFAULT_KEEP_IMAGES
 from chat.domain import GenerationOptions, ProviderReply, Turn
 from chat.errors import MissingKeyError, UnavailableError
 from chat.providers.gemini_wire import (
@@ -37,7 +38,9 @@ class GeminiClient:
         base_url: str = "https://generativelanguage.googleapis.com",
         api_version: str = "v1beta",
         timeout_s: float = 180.0,
+        keep_images: int | None = DEFAULT_KEEP_IMAGES,
     ) -> None:
+        self._keep_images = keep_images
         self._http = http
         self._api_key = api_key
         self._base_url = base_url.rstrip("/")
@@ -58,7 +61,10 @@ class GeminiClient:
     ) -> ProviderReply:
         """Answer the trailing user turn(s) of ``history``; ``api_key`` (a visitor's own) wins over ours."""
         body = await asyncio.to_thread(
-            lambda: build_request(build_contents(history, load_image, model=options.model), options)
+            lambda: build_request(
+                build_contents(history, load_image, model=options.model, keep_images=self._keep_images),
+                options,
+            )
         )
         return await self.generate(body, model=options.model, api_key=api_key)
 

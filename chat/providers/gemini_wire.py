@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from chat.catalog import SAFETY_CATEGORIES, gemini_model
+from chat.context import split_history
 from chat.domain import (
     GenerationOptions,
     ImageData,
@@ -80,11 +81,17 @@ _BLOCKING_FINISH = {
 # --- history -> contents -------------------------------------------------------------------
 
 
-def build_contents(turns: Sequence[Turn], load_image: ImageLoader, *, model: str) -> list[dict[str, Any]]:
-    """The ``contents`` array for answering the trailing user turn(s) of ``turns`` with ``model``."""
+def build_contents(
+    turns: Sequence[Turn], load_image: ImageLoader, *, model: str, keep_images: int | None = None
+) -> list[dict[str, Any]]:
+    """The ``contents`` array for answering the trailing user turn(s) of ``turns`` with ``model``.
+
+    ``keep_images`` bounds the images replayed (see chat/context.py); older turns go as text.
+    """
+    older, recent = split_history(latest_answers(turns), keep_images)
     contents: list[dict[str, Any]] = []
-    waiting: list[dict[str, Any]] = []
-    for turn in latest_answers(turns):
+    waiting: list[dict[str, Any]] = _as_text(older)
+    for turn in recent:
         if turn.role is Role.USER:
             waiting += [part for p in turn.parts for part in _user_parts(p, load_image)]
         elif turn.status is not TurnStatus.OK or not waiting:
@@ -98,6 +105,21 @@ def build_contents(turns: Sequence[Turn], load_image: ImageLoader, *, model: str
     if waiting:
         contents.append({"role": "user", "parts": waiting})
     return contents
+
+
+def _as_text(turns: Sequence[Turn]) -> list[dict[str, Any]]:
+    """Older history as plain user-side text: what was asked and answered, images omitted."""
+    lines = []
+    for turn in turns:
+        images = len([p for p in turn.images() if p.image_role is not ImageRole.MASK and not p.is_thought()])
+        omitted = f" [{images} image{'s' if images != 1 else ''} omitted]" if images else ""
+        if turn.role is Role.USER:
+            lines.append(f"User: {turn.text()}{omitted}")
+        elif turn.status is TurnStatus.OK:
+            lines.append(f"You answered: {turn.text() or '(an image)'}{omitted}")
+    if not lines:
+        return []
+    return [{"text": "(Earlier in this conversation, summarised without its images:)\n" + "\n".join(lines)}]
 
 
 def _user_parts(part: Part, load_image: ImageLoader) -> list[dict[str, Any]]:
