@@ -18,6 +18,7 @@ import httpx
 from sqlalchemy import Engine
 from starlette.middleware import Middleware
 
+from chat.cache import ReplyCache
 from chat.config import Settings
 from chat.fallback import FallbackPolicy, RetryPolicy
 from chat.health import health_route
@@ -53,6 +54,7 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
         base_url=settings.gemini_base_url,
         timeout_s=settings.request_timeout_s,
         keep_images=settings.keep_images or None,
+        cache=ReplyCache(engine, BlobStore(settings.blob_dir)),
     )
     limits = InputLimits(
         images=ImageLimits(

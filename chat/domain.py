@@ -151,6 +151,7 @@ class GenerationOptions:
     safety_threshold: str | None = None
     route: Route = Route.AUTO
     openai: OpenAIOptions = field(default_factory=OpenAIOptions)
+    budget_usd: float | None = None  # stop before a turn could take the conversation past it
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -177,6 +178,8 @@ class ProviderReply:
     finish_reason: str | None = None
     usage: Metadata = field(default_factory=frozen_metadata)
     response_id: str | None = None
+    request_hash: str | None = None
+    cached: bool = False
 
     def final_image(self) -> ImageData | None:
         """The last non-thought image; else the last image of any kind (see gemini-api.md §3)."""
@@ -218,6 +221,8 @@ class Turn:
     options: Metadata = field(default_factory=frozen_metadata)
     usage: Metadata = field(default_factory=frozen_metadata)
     attempts: tuple[Attempt, ...] = ()
+    cost_usd: float | None = None  # estimated dollars of the answering call (chat/pricing.py)
+    request_hash: str | None = None  # the exact request that made it, for the response cache
     created_at: datetime | None = None
 
     def text(self) -> str:
@@ -243,6 +248,10 @@ class Conversation:
     turns: tuple[Turn, ...] = ()
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+    def cost_usd(self) -> float:
+        """Estimated dollars of every answered call so far."""
+        return sum(t.cost_usd or 0.0 for t in self.turns)
 
     def awaiting_answer(self) -> bool:
         """True when the last user turn has no successful answer yet (new, failed or interrupted)."""

@@ -165,7 +165,10 @@ class FallbackPolicy:
                     raise
                 await self._sleep(delay)
                 continue
-            attempts.append(Attempt(provider.name, reply.model, "ok", paid_by=paid_by))
+            if reply.cached:
+                attempts.append(Attempt(provider.name, reply.model, "ok", "from cache", "cache"))
+            else:
+                attempts.append(Attempt(provider.name, reply.model, "ok", paid_by=paid_by))
             return reply
         raise AssertionError("unreachable: the last attempt either returns or raises")
 

@@ -26,6 +26,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "max_output_tokens": (1, 65536),
     "seed": (0, 2**31 - 1),
     "openai_output_compression": (0, 100),
+    "budget_usd": (0, 10_000),
 }
 _INTEGERS = {"top_k", "max_output_tokens", "seed", "openai_output_compression"}
 OPENAI_KEYS = tuple(f"openai_{name}" for name in OpenAIOptions.__dataclass_fields__)
@@ -66,6 +67,7 @@ def parse_options(
         image_size=size,
         safety_threshold=safety,
         route=_route(data.get("route")),
+        budget_usd=_number("budget_usd", data.get("budget_usd")) or None,
         openai=_openai(data, default_openai_model),
     )
 

@@ -159,7 +159,7 @@ class ChatService:
             await asyncio.to_thread(self.gate.grant, actor, conversation_id, write=True)
         images = await asyncio.to_thread(self._prepare, text, attachments)
         keys = keys or {}
-        await self._admit(actor, options, keys, len(images) + 1)
+        await self._admit(actor, options, keys, len(images) + 1, conversation_id)
         conversation_id = conversation_id or self._new_id()
         async with self._lock(conversation_id):
             conversation = await asyncio.to_thread(
@@ -183,7 +183,7 @@ class ChatService:
         """
         await asyncio.to_thread(self.gate.grant, actor, conversation_id, write=True)
         keys = keys or {}
-        await self._admit(actor, options, keys, 2)
+        await self._admit(actor, options, keys, 2, conversation_id)
         async with self._lock(conversation_id):
             conversation = await asyncio.to_thread(self._load, conversation_id)
             if conversation is None or not any(t.role is Role.USER for t in conversation.turns):
@@ -273,9 +273,23 @@ class ChatService:
         return await asyncio.to_thread(self._append, conversation.id, turn, stored)
 
     async def _admit(
-        self, actor: Actor, options: GenerationOptions, keys: Mapping[str, SecretStr], images: int
+        self,
+        actor: Actor,
+        options: GenerationOptions,
+        keys: Mapping[str, SecretStr],
+        images: int,
+        conversation_id: str | None,
     ) -> None:
-        """Rate limits and the daily cap, before anything is stored or sent."""
+        """The conversation's budget, rate limits and the daily cap, before anything is stored or sent."""
+        if options.budget_usd is not None and conversation_id:
+            conversation = await asyncio.to_thread(self._load, conversation_id)
+            spent = conversation.cost_usd() if conversation else 0.0
+            worst = worst_case_turn_cost(options, input_images=images)
+            if spent + worst > options.budget_usd:
+                raise InputError(
+                    f"This conversation has cost \u2248 ${spent:.2f} of its ${options.budget_usd:.2f} budget, "
+                    f"and the next edit could cost up to ${worst:.2f}. Raise the budget under Options to go on."
+                )
         if self._guard is None:
             return
         covered = all(name in keys for name in ROUTES[options.route])
@@ -327,6 +341,8 @@ class ChatService:
             options=frozen_metadata(options.to_dict()),
             usage=reply.usage,
             attempts=attempts,
+            cost_usd=0.0 if reply.cached else estimate_cost(reply.provider, reply.model, reply.usage),
+            request_hash=reply.request_hash,
             created_at=self._clock(),
         )
         return turn, stored
@@ -402,8 +418,8 @@ class ChatService:
 
 def _server_cost(turn: Turn) -> float:
     """The estimated cost of the answering call, if it went on the server's key."""
-    answered = [a for a in turn.attempts if a.outcome == "ok" and a.paid_by == "server"]
-    return sum(estimate_cost(a.provider, a.model, turn.usage) for a in answered)
+    paid_by_server = any(a.outcome == "ok" and a.paid_by == "server" for a in turn.attempts)
+    return (turn.cost_usd or 0.0) if paid_by_server else 0.0
 
 
 def turn_log_line(conversation_id: str, turn: Turn, *, latency_ms: float, cost: float) -> str:

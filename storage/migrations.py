@@ -213,3 +213,14 @@ def m005_daily_spend(conn: Connection) -> None:
         Column("day", String(10), primary_key=True),
         Column("usd", Float, nullable=False),
     ).create(conn)
+
+
+@migration
+def m006_turn_cost_and_request_hash(conn: Connection) -> None:
+    # The estimated dollar cost of the call that answered a turn (shown per turn and summed
+    # per conversation), and a hash of the exact request, so an identical request with a
+    # fixed seed can reuse the stored answer instead of paying again.
+    _add_column(conn, "turn", Column("cost_usd", Float))
+    _add_column(conn, "turn", Column("request_hash", String(64)))
+    turn = Table("turn", MetaData(), Column("request_hash", String(64)))
+    Index("ix_turn_request_hash", turn.c.request_hash).create(conn)

@@ -116,6 +116,8 @@ class TurnRow(SQLModel, table=True):
     attempts: list[dict[str, Any]] = Field(
         default_factory=list, sa_type=JSON, sa_column_kwargs={"server_default": "[]"}
     )
+    cost_usd: float | None = None
+    request_hash: str | None = Field(default=None, max_length=64, index=True)
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 

@@ -69,6 +69,7 @@ __all__ = [
     "revoke_share_link",
     "share_links",
     "spent_on",
+    "turn_for_request",
     "rename_conversation",
     "save_image",
 ]
@@ -177,6 +178,8 @@ def append_turn(*, session: Session, conversation_id: str, turn: Turn, now: date
         options=_plain(turn.options),
         usage=_plain(turn.usage),
         attempts=[asdict(attempt) for attempt in turn.attempts],
+        cost_usd=turn.cost_usd,
+        request_hash=turn.request_hash,
         created_at=now if turn.created_at is None else _utc(turn.created_at),
     )
     session.add(turn_row)
@@ -272,6 +275,22 @@ def _thumbnails(session: Session, conversation_ids: list[str]) -> dict[str, Imag
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def turn_for_request(*, session: Session, request_hash: str) -> Turn | None:
+    """The newest answered turn that was made by exactly this request (for the response cache)."""
+    row = session.exec(
+        select(TurnRow)
+        .where(TurnRow.request_hash == request_hash, TurnRow.status == TurnStatus.OK.value)
+        .order_by(col(TurnRow.id).desc())
+        .limit(1)
+    ).first()
+    if row is None or row.id is None:
+        return None
+    parts = session.exec(
+        select(PartRow).where(PartRow.turn_id == row.id).order_by(col(PartRow.position))
+    ).all()
+    return _turn_from_row(row, [_part_from_row(p) for p in parts])
 
 
 def spent_on(*, session: Session, day: str) -> float:
@@ -447,5 +466,7 @@ def _turn_from_row(row: TurnRow, parts: list[Part]) -> Turn:
         options=frozen_metadata(row.options),
         usage=frozen_metadata(row.usage),
         attempts=tuple(Attempt(**attempt) for attempt in row.attempts),
+        cost_usd=row.cost_usd,
+        request_hash=row.request_hash,
         created_at=row.created_at,
     )

@@ -17,7 +17,9 @@ from PIL import Image
 from pydantic import SecretStr
 
 from chat.access import Actor
+from chat.cache import ReplyCache
 from chat.domain import GenerationOptions, TurnStatus
+from chat.errors import InputError
 from chat.fallback import FallbackPolicy
 from chat.providers.gemini import GeminiClient
 from chat.providers.openai import OpenAIImagesClient
@@ -164,3 +166,43 @@ async def test_painted_region_reaches_openai_as_a_mask_of_the_same_size(service,
     [gemini_request] = requests_of(emulator, "gemini")
     texts = [p.get("text", "") for p in gemini_request["body"]["contents"][-1]["parts"]]
     assert any("magenta" in t for t in texts)
+
+
+async def test_cost_is_estimated_per_turn_and_summed_per_conversation(service):
+    first = await last(
+        service.send(ACTOR, None, "make the sky stormy", [Attachment("street.png", photo())], options=OPTIONS)
+    )
+    second = await last(service.send(ACTOR, first.id, "warmer light", options=OPTIONS))
+    costs = [t.cost_usd for t in second.turns if t.role.value == "assistant"]
+    assert all(c is not None and 0.05 < c < 0.2 for c in costs)  # ~1120 image tokens at $60/1M plus input
+    assert second.cost_usd() == pytest.approx(sum(costs))
+
+
+async def test_budget_stops_before_a_turn_could_exceed_it(service, emulator):
+    first = await last(service.send(ACTOR, None, "a lighthouse", options=OPTIONS))
+    tight = GenerationOptions(model="gemini-3.1-flash-image", budget_usd=first.cost_usd() + 0.01)
+    emulator.clear_requests()
+    with pytest.raises(InputError, match="budget"):
+        await last(service.send(ACTOR, first.id, "warmer", options=tight))
+    assert emulator.requests() == []
+    assert len((await service.load(ACTOR, first.id)).turns) == 2
+
+
+async def test_identical_request_with_a_fixed_seed_is_served_from_the_cache(tmp_path, emulator):
+    engine = make_engine(sqlite_url(tmp_path / "cache"))
+    migrate(engine)
+    blobs = BlobStore(tmp_path / "cache" / "images")
+    async with httpx.AsyncClient() as http:
+        gemini = GeminiClient(
+            http, api_key=SecretStr("test-key"), base_url=emulator.url, cache=ReplyCache(engine, blobs)
+        )
+        service = ChatService(engine=engine, blobs=blobs, policy=FallbackPolicy({"gemini": gemini}))
+        seeded = GenerationOptions(model="gemini-3.1-flash-image", seed=42)
+        first = await last(service.send(ACTOR, None, "a red bicycle", options=seeded))
+        again = await last(service.send(ACTOR, None, "a red bicycle", options=seeded))
+        unseeded = await last(service.send(ACTOR, None, "a red bicycle", options=OPTIONS))
+    assert len(emulator.requests()) == 2  # the seeded repeat never reached the provider
+    cached = again.turns[-1]
+    assert cached.shown_image() == first.turns[-1].shown_image()
+    assert cached.cost_usd == 0 and attempts_summary(cached) == "Gemini gemini-3.1-flash-image"
+    assert cached.attempts[-1].detail == "from cache" and unseeded.turns[-1].cost_usd > 0

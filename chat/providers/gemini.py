@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 
 import httpx
 from pydantic import SecretStr
 
+from chat.cache import ReplyCache, request_hash
 from chat.context import DEFAULT_KEEP_IMAGES
 from chat.domain import GenerationOptions, ProviderReply, Turn
 from chat.errors import MissingKeyError, UnavailableError
@@ -39,8 +41,10 @@ class GeminiClient:
         api_version: str = "v1beta",
         timeout_s: float = 180.0,
         keep_images: int | None = DEFAULT_KEEP_IMAGES,
+        cache: ReplyCache | None = None,
     ) -> None:
         self._keep_images = keep_images
+        self._cache = cache
         self._http = http
         self._api_key = api_key
         self._base_url = base_url.rstrip("/")
@@ -66,7 +70,13 @@ class GeminiClient:
                 options,
             )
         )
-        return await self.generate(body, model=options.model, api_key=api_key)
+        if options.seed is None or self._cache is None:
+            return await self.generate(body, model=options.model, api_key=api_key)
+        key = request_hash(PROVIDER, options.model, body)
+        cached = await asyncio.to_thread(self._cache.get, key)
+        if cached is not None:
+            return cached
+        return replace(await self.generate(body, model=options.model, api_key=api_key), request_hash=key)
 
     async def generate(self, body: dict, *, model: str, api_key: SecretStr | None = None) -> ProviderReply:
         chosen = api_key or self._api_key

@@ -25,7 +25,7 @@ from chat.options import parse_options
 from chat.service import ChatService
 from chat.ui.files import FileMaker
 from chat.ui.layout import OPTION_NAMES, Layout, model_choices
-from chat.ui.render import to_messages, versions
+from chat.ui.render import chat_label, to_messages, versions
 from chat.ui.uploads import read_uploads
 
 __all__ = ["Handlers", "UIConfig"]
@@ -77,6 +77,7 @@ class Handlers:
         ui, lib = self._ui, self._ui.library
         return [
             ui.chatbot,
+            ui.summary,
             ui.conversation_id,
             ui.share_token,
             ui.status,
@@ -115,6 +116,7 @@ class Handlers:
         gallery, ids = await self._gallery(actor)
         return {
             ui.chatbot: to_messages(conversation, self._service.image_path, working_model=working_model),
+            ui.summary: chat_label(conversation),
             ui.conversation_id: conversation.id if conversation else "",
             ui.share_token: actor.share_token if conversation and access is not Access.OWNER else "",
             ui.status: status,

@@ -32,6 +32,7 @@ OPTION_NAMES = (
     "openai_output_format",
     "openai_output_compression",
     "openai_input_fidelity",
+    "budget_usd",
 )
 ROUTES = [
     ("Gemini, then OpenAI if Gemini fails", "auto"),
@@ -48,6 +49,7 @@ INTRO = (
 @dataclass(frozen=True)
 class Layout:
     chatbot: gr.Chatbot
+    summary: gr.Markdown
     box: gr.MultimodalTextbox
     conversation_id: gr.Textbox
     share_token: gr.Textbox
@@ -94,6 +96,7 @@ def build_layout(
             new_button = gr.Button("New conversation", elem_id="new-conversation", variant="primary")
             library = build_library()
         with gr.Column(scale=4):
+            summary = gr.Markdown(elem_id="summary")
             chatbot = gr.Chatbot(
                 elem_id="chat",
                 height=640,
@@ -117,6 +120,7 @@ def build_layout(
             options = _options_panel(default_model) + _openai_panel(default_openai_model)
     return Layout(
         chatbot,
+        summary,
         box,
         conversation_id,
         share_token,
@@ -202,4 +206,7 @@ def _openai_panel(default_model: str) -> tuple[gr.components.Component, ...]:
         fidelity = gr.Dropdown(
             [AUTO, "high", "low"], value=AUTO, label="Input fidelity (gpt-image-1.5 / 1-mini)"
         )
-    return (route, model, size, quality, background, output_format, compression, fidelity)
+    budget = gr.Number(
+        None, label="Budget for this conversation ($, empty = none)", minimum=0, elem_id="budget"
+    )
+    return (route, model, size, quality, background, output_format, compression, fidelity, budget)

@@ -14,7 +14,15 @@ from typing import Any
 from chat.domain import Conversation, ImagePart, ImageRole, Role, TextPart, Turn, TurnStatus
 from chat.errors import PROVIDER_NAMES
 
-__all__ = ["ImagePath", "attempts_summary", "pending_message", "to_messages", "to_transcript", "versions"]
+__all__ = [
+    "ImagePath",
+    "attempts_summary",
+    "chat_label",
+    "pending_message",
+    "to_messages",
+    "to_transcript",
+    "versions",
+]
 
 ImagePath = Callable[[ImagePart], Path]
 _ALT = {ImageRole.INPUT: "Your image", ImageRole.MARKED: "The area to change (magenta)"}
@@ -88,7 +96,19 @@ def _attribution(turn: Turn, version: int | None) -> str:
     tokens = turn.usage.get("totalTokenCount", turn.usage.get("total_tokens"))
     if isinstance(tokens, int):
         bits.append(f"{tokens:,} tokens")
+    if turn.attempts and turn.attempts[-1].paid_by == "cache":
+        bits.append("from cache")
+    elif turn.cost_usd:
+        bits.append(f"\u2248 ${turn.cost_usd:.3f}")
     return " \u00b7 ".join(bits)
+
+
+def chat_label(conversation: Conversation | None) -> str:
+    """The chat's caption: its size and what it has cost so far (an estimate)."""
+    if conversation is None or not conversation.turns:
+        return ""
+    count = len(versions(conversation))
+    return f"{conversation.title} \u00b7 {count} version{'s' if count != 1 else ''} \u00b7 \u2248 ${conversation.cost_usd():.2f} so far"
 
 
 def attempts_summary(turn: Turn) -> str:

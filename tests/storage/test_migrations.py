@@ -21,6 +21,7 @@ ALL = [
     "m003_turn_attempts",
     "m004_owners_and_share_links",
     "m005_daily_spend",
+    "m006_turn_cost_and_request_hash",
 ]
 
 
@@ -53,7 +54,7 @@ def _schema(engine: Engine) -> dict[str, dict[str, Any]]:
 
 def test_blank_database_gets_every_migration(engine: Engine, data_dir: Path) -> None:
     # the ``engine`` fixture has run migrate() on a blank file
-    assert schema_version(engine) == len(ALL) == 5
+    assert schema_version(engine) == len(ALL) == 6
     assert _pragma(engine, "journal_mode") == "wal"
     assert _pragma(engine, "foreign_keys") == 1
     assert _pragma(engine, "busy_timeout") == 5000
@@ -201,7 +202,11 @@ def test_version_three_gains_owners_and_share_links_with_old_rows_unowned(
     with engine.begin() as conn:
         _insert_m001_conversation(conn)
 
-    assert migrate(engine) == ["m004_owners_and_share_links", "m005_daily_spend"]
+    assert migrate(engine) == [
+        "m004_owners_and_share_links",
+        "m005_daily_spend",
+        "m006_turn_cost_and_request_hash",
+    ]
 
     with engine.connect() as conn:
         assert conn.execute(text("SELECT owner_id FROM conversation")).scalars().all() == [None]

@@ -21,7 +21,7 @@ from tests.chat.test_service import FakeProvider, png, reply_with_image, single_
 
 DEFAULT_OPTIONS = (
     *("gemini-3.1-flash-image", "auto", "auto", None, None, None, None, None, "", "auto"),
-    *("auto", "gpt-image-2", "auto", "auto", "auto", "auto", None, "auto"),
+    *("auto", "gpt-image-2", "auto", "auto", "auto", "auto", None, "auto", None),
 )
 CONFIG = UIConfig(
     default_model="gemini-3.1-flash-image", default_openai_model="gpt-image-2", max_upload_bytes=1_000_000
