@@ -26,6 +26,7 @@ from chat.images import ImageLimits
 from chat.library import ConversationLibrary
 from chat.lifecycle import DrainGate, Lifecycle, gradio_jobs, stop_gradio_server
 from chat.limits import Guard, Limits
+from chat.maintenance import sweep_orphans
 from chat.providers.gemini import GeminiClient
 from chat.providers.openai import OpenAIImagesClient
 from chat.service import ChatService, InputLimits
@@ -79,6 +80,7 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
     )
     policy = FallbackPolicy({"gemini": gemini, "openai": openai}, retry=retry)
     blobs = BlobStore(settings.blob_dir)
+    sweep_orphans(engine, blobs)  # before serving, so no turn is being written meanwhile
     guard = Guard(
         Limits(
             per_visitor_per_minute=settings.rate_per_minute,

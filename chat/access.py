@@ -67,8 +67,14 @@ class Gatekeeper:
         self._engine = engine
 
     def grant(self, actor: Actor, conversation_id: str, *, write: bool = False, owner: bool = False) -> Grant:
-        with session_scope(self._engine) as session:
+        with session_scope(self._engine, read_only=True) as session:
             access = self._access(session, actor, conversation_id)
+        if access is None:  # made before owners existed: whoever has its id claims it
+            with session_scope(self._engine) as session:
+                repo.claim_conversation(
+                    session=session, conversation_id=conversation_id, owner_id=actor.owner_id
+                )
+            access = Access.OWNER
         if owner and access is not Access.OWNER:
             raise AccessError("Only the owner of this conversation can do that.")
         if write and not access.can_write():
@@ -86,14 +92,16 @@ class Gatekeeper:
         return Grant(link.conversation_id, Access(link.kind))
 
     @staticmethod
-    def _access(session: Session, actor: Actor, conversation_id: str) -> Access:
+    def _access(session: Session, actor: Actor, conversation_id: str) -> Access | None:
+        """The actor's access, or None for an unowned conversation they may claim."""
         try:
             owner_id = repo.conversation_owner(session=session, conversation_id=conversation_id)
         except repo.ConversationNotFoundError:
             raise AccessError(GONE) from None
-        if owner_id is None:  # made before owners existed: whoever has its id claims it
-            repo.claim_conversation(session=session, conversation_id=conversation_id, owner_id=actor.owner_id)
-            return Access.OWNER
+        if owner_id is None:
+            if not actor.owner_id:
+                raise AccessError(NOT_YOURS)
+            return None
         if owner_id == actor.owner_id:
             return Access.OWNER
         if actor.share_token:

@@ -224,17 +224,18 @@ class ChatService:
         owner_id: str,
     ) -> Conversation:
         now = self._clock()
+        # Files first and outside the transaction: the write lock is held for rows only.
+        existing = self._load(conversation_id)
+        marks = self._mask_images(existing, painted) if painted else None
+        stored = [self._put_image(img.data, img.mime_type) for img in images]
+        if marks:
+            stored.append(self._put_image(marks.marked_png, "image/png", _role(ImageRole.MARKED)))
+            stored.append(self._put_image(marks.mask_png, "image/png", _role(ImageRole.MASK)))
+        parts: list[Part] = [s.part for s in stored]
+        if text:
+            parts.append(TextPart(text))
+        turn = Turn(role=Role.USER, parts=tuple(parts), created_at=now)
         with session_scope(self._engine) as session:
-            existing = repo.get_conversation(session=session, conversation_id=conversation_id)
-            marks = self._mask_images(existing, painted) if painted else None
-            stored = [self._put_image(img.data, img.mime_type) for img in images]
-            if marks:
-                stored.append(self._put_image(marks.marked_png, "image/png", _role(ImageRole.MARKED)))
-                stored.append(self._put_image(marks.mask_png, "image/png", _role(ImageRole.MASK)))
-            parts: list[Part] = [s.part for s in stored]
-            if text:
-                parts.append(TextPart(text))
-            turn = Turn(role=Role.USER, parts=tuple(parts), created_at=now)
             if existing is None:
                 repo.create_conversation(
                     session=session,

@@ -57,6 +57,20 @@ class BlobStore:
         """The stored bytes; FileNotFoundError if this image was never put."""
         return self.path(sha256, mime_type).read_bytes()
 
+    def files(self) -> list[tuple[str, Path]]:
+        """Every stored (sha256, path): for sweeping files no row refers to."""
+        found = []
+        if not self.root.exists():
+            return found
+        for path in self.root.glob("??/*.*"):
+            sha = path.name.split(".", 1)[0]
+            if len(sha) == 64 and all(c in "0123456789abcdef" for c in sha):
+                found.append((sha, path))
+        return found
+
+    def delete(self, sha256: str, mime_type: str) -> None:
+        self.path(sha256, mime_type).unlink(missing_ok=True)
+
     def put(self, data: bytes, mime_type: str) -> str:
         """Store ``data`` (once) and return its sha256 hex digest."""
         sha256 = hashlib.sha256(data).hexdigest()

@@ -27,7 +27,7 @@ DB_FILENAME = "retouch.sqlite3"
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=5000",
+    "PRAGMA busy_timeout=30000",
     "PRAGMA synchronous=NORMAL",
 )
 

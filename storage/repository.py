@@ -69,6 +69,9 @@ __all__ = [
     "revoke_share_link",
     "share_links",
     "spent_on",
+    "image_shas",
+    "unreferenced_images",
+    "delete_image",
     "turn_for_request",
     "rename_conversation",
     "save_image",
@@ -291,6 +294,26 @@ def turn_for_request(*, session: Session, request_hash: str) -> Turn | None:
         select(PartRow).where(PartRow.turn_id == row.id).order_by(col(PartRow.position))
     ).all()
     return _turn_from_row(row, [_part_from_row(p) for p in parts])
+
+
+def image_shas(*, session: Session) -> set[str]:
+    return set(session.exec(select(ImageRow.sha256)).all())
+
+
+def unreferenced_images(*, session: Session, created_before: datetime) -> list[tuple[str, str]]:
+    """(sha256, mime) of image rows no part refers to any more (their conversations were deleted)."""
+    used = select(PartRow.image_sha256).where(col(PartRow.image_sha256).is_not(None))
+    rows = session.exec(
+        select(ImageRow.sha256, ImageRow.mime_type).where(
+            col(ImageRow.sha256).not_in(used), col(ImageRow.created_at) < _utc(created_before)
+        )
+    ).all()
+    return [(sha, mime) for sha, mime in rows]
+
+
+def delete_image(*, session: Session, sha256: str) -> None:
+    session.exec(delete(ImageRow).where(col(ImageRow.sha256) == sha256))
+    session.flush()
 
 
 def spent_on(*, session: Session, day: str) -> float:

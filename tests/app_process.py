@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["running_app"]
+__all__ = ["app_process", "running_app"]
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 90
@@ -28,6 +28,13 @@ def free_port() -> int:
 @contextmanager
 def running_app(data_dir: Path, emulator_url: str) -> Iterator[str]:
     """Start ``python app.py`` as a new user would, and wait for its "Running on" line."""
+    with app_process(data_dir, emulator_url) as (url, _process):
+        yield url
+
+
+@contextmanager
+def app_process(data_dir: Path, emulator_url: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Like ``running_app``, also handing over the process (to kill it mid-turn)."""
     port = free_port()
     env = {
         **os.environ,
@@ -60,7 +67,8 @@ def running_app(data_dir: Path, emulator_url: str) -> Iterator[str]:
             pytest.fail("app exited before starting:\n" + "".join(lines))
         # Keep reading its log so a full pipe never blocks the app.
         threading.Thread(target=lines.extend, args=(process.stdout,), daemon=True).start()
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/", process
     finally:
-        process.terminate()
+        if process.poll() is None:
+            process.terminate()
         process.wait(timeout=STARTUP_TIMEOUT_S)

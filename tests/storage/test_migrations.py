@@ -57,7 +57,7 @@ def test_blank_database_gets_every_migration(engine: Engine, data_dir: Path) -> 
     assert schema_version(engine) == len(ALL) == 6
     assert _pragma(engine, "journal_mode") == "wal"
     assert _pragma(engine, "foreign_keys") == 1
-    assert _pragma(engine, "busy_timeout") == 5000
+    assert _pragma(engine, "busy_timeout") == 30000
     assert _pragma(engine, "synchronous") == 1  # NORMAL
     with engine.connect() as conn:
         recorded = conn.execute(text("SELECT name FROM schema_migration ORDER BY name")).scalars().all()

@@ -1,0 +1,50 @@
+"""Sweeping image files and rows nothing refers to, never what a turn is writing right now."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from chat.access import Actor
+from chat.library import ConversationLibrary
+from chat.maintenance import sweep_orphans
+from chat.service import Attachment, ChatService
+from storage import BlobStore, make_engine, migrate, sqlite_url
+from tests.chat.test_service import OPTIONS, FakeProvider, collect, png, reply_with_image, single_try
+
+OWNER = Actor("owner-" + "a" * 20)
+
+
+async def test_orphans_go_and_everything_in_use_stays(tmp_path):
+    engine = make_engine(sqlite_url(tmp_path))
+    migrate(engine)
+    blobs = BlobStore(tmp_path / "images")
+    provider = FakeProvider()
+    service = ChatService(engine=engine, blobs=blobs, policy=single_try(provider))
+    library = ConversationLibrary(engine=engine, blobs=blobs, gate=service.gate)
+    provider.queue += [reply_with_image(png((1, 1, 1))), reply_with_image(png((2, 2, 2)))]
+    kept = await collect(
+        service.send(OWNER, None, "keep", [Attachment("a.png", png((3, 3, 3)))], options=OPTIONS)
+    )
+    doomed = await collect(
+        service.send(OWNER, None, "drop", [Attachment("b.png", png((4, 4, 4)))], options=OPTIONS)
+    )
+    await library.delete(OWNER, doomed[-1].id)
+    crash_leftover = blobs.put(png((5, 5, 5)), "image/png")  # written, then the process died
+    fresh = blobs.put(png((6, 6, 6)), "image/png")  # a turn being written right now
+    old = time.time() - 7200
+    os.utime(blobs.path(crash_leftover, "image/png"), (old, old))
+
+    first = sweep_orphans(engine, blobs, grace_s=3600)  # now: only the crash leftover is old enough
+    assert not blobs.exists(crash_leftover, "image/png")
+    assert blobs.exists(fresh, "image/png")
+    assert first.rows_removed == 0
+
+    later = sweep_orphans(engine, blobs, grace_s=3600, now=time.time() + 3 * 3600)
+
+    in_use = [p.sha256 for t in kept[-1].turns for p in t.images()]
+    assert in_use and all(blobs.exists(sha, "image/png") for sha in in_use)
+    doomed_images = [p.sha256 for t in doomed[-1].turns for p in t.images()]
+    assert not any(blobs.exists(sha, "image/png") for sha in doomed_images)
+    assert later.rows_removed == len(doomed_images) == 2
+    assert not blobs.exists(fresh, "image/png")  # hours later, still unreferenced: gone too
