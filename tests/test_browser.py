@@ -87,4 +87,19 @@ def test_edit_reload_and_open_a_read_only_share_link(tmp_path, emulator, photo):
         assert teammate.locator("#readonly-banner").is_visible()
         assert not teammate.locator("#owner-tools").is_visible()
         assert teammate.locator("#duplicate").is_visible()
+
+        # A failure is a clear sentence in the chat; markup in a prompt is shown, never run.
+        dialogs: list[str] = []
+        owner.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        owner.fill(
+            "#box textarea", "<img src=x onerror=alert(1)> warmer [fault:gemini:503] [fault:openai:503]"
+        )
+        owner.keyboard.press("Enter")
+        owner.wait_for_function(
+            "() => document.querySelector('#chat').innerText.includes('Tried OpenAI too')", timeout=TIMEOUT_MS
+        )
+        owner.screenshot(path=str(ARTIFACTS / "browser-failure-message.png"))
+        chat_text = owner.locator("#chat").inner_text()
+        assert "Gemini is unavailable right now" in chat_text and "Traceback" not in chat_text
+        assert dialogs == []
         browser.close()

@@ -235,7 +235,7 @@ class Handlers:
             async for index, conversation in _numbered(steps):
                 access = (await asyncio.to_thread(self._service.gate.grant, actor, conversation.id)).access
                 working = _working_model(options) if index == 0 else None
-                view = await self.view(actor, conversation, access, working_model=working)
+                view = await self.view(actor, conversation, access, working_model=working, request=request)
                 yield {**view, self._ui.box: gr.MultimodalTextbox(value=None, visible=True)}
         except RetouchError as exc:
             yield await self._refusal(actor, conversation_id, exc)
@@ -258,7 +258,7 @@ class Handlers:
             async for index, conversation in _numbered(steps):
                 access = (await asyncio.to_thread(self._service.gate.grant, actor, conversation.id)).access
                 working = _working_model(options) if index == 0 else None
-                yield await self.view(actor, conversation, access, working_model=working)
+                yield await self.view(actor, conversation, access, working_model=working, request=request)
         except RetouchError as exc:
             yield await self._refusal(actor, conversation_id, exc)
 

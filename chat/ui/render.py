@@ -7,6 +7,7 @@ into its cache), so nothing is re-encoded to WebP.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def _user_message(turn: Turn, image_path: ImagePath) -> Message:
         if p.image_role is not ImageRole.MASK
     ]
     if text := turn.text():
-        content.append(text)
+        content.append(html.escape(text, quote=False))  # what the user typed is shown, never rendered as HTML
     return {"role": "user", "content": content}
 
 

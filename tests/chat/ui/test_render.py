@@ -291,11 +291,11 @@ def test_user_uploads_do_not_count_as_versions() -> None:
     assert alts == ["Your image", "Version 1", "Your image", "Version 2"]
 
 
-def test_user_html_is_passed_through_as_plain_text_content() -> None:
-    text = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+def test_user_html_is_escaped_so_it_shows_as_typed_and_never_runs() -> None:
+    text = "<script>alert(1)</script><img src=x onerror=alert(2)> & more"
     assert render(conversation(user(TextPart(text)), answer(png("out"))))[0] == {
         "role": "user",
-        "content": [text],
+        "content": ["&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt; &amp; more"],
     }
 
 
