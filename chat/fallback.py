@@ -22,7 +22,7 @@ from typing import Protocol
 
 from pydantic import SecretStr
 
-from chat.domain import Attempt, GenerationOptions, ImagePart, ProviderReply, Route, Turn
+from chat.domain import Attempt, GenerationOptions, ImageData, ImagePart, ProviderReply, Route, Turn
 from chat.errors import (
     BlockedError,
     MissingKeyError,
@@ -32,6 +32,7 @@ from chat.errors import (
     RateLimitedError,
     UnavailableError,
 )
+from chat.images import image_size
 
 __all__ = ["FallbackPolicy", "ImageProvider", "Outcome", "RetryPolicy"]
 
@@ -107,9 +108,10 @@ class FallbackPolicy:
         self._clock = clock
         self._jitter = jitter
 
-    @staticmethod
-    def model_for(provider: str, options: GenerationOptions) -> str:
-        return (options.openai.model or "openai") if provider == "openai" else options.model
+    def model_for(self, provider: str, options: GenerationOptions) -> str:
+        if provider != "openai":
+            return options.model
+        return options.openai.model or getattr(self._providers.get(provider), "default_model", "") or "openai"
 
     async def answer(
         self,
@@ -157,6 +159,7 @@ class FallbackPolicy:
         for call in range(1, self._retry.max_attempts + 1):
             try:
                 reply = await provider.reply(history, options, load_image, api_key=api_key)
+                await asyncio.to_thread(_check_images, reply)
             except ProviderError as error:
                 attempts.append(Attempt(provider.name, model, error.kind, error.detail, paid_by))
                 errors.append(error)
@@ -186,6 +189,16 @@ class FallbackPolicy:
         if self._clock() - started + delay > self._retry.max_total_s:
             return None
         return delay
+
+
+def _check_images(reply: ProviderReply) -> None:
+    """An answer whose image does not decode is a failed call: retried, then handed to the fallback."""
+    for part in reply.parts:
+        if isinstance(part, ImageData):
+            try:
+                image_size(part.data)
+            except ValueError:
+                raise UnavailableError(reply.provider, "the image in the answer was corrupt") from None
 
 
 def _deciding_error(errors: Sequence[ProviderError]) -> ProviderError | None:

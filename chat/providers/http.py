@@ -30,6 +30,6 @@ async def map_transport_errors(provider: str) -> AsyncIterator[None]:
     try:
         yield
     except httpx.TimeoutException as exc:
-        raise ProviderTimeoutError(provider, f"no answer in time ({type(exc).__name__})") from exc
+        raise ProviderTimeoutError(provider, type(exc).__name__) from exc
     except httpx.TransportError as exc:
         raise UnavailableError(provider, f"connection failed ({type(exc).__name__})") from exc

@@ -61,6 +61,10 @@ class OpenAIImagesClient:
         self._safety_identifier = safety_identifier
 
     @property
+    def default_model(self) -> str:
+        return self._default_model
+
+    @property
     def configured(self) -> bool:
         return bool(self._api_key and self._api_key.get_secret_value())
 

@@ -109,7 +109,7 @@ def chat_label(conversation: Conversation | None) -> str:
     if conversation is None or not conversation.turns:
         return ""
     count = len(versions(conversation))
-    return f"{conversation.title} \u00b7 {count} version{'s' if count != 1 else ''} \u00b7 \u2248 ${conversation.cost_usd():.2f} so far"
+    return f"{html.escape(conversation.title, quote=False)} \u00b7 {count} version{'s' if count != 1 else ''} \u00b7 \u2248 ${conversation.cost_usd():.2f} so far"
 
 
 def attempts_summary(turn: Turn) -> str:
