@@ -36,11 +36,21 @@ __all__ = [
     "TurnError",
     "TurnStatus",
     "frozen_metadata",
+    "plain_data",
     "latest_answers",
     "through_last_user_turn",
 ]
 
 Metadata = Mapping[str, Any]
+
+
+def plain_data(value: Any) -> Any:
+    """Read-only mappings (``frozen_metadata``) and tuples as the dicts and lists JSON knows."""
+    if isinstance(value, Mapping):
+        return {key: plain_data(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_data(item) for item in value]
+    return value
 
 
 def frozen_metadata(value: Mapping[str, Any] | None = None) -> Metadata:

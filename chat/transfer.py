@@ -43,6 +43,7 @@ from chat.domain import (
     TurnError,
     TurnStatus,
     frozen_metadata,
+    plain_data,
 )
 from chat.errors import InputError
 from chat.images import describe_size, image_size
@@ -138,7 +139,7 @@ def _turn_json(turn: Turn) -> dict[str, Any]:
         "model": turn.model,
         "finish_reason": turn.finish_reason,
         "error": None if turn.error is None else {"kind": turn.error.kind, "message": turn.error.message},
-        "usage": _plain(turn.usage),
+        "usage": plain_data(turn.usage),
         "attempts": [_attempt_json(attempt) for attempt in turn.attempts],
         "created_at": None if turn.created_at is None else _iso(turn.created_at),
         "parts": [_part_json(part) for part in turn.parts],
@@ -156,13 +157,13 @@ def _attempt_json(attempt: Attempt) -> dict[str, str]:
 
 def _part_json(part: Part) -> dict[str, Any]:
     if isinstance(part, TextPart):
-        return {"kind": "text", "text": part.text, "provider_metadata": _plain(part.provider_metadata)}
+        return {"kind": "text", "text": part.text, "provider_metadata": plain_data(part.provider_metadata)}
     return {
         "kind": "image",
         "sha256": part.sha256,
         "mime_type": part.mime_type,
         "file": _image_name(part),
-        "provider_metadata": _plain(part.provider_metadata),
+        "provider_metadata": plain_data(part.provider_metadata),
     }
 
 
@@ -177,15 +178,6 @@ def _distinct_images(turns: Iterable[Turn]) -> dict[str, ImagePart]:
         for part in turn.images():
             images.setdefault(_image_name(part), part)
     return images
-
-
-def _plain(value: Any) -> Any:
-    """Read-only mappings and tuples as the dicts and lists JSON knows; everything else as is."""
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
 
 
 def _json_bytes(value: Any) -> bytes:

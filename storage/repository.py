@@ -16,10 +16,8 @@ from the unique constraint rather than a silently reordered history.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
@@ -37,6 +35,7 @@ from chat.domain import (
     TurnError,
     TurnStatus,
     frozen_metadata,
+    plain_data,
 )
 from storage.blobs import validate_sha256
 from storage.models import (
@@ -178,8 +177,8 @@ def append_turn(*, session: Session, conversation_id: str, turn: Turn, now: date
         finish_reason=turn.finish_reason,
         error_kind=turn.error.kind if turn.error else None,
         error_message=turn.error.message if turn.error else None,
-        options=_plain(turn.options),
-        usage=_plain(turn.usage),
+        options=plain_data(turn.options),
+        usage=plain_data(turn.usage),
         attempts=[asdict(attempt) for attempt in turn.attempts],
         cost_usd=turn.cost_usd,
         request_hash=turn.request_hash,
@@ -439,17 +438,8 @@ def _checked_title(title: str) -> str:
     return title
 
 
-def _plain(value: Any) -> Any:
-    """Read-only mappings (``frozen_metadata``) and tuples as plain JSON-serialisable values."""
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
-
-
 def _part_to_row(turn_id: int, position: int, part: Part) -> PartRow:
-    metadata = _plain(part.provider_metadata)
+    metadata = plain_data(part.provider_metadata)
     if isinstance(part, TextPart):
         return PartRow(
             turn_id=turn_id, position=position, kind=_TEXT, text=part.text, provider_metadata=metadata
