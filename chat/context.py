@@ -15,7 +15,7 @@ from chat.domain import ImageRole, Role, Turn, TurnStatus
 
 __all__ = ["DEFAULT_KEEP_IMAGES", "split_history"]
 
-DEFAULT_KEEP_IMAGES = 4
+DEFAULT_KEEP_IMAGES = 2  # from bench/replay_growth.py: the only K that keeps turn-30 bytes within 2x turn 2
 
 
 def split_history(turns: Sequence[Turn], keep_images: int | None) -> tuple[list[Turn], list[Turn]]:

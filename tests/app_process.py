@@ -26,15 +26,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(data_dir: Path, emulator_url: str) -> Iterator[str]:
+def running_app(data_dir: Path, emulator_url: str, **env: str) -> Iterator[str]:
     """Start ``python app.py`` as a new user would, and wait for its "Running on" line."""
-    with app_process(data_dir, emulator_url) as (url, _process):
+    with app_process(data_dir, emulator_url, **env) as (url, _process):
         yield url
 
 
 @contextmanager
-def app_process(data_dir: Path, emulator_url: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """Like ``running_app``, also handing over the process (to kill it mid-turn)."""
+def app_process(
+    data_dir: Path, emulator_url: str, **extra_env: str
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Like ``running_app``, also handing over the process (to kill it mid-turn); ``extra_env`` adds settings."""
     port = free_port()
     env = {
         **os.environ,
@@ -47,6 +49,7 @@ def app_process(data_dir: Path, emulator_url: str) -> Iterator[tuple[str, subpro
         "RETOUCH_RETRY_BASE_DELAY": "0",  # retries are counted here, not waited for
         "GRADIO_ANALYTICS_ENABLED": "False",
         "PYTHONUNBUFFERED": "1",
+        **extra_env,
     }
     process = subprocess.Popen(
         [sys.executable, "app.py"],

@@ -18,13 +18,15 @@ from PIL import Image
 from tests.app_process import running_app
 from tests.emulator import read_provenance
 
+FULL_REPLAY = "0"  # this test proves exact replay of everything; the default bounds images (chat/context.py)
+
 
 def test_three_turns_restart_fourth_turn_replays_history(tmp_path, emulator):
     photo = tmp_path / "street.png"
     Image.new("RGB", (320, 240), (90, 140, 200)).save(photo)
     data_dir = tmp_path / "data"
 
-    with running_app(data_dir, emulator.url) as url:
+    with running_app(data_dir, emulator.url, RETOUCH_KEEP_IMAGES=FULL_REPLAY) as url:
         client = Client(url, verbose=False, download_files=False)
         first = client.predict("", "make the sky stormy", [handle_file(str(photo))], None, api_name="/send")
         conversation_id, key = first["conversation_id"], first["owner_key"]
@@ -34,7 +36,7 @@ def test_three_turns_restart_fourth_turn_replays_history(tmp_path, emulator):
     before_restart = emulator.requests()
     assert [len(r["body"]["contents"]) for r in before_restart] == [1, 3, 5]
 
-    with running_app(data_dir, emulator.url) as url:
+    with running_app(data_dir, emulator.url, RETOUCH_KEEP_IMAGES=FULL_REPLAY) as url:
         client = Client(url, verbose=False, download_files=False)
         reopened = client.predict(conversation_id, key=key, api_name="/conversation")
         assert reopened == third
