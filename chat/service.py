@@ -130,6 +130,14 @@ class ChatService:
             raise AccessError(GONE)
         return grant, conversation
 
+    def busy(self, conversation_id: str) -> bool:
+        """A turn of this conversation is being answered right now (in this process).
+
+        After a crash nothing is busy, so an unanswered message then reads as interrupted.
+        """
+        lock = self._locks.get(conversation_id)
+        return lock is not None and lock.locked()
+
     async def load(self, actor: Actor, conversation_id: str) -> Conversation:
         return (await self.open(actor, conversation_id))[1]
 

@@ -17,7 +17,7 @@ import gradio as gr
 from pydantic import SecretStr
 
 from chat.access import Access, Actor, new_owner_id
-from chat.domain import Conversation, GenerationOptions, Route
+from chat.domain import Conversation, GenerationOptions, Role, Route
 from chat.errors import RetouchError
 from chat.images import painted_region, region_png
 from chat.library import ConversationLibrary
@@ -111,6 +111,9 @@ class Handlers:
         owner = access is Access.OWNER or conversation is None
         writable = access is None or access.can_write()
         image = conversation.latest_image() if conversation else None
+        unanswered = bool(conversation and conversation.turns and conversation.turns[-1].role is Role.USER)
+        if working_model is None and unanswered and self._service.busy(conversation.id):
+            working_model = "the chosen model"  # another tab's or a teammate's turn is running right now
         choices = [(label, seq) for label, seq in versions(conversation)] if conversation else []
         links, revoke = await self._links(actor, conversation, access, request)
         gallery, ids = await self._gallery(actor)

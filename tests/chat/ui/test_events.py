@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import gradio as gr
@@ -230,3 +231,20 @@ def test_build_ui_exposes_the_documented_api(service, library):
 
 def test_access_levels_order_their_rights():
     assert not Access.VIEW.can_write() and Access.CONTINUE.can_write() and Access.OWNER.can_write()
+
+
+async def test_a_turn_in_flight_shows_as_pending_to_another_viewer(page, provider):
+    ui, handlers, _ = page
+    provider.queue += [reply_with_image(png((9, 9, 9))), reply_with_image(png((8, 8, 8)))]
+    *_, done = await submit(handlers, "a cat")
+    conversation_id = done[ui.conversation_id]
+    provider.gate = asyncio.Event()
+    running = asyncio.create_task(submit(handlers, "orange", conversation_id))
+    await asyncio.wait_for(provider.entered.get(), timeout=10)
+    await asyncio.wait_for(provider.entered.get(), timeout=10)  # the second call is at the provider
+    other_tab = await handlers.on_load(OWNER, FakeRequest({"c": conversation_id}))
+    assert other_tab[ui.chatbot][-1]["metadata"]["status"] == "pending"
+    provider.gate.set()
+    await running
+    after = await handlers.on_load(OWNER, FakeRequest({"c": conversation_id}))
+    assert "metadata" not in after[ui.chatbot][-1] or after[ui.chatbot][-1].get("metadata") is None
