@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint emulator browser
+.PHONY: run test lint emulator browser bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,3 +27,17 @@ test: lint browser
 
 emulator: $(STAMP)
 	$(PY) -m tests.emulator --port 8765
+
+# Benchmarks for "Cost and speed" (minutes, not part of `make test`): figures in bench/RESULTS.md,
+# JSON and plots in bench/results/. Each script also takes --quick for a smoke run.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) -m bench.overhead --profile
+	$(PY) -m bench.replay_growth
+	$(PY) -m bench.concurrency
+	$(PY) -m bench.startup_memory --drop-caches
