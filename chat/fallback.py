@@ -32,7 +32,7 @@ from chat.errors import (
     RateLimitedError,
     UnavailableError,
 )
-from chat.images import image_size
+from chat.images import verify_image
 
 __all__ = ["FallbackPolicy", "ImageProvider", "Outcome", "RetryPolicy"]
 
@@ -196,7 +196,7 @@ def _check_images(reply: ProviderReply) -> None:
     for part in reply.parts:
         if isinstance(part, ImageData):
             try:
-                image_size(part.data)
+                verify_image(part.data)
             except ValueError:
                 raise UnavailableError(reply.provider, "the image in the answer was corrupt") from None
 

@@ -27,6 +27,7 @@ __all__ = [
     "painted_region",
     "prepare_upload",
     "read_region",
+    "verify_image",
     "region_png",
 ]
 
@@ -75,16 +76,29 @@ def prepare_upload(raw: bytes, *, name: str, limits: ImageLimits) -> PreparedIma
     return PreparedImage(out.getvalue(), "image/png", normalised.width, normalised.height)
 
 
+def verify_image(data: bytes) -> tuple[int, int]:
+    """Decode every pixel of bytes we did not make (a provider's answer, an import); ValueError if broken.
+
+    Done once, where the bytes arrive; later code only needs ``image_size``.
+    """
+    return _size(data, decode=True)
+
+
 def image_size(data: bytes) -> tuple[int, int]:
-    """Width and height of an image a provider returned; ValueError if it does not decode."""
+    """Width and height from the header alone, for images already verified; ValueError if unreadable."""
+    return _size(data, decode=False)
+
+
+def _size(data: bytes, *, decode: bool) -> tuple[int, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
-                image.load()
+                if decode:
+                    image.load()
                 return image.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError("not a decodable image") from exc
+        raise ValueError("not a decodable image" if decode else "not a readable image") from exc
 
 
 def _open_checked(raw: bytes, *, name: str, limits: ImageLimits) -> Image.Image:

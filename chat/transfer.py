@@ -46,7 +46,7 @@ from chat.domain import (
     plain_data,
 )
 from chat.errors import InputError
-from chat.images import describe_size, image_size
+from chat.images import describe_size, verify_image
 from storage.blobs import extension_for, validate_sha256
 
 __all__ = [
@@ -368,7 +368,7 @@ class _ImageLoader:
                 "the file was damaged or edited. " + _EXPORT_AGAIN
             )
         try:
-            image_size(data)
+            verify_image(data)
         except ValueError as exc:
             raise InputError(
                 f"The image \u201c{file}\u201d cannot be read as an image. " + _EXPORT_AGAIN

@@ -7,18 +7,17 @@ as the first input image, byte for byte as stored, so an edit continues from wha
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
-from PIL import Image
 from pydantic import SecretStr
 
 from chat.catalog import DEFAULT_OPENAI_MODEL
 from chat.domain import GenerationOptions, ImagePart, OpenAIOptions, ProviderReply, Turn
 from chat.errors import InputError, MissingKeyError, UnavailableError
+from chat.images import image_size
 from chat.providers.http import map_transport_errors
 from chat.providers.openai_wire import (
     PROVIDER,
@@ -123,9 +122,8 @@ class OpenAIImagesClient:
 
 def _image_size(data: bytes, part: ImagePart) -> tuple[int, int]:
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.size
-    except (OSError, ValueError) as exc:
+        return image_size(data)
+    except ValueError as exc:
         raise InputError(f"The stored image {part.sha256[:12]} could not be read to fit the mask.") from exc
 
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from chat.errors import InputError
-from chat.images import ImageLimits, image_size, prepare_upload
+from chat.images import ImageLimits, image_size, prepare_upload, verify_image
 
 LIMITS = ImageLimits()
 UNREADABLE = "is not an image Retouch can read. Please upload a PNG, JPEG or WebP photo."
@@ -346,6 +346,6 @@ def test_image_size_reads_width_and_height(fmt: str) -> None:
         pytest.param(with_ihdr_size(encode(Image.new("1", (8, 8)), "PNG"), 100_000, 100_000), id="bomb"),
     ],
 )
-def test_image_size_raises_value_error_for_bytes_that_do_not_decode(data: bytes) -> None:
+def test_verify_image_raises_value_error_for_bytes_that_do_not_decode(data: bytes) -> None:
     with pytest.raises(ValueError, match="not a decodable image"):
-        image_size(data)
+        verify_image(data)
