@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -13,7 +12,7 @@ from pydantic import SecretStr
 from chat.cache import ReplyCache, request_hash
 from chat.context import DEFAULT_KEEP_IMAGES
 from chat.domain import GenerationOptions, ProviderReply, Turn
-from chat.errors import MissingKeyError, UnavailableError
+from chat.errors import UnavailableError
 from chat.providers.gemini_wire import (
     PROVIDER,
     ImageLoader,
@@ -22,7 +21,7 @@ from chat.providers.gemini_wire import (
     error_from_response,
 )
 from chat.providers.gemini_wire import parse_response as parse_reply
-from chat.providers.http import map_transport_errors
+from chat.providers.http import api_key_for, json_or_none, map_transport_errors
 
 __all__ = ["GeminiClient"]
 
@@ -79,24 +78,14 @@ class GeminiClient:
         return replace(await self.generate(body, model=options.model, api_key=api_key), request_hash=key)
 
     async def generate(self, body: dict, *, model: str, api_key: SecretStr | None = None) -> ProviderReply:
-        chosen = api_key or self._api_key
-        key = chosen.get_secret_value() if chosen else ""
-        if not key:
-            raise MissingKeyError(PROVIDER, "GEMINI_API_KEY")
+        key = api_key_for(PROVIDER, "GEMINI_API_KEY", api_key, self._api_key)
         url = f"{self._base_url}/{self._api_version}/models/{model}:generateContent"
         headers = {"x-goog-api-key": key}
         async with map_transport_errors(PROVIDER):
             response = await self._http.post(url, json=body, headers=headers, timeout=self._timeout)
-        payload = _json_or_none(response)
+        payload = json_or_none(response)
         if response.status_code != 200:
             raise error_from_response(response.status_code, payload)
         if not isinstance(payload, dict):
             raise UnavailableError(PROVIDER, "the answer was not valid JSON", status_code=200)
         return parse_reply(payload, model=model)
-
-
-def _json_or_none(response: httpx.Response) -> object:
-    try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None

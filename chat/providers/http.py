@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+from pydantic import SecretStr
 
-from chat.errors import ProviderTimeoutError, UnavailableError
+from chat.errors import MissingKeyError, ProviderTimeoutError, UnavailableError
 
-__all__ = ["map_transport_errors", "parse_duration"]
+__all__ = ["api_key_for", "json_or_none", "map_transport_errors", "parse_duration"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*s?\s*$")
 
@@ -22,6 +24,23 @@ def parse_duration(value: object) -> float | None:
     if isinstance(value, str) and (match := _DURATION.match(value)):
         return float(match.group(1))
     return None
+
+
+def api_key_for(provider: str, env_name: str, visitor: SecretStr | None, server: SecretStr | None) -> str:
+    """The key a call uses: the visitor's own if given, else the server's; MissingKeyError if neither."""
+    chosen = visitor or server
+    key = chosen.get_secret_value() if chosen else ""
+    if not key:
+        raise MissingKeyError(provider, env_name)
+    return key
+
+
+def json_or_none(response: httpx.Response) -> object:
+    """The body as JSON, or None when it is not (an HTML error page, a cut-off answer)."""
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
 
 
 @asynccontextmanager

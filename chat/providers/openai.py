@@ -7,7 +7,6 @@ as the first input image, byte for byte as stored, so an edit continues from wha
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,9 +15,9 @@ from pydantic import SecretStr
 
 from chat.catalog import DEFAULT_OPENAI_MODEL
 from chat.domain import GenerationOptions, ImagePart, OpenAIOptions, ProviderReply, Turn
-from chat.errors import InputError, MissingKeyError, UnavailableError
+from chat.errors import InputError, UnavailableError
 from chat.images import image_size
-from chat.providers.http import map_transport_errors
+from chat.providers.http import api_key_for, json_or_none, map_transport_errors
 from chat.providers.openai_wire import (
     PROVIDER,
     EditInputs,
@@ -79,10 +78,7 @@ class OpenAIImagesClient:
 
         ``api_key`` (a visitor's own) wins over the server's.
         """
-        chosen = api_key or self._api_key
-        key = chosen.get_secret_value() if chosen else ""
-        if not key:
-            raise MissingKeyError(PROVIDER, "OPENAI_API_KEY")
+        key = api_key_for(PROVIDER, "OPENAI_API_KEY", api_key, self._api_key)
         settings = options.openai
         model = settings.model or self._default_model
         inputs = select_edit_inputs(history)
@@ -97,7 +93,7 @@ class OpenAIImagesClient:
             url = f"{self._base_url}/images/generations"
         async with map_transport_errors(PROVIDER):
             response = await self._http.post(url, headers=headers, timeout=self._timeout, **request)
-        payload = _json_or_none(response)
+        payload = json_or_none(response)
         if response.status_code != 200:
             raise error_from_response(response.status_code, payload, response.headers)
         if not isinstance(payload, dict):
@@ -125,10 +121,3 @@ def _image_size(data: bytes, part: ImagePart) -> tuple[int, int]:
         return image_size(data)
     except ValueError as exc:
         raise InputError(f"The stored image {part.sha256[:12]} could not be read to fit the mask.") from exc
-
-
-def _json_or_none(response: httpx.Response) -> object:
-    try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
