@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -35,6 +35,7 @@ __all__ = [
     "Turn",
     "TurnError",
     "TurnStatus",
+    "aware_utc",
     "frozen_metadata",
     "plain_data",
     "latest_answers",
@@ -42,6 +43,13 @@ __all__ = [
 ]
 
 Metadata = Mapping[str, Any]
+
+
+def aware_utc(value: datetime) -> datetime:
+    """A timezone-aware datetime in UTC; a naive one is refused (its zone would be a guess)."""
+    if value.utcoffset() is None:
+        raise ValueError("datetimes must be timezone-aware")
+    return value.astimezone(UTC)
 
 
 def plain_data(value: Any) -> Any:

@@ -24,6 +24,7 @@ __all__ = [
     "image_size",
     "mask_images",
     "painted_from_mask",
+    "png_bytes",
     "painted_region",
     "prepare_upload",
     "read_region",
@@ -203,11 +204,11 @@ def painted_from_mask(mask_png: bytes) -> bytes:
             alpha = opened.convert("RGBA").getchannel("A")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError("The mask is not a PNG Retouch can read.") from exc
-    return _png(alpha.point(lambda a: 255 if a == 0 else 0))
+    return png_bytes(alpha.point(lambda a: 255 if a == 0 else 0))
 
 
 def region_png(region: Image.Image) -> bytes:
-    return _png(region.convert("L"))
+    return png_bytes(region.convert("L"))
 
 
 def mask_images(image_bytes: bytes, region: Image.Image) -> MaskImages:
@@ -221,10 +222,10 @@ def mask_images(image_bytes: bytes, region: Image.Image) -> MaskImages:
     mask.putalpha(keep)
     tint = Image.new("RGB", base.size, MARK_COLOUR)
     marked = Image.composite(Image.blend(base, tint, 0.55), base, region)
-    return MaskImages(_png(mask), _png(marked))
+    return MaskImages(png_bytes(mask), png_bytes(marked))
 
 
-def _png(image: Image.Image) -> bytes:
+def png_bytes(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()

@@ -42,6 +42,7 @@ from chat.domain import (
     Turn,
     TurnError,
     TurnStatus,
+    aware_utc,
     frozen_metadata,
     plain_data,
 )
@@ -184,19 +185,13 @@ def _json_bytes(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, indent=2).encode()
 
 
-def _utc(value: datetime) -> datetime:
-    if value.utcoffset() is None:
-        raise ValueError("datetimes must be timezone-aware")
-    return value.astimezone(UTC)
-
-
 def _iso(value: datetime) -> str:
-    return _utc(value).isoformat()
+    return aware_utc(value).isoformat()
 
 
 def _zip_time(value: datetime) -> tuple[int, int, int, int, int, int]:
     """Entry timestamps: the export instant in UTC (ZIP cannot say anything before 1980)."""
-    utc = _utc(value)
+    utc = aware_utc(value)
     return max(_EARLIEST_ZIP_TIME, (utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second))
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +34,7 @@ from chat.domain import (
     Turn,
     TurnError,
     TurnStatus,
+    aware_utc,
     frozen_metadata,
     plain_data,
 )
@@ -114,7 +115,7 @@ def create_conversation(
         raise ValueError(f"conversation id must be 1-{CONVERSATION_ID_MAX_LENGTH} characters")
     if owner_id is not None and not 0 < len(owner_id) <= OWNER_ID_MAX_LENGTH:
         raise ValueError(f"owner id must be 1-{OWNER_ID_MAX_LENGTH} characters")
-    now = _utc(now)
+    now = aware_utc(now)
     session.add(
         ConversationRow(
             id=conversation_id, title=_checked_title(title), created_at=now, updated_at=now, owner_id=owner_id
@@ -161,7 +162,7 @@ def append_turn(*, session: Session, conversation_id: str, turn: Turn, now: date
     Every ImagePart must already have an image row (``save_image``); the foreign key rejects
     it otherwise. ``created_at`` is the turn's own if set, else ``now``.
     """
-    now = _utc(now)
+    now = aware_utc(now)
     conversation = session.get(ConversationRow, conversation_id)
     if conversation is None:
         raise ConversationNotFoundError(conversation_id)
@@ -182,7 +183,7 @@ def append_turn(*, session: Session, conversation_id: str, turn: Turn, now: date
         attempts=[asdict(attempt) for attempt in turn.attempts],
         cost_usd=turn.cost_usd,
         request_hash=turn.request_hash,
-        created_at=now if turn.created_at is None else _utc(turn.created_at),
+        created_at=now if turn.created_at is None else aware_utc(turn.created_at),
     )
     session.add(turn_row)
     session.flush()
@@ -213,7 +214,7 @@ def save_image(
         width=width,
         height=height,
         size_bytes=size_bytes,
-        created_at=_utc(now),
+        created_at=aware_utc(now),
     )
     try:
         # A savepoint, so losing an insert race with another session keeps our transaction alive.
@@ -304,7 +305,7 @@ def unreferenced_images(*, session: Session, created_before: datetime) -> list[t
     used = select(PartRow.image_sha256).where(col(PartRow.image_sha256).is_not(None))
     rows = session.exec(
         select(ImageRow.sha256, ImageRow.mime_type).where(
-            col(ImageRow.sha256).not_in(used), col(ImageRow.created_at) < _utc(created_before)
+            col(ImageRow.sha256).not_in(used), col(ImageRow.created_at) < aware_utc(created_before)
         )
     ).all()
     return [(sha, mime) for sha, mime in rows]
@@ -348,7 +349,7 @@ def create_share_link(
         raise ValueError(f"unknown share link kind {kind!r}")
     if session.get(ConversationRow, conversation_id) is None:
         raise ConversationNotFoundError(conversation_id)
-    row = ShareLinkRow(token=token, conversation_id=conversation_id, kind=kind, created_at=_utc(now))
+    row = ShareLinkRow(token=token, conversation_id=conversation_id, kind=kind, created_at=aware_utc(now))
     session.add(row)
     session.flush()
     return ShareLink(token, conversation_id, kind, row.created_at)
@@ -376,7 +377,7 @@ def revoke_share_link(*, session: Session, conversation_id: str, token: str, now
     row = session.get(ShareLinkRow, token)
     if row is None or row.conversation_id != conversation_id or row.revoked_at is not None:
         return False
-    row.revoked_at = _utc(now)
+    row.revoked_at = aware_utc(now)
     session.flush()
     return True
 
@@ -412,7 +413,7 @@ def rename_conversation(*, session: Session, conversation_id: str, title: str, n
     if row is None:
         raise ConversationNotFoundError(conversation_id)
     row.title = _checked_title(title)
-    row.updated_at = _utc(now)
+    row.updated_at = aware_utc(now)
     session.flush()
 
 
@@ -424,12 +425,6 @@ def delete_conversation(*, session: Session, conversation_id: str) -> bool:
     result = session.exec(delete(ConversationRow).where(col(ConversationRow.id) == conversation_id))
     session.flush()
     return bool(result.rowcount)
-
-
-def _utc(value: datetime) -> datetime:
-    if value.utcoffset() is None:
-        raise ValueError("datetimes must be timezone-aware")
-    return value.astimezone(UTC)
 
 
 def _checked_title(title: str) -> str:

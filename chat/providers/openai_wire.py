@@ -50,6 +50,7 @@ from chat.errors import (
     RateLimitedError,
     UnavailableError,
 )
+from chat.images import png_bytes
 from chat.providers.http import parse_duration
 
 __all__ = [
@@ -210,13 +211,13 @@ def fit_mask(mask_png: bytes, size: tuple[int, int]) -> bytes:
     rgba = _with_alpha(source)
     if rgba.size != size:
         rgba = rgba.resize(size, Image.Resampling.NEAREST)
-    encoded = _png(rgba)
+    encoded = png_bytes(rgba)
     if len(encoded) >= MAX_MASK_BYTES:
         # Only alpha matters to OpenAI: black pixels and a hard edge compress to almost nothing.
         alpha = rgba.getchannel("A").point(lambda a: 0 if a < 128 else 255)
         rgba = Image.new("RGBA", size, (0, 0, 0, 255))
         rgba.putalpha(alpha)
-        encoded = _png(rgba)
+        encoded = png_bytes(rgba)
     if len(encoded) >= MAX_MASK_BYTES:
         raise InputError("The mask is too large for OpenAI (over 4 MB); use a smaller image.")
     return encoded
@@ -232,12 +233,6 @@ def _with_alpha(image: Image.Image) -> Image.Image:
     rgba = Image.new("RGBA", image.size, (0, 0, 0, 255))
     rgba.putalpha(alpha)
     return rgba
-
-
-def _png(image: Image.Image) -> bytes:
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
 
 
 # --- response -> reply ---------------------------------------------------------------------
