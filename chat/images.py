@@ -78,28 +78,34 @@ def prepare_upload(raw: bytes, *, name: str, limits: ImageLimits) -> PreparedIma
 
 
 def verify_image(data: bytes) -> tuple[int, int]:
-    """Decode every pixel of bytes we did not make (a provider's answer, an import); ValueError if broken.
+    """Check bytes we did not make (a provider's answer, an import); ValueError if broken.
 
+    A PNG is checked chunk by chunk through IEND against each chunk's CRC (Pillow's
+    ``verify``): that catches a cut-off or damaged file in ~1 ms, where decoding a 1024x1024
+    answer costs ~35 ms on every turn. Other formats carry no checksums, so they are decoded.
     Done once, where the bytes arrive; later code only needs ``image_size``.
     """
-    return _size(data, decode=True)
+    return _size(data, check=True)
 
 
 def image_size(data: bytes) -> tuple[int, int]:
     """Width and height from the header alone, for images already verified; ValueError if unreadable."""
-    return _size(data, decode=False)
+    return _size(data, check=False)
 
 
-def _size(data: bytes, *, decode: bool) -> tuple[int, int]:
+def _size(data: bytes, *, check: bool) -> tuple[int, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
-                if decode:
+                size = image.size
+                if check and image.format == "PNG":
+                    image.verify()
+                elif check:
                     image.load()
-                return image.size
+                return size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError("not a decodable image" if decode else "not a readable image") from exc
+        raise ValueError("not a decodable image" if check else "not a readable image") from exc
 
 
 def _open_checked(raw: bytes, *, name: str, limits: ImageLimits) -> Image.Image:

@@ -33,6 +33,10 @@ def noise(size: tuple[int, int] = (64, 64)) -> Image.Image:
     return Image.frombytes("RGB", size, random.Random(0).randbytes(size[0] * size[1] * 3))
 
 
+def flip_byte(data: bytes, index: int) -> bytes:
+    return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1 :]
+
+
 def with_ihdr_size(png: bytes, width: int, height: int) -> bytes:
     """The same PNG with its header claiming other dimensions (and a valid CRC): a cheap bomb."""
     assert png[12:16] == b"IHDR"
@@ -344,8 +348,28 @@ def test_image_size_reads_width_and_height(fmt: str) -> None:
         pytest.param(encode(noise(), "PNG")[:2000], id="truncated png"),
         pytest.param(encode(noise(), "JPEG")[:500], id="truncated jpeg"),
         pytest.param(with_ihdr_size(encode(Image.new("1", (8, 8)), "PNG"), 100_000, 100_000), id="bomb"),
+        pytest.param(flip_byte(encode(noise(), "PNG"), 5000), id="png with a flipped bit in its pixel data"),
+        pytest.param(encode(noise(), "PNG")[:-12], id="png without IEND"),
+        pytest.param(encode(noise(), "WEBP")[:1500], id="truncated webp"),
     ],
 )
 def test_verify_image_raises_value_error_for_bytes_that_do_not_decode(data: bytes) -> None:
     with pytest.raises(ValueError, match="not a decodable image"):
         verify_image(data)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_verify_image_accepts_whole_images_and_returns_their_size(fmt: str) -> None:
+    assert verify_image(encode(noise((37, 21)), fmt)) == (37, 21)
+
+
+def test_verify_image_checks_a_png_without_decoding_its_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PNG is checked by its chunk CRCs (~1 ms for a 1K answer); decoding it would cost ~35 ms per turn."""
+
+    def no_decoding(self: Image.Image) -> None:
+        raise AssertionError("decoded the pixels")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    assert verify_image(encode(noise(), "PNG")) == (64, 64)
+    with pytest.raises(AssertionError, match="decoded the pixels"):
+        verify_image(encode(noise(), "JPEG"))  # no checksums: decoded
