@@ -8,8 +8,6 @@ the answer comes back from the stored turn and its images in the blob store, at 
 from __future__ import annotations
 
 import hashlib
-import json
-from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -20,9 +18,11 @@ from storage import repository as repo
 __all__ = ["ReplyCache", "request_hash"]
 
 
-def request_hash(provider: str, model: str, body: dict[str, Any]) -> str:
-    canonical = json.dumps({"provider": provider, "model": model, "body": body}, sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def request_hash(provider: str, model: str, body: bytes) -> str:
+    """The key of a request: its exact bytes (built deterministically from the history) and where it went."""
+    digest = hashlib.sha256(f"{provider}\n{model}\n".encode())
+    digest.update(body)
+    return digest.hexdigest()
 
 
 class ReplyCache:

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import httpx
+import orjson
 from pydantic import SecretStr
 
 from chat.cache import ReplyCache, request_hash
 from chat.context import DEFAULT_KEEP_IMAGES
 from chat.domain import GenerationOptions, ProviderReply, Turn
 from chat.errors import UnavailableError
+from chat.providers.encoded_images import EncodedImages
 from chat.providers.gemini_wire import (
     PROVIDER,
     ImageLoader,
@@ -41,9 +43,11 @@ class GeminiClient:
         timeout_s: float = 180.0,
         keep_images: int | None = DEFAULT_KEEP_IMAGES,
         cache: ReplyCache | None = None,
+        encoded: EncodedImages | None = None,
     ) -> None:
         self._keep_images = keep_images
         self._cache = cache
+        self._encoded = EncodedImages() if encoded is None else encoded
         self._http = http
         self._api_key = api_key
         self._base_url = base_url.rstrip("/")
@@ -63,26 +67,28 @@ class GeminiClient:
         api_key: SecretStr | None = None,
     ) -> ProviderReply:
         """Answer the trailing user turn(s) of ``history``; ``api_key`` (a visitor's own) wins over ours."""
-        body = await asyncio.to_thread(
-            lambda: build_request(
-                build_contents(history, load_image, model=options.model, keep_images=self._keep_images),
-                options,
-            )
-        )
+        body = await asyncio.to_thread(self._body, history, options, load_image)
         if options.seed is None or self._cache is None:
-            return await self.generate(body, model=options.model, api_key=api_key)
+            return await self._post(body, model=options.model, api_key=api_key)
         key = request_hash(PROVIDER, options.model, body)
         cached = await asyncio.to_thread(self._cache.get, key)
         if cached is not None:
             return cached
-        return replace(await self.generate(body, model=options.model, api_key=api_key), request_hash=key)
+        return replace(await self._post(body, model=options.model, api_key=api_key), request_hash=key)
 
-    async def generate(self, body: dict, *, model: str, api_key: SecretStr | None = None) -> ProviderReply:
+    def _body(self, history: Sequence[Turn], options: GenerationOptions, load_image: ImageLoader) -> bytes:
+        """The JSON request body, encoded by orjson: ~1 ms for two 1K images where ``json.dumps`` takes ~15."""
+        contents = build_contents(
+            history, load_image, model=options.model, keep_images=self._keep_images, encoded=self._encoded
+        )
+        return orjson.dumps(build_request(contents, options))
+
+    async def _post(self, body: bytes, *, model: str, api_key: SecretStr | None = None) -> ProviderReply:
         key = api_key_for(PROVIDER, "GEMINI_API_KEY", api_key, self._api_key)
         url = f"{self._base_url}/{self._api_version}/models/{model}:generateContent"
-        headers = {"x-goog-api-key": key}
+        headers = {"x-goog-api-key": key, "content-type": "application/json"}
         async with map_transport_errors(PROVIDER):
-            response = await self._http.post(url, json=body, headers=headers, timeout=self._timeout)
+            response = await self._http.post(url, content=body, headers=headers, timeout=self._timeout)
         payload = json_or_none(response)
         if response.status_code != 200:
             raise error_from_response(response.status_code, payload)

@@ -21,6 +21,8 @@ import binascii
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import pybase64
+
 from chat.catalog import SAFETY_CATEGORIES, gemini_model
 from chat.context import split_history
 from chat.domain import (
@@ -48,6 +50,7 @@ from chat.errors import (
     RateLimitedError,
     UnavailableError,
 )
+from chat.providers.encoded_images import EncodedImages
 from chat.providers.http import parse_duration
 
 __all__ = [
@@ -64,6 +67,7 @@ MARKED_NOTE = (
     "part of the picture); keep everything outside it exactly as it is."
 )
 ImageLoader = Callable[[ImagePart], bytes]
+ImageEncoder = Callable[[ImagePart], str]  # the image's base64 text
 
 _DATA_KEYS = {"text", "inlineData", "inline_data"}
 _BLOCKING_FINISH = {
@@ -82,26 +86,38 @@ _BLOCKING_FINISH = {
 
 
 def build_contents(
-    turns: Sequence[Turn], load_image: ImageLoader, *, model: str, keep_images: int | None = None
+    turns: Sequence[Turn],
+    load_image: ImageLoader,
+    *,
+    model: str,
+    keep_images: int | None = None,
+    encoded: EncodedImages | None = None,
 ) -> list[dict[str, Any]]:
     """The ``contents`` array for answering the trailing user turn(s) of ``turns`` with ``model``.
 
     ``keep_images`` bounds the images replayed (see chat/context.py); older turns go as text.
+    ``encoded`` keeps the base64 text of images between calls.
     """
+
+    def encode(part: ImagePart) -> str:
+        if encoded is None:
+            return pybase64.b64encode_as_string(load_image(part))
+        return encoded.text(part, load_image)
+
     older, recent = split_history(latest_answers(turns), keep_images)
     contents: list[dict[str, Any]] = []
     waiting: list[dict[str, Any]] = _as_text(older)
     for turn in recent:
         if turn.role is Role.USER:
-            waiting += [part for p in turn.parts for part in _user_parts(p, load_image)]
+            waiting += [part for p in turn.parts for part in _user_parts(p, encode)]
         elif turn.status is not TurnStatus.OK or not waiting:
             continue
         elif _replayable(turn, model):
             contents.append({"role": "user", "parts": waiting})
-            contents.append({"role": "model", "parts": [_model_part(p, load_image) for p in turn.parts]})
+            contents.append({"role": "model", "parts": [_model_part(p, encode) for p in turn.parts]})
             waiting = []
         else:
-            waiting += _foreign_answer(turn, load_image)
+            waiting += _foreign_answer(turn, encode)
     if waiting:
         contents.append({"role": "user", "parts": waiting})
     return contents
@@ -122,13 +138,13 @@ def _as_text(turns: Sequence[Turn]) -> list[dict[str, Any]]:
     return [{"text": "(Earlier in this conversation, summarised without its images:)\n" + "\n".join(lines)}]
 
 
-def _user_parts(part: Part, load_image: ImageLoader) -> list[dict[str, Any]]:
+def _user_parts(part: Part, encode: ImageEncoder) -> list[dict[str, Any]]:
     """Masks are for OpenAI; Gemini gets the painted region as a marked copy plus an instruction."""
     if isinstance(part, ImagePart) and part.image_role is ImageRole.MASK:
         return []
     if isinstance(part, ImagePart) and part.image_role is ImageRole.MARKED:
-        return [{"text": MARKED_NOTE}, _user_part(part, load_image)]
-    return [_user_part(part, load_image)]
+        return [{"text": MARKED_NOTE}, _user_part(part, encode)]
+    return [_user_part(part, encode)]
 
 
 def _replayable(turn: Turn, model: str) -> bool:
@@ -136,7 +152,7 @@ def _replayable(turn: Turn, model: str) -> bool:
     return turn.provider == PROVIDER and (turn.options.get("model") or turn.model) == model
 
 
-def _foreign_answer(turn: Turn, load_image: ImageLoader) -> list[dict[str, Any]]:
+def _foreign_answer(turn: Turn, encode: ImageEncoder) -> list[dict[str, Any]]:
     """An answer from another model (or provider) re-enters as user context: its text and image.
 
     A model part without a valid signature is a 400 on Gemini 3 image models, so the
@@ -146,24 +162,24 @@ def _foreign_answer(turn: Turn, load_image: ImageLoader) -> list[dict[str, Any]]
     if image is None:
         return []
     note = f"(The current image, made earlier by {turn.model or turn.provider}.)"
-    return [{"text": note}, {"inlineData": _inline(image, load_image)}]
+    return [{"text": note}, {"inlineData": _inline(image, encode)}]
 
 
-def _user_part(part: Part, load_image: ImageLoader) -> dict[str, Any]:
+def _user_part(part: Part, encode: ImageEncoder) -> dict[str, Any]:
     if isinstance(part, TextPart):
         return {"text": part.text}
-    return {"inlineData": _inline(part, load_image)}
+    return {"inlineData": _inline(part, encode)}
 
 
-def _model_part(part: Part, load_image: ImageLoader) -> dict[str, Any]:
+def _model_part(part: Part, encode: ImageEncoder) -> dict[str, Any]:
     echoed = dict(part.provider_metadata.get(PROVIDER, {}))
     if isinstance(part, TextPart):
         return {"text": part.text, **echoed}
-    return {"inlineData": _inline(part, load_image), **echoed}
+    return {"inlineData": _inline(part, encode), **echoed}
 
 
-def _inline(part: ImagePart, load_image: ImageLoader) -> dict[str, str]:
-    return {"mimeType": part.mime_type, "data": base64.b64encode(load_image(part)).decode("ascii")}
+def _inline(part: ImagePart, encode: ImageEncoder) -> dict[str, str]:
+    return {"mimeType": part.mime_type, "data": encode(part)}
 
 
 # --- options -> request body ---------------------------------------------------------------
@@ -244,12 +260,22 @@ def _reply_part(raw: Mapping[str, Any]) -> ReplyPart:
             raise UnavailableError(PROVIDER, f"unexpected part in the answer: {sorted(raw)}")
         return TextPart(raw["text"], echoed)
     mime = inline.get("mimeType") or inline.get("mime_type") or "image/png"
-    encoded = str(inline.get("data", ""))
     try:
-        data = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True)
+        data = _decode_base64(str(inline.get("data", "")))
     except (binascii.Error, ValueError) as exc:
         raise UnavailableError(PROVIDER, "the image in the answer was corrupt (bad base64)") from exc
     return ImageData(data, mime, echoed)
+
+
+def _decode_base64(encoded: str) -> bytes:
+    """Standard base64, as Gemini sends it, on the fast path (pybase64: ~0.2 ms for a 1K PNG, ~8 in binascii).
+
+    Protobuf JSON also allows the URL-safe alphabet and missing padding: those take the slow path.
+    """
+    try:
+        return pybase64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True)
 
 
 # --- HTTP error -> error type --------------------------------------------------------------

@@ -17,7 +17,6 @@ Rules (openai-images.md):
 
 from __future__ import annotations
 
-import base64
 import binascii
 import io
 import re
@@ -25,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pybase64
 from PIL import Image
 
 from chat.catalog import OPENAI_BACKGROUNDS, openai_model
@@ -248,7 +248,7 @@ def parse_response(body: Mapping[str, Any], *, model: str, output_format: str | 
     if not encoded:
         raise NoImageError(PROVIDER, "the response had no base64 image")
     try:
-        data = base64.b64decode(str(encoded), validate=True)
+        data = pybase64.b64decode(str(encoded), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise UnavailableError(PROVIDER, "the image in the answer was corrupt (bad base64)") from exc
     fmt = str(body.get("output_format") or output_format or "png")

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from chat.domain import GenerationOptions, Role, TextPart, Turn
+from chat.domain import GenerationOptions, ImagePart, Role, TextPart, Turn
 from chat.errors import AuthError, MissingKeyError, ProviderTimeoutError, UnavailableError
 from chat.providers.gemini import GeminiClient
 
@@ -92,3 +92,29 @@ async def test_http_error_body_is_mapped():
         await client(handler).reply(HISTORY, OPTIONS, lambda part: b"")
     assert "restricted key" in info.value.user_message()
     assert "k-123" not in info.value.user_message()
+
+
+async def test_the_body_is_json_and_replayed_images_are_read_once_across_turns():
+    """Every turn replays the latest images; their base64 text is kept, not rebuilt from disk."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=OK_BODY)
+
+    photo = ImagePart("a" * 64, "image/png")
+    history = [Turn(role=Role.USER, parts=(photo, TextPart("make the sky stormy")))]
+    reads: list[str] = []
+
+    def load(part: ImagePart) -> bytes:
+        reads.append(part.sha256)
+        return b"photo-bytes"
+
+    gemini = client(handler)
+    await gemini.reply(history, OPTIONS, load)
+    await gemini.reply(history, OPTIONS, load)
+    assert reads == ["a" * 64]
+    for request in seen:
+        assert request.headers["content-type"] == "application/json"
+        inline = json.loads(request.content)["contents"][0]["parts"][0]["inlineData"]
+        assert inline == {"mimeType": "image/png", "data": "cGhvdG8tYnl0ZXM="}
