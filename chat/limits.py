@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from chat.errors import RetouchError
 from storage import repository as repo
@@ -83,12 +84,16 @@ class Guard:
         mine.append(now)
         self._everyone.append(now)
 
-    def charge(self, usd: float) -> None:
-        """Add what an answered call cost on the server's keys."""
+    def charge(self, usd: float, *, session: Session | None = None) -> None:
+        """Add what an answered call cost on the server's keys; in ``session`` when given, so the
+        answer and its cost are stored together (and one write transaction serves both)."""
         if usd <= 0:
             return
-        with session_scope(self._engine) as session:
+        if session is not None:
             repo.add_spend(session=session, day=self._today(), usd=usd)
+            return
+        with session_scope(self._engine) as own:
+            repo.add_spend(session=own, day=self._today(), usd=usd)
 
     def spent_today(self) -> float:
         with session_scope(self._engine, read_only=True) as session:

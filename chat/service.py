@@ -11,8 +11,10 @@ import asyncio
 import json
 import logging
 import secrets
+import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -62,6 +64,7 @@ __all__ = ["Attachment", "ChatService", "InputLimits", "new_conversation_id"]
 log = logging.getLogger("retouch.service")
 
 TITLE_CHARS = 60
+WRITTEN_KEPT = 256  # conversations whose last write is kept in memory (no image bytes: a few KB each)
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,8 @@ class ChatService:
         self._clock = clock
         self._new_id = new_id
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._written: OrderedDict[str, Conversation] = OrderedDict()
+        self._written_lock = threading.Lock()
         self.gate = Gatekeeper(engine)
 
     # --- reads ---------------------------------------------------------------------------
@@ -193,7 +198,7 @@ class ChatService:
         keys = keys or {}
         await self._admit(actor, options, keys, 2, conversation_id)
         async with self._lock(conversation_id):
-            conversation = await asyncio.to_thread(self._load, conversation_id)
+            conversation = await asyncio.to_thread(self._stored, conversation_id)
             if conversation is None or not any(t.role is Role.USER for t in conversation.turns):
                 raise InputError("There is nothing to retry yet: send a message first.")
             yield conversation
@@ -233,7 +238,7 @@ class ChatService:
     ) -> Conversation:
         now = self._clock()
         # Files first and outside the transaction: the write lock is held for rows only.
-        existing = self._load(conversation_id)
+        existing = self._stored(conversation_id)
         marks = self._mask_images(existing, painted) if painted else None
         stored = [self._put_image(img.data, img.mime_type) for img in images]
         if marks:
@@ -245,14 +250,16 @@ class ChatService:
         turn = Turn(role=Role.USER, parts=tuple(parts), created_at=now)
         with session_scope(self._engine) as session:
             if existing is None:
+                existing = Conversation(id=conversation_id, title=_title(text))
                 repo.create_conversation(
                     session=session,
                     conversation_id=conversation_id,
-                    title=_title(text),
+                    title=existing.title,
                     now=now,
                     owner_id=owner_id,
                 )
-            return self._append_in(session, conversation_id, turn, stored, now)
+            conversation = self._append_in(session, existing, turn, stored, now)
+        return self._remember(conversation)
 
     def _mask_images(self, conversation: Conversation | None, painted: bytes) -> MaskImages:
         current = conversation.latest_image() if conversation else None
@@ -274,12 +281,10 @@ class ChatService:
             message = "Something went wrong on our side; your message is saved. Press Retry to try again."
             turn = self._error_turn("internal", message, options, provider=None, attempts=())
         cost = _server_cost(turn)
-        if self._guard is not None and cost:
-            await asyncio.to_thread(self._guard.charge, cost)
         log.info(
             turn_log_line(conversation.id, turn, latency_ms=(time.monotonic() - started) * 1000, cost=cost)
         )
-        return await asyncio.to_thread(self._append, conversation.id, turn, stored)
+        return await asyncio.to_thread(self._record, conversation, turn, stored, cost)
 
     async def _admit(
         self,
@@ -389,14 +394,20 @@ class ChatService:
             created_at=self._clock(),
         )
 
-    def _append(self, conversation_id: str, turn: Turn, stored: Sequence[_StoredImage]) -> Conversation:
+    def _record(
+        self, conversation: Conversation, turn: Turn, stored: Sequence[_StoredImage], cost: float
+    ) -> Conversation:
+        """The answer and what it cost on the server's keys, in one transaction."""
         with session_scope(self._engine) as session:
-            return self._append_in(session, conversation_id, turn, stored, self._clock())
+            if self._guard is not None and cost:
+                self._guard.charge(cost, session=session)
+            conversation = self._append_in(session, conversation, turn, stored, self._clock())
+        return self._remember(conversation)
 
     def _append_in(
         self,
         session: Session,
-        conversation_id: str,
+        conversation: Conversation,
         turn: Turn,
         stored: Sequence[_StoredImage],
         now: datetime,
@@ -411,10 +422,25 @@ class ChatService:
                 size_bytes=image.size_bytes,
                 now=now,
             )
-        repo.append_turn(session=session, conversation_id=conversation_id, turn=turn, now=now)
-        conversation = repo.get_conversation(session=session, conversation_id=conversation_id)
-        if conversation is None:
-            raise LookupError(conversation_id)
+        return repo.append_to(session=session, conversation=conversation, turn=turn, now=now)
+
+    def _stored(self, conversation_id: str) -> Conversation | None:
+        """The conversation as stored: as this service last wrote it, else loaded (a query per turn and part).
+
+        Only this service appends turns, under the conversation's lock, so what it wrote is what a
+        reload would return; ``repo.append_to`` reloads if the stored turns moved on anyway.
+        """
+        with self._written_lock:
+            conversation = self._written.get(conversation_id)
+        return conversation if conversation is not None else self._load(conversation_id)
+
+    def _remember(self, conversation: Conversation) -> Conversation:
+        """Keep a conversation just committed; the least recently written go first."""
+        with self._written_lock:
+            self._written[conversation.id] = conversation
+            self._written.move_to_end(conversation.id)
+            while len(self._written) > WRITTEN_KEPT:
+                self._written.popitem(last=False)
         return conversation
 
     def _load(self, conversation_id: str) -> Conversation | None:

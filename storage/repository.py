@@ -56,6 +56,7 @@ __all__ = [
     "ConversationSummary",
     "ShareLink",
     "add_spend",
+    "append_to",
     "append_turn",
     "claim_conversation",
     "conversation_owner",
@@ -162,6 +163,33 @@ def append_turn(*, session: Session, conversation_id: str, turn: Turn, now: date
     Every ImagePart must already have an image row (``save_image``); the foreign key rejects
     it otherwise. ``created_at`` is the turn's own if set, else ``now``.
     """
+    return _add_turn(session, conversation_id, turn, now).seq
+
+
+def append_to(*, session: Session, conversation: Conversation, turn: Turn, now: datetime) -> Conversation:
+    """Append ``turn`` and return the conversation as ``get_conversation`` would, without reloading it.
+
+    Reloading costs a query over every turn and part, a cost that grows with the conversation, on
+    every write. ``conversation`` must be the stored one (callers hold its lock); if the stored
+    turns moved on anyway, it is loaded again.
+    """
+    row = _add_turn(session, conversation.id, turn, now)
+    stored = session.get(ConversationRow, conversation.id)
+    if row.seq != len(conversation.turns) or stored is None:
+        reloaded = get_conversation(session=session, conversation_id=conversation.id)
+        if reloaded is None:
+            raise ConversationNotFoundError(conversation.id)
+        return reloaded
+    return Conversation(
+        id=stored.id,
+        title=stored.title,
+        turns=(*conversation.turns, _turn_from_row(row, list(turn.parts))),
+        created_at=stored.created_at,
+        updated_at=stored.updated_at,
+    )
+
+
+def _add_turn(session: Session, conversation_id: str, turn: Turn, now: datetime) -> TurnRow:
     now = aware_utc(now)
     conversation = session.get(ConversationRow, conversation_id)
     if conversation is None:
@@ -191,7 +219,7 @@ def append_turn(*, session: Session, conversation_id: str, turn: Turn, now: date
     session.add_all(_part_to_row(turn_row.id, position, part) for position, part in enumerate(turn.parts))
     conversation.updated_at = now
     session.flush()
-    return seq
+    return turn_row
 
 
 def save_image(

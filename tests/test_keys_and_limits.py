@@ -152,3 +152,19 @@ async def test_limits_refuse_before_anything_is_stored_or_sent(tmp_path, engine,
         done = await last(service.send(Actor("x" * 20), None, "a lighthouse", options=OPTIONS, keys=own))
         assert done.turns[-1].attempts[-1].paid_by == "visitor"
         assert guard.spent_today() == 0
+
+
+async def test_an_answer_on_the_server_key_and_its_cost_are_stored_together(tmp_path, engine, emulator):
+    async with httpx.AsyncClient() as http:
+        gemini = GeminiClient(http, api_key=SecretStr(SERVER_KEY), base_url=emulator.url)
+        guard = Guard(Limits(daily_spend_usd=5.0), engine=engine)
+        service = ChatService(
+            engine=engine,
+            blobs=BlobStore(tmp_path / "images"),
+            policy=FallbackPolicy({"gemini": gemini}),
+            guard=guard,
+        )
+        done = await last(service.send(Actor("x" * 20), None, "a lighthouse", options=OPTIONS))
+    answer = done.turns[-1]
+    assert answer.attempts[-1].paid_by == "server" and answer.cost_usd
+    assert guard.spent_today() == pytest.approx(answer.cost_usd)

@@ -30,6 +30,7 @@ from chat.fallback import FallbackPolicy, RetryPolicy
 from chat.providers.gemini_wire import build_contents
 from chat.service import Attachment, ChatService
 from storage import BlobStore, list_conversations, make_engine, migrate, session_scope, sqlite_url
+from storage import repository as repo_module
 
 OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
 ACTOR = Actor("owner-of-the-test-conversations")
@@ -155,6 +156,39 @@ async def test_history_survives_a_new_engine_and_service(service, provider, data
     *_, done = await collect(service.send(ACTOR, None, "hello", options=OPTIONS))
     reopened = await make_service(data_dir, FakeProvider()).load(ACTOR, done.id)
     assert reopened == done
+
+
+async def test_a_turn_does_not_reload_the_conversation_it_just_wrote(
+    service, provider, data_dir, monkeypatch
+):
+    """Reloading every turn and part costs more with every turn; what was written is what a reload gives."""
+    provider.queue += [reply_with_image(png((i, i, i))) for i in range(3)]
+    *_, first = await collect(service.send(ACTOR, None, "a cat", options=OPTIONS))
+    loads: list[str] = []
+    original = repo_module.get_conversation
+
+    def counted(**kwargs):
+        loads.append(kwargs["conversation_id"])
+        return original(**kwargs)
+
+    monkeypatch.setattr(repo_module, "get_conversation", counted)
+    await collect(service.send(ACTOR, first.id, "make it orange", options=OPTIONS))
+    *_, last = await collect(service.send(ACTOR, first.id, "now blue", options=OPTIONS))
+    assert loads == []
+    monkeypatch.undo()
+    assert len(last.turns) == 6
+    assert await make_service(data_dir, FakeProvider()).load(ACTOR, first.id) == last
+
+
+async def test_a_turn_written_by_another_process_is_replayed_too(service, provider, data_dir):
+    """Two app processes on one database: the stale copy in memory is noticed and reloaded."""
+    other = make_service(data_dir, provider)
+    provider.queue += [reply_with_image(png((i, i, i))) for i in range(3)]
+    *_, first = await collect(service.send(ACTOR, None, "a cat", options=OPTIONS))
+    await collect(other.send(ACTOR, first.id, "make it orange", options=OPTIONS))
+    *_, last = await collect(service.send(ACTOR, first.id, "now blue", options=OPTIONS))
+    assert [t.text() for t in last.turns if t.role is Role.USER] == ["a cat", "make it orange", "now blue"]
+    assert await make_service(data_dir, FakeProvider()).load(ACTOR, first.id) == last
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ from storage import (
     session_scope,
 )
 from storage.models import ImageRow, PartRow, TurnRow
+from storage.repository import append_to
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 # Real thought signatures are opaque base64 blobs that can run to megabytes.
@@ -295,3 +296,48 @@ def test_delete_cascades_to_turns_and_parts_but_keeps_images(engine: Engine, blo
     assert gone is None
     assert counts == (1, 2, 1)
     assert kept is not None and kept.turns[0].images() == [image]
+
+
+def test_append_to_returns_what_a_reload_returns(engine: Engine, blobs: BlobStore) -> None:
+    with session_scope(engine) as session:
+        create_conversation(session=session, conversation_id="c1", title="Violet sky", now=NOW)
+        upload = _store_image(session, blobs, b"upload")
+        output = _store_image(session, blobs, b"output")
+        conversation = get_conversation(session=session, conversation_id="c1")
+        assert conversation is not None
+        for i, turn in enumerate([_user_turn(upload), _assistant_turn(output)]):
+            now = NOW + timedelta(seconds=i + 1)
+            conversation = append_to(session=session, conversation=conversation, turn=turn, now=now)
+    with session_scope(engine, read_only=True) as session:
+        assert get_conversation(session=session, conversation_id="c1") == conversation
+    assert len(conversation.turns) == 2 and conversation.updated_at == NOW + timedelta(seconds=2)
+
+
+def test_append_to_reloads_when_the_stored_conversation_moved_on(engine: Engine, blobs: BlobStore) -> None:
+    """Another writer added a turn and renamed it: what comes back is the stored truth, not the stale copy."""
+    with session_scope(engine) as session:
+        create_conversation(session=session, conversation_id="c1", title="Violet sky", now=NOW)
+        stale = get_conversation(session=session, conversation_id="c1")
+        upload = _store_image(session, blobs, b"upload")
+    with session_scope(engine) as session:
+        append_turn(session=session, conversation_id="c1", turn=_user_turn(upload), now=NOW)
+        rename_conversation(session=session, conversation_id="c1", title="Stormy sky", now=NOW)
+    assert stale is not None
+    with session_scope(engine) as session:
+        result = append_to(session=session, conversation=stale, turn=_user_turn(upload), now=NOW)
+    with session_scope(engine, read_only=True) as session:
+        assert get_conversation(session=session, conversation_id="c1") == result
+    assert len(result.turns) == 2 and result.title == "Stormy sky"
+
+
+def test_append_to_a_deleted_conversation_raises(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        create_conversation(session=session, conversation_id="c1", title="t", now=NOW)
+        stale = get_conversation(session=session, conversation_id="c1")
+    with session_scope(engine) as session:
+        delete_conversation(session=session, conversation_id="c1")
+    assert stale is not None
+    with pytest.raises(ConversationNotFoundError), session_scope(engine) as session:
+        append_to(
+            session=session, conversation=stale, turn=Turn(role=Role.USER, parts=(TextPart("x"),)), now=NOW
+        )
