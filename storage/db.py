@@ -11,8 +11,10 @@ docs). Other URLs (Postgres later) pass through unchanged.
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -24,6 +26,11 @@ from sqlmodel import Session
 __all__ = ["DB_FILENAME", "make_engine", "session_scope", "sqlite_url"]
 
 DB_FILENAME = "retouch.sqlite3"
+#: One writer at a time per SQLite engine, queued here rather than in SQLite: a writer that finds
+#: the database locked sleeps in SQLite's busy handler with growing back-offs (up to 100 ms per
+#: try), long after the lock is free, while a Python lock wakes the next writer at once. Other
+#: processes on the same file are still kept apart by SQLite itself.
+_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
@@ -47,6 +54,7 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False})
     event.listen(engine, "connect", _on_sqlite_connect)
     event.listen(engine, "begin", _on_sqlite_begin)
+    _WRITERS[engine] = threading.RLock()
     return engine
 
 
@@ -59,7 +67,8 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
     as soon as another writer committed in between. ``read_only`` units just read (BEGIN).
     """
     bind = engine.execution_options(retouch_read_only=True) if read_only else engine
-    with Session(bind) as session:
+    writer = _WRITERS.get(engine) if not read_only else None
+    with writer or nullcontext(), Session(bind) as session:
         try:
             yield session
             session.commit()
