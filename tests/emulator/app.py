@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from starlette.applications import Starlette
@@ -39,7 +40,14 @@ from . import gemini, openai_routes, request
 from .errors import ApiError, invalid
 from .models import MODELS
 from .openai_models import MODELS as OPENAI_MODELS
-from .state import DEFAULT_SECRET, MAX_LOGGED_REQUESTS, EmulatorState, log_request, state_of
+from .state import (
+    DEFAULT_SECRET,
+    MAX_LOGGED_REQUESTS,
+    EmulatorState,
+    answer_after_latency,
+    log_request,
+    state_of,
+)
 
 __all__ = ["DEFAULT_SECRET", "MAX_LOGGED_REQUESTS", "EmulatorState", "create_app"]
 
@@ -85,15 +93,15 @@ async def generate_content(req: Request) -> Response:
     state = state_of(req)
     version = req.url.path.split("/", 2)[1]
     model = req.path_params["model"]
+    arrived = time.monotonic()
     raw = await req.body()
     entry, body = _log(state, req, model, raw)
     try:
-        if state.latency_ms:
-            await asyncio.sleep(state.latency_ms / 1000)
         _check_key(req)
         response = await _generate(state, version, model, raw, body)
     except ApiError as exc:
         response = exc.response()
+    await answer_after_latency(state, arrived)
     entry["status"] = response.status_code
     return response
 
@@ -132,7 +140,7 @@ async def _generate(state: EmulatorState, version: str, model: str, raw: bytes, 
         if fault.name == "malformed":
             return Response(gemini.malformed_body(parsed, signer, raw), media_type="application/json")
         return JSONResponse(gemini.fault_body(fault, parsed, signer, raw))
-    return JSONResponse(await run_in_threadpool(gemini.success, parsed, signer, raw))
+    return JSONResponse(await run_in_threadpool(gemini.success, parsed, signer, raw, state.next_stock()))
 
 
 async def list_requests(req: Request) -> Response:
@@ -195,13 +203,19 @@ async def http_error(req: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    latency_ms: float = 0, secret: bytes = DEFAULT_SECRET, signature_filler: int = 256
+    latency_ms: float = 0,
+    secret: bytes = DEFAULT_SECRET,
+    signature_filler: int = 256,
+    stock: tuple[tuple[str, bytes], ...] = (),
 ) -> Starlette:
     """Build an emulator app.
 
-    ``latency_ms`` delays every generate/edit answer of both providers (simulates a slow provider);
+    ``latency_ms``: every generate/edit answer of both providers leaves that long after its request
+    arrived, rendering included (simulates a slow provider);
+
     ``secret`` keys the thought signatures (same secret = signatures survive restarts);
-    ``signature_filler`` pads each signature by that many bytes (real ones are MBs).
+    ``signature_filler`` pads each signature by that many bytes (real ones are MBs);
+    ``stock``: ready (mime type, image) Gemini answers, used in turn instead of rendering.
     """
     routes = [
         Route(f"/{version}/models/{{model}}:generateContent", generate_content, methods=["POST"])
@@ -218,6 +232,6 @@ def create_app(
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.emulator = EmulatorState(
-        latency_ms=latency_ms, secret=secret, signature_filler=signature_filler
+        latency_ms=latency_ms, secret=secret, signature_filler=signature_filler, stock=stock
     )
     return app

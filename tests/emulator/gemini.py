@@ -86,14 +86,18 @@ def _candidate(parts: list[dict[str, Any]], finish: str = "STOP") -> dict[str, A
     return {"content": {"parts": parts, "role": "model"}, "finishReason": finish, "index": 0}
 
 
-def success(req: GenerateRequest, signer: Signer, raw_body: bytes) -> dict[str, Any]:
-    """The normal answer: optional thoughts, a signed text part, a signed edited image."""
+def success(
+    req: GenerateRequest, signer: Signer, raw_body: bytes, stock: tuple[str, bytes] | None = None
+) -> dict[str, Any]:
+    """The normal answer: optional thoughts, a signed text part, a signed edited image.
+
+    ``stock`` is a ready (mime type, image) to answer with instead of rendering one.
+    """
     spec = req.model
     prompt = req.latest_user_text
     decoded = [p for p in req.input_images if p.image is not None]
     source = decoded[-1].image if decoded else None
     size = images.target_size(req.aspect_ratio, req.image_size, source.size if source else None)
-    base = images.base_image(source, prompt, size)
 
     parts: list[dict[str, Any]] = []
     thoughts = ""
@@ -101,7 +105,7 @@ def success(req: GenerateRequest, signer: Signer, raw_body: bytes) -> dict[str, 
         thoughts = _thought_text(req)
         parts.append({"text": thoughts, "thought": True})
         if spec.thought_images:
-            draft = base.copy()
+            draft = images.base_image(source, prompt, size)
             draft.thumbnail((512, 512))
             data = base64.b64encode(images.encode(draft, "image/jpeg")).decode()
             parts.append({"inlineData": {"mimeType": "image/jpeg", "data": data}, "thought": True})
@@ -117,17 +121,21 @@ def success(req: GenerateRequest, signer: Signer, raw_body: bytes) -> dict[str, 
     tier = None
     if req.modalities != ("TEXT",):
         tier = req.image_size or "1K"
-        edited = images.apply_edit(base, prompt, len(req.contents))
-        origin = images.provenance(
-            spec.id, prompt, len(req.contents), [p.data or b"" for p in req.input_images]
-        )
-        data = images.encode(edited, spec.output_mime, origin)
+        if stock is None:
+            edited = images.apply_edit(images.base_image(source, prompt, size), prompt, len(req.contents))
+            origin = images.provenance(
+                spec.id, prompt, len(req.contents), [p.data or b"" for p in req.input_images]
+            )
+            mime, data = spec.output_mime, images.encode(edited, spec.output_mime, origin)
+        else:
+            mime, data = stock
         parts.append(
             {
-                "inlineData": {"mimeType": spec.output_mime, "data": base64.b64encode(data).decode()},
+                "inlineData": {"mimeType": mime, "data": base64.b64encode(data).decode()},
                 "thoughtSignature": signer.image(data),
             }
         )
+
     return _envelope(
         req,
         raw_body,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 from uuid import uuid4
 
@@ -43,7 +44,7 @@ from .openai_errors import (
     unverified_organization,
 )
 from .openai_request import ImageRequest, Params, Upload, from_form, from_json, resolve_model, validate
-from .state import EmulatorState, log_request, state_of
+from .state import EmulatorState, answer_after_latency, log_request, state_of
 
 PROVIDER = "openai"
 MAX_LOGGED_TEXT = 10_000
@@ -135,14 +136,13 @@ def _read_json(raw: bytes, entry: dict[str, Any]) -> Params | OpenAIError:
 async def _handle(req: Request, endpoint: str) -> Response:
     state = state_of(req)
     request_id = f"req_{uuid4().hex}"
+    arrived = time.monotonic()
     raw = await req.body()
     entry = log_request(
         state, req, PROVIDER, model=None, body=None, form=None, files=[], request_id=request_id
     )
     try:
         params = await _read_form(req, raw, entry) if endpoint == "edits" else _read_json(raw, entry)
-        if state.latency_ms:
-            await asyncio.sleep(state.latency_ms / 1000)
         key = _check_key(req)
         if isinstance(params, OpenAIError):
             raise params
@@ -153,7 +153,9 @@ async def _handle(req: Request, endpoint: str) -> Response:
         response = await _answer(state, parsed)
     except OpenAIError as exc:
         response = exc.response()
+    await answer_after_latency(state, arrived)
     response.headers["x-request-id"] = request_id
+
     entry["status"] = response.status_code
     return response
 

@@ -7,6 +7,9 @@ importing :mod:`.app` (which imports them).
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,10 +31,28 @@ class EmulatorState:
     signature_filler: int = 256
     requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_LOGGED_REQUESTS))
     faults: deque[Fault] = field(default_factory=deque)
+    #: Ready (mime type, image) answers for Gemini, used in turn instead of rendering (benchmarks:
+    #: a remote provider's rendering does not take this machine's CPU). Empty: render.
+    stock: tuple[tuple[str, bytes], ...] = ()
+    _served: itertools.count = field(default_factory=itertools.count)
+
+    def next_stock(self) -> tuple[str, bytes] | None:
+        return self.stock[next(self._served) % len(self.stock)] if self.stock else None
 
 
 def state_of(req: Request) -> EmulatorState:
     return req.app.state.emulator
+
+
+async def answer_after_latency(state: EmulatorState, arrived: float) -> None:
+    """Hold an answer until ``latency_ms`` after its request arrived (``time.monotonic()``).
+
+    A provider renders during its latency, so the emulator's own work counts towards it rather
+    than adding to it; on a small machine its CPU then overlaps the wait, as a remote one would.
+    """
+    remaining = state.latency_ms / 1000 - (time.monotonic() - arrived)
+    if remaining > 0:
+        await asyncio.sleep(remaining)
 
 
 def request_headers(req: Request) -> dict[str, str]:
