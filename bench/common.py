@@ -234,7 +234,16 @@ def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
     return out.getvalue()
 
 
+def write_photos(directory: Path, count: int, size: int, seed: int = 5000) -> Path:
+    """``count`` distinct photo-like PNGs (``size`` square) in ``directory``, for the emulator to answer with."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        (directory / f"answer-{index:03d}.png").write_bytes(png_bytes(photo(size, seed + index)))
+    return directory
+
+
 def png_bytes(image: Image.Image) -> bytes:
+
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
@@ -268,11 +277,17 @@ class Emulator:
 
 
 @contextmanager
-def emulator_process(latency_ms: float = 0, log_path: Path | None = None) -> Iterator[Emulator]:
-    """``python -m tests.emulator --port 0 --latency-ms L``; yields its URL (the last word it prints)."""
+def emulator_process(
+    latency_ms: float = 0, log_path: Path | None = None, answer_images: Path | None = None
+) -> Iterator[Emulator]:
+    """``python -m tests.emulator --port 0 --latency-ms L``; yields its URL (the last word it prints).
+
+    ``answer_images``: a directory of images Gemini answers with in turn, instead of rendering.
+    """
     log = open(log_path or os.devnull, "w")  # noqa: SIM115 - closed below, after the process
+    stock = ["--answer-images", str(answer_images)] if answer_images else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.emulator", "--port", "0", "--latency-ms", str(latency_ms)],
+        [sys.executable, "-m", "tests.emulator", "--port", "0", "--latency-ms", str(latency_ms), *stock],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=log,
