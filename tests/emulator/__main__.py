@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .app import create_app
 from .server import bind_socket, make_server
+from .state import StockImage
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,12 +48,12 @@ def main(argv: list[str] | None = None) -> None:
     server.run(sockets=[sock])
 
 
-def _stock(directory: Path) -> tuple[tuple[str, bytes], ...]:
+def _stock(directory: Path) -> tuple[StockImage, ...]:
     mimes = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
     files = sorted(p for p in directory.iterdir() if p.suffix.lower() in mimes)
     if not files:
         raise SystemExit(f"no PNG or JPEG files in {directory}")
-    return tuple((mimes[p.suffix.lower()], p.read_bytes()) for p in files)
+    return tuple(StockImage(mimes[p.suffix.lower()], p.read_bytes()) for p in files)
 
 
 if __name__ == "__main__":

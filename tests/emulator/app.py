@@ -28,6 +28,7 @@ import json
 import time
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -44,6 +45,7 @@ from .state import (
     DEFAULT_SECRET,
     MAX_LOGGED_REQUESTS,
     EmulatorState,
+    StockImage,
     answer_after_latency,
     log_request,
     state_of,
@@ -140,7 +142,9 @@ async def _generate(state: EmulatorState, version: str, model: str, raw: bytes, 
         if fault.name == "malformed":
             return Response(gemini.malformed_body(parsed, signer, raw), media_type="application/json")
         return JSONResponse(gemini.fault_body(fault, parsed, signer, raw))
-    return JSONResponse(await run_in_threadpool(gemini.success, parsed, signer, raw, state.next_stock()))
+    body = await run_in_threadpool(gemini.success, parsed, signer, raw, state.next_stock())
+    # orjson: ~0.5 ms for an answer with a 1K image where json.dumps takes ~4 (the CPU is shared with the app).
+    return Response(await run_in_threadpool(orjson.dumps, body), media_type="application/json")
 
 
 async def list_requests(req: Request) -> Response:
@@ -206,7 +210,7 @@ def create_app(
     latency_ms: float = 0,
     secret: bytes = DEFAULT_SECRET,
     signature_filler: int = 256,
-    stock: tuple[tuple[str, bytes], ...] = (),
+    stock: tuple[StockImage, ...] = (),
 ) -> Starlette:
     """Build an emulator app.
 
@@ -215,7 +219,7 @@ def create_app(
 
     ``secret`` keys the thought signatures (same secret = signatures survive restarts);
     ``signature_filler`` pads each signature by that many bytes (real ones are MBs);
-    ``stock``: ready (mime type, image) Gemini answers, used in turn instead of rendering.
+    ``stock``: ready Gemini answer images, used in turn instead of rendering.
     """
     routes = [
         Route(f"/{version}/models/{{model}}:generateContent", generate_content, methods=["POST"])

@@ -18,6 +18,7 @@ from . import images, signatures
 from .faults import Fault
 from .models import INPUT_IMAGE_TOKENS
 from .request import GenerateRequest
+from .state import StockImage
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,11 @@ def _candidate(parts: list[dict[str, Any]], finish: str = "STOP") -> dict[str, A
 
 
 def success(
-    req: GenerateRequest, signer: Signer, raw_body: bytes, stock: tuple[str, bytes] | None = None
+    req: GenerateRequest, signer: Signer, raw_body: bytes, stock: StockImage | None = None
 ) -> dict[str, Any]:
     """The normal answer: optional thoughts, a signed text part, a signed edited image.
 
-    ``stock`` is a ready (mime type, image) to answer with instead of rendering one.
+    ``stock`` is a ready image to answer with instead of rendering one.
     """
     spec = req.model
     prompt = req.latest_user_text
@@ -126,15 +127,12 @@ def success(
             origin = images.provenance(
                 spec.id, prompt, len(req.contents), [p.data or b"" for p in req.input_images]
             )
-            mime, data = spec.output_mime, images.encode(edited, spec.output_mime, origin)
+            data = images.encode(edited, spec.output_mime, origin)
+            inline = {"mimeType": spec.output_mime, "data": base64.b64encode(data).decode()}
         else:
-            mime, data = stock
-        parts.append(
-            {
-                "inlineData": {"mimeType": mime, "data": base64.b64encode(data).decode()},
-                "thoughtSignature": signer.image(data),
-            }
-        )
+            data = stock.data
+            inline = {"mimeType": stock.mime_type, "data": stock.base64}
+        parts.append({"inlineData": inline, "thoughtSignature": signer.image(data)})
 
     return _envelope(
         req,

@@ -24,6 +24,7 @@ from PIL import Image
 
 from tests.emulator import create_app, read_provenance
 from tests.emulator.fixtures import EmulatorControl, run_emulator
+from tests.emulator.state import StockImage
 
 FLASH = "gemini-3.1-flash-image"
 PRO = "gemini-3-pro-image"
@@ -922,14 +923,17 @@ async def test_latency_setting() -> None:
 
 async def test_stock_answers_are_served_in_turn_and_replay_like_rendered_ones() -> None:
     """Benchmarks answer with ready images: no rendering on the app's CPU, signatures still valid."""
-    stock = (("image/png", png((48, 32), (255, 0, 0))), ("image/png", png((48, 32), (0, 0, 255))))
+    stock = (
+        StockImage("image/png", png((48, 32), (255, 0, 0))),
+        StockImage("image/png", png((48, 32), (0, 0, 255))),
+    )
     transport = httpx.ASGITransport(app=create_app(stock=stock))
     async with httpx.AsyncClient(transport=transport, base_url="http://stock") as http:
         first = parts_of(await generate(http, edit_request("one")))
         second = parts_of(await generate(http, edit_request("two")))
         third = parts_of(await generate(http, edit_request("three")))
         served = [base64.b64decode(p[-1]["inlineData"]["data"]) for p in (first, second, third)]
-        assert served == [stock[0][1], stock[1][1], stock[0][1]]
+        assert served == [stock[0].data, stock[1].data, stock[0].data]
         replay = request_body(
             user(image(png()), text("one")),
             {"role": "model", "parts": first},
