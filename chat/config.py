@@ -12,7 +12,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from chat.catalog import DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL
 from chat.context import DEFAULT_KEEP_IMAGES
 
-__all__ = ["PERSISTENT_DATA_DIR", "Settings", "default_data_dir"]
+__all__ = ["DEFAULT_MODEL_CONCURRENCY", "PERSISTENT_DATA_DIR", "Settings", "default_data_dir"]
+
+#: Model calls served at once. With 16, users 17-32 of 32 waited a whole extra provider call
+#: (bench/RESULTS.md, section 3: 3.0 s against 2.2 s at 32, 1 s latency; 7.5 against 12.3 s at 5 s).
+DEFAULT_MODEL_CONCURRENCY = 32
+
 
 #: Where Hugging Face Spaces mounts persistent storage, and where the Docker image declares its volume.
 PERSISTENT_DATA_DIR = Path("/data")
@@ -75,7 +80,9 @@ class Settings(BaseSettings):
     )
     port: int = Field(7860, validation_alias=AliasChoices("RETOUCH_PORT", "GRADIO_SERVER_PORT", "port"))
     model_concurrency: int = Field(
-        16, ge=1, validation_alias=AliasChoices("RETOUCH_MODEL_CONCURRENCY", "model_concurrency")
+        DEFAULT_MODEL_CONCURRENCY,
+        ge=1,
+        validation_alias=AliasChoices("RETOUCH_MODEL_CONCURRENCY", "model_concurrency"),
     )
 
     max_upload_bytes: int = Field(20 * 1024 * 1024, validation_alias="RETOUCH_MAX_UPLOAD_BYTES")

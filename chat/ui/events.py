@@ -17,6 +17,7 @@ import gradio as gr
 from pydantic import SecretStr
 
 from chat.access import Access, Actor, new_owner_id
+from chat.config import DEFAULT_MODEL_CONCURRENCY
 from chat.domain import Conversation, GenerationOptions, Role, Route
 from chat.errors import RetouchError
 from chat.images import painted_region, region_png
@@ -46,7 +47,7 @@ class UIConfig:
     default_openai_model: str
     configured: Mapping[str, bool] = field(default_factory=lambda: {"gemini": True, "openai": False})
     max_upload_bytes: int = 20 * 1024 * 1024
-    model_concurrency: int = 16
+    model_concurrency: int = DEFAULT_MODEL_CONCURRENCY
     browser_secret: str = "retouch-browser-state"
 
     def key_status(self) -> str:
