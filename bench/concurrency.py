@@ -1,15 +1,19 @@
 """32 simultaneous users through gradio_client. Target: the last answer within 1.5 s (ideal 1 s).
 
-How: the emulator runs as its own process with ``--latency-ms 1000`` (every answer takes 1 s);
-the real app (``python app.py``, fresh data directory, rate limits raised out of the way) is
-started once per ``RETOUCH_MODEL_CONCURRENCY`` in {8, 16, 32, 64} (16 is the default). 32
-threads each build their own ``gradio_client.Client``, wait on a barrier and each send one
-``/send`` (new conversation, short text, no image). The figure is the wall time from the
-barrier's release to the last answer. A first round is a warm-up (the first call of each
-client, lazy start-up in the app) and is not counted; then ``--rounds`` rounds (default 3)
-are measured. The CPU seconds used by the app, the emulator and this process during each
-round are recorded too: the machine may have few cores, and the emulator renders a
-1024x1024 PNG per answer.
+How: the emulator runs as its own process with ``--latency-ms 1000`` (every answer leaves 1 s
+after its request arrived); by default it answers with ready, distinct 1024x1024 photo-like
+PNGs (2.4 MB, as a real edit is), since its own rendering would take the CPU a remote
+provider's does not (``--answers rendered``: it renders flat pictures itself). The real app
+(``python app.py``, fresh data directory, rate limits raised out of the way) is started once
+per ``RETOUCH_MODEL_CONCURRENCY`` in {8, 16, 32, 64}. 32 threads each build their own
+``gradio_client.Client`` (``CLIENT_OPTIONS``), wait on a barrier and each send one ``/send``
+(new conversation, short text, no image). The figure is the wall time from the barrier's
+release to the last answer. A first round is a warm-up (the first call of each client, lazy
+start-up in the app) and is not counted; then ``--rounds`` rounds (default 3) are measured.
+The CPU seconds used by the app, the emulator and this process during each round are
+recorded too. Last, the same clients call a trivial endpoint at once (``floor_round``): the
+queue's own cost, under which no /send round can go.
+
 
 A second client kind runs the same rounds through Gradio's REST call API (``/gradio_api/call/send``
 then its SSE stream) from one asyncio loop, to tell the app's share from gradio_client's own
@@ -92,6 +96,24 @@ def gradio_round(clients: list[Client], prompt: str, options: dict | None) -> li
     with ThreadPoolExecutor(max_workers=len(clients)) as pool:
         done = list(pool.map(user, range(len(clients))))
     return [(end - released[0], status) for end, status in done]
+
+
+def floor_round(clients: list[Client]) -> float:
+    """Every client calls a trivial endpoint at the same moment; seconds from the barrier to the last reply.
+
+    ``/conversations`` is one small query: no provider call, no turn stored. What is left is
+    the cost of Gradio's queue and of the clients themselves, the floor under any /send round.
+    """
+    released: list[float] = []
+    barrier = threading.Barrier(len(clients), action=lambda: released.append(time.perf_counter()))
+
+    def user(client: Client) -> float:
+        barrier.wait()
+        client.predict("bench-floor-owner-key-0123", "", api_name="/conversations")
+        return time.perf_counter()
+
+    with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+        return max(pool.map(user, clients)) - released[0]
 
 
 async def _raw_send(http: httpx.AsyncClient, url: str, text: str, options: dict | None) -> tuple[float, str]:
@@ -225,9 +247,23 @@ def measure(
                             },
                         }
                     )
+            floors = []
+            for _ in range(rounds + 1):
+                before = cpu_seconds(app.pid)
+                wall = floor_round(clients)
+                floors.append(
+                    {
+                        "wall_s": round(wall, 4),
+                        "app_cpu_s": round(cpu_seconds(app.pid)[app.pid] - before[app.pid], 3),
+                    }
+                )
             if profile_to is not None:
                 profile_app(app.pid, app.url, users, options, profile_to)
     summary: dict[str, Any] = {"model_concurrency": limit, "default": limit == DEFAULT_LIMIT}
+    summary["queue_floor"] = {
+        "median_wall_s": round(statistics.median(f["wall_s"] for f in floors[1:]), 3),
+        "rounds": floors[1:],  # the first was a warm-up
+    }
     for kind, measured in results.items():
         walls = [r["wall_s"] for r in measured]
         summary[kind] = {
@@ -400,6 +436,12 @@ def main(argv: list[str] | None = None) -> None:
                 ]
             )
     print(table(rows))  # noqa: T201 - the summary table
+    for s in summaries:
+        floor = s["queue_floor"]
+        cpu = statistics.median(f["app_cpu_s"] for f in floor["rounds"])
+        print(  # noqa: T201
+            f"queue floor at {name_of(s)}: {users} trivial calls at once, {floor['median_wall_s']} s, app CPU {cpu} s"
+        )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """App overhead per turn beyond provider latency. Target: p50 < 30 ms, p99 < 100 ms per turn.
 
 How: ``bench.harness`` runs the real ChatService in-process (SQLite and the blob store in a
-temporary directory, GeminiClient over httpx) against the emulator on a thread, at 0 ms
+temporary directory, GeminiClient over httpx) against the emulator in its own process, at 0 ms
 latency. Each conversation uploads a 1024x1024 photo (JPEG) and then edits it for 30 turns;
 the answers are 1024x1024 PNGs. A turn's overhead is its wall time (``service.send`` until the
 answer is stored) minus the time inside the httpx transport (request sent until the whole
 response body is read). After a 2-turn warm-up, ``--conversations`` conversations (default 3)
-are measured with the default replay bound (keep_images=4) and with no bound (keep_images=0).
+are measured with the default replay bound (``chat.context.DEFAULT_KEEP_IMAGES``) and with no
+bound (keep_images=0).
+
 
 Writes ``bench/results/overhead.json`` (every turn, with a breakdown of the app's time by
 step) and ``overhead.png`` (overhead vs turn number, and the breakdown per turn). ``--profile``
