@@ -48,7 +48,13 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
     """Everything wired, nothing launched (tests use this too)."""
     if engine is None:
         engine = open_database(settings)
-    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+    # One pool for both providers; every model call in flight may keep its connection (a new TLS
+    # handshake per call would cost time and CPU), Gemini's and OpenAI's fallback at once.
+    pooled = 2 * settings.model_concurrency
+    http = httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=max(100, pooled), max_keepalive_connections=pooled)
+    )
+
     gemini = GeminiClient(
         http,
         api_key=settings.gemini_api_key,

@@ -207,6 +207,6 @@ def _openai_panel(default_model: str) -> tuple[gr.components.Component, ...]:
             [AUTO, "high", "low"], value=AUTO, label="Input fidelity (gpt-image-1.5 / 1-mini)"
         )
     budget = gr.Number(
-        None, label="Budget for this conversation ($, empty = none)", minimum=0, elem_id="budget"
+        None, label="Budget for this conversation ($; 0 = no budget)", minimum=0, elem_id="budget"
     )
     return (route, model, size, quality, background, output_format, compression, fidelity, budget)
