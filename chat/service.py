@@ -11,10 +11,8 @@ import asyncio
 import json
 import logging
 import secrets
-import threading
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -56,6 +54,7 @@ from chat.images import (
 )
 from chat.limits import Guard
 from chat.pricing import estimate_cost, worst_case_turn_cost
+from chat.recent import RecentConversations
 from storage import BlobStore, session_scope
 from storage import repository as repo
 
@@ -64,7 +63,6 @@ __all__ = ["Attachment", "ChatService", "InputLimits", "new_conversation_id"]
 log = logging.getLogger("retouch.service")
 
 TITLE_CHARS = 60
-WRITTEN_KEPT = 256  # conversations whose last write is kept in memory (no image bytes: a few KB each)
 
 
 @dataclass(frozen=True)
@@ -121,8 +119,7 @@ class ChatService:
         self._clock = clock
         self._new_id = new_id
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._written: OrderedDict[str, Conversation] = OrderedDict()
-        self._written_lock = threading.Lock()
+        self._written = RecentConversations()
         self.gate = Gatekeeper(engine)
 
     # --- reads ---------------------------------------------------------------------------
@@ -425,22 +422,12 @@ class ChatService:
         return repo.append_to(session=session, conversation=conversation, turn=turn, now=now)
 
     def _stored(self, conversation_id: str) -> Conversation | None:
-        """The conversation as stored: as this service last wrote it, else loaded (a query per turn and part).
-
-        Only this service appends turns, under the conversation's lock, so what it wrote is what a
-        reload would return; ``repo.append_to`` reloads if the stored turns moved on anyway.
-        """
-        with self._written_lock:
-            conversation = self._written.get(conversation_id)
+        """The conversation as stored: as this service last wrote it (chat/recent.py), else loaded."""
+        conversation = self._written.get(conversation_id)
         return conversation if conversation is not None else self._load(conversation_id)
 
     def _remember(self, conversation: Conversation) -> Conversation:
-        """Keep a conversation just committed; the least recently written go first."""
-        with self._written_lock:
-            self._written[conversation.id] = conversation
-            self._written.move_to_end(conversation.id)
-            while len(self._written) > WRITTEN_KEPT:
-                self._written.popitem(last=False)
+        self._written.put(conversation)
         return conversation
 
     def _load(self, conversation_id: str) -> Conversation | None:
