@@ -135,16 +135,24 @@ def test_spend_cap_stops_server_keys_but_not_visitors_own(engine):
     restarted.admit("1.2.3.4", server_cost=0.10)  # a new day
 
 
+def guarded_service(
+    tmp_path, engine, emulator, http: httpx.AsyncClient, daily_spend_usd: float
+) -> tuple[ChatService, Guard]:
+    """Gemini on the server's key behind a daily spend cap."""
+    gemini = GeminiClient(http, api_key=SecretStr(SERVER_KEY), base_url=emulator.url)
+    guard = Guard(Limits(daily_spend_usd=daily_spend_usd), engine=engine)
+    service = ChatService(
+        engine=engine,
+        blobs=BlobStore(tmp_path / "images"),
+        policy=FallbackPolicy({"gemini": gemini}),
+        guard=guard,
+    )
+    return service, guard
+
+
 async def test_limits_refuse_before_anything_is_stored_or_sent(tmp_path, engine, emulator):
     async with httpx.AsyncClient() as http:
-        gemini = GeminiClient(http, api_key=SecretStr(SERVER_KEY), base_url=emulator.url)
-        guard = Guard(Limits(daily_spend_usd=0.01), engine=engine)
-        service = ChatService(
-            engine=engine,
-            blobs=BlobStore(tmp_path / "images"),
-            policy=FallbackPolicy({"gemini": gemini}),
-            guard=guard,
-        )
+        service, guard = guarded_service(tmp_path, engine, emulator, http, daily_spend_usd=0.01)
         with pytest.raises(LimitError, match="today's budget"):
             await last(service.send(Actor("x" * 20), None, "a lighthouse", options=OPTIONS))
         assert emulator.requests() == []
@@ -156,14 +164,7 @@ async def test_limits_refuse_before_anything_is_stored_or_sent(tmp_path, engine,
 
 async def test_an_answer_on_the_server_key_and_its_cost_are_stored_together(tmp_path, engine, emulator):
     async with httpx.AsyncClient() as http:
-        gemini = GeminiClient(http, api_key=SecretStr(SERVER_KEY), base_url=emulator.url)
-        guard = Guard(Limits(daily_spend_usd=5.0), engine=engine)
-        service = ChatService(
-            engine=engine,
-            blobs=BlobStore(tmp_path / "images"),
-            policy=FallbackPolicy({"gemini": gemini}),
-            guard=guard,
-        )
+        service, guard = guarded_service(tmp_path, engine, emulator, http, daily_spend_usd=5.0)
         done = await last(service.send(Actor("x" * 20), None, "a lighthouse", options=OPTIONS))
     answer = done.turns[-1]
     assert answer.attempts[-1].paid_by == "server" and answer.cost_usd
