@@ -15,7 +15,6 @@ import io
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,8 @@ from typing import Any
 import httpx
 import numpy as np
 from PIL import Image
+
+from tests.app_process import app_env, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -252,12 +253,6 @@ def png_bytes(image: Image.Image) -> bytes:
 # --- subprocesses --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def stop(process: subprocess.Popen[Any]) -> None:
     """SIGTERM the process we started (the app drains and exits 0), SIGKILL it if it hangs."""
     if process.poll() is not None:
@@ -320,24 +315,6 @@ class AppProcess:
         return self.process.pid
 
 
-def app_env(data_dir: Path, port: int, emulator_url: str, extra: Mapping[str, str] | None = None) -> dict:
-    """The environment of ``tests/app_process.py``, with the abuse limits out of the way."""
-    return {
-        **os.environ,
-        "RETOUCH_DATA_DIR": str(data_dir),
-        "RETOUCH_PORT": str(port),
-        "GEMINI_BASE_URL": emulator_url,
-        "GEMINI_API_KEY": "test-key",
-        "OPENAI_BASE_URL": f"{emulator_url}/v1",
-        "OPENAI_API_KEY": "test-key",
-        "RETOUCH_RETRY_BASE_DELAY": "0",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "PYTHONUNBUFFERED": "1",
-        **NO_LIMITS,
-        **(extra or {}),
-    }
-
-
 @contextmanager
 def app_process(
     data_dir: Path, emulator_url: str, *, extra_env: Mapping[str, str] | None = None, wait: bool = True
@@ -351,7 +328,7 @@ def app_process(
     process = subprocess.Popen(
         [sys.executable, "app.py"],
         cwd=ROOT,
-        env=app_env(data_dir, port, emulator_url, extra_env),
+        env=app_env(data_dir, emulator_url, **{"RETOUCH_PORT": str(port), **NO_LIMITS, **(extra_env or {})}),
         stdout=log,
         stderr=subprocess.STDOUT,
     )

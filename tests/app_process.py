@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["app_process", "running_app"]
+__all__ = ["app_env", "app_process", "free_port", "running_app"]
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 90
@@ -23,6 +23,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def app_env(data_dir: Path, emulator_url: str, **extra: str) -> dict[str, str]:
+    """The environment tests and benchmarks run the app with: both providers at the emulator."""
+    return {
+        **os.environ,
+        "RETOUCH_DATA_DIR": str(data_dir),
+        "GEMINI_BASE_URL": emulator_url,
+        "GEMINI_API_KEY": "test-key",
+        "OPENAI_BASE_URL": f"{emulator_url}/v1",
+        "OPENAI_API_KEY": "test-key",
+        "RETOUCH_RETRY_BASE_DELAY": "0",  # retries are counted, not waited for
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
 
 
 @contextmanager
@@ -38,19 +54,7 @@ def app_process(
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """Like ``running_app``, also handing over the process (to kill it mid-turn); ``extra_env`` adds settings."""
     port = free_port()
-    env = {
-        **os.environ,
-        "RETOUCH_DATA_DIR": str(data_dir),
-        "RETOUCH_PORT": str(port),
-        "GEMINI_BASE_URL": emulator_url,
-        "GEMINI_API_KEY": "test-key",
-        "OPENAI_BASE_URL": f"{emulator_url}/v1",
-        "OPENAI_API_KEY": "test-key",
-        "RETOUCH_RETRY_BASE_DELAY": "0",  # retries are counted here, not waited for
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "PYTHONUNBUFFERED": "1",
-        **extra_env,
-    }
+    env = app_env(data_dir, emulator_url, **{"RETOUCH_PORT": str(port), **extra_env})
     process = subprocess.Popen(
         [sys.executable, "app.py"],
         cwd=ROOT,

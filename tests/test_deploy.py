@@ -14,7 +14,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -48,6 +47,7 @@ from chat.health import health_route
 from chat.lifecycle import DrainGate, DrainReport, Lifecycle, stop_gradio_server
 from storage import MIGRATIONS, make_engine, migrate, sqlite_url
 from storage.db import DB_FILENAME
+from tests.app_process import app_env, free_port
 from tests.emulator.fixtures import EmulatorControl, run_emulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,12 +181,6 @@ def copy_build_context(dest: Path) -> None:
 # --- running the app as a process ---------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class AppProcess:
     process: subprocess.Popen[str]
@@ -246,17 +240,7 @@ def _answers(url: str) -> bool:
 
 
 def dev_env(tmp_path: Path, emulator_url: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "RETOUCH_DATA_DIR": str(tmp_path / "data"),
-        "GEMINI_BASE_URL": emulator_url,
-        "GEMINI_API_KEY": "test-key",
-        "OPENAI_BASE_URL": f"{emulator_url}/v1",
-        "OPENAI_API_KEY": "test-key",
-        "RETOUCH_RETRY_BASE_DELAY": "0",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        **extra,
-    }
+    return app_env(tmp_path / "data", emulator_url, **extra)
 
 
 def wait_for_model_call(emulator: EmulatorControl, process: AppProcess) -> None:
