@@ -116,6 +116,11 @@ def error(outcome: str, kind: str, provider: str, calls: tuple[int, int], says: 
     return Expect(outcome, TurnStatus.ERROR, kind, provider, calls, says)
 
 
+def openai_error(kind: str, calls: tuple[int, int], says: str, note: str = "") -> Expect:
+    """OpenAI fails on its own: an error turn of ``kind``."""
+    return error(f"error kind={kind}{note}", kind, "openai", calls, says)
+
+
 def no_fallback(kind: str, says: str) -> Expect:
     return error(f"error kind={kind}, no fallback", kind, "gemini", (1, 0), says)
 
@@ -147,9 +152,7 @@ ROWS: list[Row] = [
         Trigger(options={"safety_threshold": "BLOCK_EVERYTHING"}),
         Trigger(prompt=" [fault:no-such-fault]"),
         no_fallback("bad_request", "Gemini could not accept this request: 400 INVALID_ARGUMENT"),
-        error(
-            "error kind=bad_request", "bad_request", "openai", (0, 1), "OpenAI could not accept this request"
-        ),
+        openai_error("bad_request", (0, 1), "OpenAI could not accept this request"),
         only_gemini_named("bad_request", "Gemini could not accept this request"),
     ),
     Row(
@@ -158,7 +161,7 @@ ROWS: list[Row] = [
         Trigger(key="invalid-gemini-key-0123456789"),
         Trigger(key="invalid-openai-key-0123456789"),
         no_fallback("auth", f"Gemini rejected {BAD_KEY}"),
-        error("error kind=auth, says check the key", "auth", "openai", (0, 1), f"OpenAI rejected {BAD_KEY}"),
+        openai_error("auth", (0, 1), f"OpenAI rejected {BAD_KEY}", note=", says check the key"),
         only_gemini_named("auth", "Check the key"),
     ),
     Row(
@@ -167,13 +170,7 @@ ROWS: list[Row] = [
         Trigger(key="denied-gemini-key-0123456789"),
         Trigger(key="unverified-openai-key-0123456789"),
         no_fallback("auth", "Gemini rejected the API key (403 PERMISSION_DENIED"),
-        error(
-            "error kind=auth, says check the key",
-            "auth",
-            "openai",
-            (0, 1),
-            "OpenAI rejected the API key (403",
-        ),
+        openai_error("auth", (0, 1), "OpenAI rejected the API key (403", note=", says check the key"),
         only_gemini_named("auth", "Check the key"),
     ),
     Row(
@@ -182,13 +179,7 @@ ROWS: list[Row] = [
         Trigger(options={"model": "gemini-2.5-flash-image"}),
         Trigger(options={"openai": OpenAIOptions(model="gpt-image-1")}),
         no_fallback("bad_request", "models/gemini-2.5-flash-image is not found"),
-        error(
-            "error kind=bad_request",
-            "bad_request",
-            "openai",
-            (0, 1),
-            "The model `gpt-image-1` does not exist",
-        ),
+        openai_error("bad_request", (0, 1), "The model `gpt-image-1` does not exist"),
         only_gemini_named("bad_request", "404 NOT_FOUND"),
     ),
     Row(
@@ -197,13 +188,7 @@ ROWS: list[Row] = [
         queued("429", 3),
         queued("429", 3),
         fallback("429 RESOURCE_EXHAUSTED", 3),
-        error(
-            "error kind=rate_limited, says when to retry",
-            "rate_limited",
-            "openai",
-            (0, 3),
-            "Try again in about 2 s",
-        ),
+        openai_error("rate_limited", (0, 3), "Try again in about 2 s", note=", says when to retry"),
         both_named("rate_limited", (3, 3), "Tried OpenAI too: OpenAI is rate-limiting requests"),
         waits=(2.0, 2.0),
     ),
@@ -213,9 +198,7 @@ ROWS: list[Row] = [
         queued("500", 3),
         queued("500", 3),
         fallback("500 INTERNAL", 3),
-        error(
-            "error kind=unavailable", "unavailable", "openai", (0, 3), "OpenAI is unavailable right now (500"
-        ),
+        openai_error("unavailable", (0, 3), "OpenAI is unavailable right now (500"),
         both_named("unavailable", (3, 3)),
         waits=RETRIED,
     ),
@@ -225,9 +208,7 @@ ROWS: list[Row] = [
         queued("503", 3),
         queued("503", 3),
         fallback("503 UNAVAILABLE", 3),
-        error(
-            "error kind=unavailable", "unavailable", "openai", (0, 3), "OpenAI is unavailable right now (503"
-        ),
+        openai_error("unavailable", (0, 3), "OpenAI is unavailable right now (503"),
         both_named("unavailable", (3, 3)),
         waits=RETRIED,
     ),
@@ -237,7 +218,7 @@ ROWS: list[Row] = [
         queued("504", 3),
         queued("504", 3),
         fallback("504 DEADLINE_EXCEEDED", 3),
-        error("error kind=timeout", "timeout", "openai", (0, 3), "OpenAI did not answer in time (504"),
+        openai_error("timeout", (0, 3), "OpenAI did not answer in time (504"),
         both_named("timeout", (3, 3)),
         waits=RETRIED,
     ),
@@ -247,7 +228,7 @@ ROWS: list[Row] = [
         Trigger(faults=("slow:1",) * 3, timeout_s=0.3),
         Trigger(faults=("slow:1",) * 3, timeout_s=0.3),
         fallback("ReadTimeout", 3),
-        error("error kind=timeout", "timeout", "openai", (0, 3), "OpenAI did not answer in time"),
+        openai_error("timeout", (0, 3), "OpenAI did not answer in time"),
         both_named("timeout", (3, 3)),
         waits=RETRIED,
     ),
@@ -257,13 +238,7 @@ ROWS: list[Row] = [
         Trigger(endpoint=REFUSED),
         Trigger(endpoint=REFUSED),
         fallback("connection failed (ConnectError)", 3),
-        error(
-            "error kind=unavailable",
-            "unavailable",
-            "openai",
-            (0, 3),
-            "OpenAI is unavailable right now (connection failed",
-        ),
+        openai_error("unavailable", (0, 3), "OpenAI is unavailable right now (connection failed"),
         both_named("unavailable", (3, 3)),
         waits=RETRIED,
     ),
@@ -273,13 +248,7 @@ ROWS: list[Row] = [
         Trigger(endpoint=RESET),
         Trigger(endpoint=RESET),
         fallback("connection failed (ReadError)", 3),
-        error(
-            "error kind=unavailable",
-            "unavailable",
-            "openai",
-            (0, 3),
-            "OpenAI is unavailable right now (connection failed",
-        ),
+        openai_error("unavailable", (0, 3), "OpenAI is unavailable right now (connection failed"),
         both_named("unavailable", (3, 3)),
         waits=RETRIED,
     ),
@@ -289,7 +258,7 @@ ROWS: list[Row] = [
         queued("malformed", 3),
         queued("malformed", 3),
         fallback("the answer was not valid JSON", 3),
-        error("error kind=unavailable", "unavailable", "openai", (0, 3), "(the answer was not valid JSON)"),
+        openai_error("unavailable", (0, 3), "(the answer was not valid JSON)"),
         both_named("unavailable", (3, 3)),
         waits=RETRIED,
     ),
@@ -299,7 +268,7 @@ ROWS: list[Row] = [
         Trigger(endpoint=TRUNCATED),
         queued("truncated_b64", 3),
         fallback("the image in the answer was corrupt", 3),
-        error("error kind=unavailable", "unavailable", "openai", (0, 3), f"OpenAI is {CORRUPT}"),
+        openai_error("unavailable", (0, 3), f"OpenAI is {CORRUPT}"),
         both_named("unavailable", (3, 3)),
         waits=RETRIED,
     ),
@@ -309,7 +278,7 @@ ROWS: list[Row] = [
         queued("empty"),
         queued("empty"),
         fallback("empty answer (finish reason none)", 1),
-        error("error kind=no_image", "no_image", "openai", (0, 1), "OpenAI answered without an image"),
+        openai_error("no_image", (0, 1), "OpenAI answered without an image"),
         both_named("no_image", (1, 1)),
     ),
     Row(
@@ -365,13 +334,7 @@ ROWS: list[Row] = [
         None,
         queued("moderation"),
         None,
-        error(
-            "error kind=blocked",
-            "blocked",
-            "openai",
-            (0, 1),
-            "OpenAI refused this request for safety (moderation_blocked)",
-        ),
+        openai_error("blocked", (0, 1), "OpenAI refused this request for safety (moderation_blocked)"),
         None,
     ),
 ]
