@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import html
 import io
-import random
 import struct
 import sys
 import zlib
@@ -36,6 +35,7 @@ from chat.fallback import FallbackPolicy, RetryPolicy
 from chat.service import Attachment, ChatService
 from chat.ui.render import to_messages, to_transcript
 from storage import BlobStore, make_engine, migrate, session_scope, sqlite_url
+from tests.pictures import encode, noise
 
 OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
 ACTOR = Actor("owner-of-the-bad-input-matrix")
@@ -47,17 +47,6 @@ HTML = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 
 
 # --- inputs, each made cheaply with Pillow ------------------------------------------------------
-
-
-def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
-    out = io.BytesIO()
-    image.save(out, format=fmt, **params)
-    return out.getvalue()
-
-
-def noise(size: tuple[int, int] = (64, 64)) -> Image.Image:
-    """Incompressible pixels, so that cutting or zeroing bytes really damages pixel data."""
-    return Image.frombytes("RGB", size, random.Random(0).randbytes(size[0] * size[1] * 3))
 
 
 def photo(colour: tuple[int, int, int] = (90, 140, 200)) -> bytes:

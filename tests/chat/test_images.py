@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import random
 import struct
 import zlib
 
@@ -12,6 +11,7 @@ from PIL import Image, ImageFile
 
 from chat.errors import InputError
 from chat.images import ImageLimits, image_size, prepare_upload, verify_image
+from tests.pictures import encode, noise
 
 LIMITS = ImageLimits()
 UNREADABLE = "is not an image Retouch can read. Please upload a PNG, JPEG or WebP photo."
@@ -20,17 +20,6 @@ RED = (255, 0, 0)
 
 
 # --- fixture helpers -------------------------------------------------------------------------
-
-
-def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
-    out = io.BytesIO()
-    image.save(out, format=fmt, **params)
-    return out.getvalue()
-
-
-def noise(size: tuple[int, int] = (64, 64)) -> Image.Image:
-    """Incompressible, deterministic pixels, so that cutting bytes really cuts pixel data."""
-    return Image.frombytes("RGB", size, random.Random(0).randbytes(size[0] * size[1] * 3))
 
 
 def flip_byte(data: bytes, index: int) -> bytes:
