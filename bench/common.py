@@ -208,6 +208,13 @@ def pyplot() -> Any:
     return plt
 
 
+def save_figure(fig: Any, path: Path) -> None:
+    """Every benchmark's plot: laid out, written at the same resolution, and closed."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+
+
 # --- images --------------------------------------------------------------------------------
 
 

@@ -55,6 +55,7 @@ from bench.common import (
     emulator_process,
     pyplot,
     result_path,
+    save_figure,
     summary_ms,
     table,
     wait_until_quiet,
@@ -315,9 +316,7 @@ def plot(summaries: list[dict[str, Any]], users: int, latency_ms: float, path: P
         ax.set_ylabel("answers received (first measured round)")
         ax.set_title(f"When each user got the answer: {title}")
         ax.legend(fontsize=8, title="model concurrency")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> None:

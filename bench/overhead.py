@@ -33,6 +33,7 @@ from bench.common import (
     photo,
     pyplot,
     result_path,
+    save_figure,
     summary_ms,
     table,
     wait_until_quiet,
@@ -131,9 +132,7 @@ def plot(results: dict[str, list[list[TurnRecord]]], path: Path) -> None:
         handles, legend_labels = ax.get_legend_handles_labels()
         ax.legend(handles[::-1], legend_labels[::-1], fontsize=7, loc="upper left", title="mean per turn")
         ax.set_ylim(top=ax.get_ylim()[1] * 1.6)  # room for the legend
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def summarise(

@@ -32,6 +32,7 @@ from bench.common import (
     png_bytes,
     pyplot,
     result_path,
+    save_figure,
     table,
     wait_until_quiet,
     write_json,
@@ -108,9 +109,7 @@ def plot(results: dict[str, dict[int, list[TurnRecord]]], path: Path) -> None:
     ax.set_ylabel("input tokens (promptTokenCount)")
     ax.set_title("Input tokens per turn")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> None:

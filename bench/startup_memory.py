@@ -43,6 +43,7 @@ from bench.common import (
     png_bytes,
     pyplot,
     result_path,
+    save_figure,
     table,
     wait_until_quiet,
     write_json,
@@ -206,9 +207,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
     memory.set_ylabel("RSS (MB)")
     memory.set_title("Resident memory of the app process")
     memory.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> None:
