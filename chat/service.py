@@ -293,7 +293,7 @@ class ChatService:
     ) -> None:
         """The conversation's budget, rate limits and the daily cap, before anything is stored or sent."""
         if options.budget_usd is not None and conversation_id:
-            conversation = await asyncio.to_thread(self._load, conversation_id)
+            conversation = await asyncio.to_thread(self._stored, conversation_id)
             spent = conversation.cost_usd() if conversation else 0.0
             worst = worst_case_turn_cost(options, input_images=images)
             if spent + worst > options.budget_usd:
