@@ -42,6 +42,7 @@ from pydantic import SecretStr
 
 import chat.fallback as fallback_module
 import chat.providers.gemini as gemini_module
+import chat.providers.http as http_module
 import chat.service as service_module
 from bench.common import emulator_process, photo
 from chat.access import Actor, Gatekeeper
@@ -120,7 +121,7 @@ PHASES: tuple[tuple[Any, str, str], ...] = (
     (ChatService, "_store_user_turn", "store user turn"),
     (GeminiClient, "_body", "request body (contents, base64, JSON)"),
     (gemini_module, "build_contents", "  build contents (read + base64)"),
-    (gemini_module, "json_or_none", "JSON decode answer"),
+    (http_module, "json_or_none", "JSON decode answer"),
     (gemini_module, "parse_reply", "parse answer (base64 decode)"),
     (fallback_module, "_check_images", "check answer image (PNG CRCs)"),
     (ChatService, "_outcome_turn", "answer -> turn (blob write)"),

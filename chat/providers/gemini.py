@@ -13,7 +13,6 @@ from pydantic import SecretStr
 from chat.cache import ReplyCache, request_hash
 from chat.context import DEFAULT_KEEP_IMAGES
 from chat.domain import GenerationOptions, ProviderReply, Turn
-from chat.errors import UnavailableError
 from chat.providers.encoded_images import EncodedImages
 from chat.providers.gemini_wire import (
     PROVIDER,
@@ -23,7 +22,7 @@ from chat.providers.gemini_wire import (
     error_from_response,
 )
 from chat.providers.gemini_wire import parse_response as parse_reply
-from chat.providers.http import api_key_for, json_or_none, map_transport_errors
+from chat.providers.http import api_key_for, map_transport_errors, read_reply
 
 __all__ = ["GeminiClient"]
 
@@ -89,15 +88,9 @@ class GeminiClient:
         headers = {"x-goog-api-key": key, "content-type": "application/json"}
         async with map_transport_errors(PROVIDER):
             response = await self._http.post(url, content=body, headers=headers, timeout=self._timeout)
-        return await asyncio.to_thread(_read_reply, response, model)
-
-
-def _read_reply(response: httpx.Response, model: str) -> ProviderReply:
-    """Decode and parse the answer in a worker thread: a 1K image is ~3 MB of JSON (~4 ms), and the
-    event loop serves every other request meanwhile."""
-    payload = json_or_none(response)
-    if response.status_code != 200:
-        raise error_from_response(response.status_code, payload)
-    if not isinstance(payload, dict):
-        raise UnavailableError(PROVIDER, "the answer was not valid JSON", status_code=200)
-    return parse_reply(payload, model=model)
+        return await read_reply(
+            response,
+            PROVIDER,
+            error=lambda body: error_from_response(response.status_code, body),
+            parse=lambda body: parse_reply(body, model=model),
+        )

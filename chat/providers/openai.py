@@ -15,9 +15,9 @@ from pydantic import SecretStr
 
 from chat.catalog import DEFAULT_OPENAI_MODEL
 from chat.domain import GenerationOptions, ImagePart, OpenAIOptions, ProviderReply, Turn
-from chat.errors import InputError, UnavailableError
+from chat.errors import InputError
 from chat.images import image_size
-from chat.providers.http import api_key_for, json_or_none, map_transport_errors
+from chat.providers.http import api_key_for, map_transport_errors, read_reply
 from chat.providers.openai_wire import (
     PROVIDER,
     EditInputs,
@@ -93,12 +93,12 @@ class OpenAIImagesClient:
             url = f"{self._base_url}/images/generations"
         async with map_transport_errors(PROVIDER):
             response = await self._http.post(url, headers=headers, timeout=self._timeout, **request)
-        payload = json_or_none(response)
-        if response.status_code != 200:
-            raise error_from_response(response.status_code, payload, response.headers)
-        if not isinstance(payload, dict):
-            raise UnavailableError(PROVIDER, "the answer was not valid JSON", status_code=200)
-        return parse_response(payload, model=model, output_format=settings.output_format)
+        return await read_reply(
+            response,
+            PROVIDER,
+            error=lambda body: error_from_response(response.status_code, body, response.headers),
+            parse=lambda body: parse_response(body, model=model, output_format=settings.output_format),
+        )
 
     def _edit_form(
         self, inputs: EditInputs, settings: OpenAIOptions, model: str, load_image: ImageLoader
