@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     queue_max_size: int = Field(64, ge=1, validation_alias="RETOUCH_QUEUE_MAX_SIZE")
     # Images replayed per request (chat/context.py); 0 replays every image (no bound).
     keep_images: int = Field(DEFAULT_KEEP_IMAGES, ge=0, validation_alias="RETOUCH_KEEP_IMAGES")
+    # Proxies whose X-Forwarded-For is believed (addresses or networks, comma-separated); see
+    # chat/visitors.py. Empty: the direct peer is the visitor; on Spaces, its private networks.
+    trusted_proxies: str | None = Field(None, validation_alias="RETOUCH_TRUSTED_PROXIES")
+    # The key the browser's owner id is encrypted with; several replicas must share it.
+    browser_secret: SecretStr | None = Field(None, validation_alias="RETOUCH_BROWSER_SECRET")
     shutdown_grace_s: float = Field(
         30.0, ge=0, validation_alias=AliasChoices("RETOUCH_SHUTDOWN_GRACE", "shutdown_grace_s")
     )

@@ -9,11 +9,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-__all__ = ["app_env", "app_process", "free_port", "running_app"]
+__all__ = ["AppRun", "app_env", "app_process", "app_run", "free_port", "running_app"]
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 90
@@ -48,11 +49,30 @@ def running_app(data_dir: Path, emulator_url: str, **env: str) -> Iterator[str]:
         yield url
 
 
+@dataclass
+class AppRun:
+    """A started app: its URL, its process and every line it has logged so far."""
+
+    url: str
+    process: subprocess.Popen[str]
+    log: list[str] = field(default_factory=list)
+
+    def log_text(self) -> str:
+        return "".join(self.log)
+
+
 @contextmanager
 def app_process(
     data_dir: Path, emulator_url: str, **extra_env: str
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """Like ``running_app``, also handing over the process (to kill it mid-turn); ``extra_env`` adds settings."""
+    with app_run(data_dir, emulator_url, **extra_env) as run:
+        yield run.url, run.process
+
+
+@contextmanager
+def app_run(data_dir: Path, emulator_url: str, **extra_env: str) -> Iterator[AppRun]:
+    """Start ``python app.py`` on a free port; the log keeps filling while the app runs."""
     port = free_port()
     env = app_env(data_dir, emulator_url, **{"RETOUCH_PORT": str(port), **extra_env})
     process = subprocess.Popen(
@@ -63,18 +83,18 @@ def app_process(
         stderr=subprocess.STDOUT,
         text=True,
     )
+    run = AppRun(f"http://127.0.0.1:{port}/", process)
     try:
-        lines = []
         assert process.stdout is not None
         for line in process.stdout:
-            lines.append(line)
+            run.log.append(line)
             if "Running on local URL" in line:
                 break
         else:
-            pytest.fail("app exited before starting:\n" + "".join(lines))
+            pytest.fail("app exited before starting:\n" + run.log_text())
         # Keep reading its log so a full pipe never blocks the app.
-        threading.Thread(target=lines.extend, args=(process.stdout,), daemon=True).start()
-        yield f"http://127.0.0.1:{port}/", process
+        threading.Thread(target=run.log.extend, args=(process.stdout,), daemon=True).start()
+        yield run
     finally:
         if process.poll() is None:
             process.terminate()
