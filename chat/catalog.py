@@ -6,9 +6,39 @@ Facts from ../shared/reference/gemini-api.md §1-§2 (Nov 2026). The 2.0, 2.5 an
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_GEMINI_MODEL", "GEMINI_MODELS", "GeminiModel", "SAFETY_THRESHOLDS", "gemini_model"]
+__all__ = [
+    "DEFAULT_GEMINI_MODEL",
+    "GEMINI_MODELS",
+    "GeminiModel",
+    "MODEL_ID_MAX_CHARS",
+    "MODEL_ID_RULE",
+    "SAFETY_THRESHOLDS",
+    "gemini_model",
+    "is_model_id",
+]
+
+# --- model ids ------------------------------------------------------------------------------
+# Gemini puts the id into the URL path (``models/{id}:generateContent``) and OpenAI into the
+# body. Every id either provider has used (gemini-3.1-flash-image, gemini-nano-banana-2.1,
+# gemini-2.0-flash-exp-image-generation, gpt-image-2.5-sunburst-2026-09-08, chatgpt-image-latest,
+# dall-e-3) is lowercase words and numbers joined by single dots, dashes or underscores. Nothing
+# else is admitted, so an id can never carry "/", "..", "%", ":", "?", "#", a space or a newline
+# into a URL, and unknown but well-formed ids (newer releases) still pass.
+MODEL_ID_MAX_CHARS = 64
+_MODEL_ID = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
+MODEL_ID_RULE = (
+    "lowercase letters and digits joined by single dots, dashes or underscores, "
+    f"at most {MODEL_ID_MAX_CHARS} characters, e.g. gemini-3.1-flash-image or gpt-image-2"
+)
+
+
+def is_model_id(value: object) -> bool:
+    """Whether ``value`` is shaped like a model id (``MODEL_ID_RULE``), whole string, no trimming."""
+    return isinstance(value, str) and len(value) <= MODEL_ID_MAX_CHARS and bool(_MODEL_ID.fullmatch(value))
+
 
 _BASE_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
 _WIDE_RATIOS = (*_BASE_RATIOS, "1:4", "4:1", "1:8", "8:1")

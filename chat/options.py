@@ -8,9 +8,11 @@ from typing import Any
 
 from chat.catalog import (
     DEFAULT_OPENAI_MODEL,
+    MODEL_ID_RULE,
     OPENAI_BACKGROUNDS,
     SAFETY_THRESHOLDS,
     gemini_model,
+    is_model_id,
     openai_model,
 )
 from chat.domain import GenerationOptions, OpenAIOptions, Route
@@ -31,6 +33,10 @@ _RANGES: dict[str, tuple[float, float]] = {
 _INTEGERS = {"top_k", "max_output_tokens", "seed", "openai_output_compression"}
 OPENAI_KEYS = tuple(f"openai_{name}" for name in OpenAIOptions.__dataclass_fields__)
 MAX_STOP_SEQUENCES = 5
+#: Our own bound (Gemini documents none): a stop sequence is a marker like "END", not a text.
+MAX_STOP_SEQUENCE_CHARS = 100
+_SHOWN_CHARS = 40
+_NOT_AN_OBJECT = 'Options must be an object of names and values, e.g. {"aspect_ratio": "16:9"}.'
 
 
 def parse_options(
@@ -41,15 +47,18 @@ def parse_options(
     OpenAI settings come flat (``openai_quality``, as the options panel sends them) or
     nested (``{"openai": {"quality": ...}}``, as ``GenerationOptions.to_dict`` writes them).
     """
+    if not isinstance(data, Mapping | None):
+        raise InputError(_NOT_AN_OBJECT)
     data = dict(data or {})
-    for key, value in dict(data.pop("openai", None) or {}).items():
+    nested = data.pop("openai", None)
+    if not isinstance(nested, Mapping | None):
+        raise InputError(_NOT_AN_OBJECT)
+    for key, value in dict(nested or {}).items():
         data[f"openai_{key}"] = value
     unknown = set(data) - set(GenerationOptions.__dataclass_fields__) - set(OPENAI_KEYS)
     if unknown:
         raise InputError(f"Unknown option(s): {', '.join(sorted(unknown))}.")
-    model_id = str(data.get("model") or "").strip()
-    if not model_id or model_id == AUTO:
-        model_id = default_model
+    model_id = _model_id("Model", data.get("model"), default_model)
     model = gemini_model(model_id)
     numbers = {name: _number(name, data.get(name)) for name in _RANGES if not name.startswith("openai_")}
     aspect = _choice("aspect ratio", data.get("aspect_ratio"), model.aspect_ratios, model_id)
@@ -79,18 +88,16 @@ def _route(value: Any) -> Route:
         return Route(value)
     except ValueError:
         choices = ", ".join(r.value for r in Route)
-        raise InputError(f"Provider \u201c{value}\u201d is not one of: {choices}.") from None
+        raise InputError(f"Provider \u201c{_shown(value)}\u201d is not one of: {choices}.") from None
 
 
 def _openai(data: Mapping[str, Any], default_model: str) -> OpenAIOptions:
-    model_id = str(data.get("openai_model") or "").strip()
-    if not model_id or model_id == AUTO:
-        model_id = default_model
+    model_id = _model_id("OpenAI model", data.get("openai_model"), default_model)
     model = openai_model(model_id)
     size = data.get("openai_size")
     if size not in (None, "", AUTO) and not model.accepts_size(str(size)):
         raise InputError(
-            f"{model_id} does not support size \u201c{size}\u201d (use WIDTHxHEIGHT, e.g. 1536x1024)."
+            f"{model_id} does not support size \u201c{_shown(size)}\u201d (use WIDTHxHEIGHT, e.g. 1536x1024)."
         )
     output_format = _choice("output format", data.get("openai_output_format"), model.output_formats, model_id)
     compression = _number("openai_output_compression", data.get("openai_output_compression"))
@@ -109,14 +116,30 @@ def _openai(data: Mapping[str, Any], default_model: str) -> OpenAIOptions:
     )
 
 
+def _model_id(label: str, value: Any, default: str) -> str:
+    """The id asked for (blank or "auto": the default), exactly as given: it ends up in a URL path.
+
+    Surrounding spaces are refused rather than trimmed, so what is checked is what would be sent.
+    """
+    if value is None or (isinstance(value, str) and value.strip() in ("", AUTO)):
+        value = default
+    if not is_model_id(value):
+        raise InputError(f"{label} \u201c{_shown(value)}\u201d is not a model id: use {MODEL_ID_RULE}.")
+    return value
+
+
 def _number(name: str, value: Any) -> float | None:
     if value is None or value == "" or value == AUTO:
         return None
+    low, high = _RANGES[name]
+    if isinstance(value, bool):  # float(True) is 1.0: a JSON true is not a number
+        raise InputError(f"{_label(name)} must be a number, not \u201c{value}\u201d.")
     try:
         number = float(value)
+    except OverflowError:  # an integer too large for a float
+        raise InputError(f"{_label(name)} must be between {_bound(low)} and {_bound(high)}.") from None
     except (TypeError, ValueError):
-        raise InputError(f"{_label(name)} must be a number, not \u201c{value}\u201d.") from None
-    low, high = _RANGES[name]
+        raise InputError(f"{_label(name)} must be a number, not \u201c{_shown(value)}\u201d.") from None
     if math.isnan(number) or not low <= number <= high:
         raise InputError(f"{_label(name)} must be between {_bound(low)} and {_bound(high)}.")
     if name in _INTEGERS and not number.is_integer():
@@ -133,18 +156,34 @@ def _choice(label: str, value: Any, allowed: tuple[str, ...], model_id: str) -> 
         return None
     if value not in allowed:
         choices = ", ".join(allowed) or "none"
-        raise InputError(f"{model_id} does not support {label} \u201c{value}\u201d (choose from: {choices}).")
+        raise InputError(
+            f"{model_id} does not support {label} \u201c{_shown(value)}\u201d (choose from: {choices})."
+        )
     return str(value)
 
 
 def _stop_sequences(value: Any) -> tuple[str, ...]:
-    if not value:
+    """One per line of a text, or a list of texts; blank ones are dropped."""
+    if value is None:
         return ()
-    items = value.splitlines() if isinstance(value, str) else list(value)
-    cleaned = tuple(str(s) for s in items if str(s).strip())
+    if isinstance(value, str):
+        items = value.splitlines()
+    elif isinstance(value, list | tuple) and all(isinstance(s, str) for s in value):
+        items = list(value)
+    else:
+        raise InputError("Stop sequences must be text: one per line, or a list of strings.")
+    cleaned = tuple(s for s in items if s.strip())
     if len(cleaned) > MAX_STOP_SEQUENCES:
         raise InputError(f"At most {MAX_STOP_SEQUENCES} stop sequences are allowed.")
+    if any(len(s) > MAX_STOP_SEQUENCE_CHARS for s in cleaned):
+        raise InputError(f"A stop sequence can be at most {MAX_STOP_SEQUENCE_CHARS} characters long.")
     return cleaned
+
+
+def _shown(value: Any) -> str:
+    """A refused value quoted on one line: control characters escaped, cut when long."""
+    text = repr(value)[1:-1] if isinstance(value, str) else str(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "\u2026"
 
 
 def _bound(value: float) -> str:

@@ -8,15 +8,59 @@ from typing import Any
 
 import pytest
 
-from chat.catalog import GEMINI_MODELS, SAFETY_THRESHOLDS
+from chat.catalog import (
+    GEMINI_MODELS,
+    MODEL_ID_MAX_CHARS,
+    MODEL_ID_RULE,
+    OPENAI_MODELS,
+    SAFETY_THRESHOLDS,
+    is_model_id,
+)
 from chat.domain import GenerationOptions, OpenAIOptions, Route
 from chat.errors import InputError
-from chat.options import AUTO, MAX_STOP_SEQUENCES, parse_options
+from chat.options import AUTO, MAX_STOP_SEQUENCE_CHARS, MAX_STOP_SEQUENCES, parse_options
 
 DEFAULT = "gemini-3.1-flash-image"
 PRO = "gemini-3-pro-image"
 OPENAI_DEFAULT = OpenAIOptions(model="gpt-image-2")
 BASE_RATIOS = "1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16, 16:9, 21:9"
+
+#: Model ids a hostile visitor may send; a model id goes into Gemini's URL path. Also used by the
+#: client tests (tests/chat/providers) and the end-to-end test (tests/hostile/test_model_ids.py).
+HOSTILE_MODEL_IDS = (
+    "../../v1/foo",  # dot segments: httpx resolves them, POST /v1/foo:generateContent
+    "gemini-3.1-flash-image:generateContent?key=x",  # adds a query
+    "%2e%2e%2fv1%2ffoo",  # encoded dot segments and slashes
+    "a/b",
+    "models/gemini-3-pro-image",
+    "x#y",  # a fragment: the rest of the path is cut off
+    "gemini-3.1-flash-image\n",  # "$" in a regex matches before a trailing newline
+    " gemini-3.1-flash-image",
+    "gemini 3",
+    "gemini-" + "x" * 300,
+    "Gemini-3-Pro-Image",
+    "gemini-3.1-flash-imag\u0435",  # Cyrillic "е"
+    "gemini..3",
+    "..",
+    "-gemini",
+    "gemini-",
+)
+#: Ids either provider has used (../shared/reference, Nov 2026), shut down ones included.
+REAL_MODEL_IDS = (
+    *GEMINI_MODELS,
+    *OPENAI_MODELS,
+    "gemini-3-pro-image-preview",
+    "gemini-3.1-flash-image-preview",
+    "gemini-2.5-flash-image",
+    "gemini-2.0-flash-exp-image-generation",
+    "gemini-2.0-flash-preview-image-generation",
+    "nano-banana-pro-preview",
+    "gpt-image-2-2026-04-21",
+    "gpt-image-2.5-sunburst-2026-09-08",
+    "gpt-image-1",
+    "dall-e-3",
+    "imagen-4.0-generate-001",
+)
 
 
 def parse(data: dict[str, Any] | None) -> GenerationOptions:
@@ -64,8 +108,52 @@ def test_missing_blank_or_auto_model_falls_back_to_the_default(model: str | None
     assert parse({"model": model}).model == DEFAULT
 
 
-def test_model_id_is_trimmed() -> None:
-    assert parse({"model": f"  {PRO}\n"}).model == PRO
+# --- model ids -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_id", [*REAL_MODEL_IDS, "gemini-9-ultra-image", "a", "m" * MODEL_ID_MAX_CHARS])
+def test_every_real_and_any_well_formed_model_id_is_a_model_id(model_id: str) -> None:
+    assert is_model_id(model_id)
+
+
+@pytest.mark.parametrize("model_id", [*HOSTILE_MODEL_IDS, "m" * (MODEL_ID_MAX_CHARS + 1), "", None, 3, ["a"]])
+def test_hostile_or_malformed_model_id_is_not_a_model_id(model_id: Any) -> None:
+    assert not is_model_id(model_id)
+
+
+@pytest.mark.parametrize("model_id", REAL_MODEL_IDS)
+@pytest.mark.parametrize("field", ["model", "openai_model"])
+def test_real_model_ids_are_accepted_for_either_provider(field: str, model_id: str) -> None:
+    options = parse({field: model_id})
+    assert (options.model if field == "model" else options.openai.model) == model_id
+
+
+@pytest.mark.parametrize("model_id", HOSTILE_MODEL_IDS)
+@pytest.mark.parametrize(("field", "label"), [("model", "Model"), ("openai_model", "OpenAI model")])
+def test_hostile_model_id_is_refused_saying_what_a_model_id_is(field: str, label: str, model_id: str) -> None:
+    message = refusal({field: model_id})
+    assert message.startswith(f"{label} \u201c") and message.endswith(
+        f"\u201d is not a model id: use {MODEL_ID_RULE}."
+    )
+    assert "\n" not in message and len(message) < 300  # one line, the long id cut
+
+
+def test_a_refused_model_id_is_quoted_with_control_characters_escaped() -> None:
+    assert refusal({"model": "gemini-3\n"}).startswith("Model \u201cgemini-3\\n\u201d is not a model id")
+
+
+def test_nested_openai_model_is_checked_too() -> None:
+    assert "is not a model id" in refusal({"openai": {"model": "../../v1/foo"}})
+
+
+def test_model_id_with_surrounding_spaces_is_refused_not_trimmed() -> None:
+    """What is checked is exactly what would be sent."""
+    assert "is not a model id" in refusal({"model": f"  {PRO}\n"})
+
+
+def test_an_invalid_default_model_is_refused_too() -> None:
+    with pytest.raises(InputError, match="is not a model id"):
+        parse_options({}, default_model="../v1/foo")
 
 
 # --- every field -----------------------------------------------------------------------------
@@ -202,6 +290,44 @@ def test_fractional_value_for_an_integer_field_is_refused(field: str, label: str
     assert refusal({field: value}) == f"{label} must be a whole number."
 
 
+NUMBER_OPTIONS = (
+    ("temperature", "Temperature"),
+    ("top_p", "Top p"),
+    ("top_k", "Top k"),
+    ("max_output_tokens", "Max output tokens"),
+    ("seed", "Seed"),
+    ("budget_usd", "Budget usd"),
+)
+
+
+@pytest.mark.parametrize(("field", "label"), NUMBER_OPTIONS)
+@pytest.mark.parametrize("value", [True, False])
+def test_a_boolean_is_not_a_number(field: str, label: str, value: bool) -> None:
+    """float(True) is 1.0: a JSON true once set seed=1."""
+    assert refusal({field: value}) == f"{label} must be a number, not \u201c{value}\u201d."
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_a_boolean_is_not_an_output_compression(value: bool) -> None:
+    data = {"openai_output_format": "webp", "openai_output_compression": value}
+    assert refusal(data) == f"Openai output compression must be a number, not \u201c{value}\u201d."
+
+
+def test_an_integer_too_large_for_a_float_is_out_of_range() -> None:
+    assert refusal({"seed": 10**400}) == "Seed must be between 0 and 2147483647."
+
+
+def test_a_long_non_number_is_quoted_cut() -> None:
+    message = refusal({"temperature": "x" * 10_000})
+    assert message.startswith("Temperature must be a number, not \u201cxxx") and len(message) < 100
+
+
+@pytest.mark.parametrize("data", ["aspect_ratio=16:9", ["model"], {"openai": "gpt-image-2"}])
+def test_options_that_are_not_an_object_are_refused(data: Any) -> None:
+    with pytest.raises(InputError, match="Options must be an object of names and values"):
+        parse_options(data, default_model=DEFAULT)
+
+
 def test_unknown_keys_are_refused_and_listed() -> None:
     assert (
         refusal({"temprature": 1, "colour": "red", "model": PRO}) == "Unknown option(s): colour, temprature."
@@ -271,6 +397,28 @@ def test_too_many_stop_sequences_are_refused(as_text: bool) -> None:
 def test_blank_lines_do_not_count_towards_the_stop_sequence_limit() -> None:
     value = "\n\n".join(f"S{i}" for i in range(MAX_STOP_SEQUENCES))
     assert len(parse({"stop_sequences": value}).stop_sequences) == MAX_STOP_SEQUENCES
+
+
+def test_a_stop_sequence_of_the_maximum_length_is_accepted() -> None:
+    longest = "x" * MAX_STOP_SEQUENCE_CHARS
+    assert parse({"stop_sequences": [longest]}).stop_sequences == (longest,)
+
+
+@pytest.mark.parametrize("as_text", [True, False])
+def test_a_too_long_stop_sequence_is_refused(as_text: bool) -> None:
+    items = ["END", "x" * (MAX_STOP_SEQUENCE_CHARS + 1)]
+    value = "\n".join(items) if as_text else items
+    assert refusal({"stop_sequences": value}) == (
+        f"A stop sequence can be at most {MAX_STOP_SEQUENCE_CHARS} characters long."
+    )
+
+
+@pytest.mark.parametrize("value", [5, True, {"END": 1}, ["END", 5], [["END"]]])
+def test_stop_sequences_that_are_not_text_are_refused(value: Any) -> None:
+    assert (
+        refusal({"stop_sequences": value})
+        == "Stop sequences must be text: one per line, or a list of strings."
+    )
 
 
 # --- models we do not know -------------------------------------------------------------------
