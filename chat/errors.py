@@ -10,10 +10,14 @@ RetouchError
     ├── ProviderTimeoutError no answer in time
     ├── BlockedError         refused for safety; ``reason`` as the provider named it
     └── NoImageError         answered, but without an image; ``reply`` keeps what came back
+
+A provider's own words (``detail``) reach the chat, the database and the attempts of a turn, so
+key-like strings in them are hidden once, here, when the error is made (see ``redact``).
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -24,6 +28,7 @@ __all__ = [
     "BadRequestError",
     "BlockedError",
     "InputError",
+    "KEY_HIDDEN",
     "MissingKeyError",
     "NoImageError",
     "ProviderError",
@@ -31,9 +36,27 @@ __all__ = [
     "RateLimitedError",
     "RetouchError",
     "UnavailableError",
+    "redact",
 ]
 
 PROVIDER_NAMES = {"gemini": "Gemini", "openai": "OpenAI"}
+
+KEY_HIDDEN = "[key hidden]"
+# What a provider echoes of a key: OpenAI's 401 quotes the rejected key, masked
+# ("sk-proj-****abcd", "inval*******4444") or whole when it is short ("Incorrect API key
+# provided: Toxic."); Google keys are "AIza" and 35 more characters.
+_KEY_LIKE = re.compile(
+    r"(?<=API key provided: )(?!\[key hidden\])\S+?(?=\.?(?:\s|$))"  # OpenAI's echo, masked or not
+    r"|AIza[0-9A-Za-z_-]{30,}"  # a Google API key
+    r"|\bsk-[0-9A-Za-z_*-]+"  # an OpenAI key, whole or masked
+    r"|\S*\*{3,}\S*"  # anything masked with stars
+)
+
+
+def redact(text: str, secret: str = "") -> str:
+    """``text`` with key-like strings and ``secret`` (the key a call used) replaced by "[key hidden]"."""
+    text = _KEY_LIKE.sub(KEY_HIDDEN, text)
+    return text.replace(secret, KEY_HIDDEN) if secret else text
 
 
 class RetouchError(Exception):
@@ -51,10 +74,15 @@ class ProviderError(RetouchError):
     kind = "provider_error"
 
     def __init__(self, provider: str, detail: str, *, status_code: int | None = None) -> None:
-        super().__init__(detail)
+        self.detail = redact(detail).strip().rstrip(".")  # it is quoted inside our own sentences
+        super().__init__(self.detail)
         self.provider = provider
-        self.detail = detail.strip().rstrip(".")  # it is quoted inside our own sentences
         self.status_code = status_code
+
+    def hide(self, secret: str) -> None:
+        """Take the key the call used out of ``detail`` too (the client knows it; a pattern may not)."""
+        self.detail = redact(self.detail, secret)
+        self.args = (self.detail,)
 
     @property
     def provider_name(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -22,7 +23,7 @@ from chat.providers.gemini_wire import (
     error_from_response,
 )
 from chat.providers.gemini_wire import parse_response as parse_reply
-from chat.providers.http import api_key_for, map_transport_errors, read_reply
+from chat.providers.http import api_key_for, checked_model, map_transport_errors, read_reply
 
 __all__ = ["GeminiClient"]
 
@@ -66,6 +67,7 @@ class GeminiClient:
         api_key: SecretStr | None = None,
     ) -> ProviderReply:
         """Answer the trailing user turn(s) of ``history``; ``api_key`` (a visitor's own) wins over ours."""
+        checked_model(PROVIDER, options.model)
         body = await asyncio.to_thread(self._body, history, options, load_image)
         if options.seed is None or self._cache is None:
             return await self._post(body, model=options.model, api_key=api_key)
@@ -84,13 +86,15 @@ class GeminiClient:
 
     async def _post(self, body: bytes, *, model: str, api_key: SecretStr | None = None) -> ProviderReply:
         key = api_key_for(PROVIDER, "GEMINI_API_KEY", api_key, self._api_key)
-        url = f"{self._base_url}/{self._api_version}/models/{model}:generateContent"
+        # One path segment, whatever the id: checked already, and quoted in case that check ever loosens.
+        url = f"{self._base_url}/{self._api_version}/models/{quote(model, safe='')}:generateContent"
         headers = {"x-goog-api-key": key, "content-type": "application/json"}
         async with map_transport_errors(PROVIDER):
             response = await self._http.post(url, content=body, headers=headers, timeout=self._timeout)
         return await read_reply(
             response,
             PROVIDER,
+            api_key=key,
             error=lambda body: error_from_response(response.status_code, body),
             parse=lambda body: parse_reply(body, model=model),
         )

@@ -1,4 +1,5 @@
-"""The shared HTTP edge: transport failures mapped to our error types in one place."""
+"""The shared HTTP edge: transport failures mapped to our error types in one place, model ids
+checked before they reach a URL or a body, and the key a call used kept out of its errors."""
 
 from __future__ import annotations
 
@@ -11,10 +12,24 @@ from contextlib import asynccontextmanager
 import httpx
 from pydantic import SecretStr
 
+from chat.catalog import MODEL_ID_RULE, is_model_id
 from chat.domain import ProviderReply
-from chat.errors import MissingKeyError, ProviderError, ProviderTimeoutError, UnavailableError
+from chat.errors import (
+    BadRequestError,
+    MissingKeyError,
+    ProviderError,
+    ProviderTimeoutError,
+    UnavailableError,
+)
 
-__all__ = ["api_key_for", "json_or_none", "map_transport_errors", "parse_duration", "read_reply"]
+__all__ = [
+    "api_key_for",
+    "checked_model",
+    "json_or_none",
+    "map_transport_errors",
+    "parse_duration",
+    "read_reply",
+]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*s?\s*$")
 
@@ -35,6 +50,17 @@ def api_key_for(provider: str, env_name: str, visitor: SecretStr | None, server:
     if not key:
         raise MissingKeyError(provider, env_name)
     return key
+
+
+def checked_model(provider: str, model: str) -> str:
+    """``model`` if it is shaped like a model id; else BadRequestError, before anything is sent.
+
+    parse_options refuses such ids already; this is the last check before the id becomes part of
+    a URL (Gemini) or a request body (OpenAI), whoever built the options.
+    """
+    if not is_model_id(model):
+        raise BadRequestError(provider, f"the model id is malformed (use {MODEL_ID_RULE}); nothing was sent")
+    return model
 
 
 def json_or_none(response: httpx.Response) -> object:
@@ -60,13 +86,19 @@ async def read_reply(
     response: httpx.Response,
     provider: str,
     *,
+    api_key: str,
     error: Callable[[object], ProviderError],
     parse: Callable[[dict], ProviderReply],
 ) -> ProviderReply:
     """The answer decoded and parsed in a worker thread: an answer with a 1K image is ~3 MB of JSON
     (~4 ms), and the event loop serves every other request meanwhile. A status other than 200
-    raises ``error(body)``; a body that is not JSON is the provider being unavailable."""
-    return await asyncio.to_thread(_read_reply, response, provider, error, parse)
+    raises ``error(body)``; a body that is not JSON is the provider being unavailable. Either way
+    ``api_key``, the key the call used, is hidden from the error if the provider echoed it."""
+    try:
+        return await asyncio.to_thread(_read_reply, response, provider, error, parse)
+    except ProviderError as exc:
+        exc.hide(api_key)
+        raise
 
 
 def _read_reply(

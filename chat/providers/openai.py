@@ -17,7 +17,7 @@ from chat.catalog import DEFAULT_OPENAI_MODEL
 from chat.domain import GenerationOptions, ImagePart, OpenAIOptions, ProviderReply, Turn
 from chat.errors import InputError
 from chat.images import image_size
-from chat.providers.http import api_key_for, map_transport_errors, read_reply
+from chat.providers.http import api_key_for, checked_model, map_transport_errors, read_reply
 from chat.providers.openai_wire import (
     PROVIDER,
     EditInputs,
@@ -78,9 +78,9 @@ class OpenAIImagesClient:
 
         ``api_key`` (a visitor's own) wins over the server's.
         """
-        key = api_key_for(PROVIDER, "OPENAI_API_KEY", api_key, self._api_key)
         settings = options.openai
-        model = settings.model or self._default_model
+        model = checked_model(PROVIDER, settings.model or self._default_model)
+        key = api_key_for(PROVIDER, "OPENAI_API_KEY", api_key, self._api_key)
         inputs = select_edit_inputs(history)
         headers = {"Authorization": f"Bearer {key}"}
         if inputs.images:
@@ -96,6 +96,7 @@ class OpenAIImagesClient:
         return await read_reply(
             response,
             PROVIDER,
+            api_key=key,
             error=lambda body: error_from_response(response.status_code, body, response.headers),
             parse=lambda body: parse_response(body, model=model, output_format=settings.output_format),
         )

@@ -77,7 +77,6 @@ FormFile = tuple[str, tuple[str, bytes, str]]  # httpx ``files=`` item: (field, 
 _COMPRESSIBLE = {"webp", "jpeg"}
 _MIME = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg", "jpg": "image/jpeg"}
 _MODERATION_WORDS = re.compile(r"moderation|safety system|content policy", re.IGNORECASE)
-_API_KEY = re.compile(r"\b(sk-)[A-Za-z0-9_\-*]+")
 
 
 # --- history -> what to send ---------------------------------------------------------------
@@ -272,7 +271,7 @@ def error_from_response(status: int, body: Any, headers: Mapping[str, str]) -> P
     """Map an HTTP error and OpenAI's ``{"error": {...}}`` envelope to exactly one error type."""
     error = body.get("error") if isinstance(body, Mapping) else None
     error = error if isinstance(error, Mapping) else {}
-    message = _API_KEY.sub(r"\1…", str(error.get("message") or f"HTTP {status}"))
+    message = str(error.get("message") or f"HTTP {status}")
     code = str(error.get("code") or "")
     kind = str(error.get("type") or "")
     label = code or kind

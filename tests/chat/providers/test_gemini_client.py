@@ -9,8 +9,9 @@ import pytest
 from pydantic import SecretStr
 
 from chat.domain import GenerationOptions, ImagePart, Role, TextPart, Turn
-from chat.errors import AuthError, MissingKeyError, ProviderTimeoutError, UnavailableError
+from chat.errors import AuthError, BadRequestError, MissingKeyError, ProviderTimeoutError, UnavailableError
 from chat.providers.gemini import GeminiClient
+from tests.chat.test_options import HOSTILE_MODEL_IDS
 
 OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
 HISTORY = [Turn(role=Role.USER, parts=(TextPart("a red bicycle"),))]
@@ -118,3 +119,27 @@ async def test_the_body_is_json_and_replayed_images_are_read_once_across_turns()
         assert request.headers["content-type"] == "application/json"
         inline = json.loads(request.content)["contents"][0]["parts"][0]["inlineData"]
         assert inline == {"mimeType": "image/png", "data": "cGhvdG8tYnl0ZXM="}
+
+
+@pytest.mark.parametrize("model", HOSTILE_MODEL_IDS)
+async def test_a_malformed_model_id_sends_nothing(model: str):
+    """Options built by any path: the id never reaches the URL (``../../v1/foo`` once POSTed /v1/foo)."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=OK_BODY)
+
+    with pytest.raises(BadRequestError, match="nothing was sent"):
+        await client(handler).reply(HISTORY, GenerationOptions(model=model), lambda part: b"")
+    assert seen == []
+
+
+async def test_a_key_the_error_echoes_is_hidden():
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "key k-123 is not valid"}}
+        return httpx.Response(400, json=body)
+
+    with pytest.raises(BadRequestError) as info:
+        await client(handler).reply(HISTORY, OPTIONS, lambda part: b"")
+    assert info.value.detail == "400 INVALID_ARGUMENT: key [key hidden] is not valid"

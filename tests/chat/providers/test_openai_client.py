@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from chat.domain import GenerationOptions, ImagePart, OpenAIOptions, Role, TextPart, Turn, frozen_metadata
 from chat.errors import (
     AuthError,
+    BadRequestError,
     BlockedError,
     MissingKeyError,
     ProviderTimeoutError,
@@ -21,6 +22,7 @@ from chat.errors import (
     UnavailableError,
 )
 from chat.providers.openai import OpenAIImagesClient
+from tests.chat.test_options import HOSTILE_MODEL_IDS
 
 
 def png(size: tuple[int, int], color=(200, 30, 30, 255), text: str | None = None) -> bytes:
@@ -256,3 +258,35 @@ async def test_server_error_without_json_is_unavailable():
     with pytest.raises(UnavailableError) as info:
         await client(handler).reply(TEXT_ONLY, OPTIONS, load)
     assert info.value.status_code == 502
+
+
+@pytest.mark.parametrize("model", HOSTILE_MODEL_IDS)
+@pytest.mark.parametrize("history", [EDIT_HISTORY, TEXT_ONLY], ids=["edit", "generation"])
+async def test_a_malformed_model_id_sends_nothing(model: str, history):
+    seen, handler = recording()
+
+    def no_loading(part: ImagePart) -> bytes:
+        raise AssertionError("nothing should be loaded")
+
+    options = GenerationOptions(model="gemini-3.1-flash-image", openai=OpenAIOptions(model=model))
+    with pytest.raises(BadRequestError, match="nothing was sent"):
+        await client(handler).reply(history, options, no_loading)
+    assert seen == []
+
+
+async def test_a_malformed_default_model_sends_nothing():
+    seen, handler = recording()
+    with pytest.raises(BadRequestError):
+        await client(handler, default_model="../../v1/foo").reply(TEXT_ONLY, OPTIONS, load)
+    assert seen == []
+
+
+async def test_the_key_the_call_used_is_hidden_wherever_the_error_quotes_it():
+    body = {
+        "error": {"message": "The key my-key-2026 was disabled by its organization.", "code": "key_disabled"}
+    }
+    _, handler = recording(401, body)
+    with pytest.raises(AuthError) as info:
+        await client(handler, key="my-key-2026").reply(TEXT_ONLY, OPTIONS, load)
+    assert info.value.detail == "401 key_disabled: The key [key hidden] was disabled by its organization"
+    assert "my-key-2026" not in str(info.value)

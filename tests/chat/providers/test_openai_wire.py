@@ -510,8 +510,9 @@ class TestErrors:
     def test_rate_limit_without_header(self):
         assert error_from_response(429, err("rate_limit_exceeded", "x"), {}).retry_after is None
 
-    def test_key_echoed_in_message_is_redacted(self):
-        body = err("invalid_api_key", "Incorrect API key provided: sk-proj-abc*****wxyz. See the docs.")
+    @pytest.mark.parametrize("echoed", ["sk-proj-abc*****wxyz", "inval*******4444", "Toxic"])
+    def test_key_echoed_in_message_is_redacted(self, echoed):
+        body = err("invalid_api_key", f"Incorrect API key provided: {echoed}. See the docs.")
         error = error_from_response(401, body, {})
-        assert error.detail == "401 invalid_api_key: Incorrect API key provided: sk-…. See the docs"
-        assert "wxyz" not in error.user_message()
+        assert error.detail == "401 invalid_api_key: Incorrect API key provided: [key hidden]. See the docs"
+        assert echoed not in error.user_message()
