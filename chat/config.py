@@ -1,15 +1,22 @@
-"""Settings from the environment (and an optional .env), validated once at startup in app.py."""
+"""Settings from the environment (and an optional .env), validated once at startup in app.py.
+
+Each setting is read under its documented names only: ``RETOUCH_*``, the providers' own
+(``GEMINI_API_KEY``, ``OPENAI_BASE_URL``, …), ``DATABASE_URL`` and Gradio's ``GRADIO_SERVER_*``
+(set on Spaces). A bare ``HOST``, ``PORT`` or ``DATA_DIR`` belongs to someone else.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from chat.catalog import DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL
+from chat.catalog import DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL, MODEL_ID_RULE, is_model_id
 from chat.context import DEFAULT_KEEP_IMAGES
 
 __all__ = ["DEFAULT_MODEL_CONCURRENCY", "PERSISTENT_DATA_DIR", "Settings", "default_data_dir"]
@@ -36,53 +43,34 @@ def default_data_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_file=".env", env_ignore_empty=True, extra="ignore", populate_by_name=True
-    )
+    # No populate_by_name: pydantic-settings would then read every field name from the
+    # environment and .env too (HOST=..., data_dir=...). Code may pass field names: see __init__.
+    model_config = SettingsConfigDict(env_file=".env", env_ignore_empty=True, extra="ignore")
 
-    data_dir: Path = Field(
-        default_factory=default_data_dir, validation_alias=AliasChoices("RETOUCH_DATA_DIR", "data_dir")
-    )
-    database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
+    data_dir: Path = Field(default_factory=default_data_dir, validation_alias="RETOUCH_DATA_DIR")
+    database_url: str | None = Field(None, validation_alias="DATABASE_URL")
 
     gemini_api_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("GEMINI_API_KEY", "GOOGLE_API_KEY", "gemini_api_key")
+        None, validation_alias=AliasChoices("GEMINI_API_KEY", "GOOGLE_API_KEY")
     )
     gemini_base_url: str = Field(
-        "https://generativelanguage.googleapis.com",
-        validation_alias=AliasChoices("GEMINI_BASE_URL", "gemini_base_url"),
+        "https://generativelanguage.googleapis.com", validation_alias="GEMINI_BASE_URL"
     )
-    gemini_model: str = Field(
-        DEFAULT_GEMINI_MODEL, validation_alias=AliasChoices("GEMINI_MODEL", "gemini_model")
-    )
-    openai_api_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
-    )
-    openai_base_url: str = Field(
-        "https://api.openai.com/v1", validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
-    )
-    openai_image_model: str = Field(
-        DEFAULT_OPENAI_MODEL, validation_alias=AliasChoices("OPENAI_IMAGE_MODEL", "openai_image_model")
-    )
-    openai_timeout_s: float = Field(
-        300.0, gt=0, validation_alias=AliasChoices("RETOUCH_OPENAI_TIMEOUT", "openai_timeout_s")
-    )
-    request_timeout_s: float = Field(
-        180.0, gt=0, validation_alias=AliasChoices("RETOUCH_REQUEST_TIMEOUT", "request_timeout_s")
-    )
+    gemini_model: str = Field(DEFAULT_GEMINI_MODEL, validation_alias="GEMINI_MODEL")
+    openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str = Field("https://api.openai.com/v1", validation_alias="OPENAI_BASE_URL")
+    openai_image_model: str = Field(DEFAULT_OPENAI_MODEL, validation_alias="OPENAI_IMAGE_MODEL")
+    openai_timeout_s: float = Field(300.0, gt=0, validation_alias="RETOUCH_OPENAI_TIMEOUT")
+    request_timeout_s: float = Field(180.0, gt=0, validation_alias="RETOUCH_REQUEST_TIMEOUT")
 
     retry_attempts: int = Field(3, ge=1, le=10, validation_alias="RETOUCH_RETRY_ATTEMPTS")
     retry_base_delay_s: float = Field(1.0, ge=0, validation_alias="RETOUCH_RETRY_BASE_DELAY")
     retry_max_total_s: float = Field(60.0, ge=0, validation_alias="RETOUCH_RETRY_MAX_TOTAL")
 
-    host: str = Field(
-        "127.0.0.1", validation_alias=AliasChoices("RETOUCH_HOST", "GRADIO_SERVER_NAME", "host")
-    )
-    port: int = Field(7860, validation_alias=AliasChoices("RETOUCH_PORT", "GRADIO_SERVER_PORT", "port"))
+    host: str = Field("127.0.0.1", validation_alias=AliasChoices("RETOUCH_HOST", "GRADIO_SERVER_NAME"))
+    port: int = Field(7860, validation_alias=AliasChoices("RETOUCH_PORT", "GRADIO_SERVER_PORT"))
     model_concurrency: int = Field(
-        DEFAULT_MODEL_CONCURRENCY,
-        ge=1,
-        validation_alias=AliasChoices("RETOUCH_MODEL_CONCURRENCY", "model_concurrency"),
+        DEFAULT_MODEL_CONCURRENCY, ge=1, validation_alias="RETOUCH_MODEL_CONCURRENCY"
     )
 
     max_upload_bytes: int = Field(20 * 1024 * 1024, validation_alias="RETOUCH_MAX_UPLOAD_BYTES")
@@ -104,9 +92,13 @@ class Settings(BaseSettings):
     trusted_proxies: str | None = Field(None, validation_alias="RETOUCH_TRUSTED_PROXIES")
     # The key the browser's owner id is encrypted with; several replicas must share it.
     browser_secret: SecretStr | None = Field(None, validation_alias="RETOUCH_BROWSER_SECRET")
-    shutdown_grace_s: float = Field(
-        30.0, ge=0, validation_alias=AliasChoices("RETOUCH_SHUTDOWN_GRACE", "shutdown_grace_s")
-    )
+    shutdown_grace_s: float = Field(30.0, ge=0, validation_alias="RETOUCH_SHUTDOWN_GRACE")
+
+    def __init__(self, **values: Any) -> None:
+        """``Settings(data_dir=..., port=...)`` in code (tests) still works: each field name
+        is passed on as the setting's documented name."""
+        fields = type(self).model_fields
+        super().__init__(**{_env_name(fields[k]) if k in fields else k: v for k, v in values.items()})
 
     def spend_cap(self, environ: Mapping[str, str] = os.environ) -> float:
         """Dollars a day on the server's own keys: as configured; else $5 on Spaces, no cap elsewhere."""
@@ -119,6 +111,20 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @field_validator("gemini_model", "openai_image_model")
+    @classmethod
+    def _model_id(cls, value: str) -> str:
+        """A default model id goes into every request's URL (Gemini) or body (OpenAI): checked at startup."""
+        if not is_model_id(value):
+            raise ValueError(f"{value!r} is not a model id: use {MODEL_ID_RULE}")
+        return value
+
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "images"
+
+
+def _env_name(field: FieldInfo) -> str:
+    """The first name a setting is read under (``RETOUCH_PORT`` for ``port``)."""
+    alias = field.validation_alias
+    return alias if isinstance(alias, str) else str(alias.choices[0])
