@@ -11,6 +11,11 @@ Routes (one port for both providers):
   :mod:`.openai_routes` (form fields and file hashes instead of multipart bytes).
   Headers are lower-cased and include the API key (this is a test tool).
 - ``DELETE /_emulator/requests``: clear that log.
+- ``GET /_emulator/received``: every request line received, oldest first (at most 1000), whatever
+  its path, as ``{"method", "target", "status"}``: ``target`` is the path as sent (still
+  percent-encoded) plus ``?query`` if any; ``status`` is what was answered (404 for an unknown
+  path, as the real APIs do), None while answering. The control routes themselves are left out.
+  ``DELETE`` clears it.
 - ``POST /_emulator/faults`` ``{"faults": ["503", "openai:429", "slow:1", ...]}``: queue
   faults for the next generate/edit requests of either provider (one shared queue;
   ``gemini:`` / ``openai:`` prefixes pick a provider, see :mod:`tests.emulator.faults`);
@@ -32,9 +37,11 @@ import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import faults as fault_mod
 from . import gemini, openai_routes, request
@@ -44,6 +51,7 @@ from .openai_models import MODELS as OPENAI_MODELS
 from .state import (
     DEFAULT_SECRET,
     MAX_LOGGED_REQUESTS,
+    MAX_RECEIVED,
     EmulatorState,
     StockImage,
     answer_after_latency,
@@ -51,7 +59,7 @@ from .state import (
     state_of,
 )
 
-__all__ = ["DEFAULT_SECRET", "MAX_LOGGED_REQUESTS", "EmulatorState", "create_app"]
+__all__ = ["DEFAULT_SECRET", "MAX_LOGGED_REQUESTS", "MAX_RECEIVED", "EmulatorState", "create_app"]
 
 _MISSING_KEY = (
     "Method doesn't allow unregistered callers (callers without established identity). "
@@ -158,6 +166,17 @@ async def clear_requests(req: Request) -> Response:
     return JSONResponse({"cleared": count})
 
 
+async def list_received(req: Request) -> Response:
+    return JSONResponse(list(state_of(req).received))
+
+
+async def clear_received(req: Request) -> Response:
+    state = state_of(req)
+    count = len(state.received)
+    state.received.clear()
+    return JSONResponse({"cleared": count})
+
+
 async def list_faults(req: Request) -> Response:
     return JSONResponse({"faults": [f.spec for f in state_of(req).faults]})
 
@@ -206,6 +225,34 @@ async def http_error(req: Request, exc: Exception) -> Response:
     return ApiError(code, str(getattr(exc, "detail", exc))).response()
 
 
+class RecordReceived:
+    """Note every request line before routing (so unknown paths are seen too); answers are untouched."""
+
+    def __init__(self, app: ASGIApp, control: frozenset[tuple[str, str]]) -> None:
+        self.app = app
+        self.control = control
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")  # raw_path is optional
+        if (scope["method"], path) in self.control:
+            await self.app(scope, receive, send)
+            return
+        query = scope["query_string"].decode("latin-1")
+        target = f"{path}?{query}" if query else path
+        entry: dict[str, Any] = {"method": scope["method"], "target": target, "status": None}
+        scope["app"].state.emulator.received.append(entry)
+
+        async def noting_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                entry["status"] = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, noting_status)
+
+
 def create_app(
     latency_ms: float = 0,
     secret: bytes = DEFAULT_SECRET,
@@ -226,15 +273,22 @@ def create_app(
         for version in ("v1beta", "v1")
     ]
     routes += openai_routes.ROUTES
-    routes += [
+    control = [
         Route("/_emulator/requests", list_requests, methods=["GET"]),
         Route("/_emulator/requests", clear_requests, methods=["DELETE"]),
+        Route("/_emulator/received", list_received, methods=["GET"]),
+        Route("/_emulator/received", clear_received, methods=["DELETE"]),
         Route("/_emulator/faults", list_faults, methods=["GET"]),
         Route("/_emulator/faults", queue_faults, methods=["POST"]),
         Route("/_emulator/faults", clear_faults, methods=["DELETE"]),
         Route("/_emulator/health", health, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    control_lines = frozenset((method, route.path) for route in control for method in route.methods or ())
+    app = Starlette(
+        routes=routes + control,
+        exception_handlers={HTTPException: http_error},
+        middleware=[Middleware(RecordReceived, control=control_lines)],
+    )
     app.state.emulator = EmulatorState(
         latency_ms=latency_ms, secret=secret, signature_filler=signature_filler, stock=stock
     )

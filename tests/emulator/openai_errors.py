@@ -87,10 +87,10 @@ def invalid_type(name: str, expected: str, got: str) -> OpenAIError:
 
 
 def mask_key(key: str) -> str:
-    """How the real API echoes a wrong key: a short head, stars, the last four characters."""
-    if len(key) <= 8:
-        return f"{key[:3]}***"
-    return f"{key[:5]}{'*' * min(20, len(key) - 9)}{key[-4:]}"
+    """How the real API echoes a wrong key: its first 8 and last 4 characters, stars between, so a
+    key of 12 characters or fewer comes back whole (401s quoted in continuedev/continue#9634,
+    #10250, #10276, 2026: "sk-proj-****…MxYA", "https://****…lETQ", "Toxic")."""
+    return key if len(key) <= 12 else f"{key[:8]}{'*' * (len(key) - 12)}{key[-4:]}"
 
 
 def missing_key() -> OpenAIError:

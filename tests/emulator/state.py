@@ -1,4 +1,5 @@
-"""Per-app emulator state shared by the Gemini and OpenAI routes: one request log, one fault queue.
+"""Per-app emulator state shared by the Gemini and OpenAI routes: one request log, one record of
+every request line received, one fault queue.
 
 It lives on ``app.state.emulator`` so several apps (e.g. one per test) never share
 it, and in its own module so the provider route modules can use it without
@@ -21,16 +22,19 @@ from .faults import Fault
 
 DEFAULT_SECRET = b"retouch-emulator-dev-secret"
 MAX_LOGGED_REQUESTS = 200
+MAX_RECEIVED = 1000
 
 
 @dataclass
 class EmulatorState:
-    """Per-app mutable state (request log and fault queue) and settings."""
+    """Per-app mutable state (request log, received request lines, fault queue) and settings."""
 
     latency_ms: float = 0
     secret: bytes = DEFAULT_SECRET
     signature_filler: int = 256
     requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_LOGGED_REQUESTS))
+    #: ``{"method", "target", "status"}`` of every request but the control routes', matched or not.
+    received: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_RECEIVED))
     faults: deque[Fault] = field(default_factory=deque)
     #: Ready (mime type, image) answers for Gemini, used in turn instead of rendering (benchmarks:
     #: a remote provider's rendering does not take this machine's CPU). Empty: render.

@@ -212,6 +212,45 @@ async def test_unknown_path_and_wrong_method_use_error_envelope(client: httpx.As
     error_of(wrong_method)
 
 
+async def test_every_request_line_is_received_as_sent_matched_or_not(client: httpx.AsyncClient) -> None:
+    """Where a hostile model id would have steered a request: raw path and query, and the answer."""
+    await generate(client, edit_request())
+    await generate(client, edit_request(), model="%2e%2e%2fv1%2ffoo")
+    await generate(client, edit_request(), model=f"{FLASH}:generateContent?key=x")
+    await generate(client, edit_request(), model="a/b")
+    await client.post("/v1/foo:generateContent", headers={"x-goog-api-key": "k"})
+    assert (await client.get("/_emulator/received")).json() == [
+        {"method": "POST", "target": f"/v1beta/models/{FLASH}:generateContent", "status": 200},
+        {"method": "POST", "target": "/v1beta/models/%2e%2e%2fv1%2ffoo:generateContent", "status": 404},
+        {
+            "method": "POST",
+            "target": f"/v1beta/models/{FLASH}:generateContent?key=x:generateContent",
+            "status": 200,
+        },
+        {"method": "POST", "target": "/v1beta/models/a/b:generateContent", "status": 404},
+        {"method": "POST", "target": "/v1/foo:generateContent", "status": 404},
+    ]
+    # Only matched generate requests are in the request log; the control routes are in neither.
+    assert len((await client.get("/_emulator/requests")).json()) == 2
+
+
+async def test_unknown_paths_still_answer_404_in_the_google_envelope(client: httpx.AsyncClient) -> None:
+    response = await generate(client, edit_request(), model="a/b")
+    assert response.status_code == 404
+    assert error_of(response) == {
+        "code": 404,
+        "message": "Method not found: /v1beta/models/a/b:generateContent",
+        "status": "NOT_FOUND",
+        "details": [],
+    }
+
+
+async def test_received_can_be_cleared(client: httpx.AsyncClient) -> None:
+    await client.get("/nothing")
+    assert (await client.delete("/_emulator/received")).json() == {"cleared": 1}
+    assert (await client.get("/_emulator/received")).json() == []
+
+
 # ---------------------------------------------------------------- validation
 
 
@@ -1013,6 +1052,20 @@ def test_slow_fault_triggers_client_timeouts(emulator_url: str, emulator: Emulat
             headers={"x-goog-api-key": "k"},
             timeout=0.1,
         )
+
+
+def test_received_over_a_real_socket_keeps_the_raw_target(
+    emulator_url: str, emulator: EmulatorControl
+) -> None:
+    headers = {"x-goog-api-key": "k"}
+    httpx.post(f"{emulator_url}/v1beta/models/%2e%2e%2fv1%2ffoo:generateContent", json={}, headers=headers)
+    httpx.post(f"{emulator_url}/v1beta/models/{FLASH}:generateContent?key=x", json=edit_request())
+    assert emulator.received() == [
+        {"method": "POST", "target": "/v1beta/models/%2e%2e%2fv1%2ffoo:generateContent", "status": 404},
+        {"method": "POST", "target": f"/v1beta/models/{FLASH}:generateContent?key=x", "status": 200},
+    ]
+    emulator.reset()
+    assert emulator.received() == []
 
 
 def test_run_emulator_has_its_own_state(emulator_url: str, emulator: EmulatorControl) -> None:

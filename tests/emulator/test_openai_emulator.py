@@ -173,6 +173,29 @@ async def test_invalid_key_is_401_and_masked(client: httpx.AsyncClient) -> None:
     assert "abcd." in error["message"] and "invalid-key-0123456789abcd" not in error["message"]
 
 
+@pytest.mark.parametrize(
+    ("key", "echoed"),
+    [
+        ("invalid-key-4444", "invalid-****4444"),
+        ("invalid-sk-proj-abcdefgh-wxyz", "invalid-*****************wxyz"),
+    ],
+)
+async def test_a_wrong_key_is_echoed_as_the_real_api_masks_it(
+    client: httpx.AsyncClient, key: str, echoed: str
+) -> None:
+    """First 8 and last 4 characters, stars between (continuedev/continue#9634, 2026)."""
+    error = error_of(await generate(client, key=key))
+    assert error["message"] == (
+        f"Incorrect API key provided: {echoed}. You can find your API key at https://platform.openai.com/account/api-keys."
+    )
+
+
+async def test_a_short_wrong_key_is_echoed_whole(client: httpx.AsyncClient) -> None:
+    """As the real API does ("Incorrect API key provided: Toxic.", continuedev/continue#10276)."""
+    error = error_of(await generate(client, key="invalid-42"))
+    assert error["message"].startswith("Incorrect API key provided: invalid-42. ")
+
+
 async def test_unverified_organization_is_403_naming_the_model(client: httpx.AsyncClient) -> None:
     response = await edit(client, key="unverified-org", model="gpt-image-1.5")
     assert response.status_code == 403
@@ -225,6 +248,10 @@ async def test_unknown_path_and_wrong_method_use_openai_envelope(client: httpx.A
     wrong = await client.get("/v1/images/edits")
     assert wrong.status_code == 405
     assert error_of(wrong)["message"] == "Invalid URL (GET /v1/images/edits)"
+    assert (await client.get("/_emulator/received")).json() == [
+        {"method": "POST", "target": "/v1/images/variations", "status": 404},
+        {"method": "GET", "target": "/v1/images/edits", "status": 405},
+    ]
 
 
 async def test_responses_carry_a_request_id(client: httpx.AsyncClient) -> None:
