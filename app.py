@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import stat
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from chat.providers.gemini import GeminiClient
 from chat.providers.openai import OpenAIImagesClient
 from chat.service import ChatService, InputLimits
 from chat.ui import UIConfig, build_ui
+from chat.visitors import TrustedProxies
 from storage import BlobStore, make_engine, migrate, sqlite_url
 
 log = logging.getLogger("retouch")
@@ -104,20 +107,52 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
         configured={"gemini": gemini.configured, "openai": openai.configured},
         max_upload_bytes=settings.max_upload_bytes,
         model_concurrency=settings.model_concurrency,
-        browser_secret=browser_secret(settings.data_dir),
+        browser_secret=browser_secret(settings),
+        files_dir=private_dir(runtime_dir() / "files"),
+        proxies=TrustedProxies.for_environment(settings.trusted_proxies, os.environ),
     )
     demo = build_ui(service, library, config)
     demo.queue(default_concurrency_limit=settings.model_concurrency, max_size=settings.queue_max_size)
     return demo
 
 
-def browser_secret(data_dir: Path) -> str:
-    """The key Gradio encrypts the browser's owner id with: fixed per install, so it survives restarts."""
-    path = data_dir / "browser-secret"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
+def browser_secret(settings: Settings) -> str:
+    """The key Gradio encrypts the browser's owner id with: ``RETOUCH_BROWSER_SECRET`` (which every
+    replica must share), else one made once per data directory, so it survives restarts.
+
+    The file is created 0600 in one step (``O_EXCL``): no moment where it exists with wider
+    rights, and two processes starting at once cannot each write a different secret.
+    """
+    if settings.browser_secret is not None and settings.browser_secret.get_secret_value():
+        return settings.browser_secret.get_secret_value()
+    path = settings.data_dir / "browser-secret"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(32))
+    secret = path.read_text().strip()
+    if not secret:  # a file another process has created but not yet written
+        raise RuntimeError(f"{path} is empty: delete it or set RETOUCH_BROWSER_SECRET")
+    return secret
+
+
+def runtime_dir() -> Path:
+    """This user's private folder for temporary files: Gradio's cache and our staged images."""
+    return private_dir(Path(tempfile.gettempdir()) / f"retouch-{os.getuid()}")
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only this user can enter (0700); refused if someone else owns it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise RuntimeError(f"{path} is not a folder of this user's; remove it or set TMPDIR")
+    if info.st_mode & 0o077:
+        path.chmod(0o700)
+    return path
 
 
 def listen_host(settings: Settings, environ: Mapping[str, str] = os.environ) -> str:
@@ -132,12 +167,13 @@ def serve(demo: gr.Blocks, settings: Settings, engine: Engine, lifecycle: Lifecy
 
     Both go in through ``app_kwargs`` (the FastAPI constructor): the route is registered before
     any of Gradio's, so none can shadow it, and ``launch()`` keeps Gradio's check that handlers
-    return files only from allowed places, which ``mount_gradio_app`` would skip.
+    return files only from allowed places, which ``mount_gradio_app`` would skip. There is no
+    ``allowed_paths``: the image store is never reachable by URL, pages get checked copies
+    (chat/ui/files.py).
     """
     demo.launch(
         server_name=listen_host(settings),
         server_port=settings.port,
-        allowed_paths=[str(settings.blob_dir.resolve())],
         max_file_size=settings.max_upload_bytes,
         run_history=False,
         footer_links=["api", "gradio"],
@@ -151,6 +187,13 @@ def serve(demo: gr.Blocks, settings: Settings, engine: Engine, lifecycle: Lifecy
 
 def main() -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home by default
+    # Everything this process writes (Gradio's cached copies and uploads included) is for its own
+    # user only: files 0600, folders 0700; Gradio's cache in a folder of ours, not a shared /tmp/gradio.
+    os.umask(0o077)
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(private_dir(runtime_dir() / "gradio")))
+    # uvicorn would believe X-Forwarded-For from any loopback peer and rewrite the client address;
+    # which proxies to believe is RETOUCH_TRUSTED_PROXIES' decision alone (chat/visitors.py).
+    os.environ["FORWARDED_ALLOW_IPS"] = ""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
     engine = open_database(settings)

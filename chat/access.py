@@ -2,6 +2,8 @@
 
 An Actor is whoever is asking: their owner id (a random id kept in their browser, an HF
 username, or an API caller's own key) and, if they came through a share link, its token.
+An API caller whose only key is a share token has no owner id: they can use the link, but
+nothing they make can belong to the token (every holder of the link would own it).
 
 - OWNER: the conversation's owner: everything (send, rename, delete, share, revoke).
 - CONTINUE: holds a "continue" link: read and send, nothing else.
@@ -10,6 +12,7 @@ username, or an API caller's own key) and, if they came through a share link, it
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
@@ -21,7 +24,19 @@ from chat.errors import RetouchError
 from storage import repository as repo
 from storage import session_scope
 
-__all__ = ["Access", "AccessError", "Actor", "Gatekeeper", "Grant", "new_owner_id", "new_share_token"]
+__all__ = [
+    "Access",
+    "AccessError",
+    "Actor",
+    "Gatekeeper",
+    "Grant",
+    "browser_owner_id",
+    "new_owner_id",
+    "new_share_token",
+]
+
+#: What an owner id made by ``new_owner_id`` (or an HF username mapped to one) looks like.
+OWNER_ID = re.compile(r"[A-Za-z0-9_\-]{16,100}")
 
 
 class Access(StrEnum):
@@ -39,9 +54,15 @@ class AccessError(RetouchError):
 
 @dataclass(frozen=True)
 class Actor:
-    owner_id: str
+    owner_id: str | None  # None: a share token is all they hold
     share_token: str | None = None
-    visitor: str = ""  # for rate limits: the client's address where known, else the owner id
+    visitor: str = ""  # the client's address, for rate limits (chat/visitors.py)
+
+    def own_id(self) -> str:
+        """The owner id new conversations get; refused for someone who holds only a share link."""
+        if not self.owner_id:
+            raise AccessError(NO_OWNER)
+        return self.owner_id
 
 
 @dataclass(frozen=True)
@@ -53,6 +74,17 @@ class Grant:
 def new_owner_id() -> str:
     """128 random bits: an owner id is a bearer secret, like a session cookie."""
     return secrets.token_urlsafe(16)
+
+
+def browser_owner_id(value: object) -> str:
+    """The owner id a browser sent if it is one, else a fresh one: never "nobody", never "everyone".
+
+    Every UI event reads the browser's id through this (chat/ui/owner.py), so a client that
+    posts null or garbage is a new visitor with an empty list.
+    """
+    if isinstance(value, str) and OWNER_ID.fullmatch(value):
+        return value
+    return new_owner_id()
 
 
 def new_share_token() -> str:
@@ -72,7 +104,7 @@ class Gatekeeper:
         if access is None:  # made before owners existed: whoever has its id claims it
             with session_scope(self._engine) as session:
                 repo.claim_conversation(
-                    session=session, conversation_id=conversation_id, owner_id=actor.owner_id
+                    session=session, conversation_id=conversation_id, owner_id=actor.own_id()
                 )
             access = Access.OWNER
         if owner and access is not Access.OWNER:
@@ -91,6 +123,11 @@ class Gatekeeper:
             raise AccessError(REVOKED)
         return Grant(link.conversation_id, Access(link.kind))
 
+    def is_share_token(self, key: str) -> bool:
+        """Whether ``key`` is (or was, before a revocation) a share link's token, never an owner key."""
+        with session_scope(self._engine, read_only=True) as session:
+            return repo.is_share_token(session=session, token=key)
+
     @staticmethod
     def _access(session: Session, actor: Actor, conversation_id: str) -> Access | None:
         """The actor's access, or None for an unowned conversation they may claim."""
@@ -102,7 +139,7 @@ class Gatekeeper:
             if not actor.owner_id:
                 raise AccessError(NOT_YOURS)
             return None
-        if owner_id == actor.owner_id:
+        if actor.owner_id and owner_id == actor.owner_id:
             return Access.OWNER
         if actor.share_token:
             link = repo.resolve_share_link(session=session, token=actor.share_token)
@@ -115,3 +152,7 @@ class Gatekeeper:
 GONE = "That conversation does not exist (or was deleted)."
 REVOKED = "This share link was revoked or never existed. Ask the owner for a new one."
 NOT_YOURS = "This conversation belongs to someone else. Ask its owner for a share link."
+NO_OWNER = (
+    "A share link cannot own conversations: pass your own owner key "
+    "(any secret of 16+ characters, or the owner_key a new conversation returned)."
+)

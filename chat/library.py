@@ -20,6 +20,7 @@ from chat.domain import Conversation
 from chat.errors import InputError
 from chat.images import image_size
 from chat.service import new_conversation_id
+from chat.text import one_line
 from chat.transfer import ImportedConversation, export_zip, import_zip
 from storage import BlobStore, ConversationSummary, ShareLink, session_scope
 from storage import repository as repo
@@ -47,11 +48,13 @@ class ConversationLibrary:
         self._new_id = new_id
 
     async def list(self, actor: Actor, query: str = "", limit: int = 100) -> list[ConversationSummary]:
-        """The actor's own conversations, newest first; ``query`` filters titles."""
+        """The actor's own conversations, newest first; ``query`` filters titles. A share token owns none."""
+        if not actor.owner_id:
+            return []
         return await asyncio.to_thread(self._list, actor.owner_id, query, limit)
 
     async def rename(self, actor: Actor, conversation_id: str, title: str) -> None:
-        title = " ".join(title.split())
+        title = one_line(title)
         if not title:
             raise InputError("A title cannot be empty.")
         if len(title) > MAX_TITLE:
@@ -105,11 +108,13 @@ class ConversationLibrary:
     ) -> Conversation:
         """A new conversation of the actor's own with the history up to ``through_seq``.
 
-        Any grant may fork (that is how a read-only viewer edits: "Duplicate"); the
-        original is never touched.
+        Any grant may fork (that is how a read-only viewer edits: "Duplicate"); the copy belongs
+        to the actor's own owner id, never to the share token they came with. The original is
+        never touched.
         """
+        owner_id = actor.own_id()
         await asyncio.to_thread(self._gate.grant, actor, conversation_id)
-        return await asyncio.to_thread(self._fork, actor.owner_id, conversation_id, through_seq)
+        return await asyncio.to_thread(self._fork, owner_id, conversation_id, through_seq)
 
     async def export(self, actor: Actor, conversation_id: str) -> tuple[str, bytes]:
         """A zip of the images (exact bytes) and a JSON transcript; (file name, bytes)."""

@@ -1,6 +1,8 @@
 """Abuse limits for a public demo: turns per visitor and overall, and a daily spend cap.
 
-Rate limits count turns in sliding windows, in memory (a restart forgives everyone, which
+A turn counts against the visitor's address *and* their owner key (or share token), so
+neither rotating keys from one address nor rotating addresses with one key resets a limit
+(addresses: chat/visitors.py). Rate limits count turns in sliding windows, in memory (a restart forgives everyone, which
 is fine for minutes). The spend cap counts estimated dollars on the *server's* keys per
 UTC day in the database, so it survives restarts; visitors who bring their own keys are
 not counted against it. Every refusal is a LimitError with a sentence the visitor can act on.
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -53,24 +55,15 @@ class Guard:
         self._visitors: dict[str, deque[float]] = defaultdict(deque)
         self._everyone: deque[float] = deque()
 
-    def admit(self, visitor: str, *, server_cost: float) -> None:
-        """Count one turn for ``visitor``, or refuse it; ``server_cost`` is its worst case on our keys."""
+    def admit(self, visitors: Sequence[str], *, server_cost: float) -> None:
+        """Count one turn for each of ``visitors`` (the client's address, their owner key…), or refuse
+        it if any of them is at its limit: rotating keys from one address, or addresses with one key,
+        gains nothing. ``server_cost`` is the turn's worst case on our keys."""
         now = self._clock()
-        mine = self._visitors[visitor]
-        _forget(mine, now - DAY)
+        buckets = [self._visitors[visitor] for visitor in dict.fromkeys(v for v in visitors if v)]
         _forget(self._everyone, now - MINUTE)
-        last_minute = sum(1 for t in mine if t > now - MINUTE)
-        if last_minute >= self._limits.per_visitor_per_minute:
-            wait = MINUTE - (now - [t for t in mine if t > now - MINUTE][0])
-            raise LimitError(
-                f"You have sent {last_minute} edits in the last minute, the most this demo allows. "
-                f"Please wait {max(1, round(wait))} s."
-            )
-        if len(mine) >= self._limits.per_visitor_per_day:
-            raise LimitError(
-                f"You have reached today's limit of {self._limits.per_visitor_per_day} edits on this demo. "
-                "Run Retouch yourself (see the README) for unlimited use."
-            )
+        for mine in buckets:
+            self._check_visitor(mine, now)
         if len(self._everyone) >= self._limits.global_per_minute:
             raise LimitError("Retouch is very busy right now. Please try again in a minute.")
         if server_cost > 0 and self._limits.daily_spend_usd > 0:
@@ -81,8 +74,24 @@ class Guard:
                     "Paste your own Gemini or OpenAI key under \u201cYour API keys\u201d to continue, "
                     "or come back tomorrow."
                 )
-        mine.append(now)
+        for mine in buckets:
+            mine.append(now)
         self._everyone.append(now)
+
+    def _check_visitor(self, mine: deque[float], now: float) -> None:
+        _forget(mine, now - DAY)
+        recent = [t for t in mine if t > now - MINUTE]
+        if len(recent) >= self._limits.per_visitor_per_minute:
+            wait = MINUTE - (now - recent[0])
+            raise LimitError(
+                f"You have sent {len(recent)} edits in the last minute, the most this demo allows. "
+                f"Please wait {max(1, round(wait))} s."
+            )
+        if len(mine) >= self._limits.per_visitor_per_day:
+            raise LimitError(
+                f"You have reached today's limit of {self._limits.per_visitor_per_day} edits on this demo. "
+                "Run Retouch yourself (see the README) for unlimited use."
+            )
 
     def charge(self, usd: float, *, session: Session | None = None) -> None:
         """Add what an answered call cost on the server's keys; in ``session`` when given, so the

@@ -55,6 +55,7 @@ from chat.images import (
 from chat.limits import Guard
 from chat.pricing import estimate_cost, worst_case_turn_cost
 from chat.recent import RecentConversations
+from chat.text import one_line
 from storage import BlobStore, session_scope
 from storage import repository as repo
 
@@ -167,13 +168,15 @@ class ChatService:
         """
         if conversation_id:
             await asyncio.to_thread(self.gate.grant, actor, conversation_id, write=True)
+        else:
+            actor.own_id()  # a new conversation must belong to someone: never to a share token
         images = await asyncio.to_thread(self._prepare, text, attachments)
         keys = keys or {}
         await self._admit(actor, options, keys, len(images) + 1, conversation_id)
         conversation_id = conversation_id or self._new_id()
         async with self._lock(conversation_id):
             conversation = await asyncio.to_thread(
-                self._store_user_turn, conversation_id, text.strip(), images, painted, actor.owner_id
+                self._store_user_turn, conversation_id, text.strip(), images, painted, actor
             )
             yield conversation
             yield await self._answer(conversation, options, keys)
@@ -231,7 +234,7 @@ class ChatService:
         text: str,
         images: list[PreparedImage],
         painted: bytes | None,
-        owner_id: str,
+        actor: Actor,
     ) -> Conversation:
         now = self._clock()
         # Files first and outside the transaction: the write lock is held for rows only.
@@ -253,7 +256,7 @@ class ChatService:
                     conversation_id=conversation_id,
                     title=existing.title,
                     now=now,
-                    owner_id=owner_id,
+                    owner_id=actor.own_id(),
                 )
             conversation = self._append_in(session, existing, turn, stored, now)
         return self._remember(conversation)
@@ -305,7 +308,11 @@ class ChatService:
             return
         covered = all(name in keys for name in ROUTES[options.route])
         server_cost = 0.0 if covered else worst_case_turn_cost(options, input_images=images)
-        await asyncio.to_thread(self._guard.admit, actor.visitor or actor.owner_id, server_cost=server_cost)
+        visitors = [
+            f"address:{actor.visitor}" if actor.visitor else "",
+            f"key:{actor.owner_id or actor.share_token}",
+        ]
+        await asyncio.to_thread(self._guard.admit, visitors, server_cost=server_cost)
 
     def _outcome_turn(self, outcome: Outcome, options: GenerationOptions) -> tuple[Turn, list[_StoredImage]]:
         if outcome.reply is not None:
@@ -469,7 +476,7 @@ def _role(role: ImageRole) -> Metadata:
 
 
 def _title(text: str) -> str:
-    line = " ".join(text.split())
+    line = one_line(text)
     if not line:
         return "Untitled edit"
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "\u2026"

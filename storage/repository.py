@@ -65,6 +65,7 @@ __all__ = [
     "create_share_link",
     "delete_conversation",
     "get_conversation",
+    "is_share_token",
     "list_conversations",
     "resolve_share_link",
     "revoke_share_link",
@@ -110,12 +111,12 @@ class ShareLink:
 
 
 def create_conversation(
-    *, session: Session, conversation_id: str, title: str, now: datetime, owner_id: str | None = None
+    *, session: Session, conversation_id: str, title: str, now: datetime, owner_id: str
 ) -> Conversation:
+    """A new, empty conversation; every conversation has an owner (an unowned row is anyone's)."""
     if not conversation_id or len(conversation_id) > CONVERSATION_ID_MAX_LENGTH:
         raise ValueError(f"conversation id must be 1-{CONVERSATION_ID_MAX_LENGTH} characters")
-    if owner_id is not None and not 0 < len(owner_id) <= OWNER_ID_MAX_LENGTH:
-        raise ValueError(f"owner id must be 1-{OWNER_ID_MAX_LENGTH} characters")
+    _check_owner(owner_id)
     now = aware_utc(now)
     session.add(
         ConversationRow(
@@ -254,22 +255,20 @@ def save_image(
 
 
 def list_conversations(
-    *, session: Session, owner_id: str | None = None, query: str = "", limit: int = 50
+    *, session: Session, owner_id: str, query: str = "", limit: int = 50
 ) -> list[ConversationSummary]:
-    """Most recently updated first, each with its number of turns and latest image.
-
-    ``owner_id`` limits the list to one owner's conversations; ``query`` matches titles.
-    """
+    """One owner's conversations, most recently updated first, each with its number of turns and
+    latest image; ``query`` matches titles. There is no "everyone's": the owner is required."""
+    _check_owner(owner_id)
     turn_count = func.count(col(TurnRow.id))
     statement = (
         select(ConversationRow.id, ConversationRow.title, ConversationRow.updated_at, turn_count)
         .outerjoin(TurnRow, col(TurnRow.conversation_id) == col(ConversationRow.id))
         .group_by(ConversationRow.id, ConversationRow.title, ConversationRow.updated_at)
         .order_by(col(ConversationRow.updated_at).desc(), col(ConversationRow.id))
+        .where(ConversationRow.owner_id == owner_id)
         .limit(limit)
     )
-    if owner_id is not None:
-        statement = statement.where(ConversationRow.owner_id == owner_id)
     if query.strip():
         statement = statement.where(
             col(ConversationRow.title).ilike(f"%{_escape_like(query.strip())}%", escape="\\")
@@ -362,6 +361,7 @@ def add_spend(*, session: Session, day: str, usd: float) -> float:
 
 def claim_conversation(*, session: Session, conversation_id: str, owner_id: str) -> None:
     """Give an unowned (pre-owner) conversation to its first visitor."""
+    _check_owner(owner_id)
     row = session.get(ConversationRow, conversation_id)
     if row is None:
         raise ConversationNotFoundError(conversation_id)
@@ -401,6 +401,11 @@ def resolve_share_link(*, session: Session, token: str) -> ShareLink | None:
     return ShareLink(row.token, row.conversation_id, row.kind, row.created_at)
 
 
+def is_share_token(*, session: Session, token: str) -> bool:
+    """Whether ``token`` is or was a share link's token (revoked ones included)."""
+    return session.get(ShareLinkRow, token) is not None
+
+
 def revoke_share_link(*, session: Session, conversation_id: str, token: str, now: datetime) -> bool:
     row = session.get(ShareLinkRow, token)
     if row is None or row.conversation_id != conversation_id or row.revoked_at is not None:
@@ -416,7 +421,7 @@ def copy_conversation(
     source_id: str,
     new_id: str,
     title: str,
-    owner_id: str | None,
+    owner_id: str,
     now: datetime,
     through_seq: int | None = None,
 ) -> Conversation:
@@ -453,6 +458,11 @@ def delete_conversation(*, session: Session, conversation_id: str) -> bool:
     result = session.exec(delete(ConversationRow).where(col(ConversationRow.id) == conversation_id))
     session.flush()
     return bool(result.rowcount)
+
+
+def _check_owner(owner_id: str) -> None:
+    if not isinstance(owner_id, str) or not 0 < len(owner_id) <= OWNER_ID_MAX_LENGTH:
+        raise ValueError(f"owner id must be 1-{OWNER_ID_MAX_LENGTH} characters")
 
 
 def _checked_title(title: str) -> str:

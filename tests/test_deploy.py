@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -499,7 +500,7 @@ def test_drain_gate_refuses_new_work_but_lets_reads_through_once_draining():
     assert client.get("/work").status_code == 200
 
 
-def test_launch_keeps_gradios_check_on_returned_files_with_healthz_added(tmp_path, capfd):
+def test_launch_serves_no_stored_image_and_keeps_gradios_check_with_healthz_added(tmp_path, capfd):
     settings = Settings(_env_file=None, data_dir=tmp_path / "data", port=free_port(), host="127.0.0.1")
     engine = entry.open_database(settings)
     with gr.Blocks() as demo:
@@ -512,10 +513,10 @@ def test_launch_keeps_gradios_check_on_returned_files_with_healthz_added(tmp_pat
         url = f"http://127.0.0.1:{settings.port}"
         assert httpx.get(url + "/healthz").json() == HEALTHY
         client = Client(url + "/", verbose=False, download_files=False)
-        allowed = settings.blob_dir / "ab" / "ab12.png"  # the image store is an allowed path
-        allowed.parent.mkdir(parents=True)
-        allowed.write_bytes(b"png")
-        assert client.predict(str(allowed), api_name="/leak")["orig_name"] == "ab12.png"
+        stored = settings.blob_dir / "ab" / "ab12.png"  # the image store is never served by path
+        stored.parent.mkdir(parents=True)
+        stored.write_bytes(b"png")
+        assert httpx.get(f"{url}/gradio_api/file={stored.resolve()}").status_code == 403
         with pytest.raises(AppError):
             client.predict("/etc/hostname", api_name="/leak")
         client.close()
@@ -640,3 +641,32 @@ def test_the_app_listens_on_all_interfaces_on_spaces_and_on_loopback_elsewhere(c
 
     clean_env.setenv("RETOUCH_HOST", "127.0.0.1")  # configured wins, even on Spaces
     assert entry.listen_host(Settings(_env_file=None), environ={"SYSTEM": "spaces"}) == "127.0.0.1"
+
+
+# --- secrets and private folders ------------------------------------------------------------------
+
+
+def test_browser_secret_comes_from_the_environment_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("RETOUCH_BROWSER_SECRET", "shared-by-every-replica")
+    settings = Settings(_env_file=None, RETOUCH_DATA_DIR=tmp_path)
+    assert entry.browser_secret(settings) == "shared-by-every-replica"
+    assert not (tmp_path / "browser-secret").exists()
+
+
+def test_browser_secret_file_is_made_once_private_and_kept(tmp_path, monkeypatch):
+    monkeypatch.delenv("RETOUCH_BROWSER_SECRET", raising=False)
+    settings = Settings(_env_file=None, RETOUCH_DATA_DIR=tmp_path)
+    first = entry.browser_secret(settings)
+    assert len(first) >= 40 and entry.browser_secret(settings) == first
+    assert stat.S_IMODE((tmp_path / "browser-secret").stat().st_mode) == 0o600
+    source = "".join(p.read_text() for p in [Path("app.py"), *Path("chat").rglob("*.py")])
+    assert "retouch-browser-state" not in source  # no constant fallback anywhere
+
+
+def test_private_dir_is_0700_and_refuses_a_file_in_its_place(tmp_path):
+    loose = tmp_path / "loose"
+    loose.mkdir(mode=0o755)
+    assert stat.S_IMODE(entry.private_dir(loose).stat().st_mode) == 0o700
+    (tmp_path / "file").write_text("x")
+    with pytest.raises((RuntimeError, FileExistsError)):
+        entry.private_dir(tmp_path / "file")

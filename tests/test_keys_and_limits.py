@@ -99,27 +99,27 @@ async def test_keys_never_reach_the_database_logs_or_exports(service, engine, tm
 def test_rate_limit_per_visitor_and_overall(engine):
     clock = Clock()
     guard = Guard(Limits(per_visitor_per_minute=2, global_per_minute=3), engine=engine, clock=clock)
-    guard.admit("1.2.3.4", server_cost=0)
-    guard.admit("1.2.3.4", server_cost=0)
+    guard.admit(["1.2.3.4"], server_cost=0)
+    guard.admit(["1.2.3.4"], server_cost=0)
     with pytest.raises(LimitError, match=r"2 edits in the last minute.*wait 60 s"):
-        guard.admit("1.2.3.4", server_cost=0)
-    guard.admit("5.6.7.8", server_cost=0)
+        guard.admit(["1.2.3.4"], server_cost=0)
+    guard.admit(["5.6.7.8"], server_cost=0)
     with pytest.raises(LimitError, match="very busy"):
-        guard.admit("9.9.9.9", server_cost=0)
+        guard.admit(["9.9.9.9"], server_cost=0)
     clock.now += 61
-    guard.admit("1.2.3.4", server_cost=0)
+    guard.admit(["1.2.3.4"], server_cost=0)
 
 
 def test_daily_visitor_limit(engine):
     clock = Clock()
     guard = Guard(Limits(per_visitor_per_minute=100, per_visitor_per_day=3), engine=engine, clock=clock)
     for _ in range(3):
-        guard.admit("1.2.3.4", server_cost=0)
+        guard.admit(["1.2.3.4"], server_cost=0)
         clock.now += 120
     with pytest.raises(LimitError, match="today's limit of 3 edits"):
-        guard.admit("1.2.3.4", server_cost=0)
+        guard.admit(["1.2.3.4"], server_cost=0)
     clock.now += 86_400
-    guard.admit("1.2.3.4", server_cost=0)
+    guard.admit(["1.2.3.4"], server_cost=0)
 
 
 def test_spend_cap_stops_server_keys_but_not_visitors_own(engine):
@@ -127,12 +127,12 @@ def test_spend_cap_stops_server_keys_but_not_visitors_own(engine):
     guard = Guard(Limits(daily_spend_usd=1.0), engine=engine, clock=clock)
     guard.charge(0.95)
     with pytest.raises(LimitError, match=r"today's budget.*\$1\.00.*your own Gemini or OpenAI key"):
-        guard.admit("1.2.3.4", server_cost=0.10)
-    guard.admit("1.2.3.4", server_cost=0)  # their own keys: not counted
+        guard.admit(["1.2.3.4"], server_cost=0.10)
+    guard.admit(["1.2.3.4"], server_cost=0)  # their own keys: not counted
     restarted = Guard(Limits(daily_spend_usd=1.0), engine=engine, clock=clock)
     assert restarted.spent_today() == pytest.approx(0.95)  # the ledger survives a restart
     clock.now += 86_400
-    restarted.admit("1.2.3.4", server_cost=0.10)  # a new day
+    restarted.admit(["1.2.3.4"], server_cost=0.10)  # a new day
 
 
 def guarded_service(

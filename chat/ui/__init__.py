@@ -27,14 +27,15 @@ SET_URL_JS = """(id, token) => {
 
 
 def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfig) -> gr.Blocks:
-    with gr.Blocks(title="Retouch", delete_cache=(3600, 3600)) as demo:
+    # Gradio's copies of what a page showed go after an hour unused (checked every 15 minutes).
+    with gr.Blocks(title="Retouch", delete_cache=(900, 3600)) as demo:
         ui = build_layout(
             config.default_model,
             config.default_openai_model,
             browser_secret=config.browser_secret,
             ask_for_keys=not any(config.configured.values()),
         )
-        files = FileMaker(service.image_path)
+        files = FileMaker(service.image_path, config.files_dir)
         page = Handlers(service, library, config, ui, files)
         panels = LibraryHandlers(page, service, library, files)
         lib, view = ui.library, page.view_outputs
@@ -101,6 +102,8 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
             default_model=config.default_model,
             default_openai_model=config.default_openai_model,
             max_upload_bytes=config.max_upload_bytes,
+            proxies=config.proxies,
+            files=files,
         )
         api_call = {"concurrency_limit": config.model_concurrency, "concurrency_id": "model"}
         gr.api(api.send, api_name="send", **api_call)

@@ -1,32 +1,41 @@
 """The documented API (gradio_client): thin wrappers over the service and the library.
 
 Every endpoint takes ``key``: your owner key (returned by the first ``/send`` that
-creates a conversation, or any secret of your own of 16+ characters) or a share token.
-Rights are checked by the same Gatekeeper as the UI, so a read-only token can never write.
+creates a conversation, or any secret of your own: 16-100 letters, digits, ``-`` or ``_``)
+or a share token. Rights are checked by the same Gatekeeper as the UI, so a read-only token
+can never write, and a share token never owns anything: forking through one takes your own
+key as ``owner_key``. Refusals are one log line and a ``gr.Error`` with the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import gradio as gr
 
-from chat.access import Actor, new_owner_id
+from chat.access import OWNER_ID, AccessError, Actor, new_owner_id
 from chat.domain import Conversation, GenerationOptions
 from chat.errors import InputError, RetouchError
 from chat.images import painted_from_mask
 from chat.library import ConversationLibrary
 from chat.options import parse_options
 from chat.service import ChatService
-from chat.ui.events import visitor_keys
+from chat.ui.events import client_address, visitor_keys
+from chat.ui.files import FileMaker
 from chat.ui.render import to_transcript
 from chat.ui.uploads import file_path, read_uploads
+from chat.visitors import TrustedProxies
 
-__all__ = ["ApiHandlers", "MIN_KEY_LENGTH"]
+__all__ = ["ApiHandlers"]
 
-MIN_KEY_LENGTH = 16
+log = logging.getLogger("retouch.api")
+BAD_KEY = (
+    "Pass your owner key or a share token as key: 16-100 letters, digits, - or _ "
+    "(a new conversation started without a key returns one as owner_key)."
+)
 
 
 class ApiHandlers:
@@ -38,9 +47,14 @@ class ApiHandlers:
         default_model: str,
         default_openai_model: str,
         max_upload_bytes: int,
+        proxies: TrustedProxies,
+        files: FileMaker,
     ) -> None:
         self._service = service
         self._library = library
+        self._gate = service.gate
+        self._proxies = proxies
+        self._files = files
         self._default_model = default_model
         self._default_openai_model = default_openai_model
         self._max_upload_bytes = max_upload_bytes
@@ -55,6 +69,7 @@ class ApiHandlers:
         key: str = "",
         gemini_key: str = "",
         openai_key: str = "",
+        request: gr.Request | None = None,
     ) -> dict:
         """Send a message ("" as conversation_id starts a new one); returns the transcript.
 
@@ -64,8 +79,8 @@ class ApiHandlers:
         gemini_key / openai_key: your own provider keys, for this call only (never stored).
         """
         new_key = "" if key or conversation_id else new_owner_id()
-        actor = _actor(key or new_key)
         try:
+            actor = await self._actor(key or new_key, request)
             parsed = self._parse(options)
             paths = [file_path(f) for f in images or []]
             attachments = await asyncio.to_thread(read_uploads, paths, max_bytes=self._max_upload_bytes)
@@ -86,7 +101,7 @@ class ApiHandlers:
             )
             final = await _last(steps)
         except RetouchError as exc:
-            raise gr.Error(exc.user_message()) from exc
+            _refuse("send", exc)
         transcript = to_transcript(final)
         if new_key:
             transcript["owner_key"] = new_key
@@ -99,60 +114,76 @@ class ApiHandlers:
         key: str = "",
         gemini_key: str = "",
         openai_key: str = "",
+        request: gr.Request | None = None,
     ) -> dict:
         """Answer the last message again (after a failure, or for another variant); returns the transcript."""
         try:
+            actor = await self._actor(key, request)
             keys = visitor_keys(gemini_key, openai_key)
-            steps = self._service.retry(_actor(key), conversation_id, options=self._parse(options), keys=keys)
+            steps = self._service.retry(actor, conversation_id, options=self._parse(options), keys=keys)
             final = await _last(steps)
         except RetouchError as exc:
-            raise gr.Error(exc.user_message()) from exc
+            _refuse("retry", exc)
         return to_transcript(final)
 
     async def conversation(self, conversation_id: str, key: str = "") -> dict:
         """The stored transcript of a conversation."""
         try:
-            return to_transcript(await self._service.load(_actor(key), conversation_id))
+            return to_transcript(await self._service.load(await self._actor(key), conversation_id))
         except RetouchError as exc:
-            raise gr.Error(exc.user_message()) from exc
+            _refuse("conversation", exc)
 
     async def image(self, conversation_id: str, sha256: str, key: str = "") -> gr.FileData:
         """Download one image of a conversation (the stored master, as received)."""
         try:
-            conversation = await self._service.load(_actor(key), conversation_id)
+            conversation = await self._service.load(await self._actor(key), conversation_id)
+            parts = [p for t in conversation.turns for p in t.images() if p.sha256 == sha256]
+            if not parts:
+                raise InputError("No such image in that conversation.")
         except RetouchError as exc:
-            raise gr.Error(exc.user_message()) from exc
-        parts = [p for t in conversation.turns for p in t.images() if p.sha256 == sha256]
-        if not parts:
-            raise gr.Error("No such image in that conversation.")
-        return gr.FileData(path=str(self._service.image_path(parts[0])), mime_type=parts[0].mime_type)
+            _refuse("image", exc)
+        path = await asyncio.to_thread(self._files.image, parts[0])
+        return gr.FileData(path=path, mime_type=parts[0].mime_type)
 
     async def share(self, conversation_id: str, kind: str = "view", key: str = "") -> str:
         """Create a share link token: kind "view" (read-only) or "continue". Owner only."""
         try:
-            return (await self._library.share(_actor(key), conversation_id, kind)).token
+            return (await self._library.share(await self._actor(key), conversation_id, kind)).token
         except RetouchError as exc:
-            raise gr.Error(exc.user_message()) from exc
+            _refuse("share", exc)
 
     async def revoke(self, conversation_id: str, token: str, key: str = "") -> bool:
         """Revoke a share link. Owner only."""
         try:
-            return await self._library.revoke(_actor(key), conversation_id, token)
+            return await self._library.revoke(await self._actor(key), conversation_id, token)
         except RetouchError as exc:
-            raise gr.Error(exc.user_message()) from exc
+            _refuse("revoke", exc)
 
-    async def fork(self, conversation_id: str, through_turn: int = -1, key: str = "") -> dict:
-        """Copy a conversation (up to turn index ``through_turn``, or all with -1) into one of your own."""
+    async def fork(
+        self, conversation_id: str, through_turn: int = -1, key: str = "", owner_key: str = ""
+    ) -> dict:
+        """Copy a conversation (up to turn index ``through_turn``, or all with -1) into one of your own.
+
+        key: your owner key, or a share token of the conversation; with a share token, owner_key
+        is your own owner key, which the copy belongs to (a copy never belongs to a link).
+        """
         try:
+            actor = await self._actor(key)
+            if owner_key and not actor.owner_id:
+                owner = await self._actor(owner_key)
+                actor = Actor(owner.owner_id, actor.share_token, actor.visitor)
             through = None if through_turn < 0 else through_turn
-            copy = await self._library.fork(_actor(key), conversation_id, through_seq=through)
+            copy = await self._library.fork(actor, conversation_id, through_seq=through)
         except RetouchError as exc:
-            raise gr.Error(exc.user_message()) from exc
+            _refuse("fork", exc)
         return to_transcript(copy)
 
     async def conversations(self, key: str, query: str = "") -> list[dict]:
         """Your conversations, newest first."""
-        summaries = await self._library.list(_actor(key), query)
+        try:
+            summaries = await self._library.list(await self._actor(key), query)
+        except RetouchError as exc:
+            _refuse("conversations", exc)
         return [{"conversation_id": s.id, "title": s.title, "turns": s.turn_count} for s in summaries]
 
     def _parse(self, options: Mapping[str, Any] | None) -> GenerationOptions:
@@ -160,12 +191,20 @@ class ApiHandlers:
             options, default_model=self._default_model, default_openai_model=self._default_openai_model
         )
 
+    async def _actor(self, key: str, request: gr.Request | None = None) -> Actor:
+        """Who is calling: a share token is only ever a token; any other well-formed key is an owner key."""
+        if not isinstance(key, str) or not OWNER_ID.fullmatch(key):
+            raise AccessError(BAD_KEY)
+        address = client_address(request, self._proxies)
+        if await asyncio.to_thread(self._gate.is_share_token, key):
+            return Actor(owner_id=None, share_token=key, visitor=address)
+        return Actor(owner_id=key, visitor=address)
 
-def _actor(key: str) -> Actor:
-    """The key is tried as the owner id and as a share token; short keys are refused outright."""
-    if len(key) < MIN_KEY_LENGTH:
-        raise gr.Error(f"Pass your owner key or a share token as key (at least {MIN_KEY_LENGTH} characters).")
-    return Actor(owner_id=key, share_token=key)
+
+def _refuse(endpoint: str, exc: RetouchError) -> NoReturn:
+    """An expected refusal: one log line (no traceback, no key), and the reason for the caller."""
+    log.info("api %s refused: %s", endpoint, type(exc).__name__)
+    raise gr.Error(exc.user_message(), print_exception=False) from exc
 
 
 async def _last(steps: AsyncIterator[Conversation]) -> Conversation:

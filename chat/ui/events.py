@@ -8,15 +8,16 @@ Errors a user can act on become chat messages or a status line; nothing here dec
 from __future__ import annotations
 
 import asyncio
-import re
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from pydantic import SecretStr
 
-from chat.access import Access, Actor, new_owner_id
+from chat.access import Access, Actor
 from chat.config import DEFAULT_MODEL_CONCURRENCY
 from chat.domain import Conversation, GenerationOptions, Role, Route
 from chat.errors import RetouchError
@@ -28,8 +29,11 @@ from chat.ui.files import FileMaker
 from chat.ui.layout import OPTION_NAMES, Layout, model_choices
 from chat.ui.render import chat_label, to_messages, versions
 from chat.ui.uploads import read_uploads
+from chat.visitors import TrustedProxies
 
-__all__ = ["Handlers", "UIConfig"]
+__all__ = ["Handlers", "UIConfig", "client_address", "log_refusal"]
+
+log = logging.getLogger("retouch.ui")
 
 NO_KEYS = (
     "To start, paste your Gemini API key (free at https://aistudio.google.com/apikey) under "
@@ -38,17 +42,18 @@ NO_KEYS = (
 OPENAI_ONLY = "Gemini has no key (`GEMINI_API_KEY`), so every edit goes to OpenAI."
 READ_ONLY = "**Read-only view shared with you.** Duplicate it to make your own copy and keep editing."
 CONTINUE = "**Shared conversation:** you can continue it; your messages appear for everyone with the link."
-_OWNER_ID = re.compile(r"^[A-Za-z0-9_\-]{16,100}$")
 
 
 @dataclass(frozen=True)
 class UIConfig:
     default_model: str
     default_openai_model: str
+    browser_secret: str  # from the environment or a private file (app.py), never a constant
+    files_dir: Path  # private (0700): staged images and downloads (chat/ui/files.py)
     configured: Mapping[str, bool] = field(default_factory=lambda: {"gemini": True, "openai": False})
     max_upload_bytes: int = 20 * 1024 * 1024
     model_concurrency: int = DEFAULT_MODEL_CONCURRENCY
-    browser_secret: str = "retouch-browser-state"
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
     def key_status(self) -> str:
         if not any(self.configured.values()):
@@ -95,6 +100,7 @@ class Handlers:
             lib.ids,
             ui.versions.choice,
             ui.versions.slider,
+            ui.owner,
         ]
 
     async def view(
@@ -119,12 +125,12 @@ class Handlers:
         links, revoke = await self._links(actor, conversation, access, request)
         gallery, ids = await self._gallery(actor)
         return {
-            ui.chatbot: to_messages(conversation, self._service.image_path, working_model=working_model),
+            ui.chatbot: to_messages(conversation, self._files.image, working_model=working_model),
             ui.summary: chat_label(conversation),
             ui.conversation_id: conversation.id if conversation else "",
             ui.share_token: actor.share_token if conversation and access is not Access.OWNER else "",
             ui.status: status,
-            ui.painter: gr.ImageEditor(value=str(self._service.image_path(image)) if image else None),
+            ui.painter: gr.ImageEditor(value=self._files.image(image) if image else None),
             ui.box: gr.MultimodalTextbox(visible=writable),
             ui.painter_box: gr.Accordion(visible=writable),
             lib.owner_tools: gr.Group(visible=bool(conversation) and owner),
@@ -137,6 +143,7 @@ class Handlers:
             lib.ids: ids,
             ui.versions.choice: gr.Dropdown(choices=choices, value=choices[-1][1] if choices else None),
             ui.versions.slider: self._files.compare(conversation, choices[-1][1]) if choices else None,
+            ui.owner: actor.owner_id,
         }
 
     async def _links(
@@ -163,9 +170,8 @@ class Handlers:
 
     # --- page ----------------------------------------------------------------------------
 
-    async def on_load(self, owner: str | None, request: gr.Request) -> dict[Any, Any]:
+    async def on_load(self, owner_id: str, request: gr.Request) -> dict[Any, Any]:
         """Open what the URL names: ?c=<id> (your own) or ?s=<token> (shared with you)."""
-        owner_id = owner if isinstance(owner, str) and _OWNER_ID.match(owner) else new_owner_id()
         token = (request.query_params.get("s") or "").strip() or None
         conversation_id = (request.query_params.get("c") or "").strip()
         actor = Actor(owner_id, token)
@@ -178,10 +184,10 @@ class Handlers:
                 grant, conversation = await self._service.open(actor, conversation_id)
                 access = grant.access
         except RetouchError as exc:
+            log_refusal("load", exc)
             status = exc.user_message()
             actor = Actor(owner_id)
-        view = await self.view(actor, conversation, access, status=status, request=request)
-        return {**view, self._ui.owner: owner_id}
+        return await self.view(actor, conversation, access, status=status, request=request)
 
     async def on_new(self, owner: str) -> dict[Any, Any]:
         view = await self.view(Actor(owner), None, None, status=self._config.key_status())
@@ -194,7 +200,7 @@ class Handlers:
         actor = Actor(owner)
         try:
             grant, conversation = await self._service.open(actor, ids[evt.index])
-        except (RetouchError, IndexError) as exc:
+        except (RetouchError, IndexError, TypeError) as exc:
             message = exc.user_message() if isinstance(exc, RetouchError) else "That conversation is gone."
             return await self.view(actor, None, None, status=message, request=request)
         return await self.view(actor, conversation, grant.access, request=request)
@@ -218,7 +224,7 @@ class Handlers:
         *option_values: Any,
     ) -> AsyncIterator[dict[Any, Any]]:
         """Yields the page twice: with the message stored (and a "working" bubble), then answered."""
-        actor = Actor(owner, share_token or None, visitor_address(request))
+        actor = Actor(owner, share_token or None, client_address(request, self._config.proxies))
         keys = visitor_keys(gemini_key, openai_key)
         message = message or {}
         try:
@@ -254,7 +260,7 @@ class Handlers:
         openai_key: str,
         *option_values: Any,
     ) -> AsyncIterator[dict[Any, Any]]:
-        actor = Actor(owner, share_token or None, visitor_address(request))
+        actor = Actor(owner, share_token or None, client_address(request, self._config.proxies))
         try:
             options = self._options(option_values)
             keys = visitor_keys(gemini_key, openai_key)
@@ -268,6 +274,7 @@ class Handlers:
 
     async def _refusal(self, actor: Actor, conversation_id: str, exc: RetouchError) -> dict[Any, Any]:
         """Show why, for this moment only: nothing of a refused message is stored; the box keeps it."""
+        log_refusal("turn", exc)
         conversation, access = None, None
         if conversation_id:
             try:
@@ -299,13 +306,18 @@ def visitor_keys(gemini_key: str | None, openai_key: str | None) -> dict[str, Se
     return {name: SecretStr(key) for name, key in keys.items() if key}
 
 
-def visitor_address(request: gr.Request | None) -> str:
-    """Who to count for rate limits: the first forwarded address (Spaces' proxy), else the peer."""
+def client_address(request: gr.Request | None, proxies: TrustedProxies) -> str:
+    """Who to count for rate limits: the direct peer, or what a trusted proxy says it forwarded."""
     if request is None:
         return ""
-    forwarded = (request.headers.get("x-forwarded-for") or "").split(",")[0].strip()
     client = getattr(request, "client", None)
-    return forwarded or (getattr(client, "host", "") or "")
+    peer = getattr(client, "host", "") or ""
+    return proxies.client_address(peer, request.headers.get("x-forwarded-for"))
+
+
+def log_refusal(event: str, exc: RetouchError) -> None:
+    """An expected refusal is one line for operators: which event, which kind; no traceback, no text."""
+    log.info("%s refused: %s", event, type(exc).__name__)
 
 
 def _banner(access: Access | None) -> str:

@@ -1,14 +1,17 @@
-"""Files the page offers: thumbnails, before/after pairs, PNG downloads and exports.
+"""Files the page offers: chat images, thumbnails, before/after pairs, PNG downloads and exports.
 
-Masters stay where they are (the blob store); what a browser downloads is written to a
-private temporary folder under a readable name, and old files there are swept away.
+The blob store is never served: nothing puts it in Gradio's ``allowed_paths``, so no URL can
+name a master. A handler that has checked the visitor's access hands Gradio a private staged
+copy instead (a hard link where the file system allows, so it costs no bytes), and Gradio
+copies that into its own cache, from where the browser fetches it. Staged files and
+downloads live in a private folder (0700) and are swept after an hour unused.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,16 +26,35 @@ KEEP_SECONDS = 3600
 
 
 class FileMaker:
-    def __init__(self, image_path: Callable[[ImagePart], Path], root: Path | None = None) -> None:
+    def __init__(self, image_path: Callable[[ImagePart], Path], root: Path) -> None:
         self._image_path = image_path
-        self._root = root or Path(tempfile.gettempdir()) / "retouch-files"
+        self._root = root
         self._root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._staged = self._root / "images"
+        self._staged.mkdir(exist_ok=True, mode=0o700)
         self._placeholder = self._root / "no-image.png"
         if not self._placeholder.exists():
             Image.new("RGB", (64, 64), (225, 225, 225)).save(self._placeholder)
 
+    def image(self, part: ImagePart) -> str:
+        """A private copy of a stored image for Gradio to serve: call only after checking access."""
+        source = self._image_path(part)
+        target = self._staged / source.name
+        try:
+            os.utime(target)  # in use again: not swept for another hour
+            return str(target)
+        except FileNotFoundError:
+            pass
+        partial = self._staged / f".{secrets.token_hex(8)}.part"
+        try:
+            os.link(source, partial)
+        except OSError:  # another file system, or links not allowed: copy the bytes
+            shutil.copyfile(source, partial)
+        os.replace(partial, target)
+        return str(target)
+
     def thumbnail(self, part: ImagePart | None) -> str:
-        return str(self._image_path(part)) if part else str(self._placeholder)
+        return self.image(part) if part else str(self._placeholder)
 
     def compare(self, conversation: Conversation | None, index: int | None) -> tuple[str, str] | None:
         """(the image before this version, this version) for the before/after slider."""
@@ -42,7 +64,7 @@ class FileMaker:
         before = Conversation(conversation.id, conversation.title, conversation.turns[:index]).latest_image()
         if after is None:
             return None
-        return (str(self._image_path(before or after)), str(self._image_path(after)))
+        return (self.image(before or after), self.image(after))
 
     def png(self, conversation: Conversation, index: int, label: str) -> str:
         """A version as a PNG file named after it (converted only if the master is not PNG)."""
@@ -72,5 +94,8 @@ class FileMaker:
     def _sweep(self) -> None:
         cutoff = time.time() - KEEP_SECONDS
         for folder in self._root.iterdir():
-            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+            if folder.is_dir() and folder != self._staged and folder.stat().st_mtime < cutoff:
                 shutil.rmtree(folder, ignore_errors=True)
+        for staged in self._staged.iterdir():
+            if staged.stat().st_mtime < cutoff:
+                staged.unlink(missing_ok=True)

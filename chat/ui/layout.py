@@ -8,6 +8,7 @@ import gradio as gr
 
 from chat.catalog import GEMINI_MODELS, OPENAI_FIXED_SIZES, OPENAI_MODELS, SAFETY_THRESHOLDS, gemini_model
 from chat.options import AUTO
+from chat.ui.owner import owner_state
 from chat.ui.panels import Library, Versions, build_library, build_versions
 
 __all__ = ["Layout", "OPTION_NAMES", "build_layout"]
@@ -88,7 +89,7 @@ def build_layout(
     gr.Markdown(INTRO)
     status = gr.Markdown(elem_id="status")
     # The owner id lives in this browser only (encrypted with a fixed secret so it survives restarts).
-    owner = gr.BrowserState(None, storage_key="retouch-owner", secret=browser_secret)
+    owner = owner_state(browser_secret)  # chat/ui/owner.py: always a checked owner id
     conversation_id = gr.Textbox(visible=False, elem_id="conversation-id")
     share_token = gr.Textbox(visible=False, elem_id="share-token")
     with gr.Row():

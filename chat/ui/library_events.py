@@ -11,7 +11,7 @@ from chat.access import Access, Actor
 from chat.errors import InputError, RetouchError
 from chat.library import ConversationLibrary
 from chat.service import ChatService
-from chat.ui.events import Handlers
+from chat.ui.events import Handlers, log_refusal
 from chat.ui.files import FileMaker
 from chat.ui.render import versions
 from chat.ui.uploads import read_uploads
@@ -31,7 +31,7 @@ class LibraryHandlers:
         self._files = files
 
     async def on_search(self, owner: str, query: str) -> tuple[Any, list[str]]:
-        summaries = await self._library.list(Actor(owner), query)
+        summaries = await self._library.list(Actor(owner), query if isinstance(query, str) else "")
         return [(self._files.thumbnail(s.thumbnail), s.title) for s in summaries], [s.id for s in summaries]
 
     async def on_rename(self, owner: str, conversation_id: str, title: str, request: gr.Request) -> dict:
@@ -61,6 +61,7 @@ class LibraryHandlers:
             await self._library.delete(actor, conversation_id)
             status = "Deleted."
         except RetouchError as exc:
+            log_refusal("delete", exc)
             status = exc.user_message()
         return await self._page.view(actor, None, None, status=status)
 
@@ -72,6 +73,7 @@ class LibraryHandlers:
         try:
             copy = await self._library.fork(actor, conversation_id, through_seq=through)
         except RetouchError as exc:
+            log_refusal("fork", exc)
             return await self._show(actor, conversation_id, request, status=exc.user_message())
         label = next((lbl.split(" ")[0] for lbl, seq in versions(copy) if seq == through), None)
         status = (
@@ -87,7 +89,11 @@ class LibraryHandlers:
         actor = Actor(owner, share_token or None)
         if index is None or not conversation_id:
             return None, gr.DownloadButton(value=None)
-        conversation = await self._service.load(actor, conversation_id)
+        try:
+            conversation = await self._service.load(actor, conversation_id)
+        except RetouchError as exc:
+            log_refusal("version", exc)
+            return None, gr.DownloadButton(value=None)
         labels = {seq: label.split(" ")[0] for label, seq in versions(conversation)}
         if index not in labels:
             return None, gr.DownloadButton(value=None)
@@ -100,6 +106,7 @@ class LibraryHandlers:
         try:
             name, data = await self._library.export(Actor(owner, share_token or None), conversation_id)
         except RetouchError as exc:
+            log_refusal("export", exc)
             return gr.File(visible=False), exc.user_message()
         path = await asyncio.to_thread(self._files.save, name, data)
         return gr.File(
@@ -124,6 +131,7 @@ class LibraryHandlers:
         try:
             await action(actor, conversation_id, *args)
         except RetouchError as exc:
+            log_refusal(action.__name__, exc)
             status = exc.user_message()
         return await self._show(actor, conversation_id, request, status=status)
 
@@ -131,5 +139,6 @@ class LibraryHandlers:
         try:
             grant, conversation = await self._service.open(actor, conversation_id)
         except RetouchError as exc:
+            log_refusal("open", exc)
             return await self._page.view(Actor(actor.owner_id), None, None, status=exc.user_message())
         return await self._page.view(actor, conversation, grant.access, status=status, request=request)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from pydantic import SecretStr
+from sqlmodel import select
 
 from chat.access import AccessError, Actor
 from chat.domain import (
@@ -29,8 +30,9 @@ from chat.errors import InputError, NoImageError, UnavailableError
 from chat.fallback import FallbackPolicy, RetryPolicy
 from chat.providers.gemini_wire import build_contents
 from chat.service import Attachment, ChatService
-from storage import BlobStore, list_conversations, make_engine, migrate, session_scope, sqlite_url
+from storage import BlobStore, make_engine, migrate, session_scope, sqlite_url
 from storage import repository as repo_module
+from storage.models import ConversationRow
 
 OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
 ACTOR = Actor("owner-of-the-test-conversations")
@@ -115,8 +117,9 @@ def service(data_dir: Path, provider: FakeProvider) -> ChatService:
 
 
 def stored_conversations(data_dir: Path) -> list:
+    """Every stored conversation, whoever owns it."""
     with session_scope(make_engine(sqlite_url(data_dir))) as session:
-        return list_conversations(session=session)
+        return list(session.exec(select(ConversationRow)).all())
 
 
 async def collect(steps) -> list[Conversation]:

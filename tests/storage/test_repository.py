@@ -39,6 +39,7 @@ from storage.models import ImageRow, PartRow, TurnRow
 from storage.repository import append_to
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+OWNER = "owner-aaaaaaaaaaaaaaaa"
 # Real thought signatures are opaque base64 blobs that can run to megabytes.
 SIGNATURE = "Cq0BAY89a1" + "x/Y+z=" * (2 * 1024 * 1024 // 6)
 
@@ -79,7 +80,9 @@ def test_conversation_survives_a_restart_exactly(
     engine: Engine, open_engine: Callable[[], Engine], blobs: BlobStore
 ) -> None:
     with session_scope(engine) as session:
-        create_conversation(session=session, conversation_id="c1", title="Violet sky", now=NOW)
+        create_conversation(
+            session=session, conversation_id="c1", title="Violet sky", now=NOW, owner_id=OWNER
+        )
         upload = _store_image(session, blobs, b"upload")
         output = _store_image(session, blobs, b"output")
         turns = [_user_turn(upload), _assistant_turn(output)]
@@ -117,7 +120,7 @@ def test_error_turn_round_trips(engine: Engine) -> None:
         error=TurnError(kind="RateLimited", message="Gemini is busy; try again in a minute."),
     )
     with session_scope(engine) as session:
-        create_conversation(session=session, conversation_id="c1", title="t", now=NOW)
+        create_conversation(session=session, conversation_id="c1", title="t", now=NOW, owner_id=OWNER)
         append_turn(session=session, conversation_id="c1", turn=failed, now=NOW)
 
     with session_scope(engine) as session:
@@ -130,7 +133,7 @@ def test_error_turn_round_trips(engine: Engine) -> None:
 def test_append_assigns_increasing_seq_per_conversation(engine: Engine) -> None:
     with session_scope(engine) as session:
         for cid in ("a", "b"):
-            create_conversation(session=session, conversation_id=cid, title=cid, now=NOW)
+            create_conversation(session=session, conversation_id=cid, title=cid, now=NOW, owner_id=OWNER)
         seqs = [
             append_turn(
                 session=session, conversation_id="a", turn=Turn(Role.USER, (TextPart(str(i)),)), now=NOW
@@ -150,7 +153,7 @@ def test_append_assigns_increasing_seq_per_conversation(engine: Engine) -> None:
 
 def test_failed_write_leaves_nothing_half_written(engine: Engine, blobs: BlobStore) -> None:
     with session_scope(engine) as session:
-        create_conversation(session=session, conversation_id="c1", title="t", now=NOW)
+        create_conversation(session=session, conversation_id="c1", title="t", now=NOW, owner_id=OWNER)
         good = _store_image(session, blobs, b"good")
         append_turn(session=session, conversation_id="c1", turn=_user_turn(good), now=NOW)
     missing = ImagePart(sha256=hashlib.sha256(b"never saved").hexdigest(), mime_type="image/png")
@@ -170,7 +173,7 @@ def test_failed_write_leaves_nothing_half_written(engine: Engine, blobs: BlobSto
 
 def test_get_conversation_uses_a_fixed_number_of_queries(engine: Engine) -> None:
     with session_scope(engine) as session:
-        create_conversation(session=session, conversation_id="c1", title="t", now=NOW)
+        create_conversation(session=session, conversation_id="c1", title="t", now=NOW, owner_id=OWNER)
         for i in range(10):
             turn = Turn(Role.USER, (TextPart(f"{i}a"), TextPart(f"{i}b")))
             append_turn(session=session, conversation_id="c1", turn=turn, now=NOW)
@@ -204,7 +207,11 @@ def test_timestamps_are_stored_as_utc(engine: Engine) -> None:
     paris = timezone(timedelta(hours=1))
     with session_scope(engine) as session:
         created = create_conversation(
-            session=session, conversation_id="c1", title="t", now=datetime(2026, 3, 1, 13, 0, tzinfo=paris)
+            session=session,
+            conversation_id="c1",
+            title="t",
+            now=datetime(2026, 3, 1, 13, 0, tzinfo=paris),
+            owner_id=OWNER,
         )
     with session_scope(engine) as session:
         loaded = get_conversation(session=session, conversation_id="c1")
@@ -215,11 +222,13 @@ def test_timestamps_are_stored_as_utc(engine: Engine) -> None:
 
 def test_naive_datetimes_and_oversized_values_are_rejected(engine: Engine) -> None:
     with pytest.raises(ValueError), session_scope(engine) as session:
-        create_conversation(session=session, conversation_id="c1", title="t", now=datetime(2026, 3, 1))
+        create_conversation(
+            session=session, conversation_id="c1", title="t", now=datetime(2026, 3, 1), owner_id=OWNER
+        )
     with pytest.raises(ValueError), session_scope(engine) as session:
-        create_conversation(session=session, conversation_id="c1", title="t" * 201, now=NOW)
+        create_conversation(session=session, conversation_id="c1", title="t" * 201, now=NOW, owner_id=OWNER)
     with pytest.raises(ValueError), session_scope(engine) as session:
-        create_conversation(session=session, conversation_id="c" * 33, title="t", now=NOW)
+        create_conversation(session=session, conversation_id="c" * 33, title="t", now=NOW, owner_id=OWNER)
 
 
 def test_save_image_is_idempotent(engine: Engine, blobs: BlobStore) -> None:
@@ -243,14 +252,18 @@ def test_list_conversations_newest_first_with_turn_counts(engine: Engine) -> Non
     with session_scope(engine) as session:
         for i, cid in enumerate(["old", "mid", "new"]):
             create_conversation(
-                session=session, conversation_id=cid, title=cid.title(), now=NOW + timedelta(i)
+                session=session,
+                conversation_id=cid,
+                title=cid.title(),
+                now=NOW + timedelta(i),
+                owner_id=OWNER,
             )
         append_turn(session=session, conversation_id="old", turn=Turn(Role.USER, ()), now=NOW + timedelta(5))
         append_turn(session=session, conversation_id="old", turn=Turn(Role.USER, ()), now=NOW + timedelta(6))
 
     with session_scope(engine) as session:
-        listed = list_conversations(session=session)
-        limited = list_conversations(session=session, limit=2)
+        listed = list_conversations(session=session, owner_id=OWNER)
+        limited = list_conversations(session=session, owner_id=OWNER, limit=2)
 
     assert listed == [
         ConversationSummary(id="old", title="Old", updated_at=NOW + timedelta(6), turn_count=2),
@@ -263,7 +276,7 @@ def test_list_conversations_newest_first_with_turn_counts(engine: Engine) -> Non
 
 def test_rename_changes_title_and_bumps_updated_at(engine: Engine) -> None:
     with session_scope(engine) as session:
-        create_conversation(session=session, conversation_id="c1", title="Untitled", now=NOW)
+        create_conversation(session=session, conversation_id="c1", title="Untitled", now=NOW, owner_id=OWNER)
     with session_scope(engine) as session:
         rename_conversation(session=session, conversation_id="c1", title="Cats", now=NOW + timedelta(1))
     with session_scope(engine) as session:
@@ -278,7 +291,7 @@ def test_rename_changes_title_and_bumps_updated_at(engine: Engine) -> None:
 def test_delete_cascades_to_turns_and_parts_but_keeps_images(engine: Engine, blobs: BlobStore) -> None:
     with session_scope(engine) as session:
         for cid in ("gone", "kept"):
-            create_conversation(session=session, conversation_id=cid, title=cid, now=NOW)
+            create_conversation(session=session, conversation_id=cid, title=cid, now=NOW, owner_id=OWNER)
         image = _store_image(session, blobs, b"img")
         append_turn(session=session, conversation_id="gone", turn=_user_turn(image), now=NOW)
         append_turn(session=session, conversation_id="gone", turn=_assistant_turn(image), now=NOW)
@@ -300,7 +313,9 @@ def test_delete_cascades_to_turns_and_parts_but_keeps_images(engine: Engine, blo
 
 def test_append_to_returns_what_a_reload_returns(engine: Engine, blobs: BlobStore) -> None:
     with session_scope(engine) as session:
-        create_conversation(session=session, conversation_id="c1", title="Violet sky", now=NOW)
+        create_conversation(
+            session=session, conversation_id="c1", title="Violet sky", now=NOW, owner_id=OWNER
+        )
         upload = _store_image(session, blobs, b"upload")
         output = _store_image(session, blobs, b"output")
         conversation = get_conversation(session=session, conversation_id="c1")
@@ -316,7 +331,9 @@ def test_append_to_returns_what_a_reload_returns(engine: Engine, blobs: BlobStor
 def test_append_to_reloads_when_the_stored_conversation_moved_on(engine: Engine, blobs: BlobStore) -> None:
     """Another writer added a turn and renamed it: what comes back is the stored truth, not the stale copy."""
     with session_scope(engine) as session:
-        create_conversation(session=session, conversation_id="c1", title="Violet sky", now=NOW)
+        create_conversation(
+            session=session, conversation_id="c1", title="Violet sky", now=NOW, owner_id=OWNER
+        )
         stale = get_conversation(session=session, conversation_id="c1")
         upload = _store_image(session, blobs, b"upload")
     with session_scope(engine) as session:
@@ -332,7 +349,7 @@ def test_append_to_reloads_when_the_stored_conversation_moved_on(engine: Engine,
 
 def test_append_to_a_deleted_conversation_raises(engine: Engine) -> None:
     with session_scope(engine) as session:
-        create_conversation(session=session, conversation_id="c1", title="t", now=NOW)
+        create_conversation(session=session, conversation_id="c1", title="t", now=NOW, owner_id=OWNER)
         stale = get_conversation(session=session, conversation_id="c1")
     with session_scope(engine) as session:
         delete_conversation(session=session, conversation_id="c1")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
@@ -25,7 +28,11 @@ DEFAULT_OPTIONS = (
     *("auto", "gpt-image-2", "auto", "auto", "auto", "auto", None, "auto", None),
 )
 CONFIG = UIConfig(
-    default_model="gemini-3.1-flash-image", default_openai_model="gpt-image-2", max_upload_bytes=1_000_000
+    default_model="gemini-3.1-flash-image",
+    default_openai_model="gpt-image-2",
+    browser_secret="s" * 32,
+    files_dir=Path(tempfile.gettempdir()) / f"retouch-test-files-{os.getuid()}",
+    max_upload_bytes=1_000_000,
 )
 OWNER = "owner-aaaaaaaaaaaaaaaaaaaa"
 MATE = "teammate-bbbbbbbbbbbbbbbbbb"
@@ -149,12 +156,21 @@ async def test_load_reopens_your_conversation_and_refuses_a_strangers(page, prov
 
 async def test_first_visit_gets_a_fresh_owner_id_and_the_key_hint(page, service):
     ui, handlers, _ = page
-    view = await handlers.on_load(None, FakeRequest())
+    view = await handlers.on_load(ui.owner.preprocess(None), FakeRequest())  # as Gradio calls it
     assert len(view[ui.owner]) >= 22
     no_keys = Handlers(
-        service, handlers._library, UIConfig("m", "gpt-image-2", configured={}), ui, handlers._files
+        service, handlers._library, replace(CONFIG, default_model="m", configured={}), ui, handlers._files
     )
-    assert "GEMINI_API_KEY" in (await no_keys.on_load(None, FakeRequest()))[ui.status]
+    assert "GEMINI_API_KEY" in (await no_keys.on_load(ui.owner.preprocess(None), FakeRequest()))[ui.status]
+
+
+def test_the_owner_state_turns_anything_but_an_owner_id_into_a_fresh_one(page):
+    ui, _, _ = page
+    fresh = {
+        ui.owner.preprocess(value) for value in (None, "", 7, ["x"], {"a": 1}, "short", "x" * 101, "a b" * 9)
+    }
+    assert len(fresh) == 8 and all(len(owner) >= 22 for owner in fresh)
+    assert ui.owner.preprocess(OWNER) == OWNER
 
 
 async def test_read_only_link_shows_history_but_refuses_to_send(page, provider, library):

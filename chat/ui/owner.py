@@ -1,0 +1,23 @@
+"""The browser's owner id as a component: every event that reads it gets a checked value."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from chat.access import browser_owner_id
+
+__all__ = ["owner_state"]
+
+
+def owner_state(secret: str) -> gr.BrowserState:
+    """A ``gr.BrowserState`` whose value is always a well-formed owner id when a handler sees it.
+
+    Any client can post any JSON as this input (null, a number, another visitor's guess), so
+    the check is the component's ``preprocess``, which Gradio runs for every event that takes
+    the state: missing or malformed becomes a fresh id (an empty list), never "no owner" and
+    never "all". Handlers send the id back, so a browser whose stored id was damaged keeps the
+    new one. (Set on the instance: Gradio writes a ``.pyi`` file next to any Component subclass.)
+    """
+    state = gr.BrowserState(None, storage_key="retouch-owner", secret=secret)
+    state.preprocess = browser_owner_id  # type: ignore[method-assign]
+    return state
