@@ -3,14 +3,15 @@
 A conversation is an ordered list of turns; a turn is a role plus parts. Images are
 referred to by the sha256 of their bytes (the bytes live in the blob store). Whatever a
 provider needs echoed back on replay (Gemini's ``thoughtSignature``, its ``thought`` flag)
-travels verbatim on the part it came with, under ``provider_metadata[<provider>]``.
+travels verbatim on the part it came with, under ``provider_metadata[<provider>]``; only the
+keys in ``KNOWN_METADATA`` are ever imported or replayed (``known_metadata``).
 
 Invariant: what storage loads is exactly what a provider adapter replays.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -22,6 +23,7 @@ __all__ = [
     "Attempt",
     "GenerationOptions",
     "ImageRole",
+    "KNOWN_METADATA",
     "ImageData",
     "ImagePart",
     "OpenAIOptions",
@@ -37,6 +39,7 @@ __all__ = [
     "TurnStatus",
     "aware_utc",
     "frozen_metadata",
+    "known_metadata",
     "plain_data",
     "latest_answers",
     "through_last_user_turn",
@@ -138,6 +141,46 @@ class ImageRole(StrEnum):
     INPUT = "input"
     MASK = "mask"
     MARKED = "marked"
+
+
+def _flag(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _image_role(value: Any) -> bool:
+    return isinstance(value, str) and value in {role.value for role in ImageRole}
+
+
+#: The ``provider_metadata`` Retouch keeps, per namespace: each key and the test its value must pass.
+#: Gemini parts carry ``thought`` and ``thoughtSignature`` (also spelt the proto way) beside their one
+#: data field (gemini-api.md §2, §4); OpenAI answers record how the image was made; Retouch marks what
+#: a user's image is for. Nothing else is kept: a key such as ``inlineData`` or ``text``, replayed
+#: beside the part, would replace the part's own data on the wire.
+KNOWN_METADATA: Mapping[str, Mapping[str, Callable[[Any], bool]]] = MappingProxyType(
+    {
+        "gemini": MappingProxyType({"thought": _flag, "thoughtSignature": _text, "thought_signature": _text}),
+        "openai": MappingProxyType(
+            dict.fromkeys(("size", "quality", "background", "output_format", "revised_prompt"), _text)
+        ),
+        "retouch": MappingProxyType({"role": _image_role}),
+    }
+)
+
+
+def known_metadata(metadata: Mapping[str, Any]) -> Metadata:
+    """Only the ``KNOWN_METADATA`` keys of ``metadata`` whose values pass their test; the rest is dropped."""
+    kept = {}
+    for namespace, tests in KNOWN_METADATA.items():
+        values = metadata.get(namespace)
+        if isinstance(values, Mapping):
+            known = {key: value for key, value in values.items() if key in tests and tests[key](value)}
+            if known:
+                kept[namespace] = known
+    return frozen_metadata(kept)
 
 
 @dataclass(frozen=True)

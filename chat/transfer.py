@@ -13,10 +13,14 @@ The ZIP holds ``transcript.json`` (format ``retouch-conversation``, version 1), 
 <sha256>.<ext>`` (each distinct image once, stored uncompressed: images are compressed already)
 and a short ``README.txt``.
 
-An import is untrusted input: it is checked before anything is trusted (entry count, declared
-and actual sizes, entry names, JSON shape, image hashes, that images decode) and every problem
-becomes an ``InputError`` with a sentence the user can act on. This module is pure (bytes in,
-values out); storing what was imported is the caller's job.
+An import is untrusted input (on a public demo, from anyone): it is checked before anything is
+trusted (entry count, declared and actual sizes, entry names, JSON shape, image hashes and pixel
+counts, that images decode) and every problem becomes an ``InputError`` with a sentence the user
+can act on. ``ImportLimits`` bounds the work one import can cause: its turns, parts, texts and
+metadata, and how much JSON is parsed at all. Of ``provider_metadata`` only the allow-listed
+keys are kept (``chat.domain.KNOWN_METADATA``): a key named after a part's data would otherwise
+be replayed to the provider in its place. This module is pure (bytes in, values out); storing
+what was imported is the caller's job.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from chat.domain import (
     Attempt,
     Conversation,
     ImagePart,
+    Metadata,
     Part,
     Role,
     TextPart,
@@ -44,17 +49,18 @@ from chat.domain import (
     TurnStatus,
     aware_utc,
     frozen_metadata,
+    known_metadata,
     plain_data,
 )
 from chat.errors import InputError
-from chat.images import describe_size, verify_image
+from chat.images import describe_size, image_size, verify_image
+from chat.text import one_line
 from storage.blobs import extension_for, validate_sha256
 
 __all__ = [
-    "DEFAULT_MAX_BYTES",
-    "DEFAULT_MAX_FILES",
     "FORMAT",
     "VERSION",
+    "ImportLimits",
     "ImportedConversation",
     "export_zip",
     "import_zip",
@@ -62,8 +68,6 @@ __all__ = [
 
 FORMAT = "retouch-conversation"
 VERSION = 1
-DEFAULT_MAX_BYTES = 200 * 1024 * 1024
-DEFAULT_MAX_FILES = 2000
 MAX_TITLE_CHARS = 200
 DEFAULT_TITLE = "Imported conversation"
 
@@ -89,6 +93,38 @@ _FILE_PERMISSIONS = 0o644 << 16
 _EARLIEST_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _EXPORT_AGAIN = "Export the conversation from Retouch again and import the new file."
+
+
+@dataclass(frozen=True)
+class ImportLimits:
+    """How much one import may hold, so no file can keep the server busy or swell its memory.
+
+    Each bound is far above what a conversation made in Retouch reaches, so a real export imports.
+    """
+
+    max_bytes: int = 200 * 1024 * 1024  # everything unpacked: transcript and images
+    max_files: int = 2000
+    # json.loads holds the GIL for the whole parse, so every other request waits for it: ~0.6 µs a
+    # value in the worst shapes (deep nesting; measured), so 500,000 keep that under ~0.3 s. Values
+    # are counted before parsing (the , : [ { characters); long strings are cheap, bytes bound them.
+    max_transcript_bytes: int = 32 * 1024 * 1024
+    max_json_values: int = 500_000
+    # A turn is a user message or an answer: a whole day of edits at the default rate limit (300)
+    # makes 600.
+    max_turns: int = 1000
+    # A message: its text, up to 6 photos, a mask and a marked copy; an answer: thoughts, up to two
+    # interim images, its text and image(s).
+    max_parts: int = 16
+    # A user turn's text is a message: RETOUCH_MAX_PROMPT_CHARS applies as when it was typed. An
+    # answer's text (its thoughts included) was written by the model: up to the most output tokens
+    # the options allow (65,536) at ~4 characters a token.
+    max_prompt_chars: int = 8000
+    max_answer_chars: int = 262_144
+    # Per part, the allow-listed provider_metadata (a thought signature is reported at 1-2 MB).
+    max_metadata_chars: int = 4 * 1024 * 1024
+    # Per turn, everything but its parts: usage, attempts, error, provider and model names.
+    max_details_chars: int = 16 * 1024
+    max_pixels: int = 50_000_000  # per image, as for uploads (RETOUCH_MAX_UPLOAD_PIXELS)
 
 
 @dataclass(frozen=True)
@@ -211,21 +247,26 @@ def _write(
 # --- import ------------------------------------------------------------------------------------
 
 
-def import_zip(
-    data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_files: int = DEFAULT_MAX_FILES
-) -> ImportedConversation:
+def import_zip(data: bytes, *, limits: ImportLimits | None = None) -> ImportedConversation:
     """Read an export made by ``export_zip``; InputError with a sentence for the user if unusable.
 
-    Turns come back with ``options`` empty and image parts referring to sha256 hashes whose
-    bytes (checked against the hash, and that they decode) are in ``images``.
+    Turns come back with ``options`` empty, only allow-listed ``provider_metadata``, and image
+    parts referring to sha256 hashes whose bytes (checked against the hash, and that they
+    decode) are in ``images``.
     """
+    limits = limits or ImportLimits()
     with _open_zip(data) as archive:
-        entries = _checked_entries(archive.infolist(), max_bytes=max_bytes, max_files=max_files)
-        reader = _EntryReader(archive, entries, budget=max_bytes)
-        transcript = _load_transcript(reader)
-        images = _ImageLoader(reader)
+        entries = _checked_entries(archive.infolist(), max_bytes=limits.max_bytes, max_files=limits.max_files)
+        reader = _EntryReader(archive, entries, budget=limits.max_bytes)
+        transcript = _load_transcript(reader, limits)
+        images = _ImageLoader(reader, max_pixels=limits.max_pixels)
         raw_turns = _get(transcript, "turns", list, "top level")
-        turns = tuple(_turn(raw, f"turn {n}", images) for n, raw in enumerate(raw_turns, start=1))
+        if len(raw_turns) > limits.max_turns:
+            raise InputError(
+                f"This conversation has {len(raw_turns):,} turns; Retouch imports at most "
+                f"{limits.max_turns:,}. Import a shorter conversation."
+            )
+        turns = tuple(_turn(raw, f"turn {n}", images, limits) for n, raw in enumerate(raw_turns, start=1))
     return ImportedConversation(title=_title(transcript), turns=turns, images=images.loaded)
 
 
@@ -293,6 +334,10 @@ class _EntryReader:
     def has(self, name: str) -> bool:
         return name in self._entries
 
+    def size(self, name: str) -> int:
+        """The entry's declared size; reading never gives more (zipfile stops there)."""
+        return self._entries[name].file_size
+
     def read(self, name: str) -> bytes:
         remaining = self._budget - self._used
         try:
@@ -312,14 +357,25 @@ class _EntryReader:
         return data
 
 
-def _load_transcript(reader: _EntryReader) -> dict[str, Any]:
+def _load_transcript(reader: _EntryReader, limits: ImportLimits) -> dict[str, Any]:
     if not reader.has(TRANSCRIPT):
         raise InputError(
             f"This ZIP file has no {TRANSCRIPT}, so it is not a Retouch conversation export. "
             "Choose the .zip file Retouch saved when you exported the conversation."
         )
+    if (size := reader.size(TRANSCRIPT)) > limits.max_transcript_bytes:
+        raise InputError(
+            f"The transcript in this file is {describe_size(size)}; the limit is "
+            f"{describe_size(limits.max_transcript_bytes)}. Import a smaller conversation."
+        )
+    raw = reader.read(TRANSCRIPT)
+    if (values := _json_values(raw)) > limits.max_json_values:
+        raise InputError(
+            f"The transcript in this file holds {values:,} values; the limit is {limits.max_json_values:,}. "
+            "Import a smaller conversation."
+        )
     try:
-        transcript = json.loads(reader.read(TRANSCRIPT))
+        transcript = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise InputError(
             f"{TRANSCRIPT} in this file is not valid JSON; it was damaged or edited. " + _EXPORT_AGAIN
@@ -338,16 +394,22 @@ def _load_transcript(reader: _EntryReader) -> dict[str, Any]:
     return transcript
 
 
+def _json_values(raw: bytes) -> int:
+    """At least how many values JSON ``raw`` holds, counted without parsing (inside strings too)."""
+    return sum(raw.count(mark) for mark in (b",", b":", b"[", b"{"))
+
+
 def _title(transcript: Mapping[str, Any]) -> str:
-    title = (_get(transcript, "title", (str, type(None)), "top level", default=None) or "").strip()
-    return title[:MAX_TITLE_CHARS] or DEFAULT_TITLE
+    title = one_line(_get(transcript, "title", (str, type(None)), "top level", default=None) or "")
+    return title[:MAX_TITLE_CHARS].rstrip() or DEFAULT_TITLE
 
 
 class _ImageLoader:
     """Reads each referenced image file once and checks it: hash, type, that it decodes."""
 
-    def __init__(self, reader: _EntryReader) -> None:
+    def __init__(self, reader: _EntryReader, *, max_pixels: int) -> None:
         self._reader = reader
+        self._max_pixels = max_pixels
         self._checked: dict[str, str] = {}  # file name -> sha256 it was verified against
         self.loaded: dict[str, tuple[bytes, str]] = {}
 
@@ -362,25 +424,46 @@ class _ImageLoader:
                 f"The image \u201c{file}\u201d does not match its recorded SHA-256 hash; "
                 "the file was damaged or edited. " + _EXPORT_AGAIN
             )
+        unreadable = InputError(f"The image \u201c{file}\u201d cannot be read as an image. " + _EXPORT_AGAIN)
+        try:
+            width, height = image_size(data)  # the header only: a pixel bomb is refused before decoding
+        except ValueError as exc:
+            raise unreadable from exc
+        if width * height > self._max_pixels:
+            raise InputError(
+                f"The image \u201c{file}\u201d has {width * height:,} pixels; the limit is "
+                f"{self._max_pixels:,}. Import a conversation with smaller images."
+            )
         try:
             verify_image(data)
         except ValueError as exc:
-            raise InputError(
-                f"The image \u201c{file}\u201d cannot be read as an image. " + _EXPORT_AGAIN
-            ) from exc
+            raise unreadable from exc
         self._checked[file] = sha256
         self.loaded.setdefault(sha256, (data, mime_type))
 
 
-def _turn(raw: Any, where: str, images: _ImageLoader) -> Turn:
+def _turn(raw: Any, where: str, images: _ImageLoader, limits: ImportLimits) -> Turn:
     turn = _object(raw, where)
     raw_parts = _get(turn, "parts", list, where)
+    if len(raw_parts) > limits.max_parts:
+        raise _invalid(where, f"{len(raw_parts)} parts; a turn has at most {limits.max_parts}")
+    details = len(json.dumps({key: value for key, value in turn.items() if key != "parts"}))
+    if details > limits.max_details_chars:
+        raise _invalid(
+            where,
+            f"{details:,} characters of usage, attempts and error; at most {limits.max_details_chars:,}",
+        )
+    role = _enum(Role, _get(turn, "role", str, where), "role", where)
+    parts = tuple(
+        _part(part, f"{where}, part {n}", images, limits) for n, part in enumerate(raw_parts, start=1)
+    )
+    _check_text(parts, role, where, limits)
     return Turn(
-        role=_enum(Role, _get(turn, "role", str, where), "role", where),
+        role=role,
         status=_enum(
             TurnStatus, _get(turn, "status", str, where, default=TurnStatus.OK.value), "status", where
         ),
-        parts=tuple(_part(part, f"{where}, part {n}", images) for n, part in enumerate(raw_parts, start=1)),
+        parts=parts,
         provider=_optional_str(turn, "provider", where),
         model=_optional_str(turn, "model", where),
         finish_reason=_optional_str(turn, "finish_reason", where),
@@ -394,10 +477,33 @@ def _turn(raw: Any, where: str, images: _ImageLoader) -> Turn:
     )
 
 
-def _part(raw: Any, where: str, images: _ImageLoader) -> Part:
+def _check_text(parts: tuple[Part, ...], role: Role, where: str, limits: ImportLimits) -> None:
+    """A message as long as one may be typed here; an answer as long as a model may write."""
+    chars = sum(len(part.text) for part in parts if isinstance(part, TextPart))
+    if role is Role.USER and chars > limits.max_prompt_chars:
+        raise InputError(
+            f"{where.capitalize()} is a message of {chars:,} characters; this Retouch takes messages of "
+            f"at most {limits.max_prompt_chars:,}, so it cannot import this conversation."
+        )
+    if role is Role.ASSISTANT and chars > limits.max_answer_chars:
+        raise _invalid(where, f"an answer of {chars:,} characters; at most {limits.max_answer_chars:,}")
+
+
+def _metadata(part: Mapping[str, Any], where: str, limits: ImportLimits) -> Metadata:
+    """The allow-listed keys only, and no more of them than a real thought signature needs."""
+    metadata = known_metadata(_get(part, "provider_metadata", dict, where, default={}))
+    chars = sum(len(value) for keys in metadata.values() for value in keys.values() if isinstance(value, str))
+    if chars > limits.max_metadata_chars:
+        raise _invalid(
+            where, f"{chars:,} characters of provider metadata; at most {limits.max_metadata_chars:,}"
+        )
+    return metadata
+
+
+def _part(raw: Any, where: str, images: _ImageLoader, limits: ImportLimits) -> Part:
     part = _object(raw, where)
     kind = _get(part, "kind", str, where)
-    metadata = frozen_metadata(_get(part, "provider_metadata", dict, where, default={}))
+    metadata = _metadata(part, where, limits)
     if kind == "text":
         return TextPart(text=_get(part, "text", str, where), provider_metadata=metadata)
     if kind != "image":

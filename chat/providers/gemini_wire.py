@@ -3,9 +3,10 @@
 No I/O here (image bytes come through a loader), so every rule is tested against literal JSON.
 
 Replay rules (gemini-api.md §4-§5):
-- Gemini's own model turns are replayed exactly as received: same parts, same order, every
-  key other than the data field (``thoughtSignature``, ``thought``…) echoed verbatim from
-  ``provider_metadata["gemini"]``. Dropping a signature is a 400 on Gemini 3 image models.
+- Gemini's own model turns are replayed exactly as received: same parts, same order, their
+  ``thoughtSignature`` and ``thought`` echoed verbatim from ``provider_metadata["gemini"]``.
+  Dropping a signature is a 400 on Gemini 3 image models. Only those keys are echoed
+  (``KNOWN_METADATA``), so no stored or imported key can replace the part's own data.
 - A user turn whose answer failed is not dropped on its own (it may carry the uploaded
   photo): consecutive unanswered user turns are merged into the next user content, and the
   failed assistant turns themselves are never sent (the SDK's "curated history").
@@ -38,6 +39,7 @@ from chat.domain import (
     Turn,
     TurnStatus,
     frozen_metadata,
+    known_metadata,
     latest_answers,
 )
 from chat.errors import (
@@ -172,7 +174,13 @@ def _user_part(part: Part, encode: ImageEncoder) -> dict[str, Any]:
 
 
 def _model_part(part: Part, encode: ImageEncoder) -> dict[str, Any]:
-    echoed = dict(part.provider_metadata.get(PROVIDER, {}))
+    """The part as Gemini sent it: its own data plus its allow-listed flags and signature.
+
+    The allow-list names no data field, so whatever a row stores (an imported ``inlineData``
+    included) cannot replace the part's own data; the order of keys stays as it always was,
+    so the request bodies of the response cache keep their hashes.
+    """
+    echoed = dict(known_metadata(part.provider_metadata).get(PROVIDER, {}))
     if isinstance(part, TextPart):
         return {"text": part.text, **echoed}
     return {"inlineData": _inline(part, encode), **echoed}
