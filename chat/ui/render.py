@@ -25,7 +25,7 @@ __all__ = [
     "versions",
 ]
 
-ImagePath = Callable[[ImagePart], Path]
+ImagePath = Callable[[ImagePart], str | Path]  # where Gradio may copy the image from
 _ALT = {ImageRole.INPUT: "Your image", ImageRole.MARKED: "The area to change (magenta)"}
 Message = dict[str, Any]
 
