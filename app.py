@@ -17,6 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 import httpx
+from pydantic import ValidationError
 from sqlalchemy import Engine
 from starlette.middleware import Middleware
 
@@ -100,7 +101,7 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
         engine=engine,
     )
     service = ChatService(engine=engine, blobs=blobs, policy=policy, limits=limits, guard=guard)
-    library = ConversationLibrary(engine=engine, blobs=blobs, gate=service.gate)
+    library = ConversationLibrary(engine=engine, blobs=blobs, gate=service.gate, input_limits=limits)
     config = UIConfig(
         default_model=settings.gemini_model,
         default_openai_model=settings.openai_image_model,
@@ -185,6 +186,18 @@ def serve(demo: gr.Blocks, settings: Settings, engine: Engine, lifecycle: Lifecy
     )
 
 
+def read_settings() -> Settings:
+    """The settings, or exit with one line naming each bad variable (no traceback, no value echoed)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors(include_input=False)
+        )
+        raise SystemExit(f"Retouch cannot start: {problems}") from None
+
+
 def main() -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home by default
     # Everything this process writes (Gradio's cached copies and uploads included) is for its own
@@ -195,7 +208,7 @@ def main() -> None:
     # which proxies to believe is RETOUCH_TRUSTED_PROXIES' decision alone (chat/visitors.py).
     os.environ["FORWARDED_ALLOW_IPS"] = ""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = Settings()
+    settings = read_settings()
     engine = open_database(settings)
     demo = build_app(settings, engine=engine)
     lifecycle = Lifecycle()

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chat.catalog import DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL, MODEL_ID_RULE, is_model_id
 from chat.context import DEFAULT_KEEP_IMAGES
+from chat.visitors import TrustedProxies
 
 __all__ = ["DEFAULT_MODEL_CONCURRENCY", "PERSISTENT_DATA_DIR", "Settings", "default_data_dir"]
 
@@ -105,6 +106,13 @@ class Settings(BaseSettings):
         if self.daily_spend_usd is not None:
             return self.daily_spend_usd
         return 5.0 if environ.get("SYSTEM") == "spaces" else 0.0
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str | None) -> str | None:
+        if value is not None:
+            TrustedProxies.parse(value)  # a typo is a startup error, not a proxy silently distrusted
+        return value
 
     @field_validator("gemini_base_url", "openai_base_url")
     @classmethod

@@ -670,3 +670,18 @@ def test_private_dir_is_0700_and_refuses_a_file_in_its_place(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises((RuntimeError, FileExistsError)):
         entry.private_dir(tmp_path / "file")
+
+
+def test_a_bad_setting_stops_startup_with_one_line(tmp_path):
+    env = {**os.environ, "RETOUCH_DATA_DIR": str(tmp_path), "RETOUCH_TRUSTED_PROXIES": "10.0.0.0/8, nginx"}
+    env["GEMINI_MODEL"] = "../../v1/foo"
+    done = subprocess.run(
+        [sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert (
+        line.startswith("Retouch cannot start: ")
+        and "GEMINI_MODEL" in line
+        and "RETOUCH_TRUSTED_PROXIES" in line
+    )
