@@ -19,9 +19,9 @@ from chat.access import Actor, Gatekeeper, new_share_token
 from chat.domain import Conversation
 from chat.errors import InputError
 from chat.images import image_size
-from chat.service import new_conversation_id
+from chat.service import InputLimits, new_conversation_id
 from chat.text import one_line
-from chat.transfer import ImportedConversation, export_zip, import_zip
+from chat.transfer import ImportedConversation, ImportLimits, export_zip, import_zip
 from storage import BlobStore, ConversationSummary, ShareLink, session_scope
 from storage import repository as repo
 
@@ -40,12 +40,14 @@ class ConversationLibrary:
         gate: Gatekeeper,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         new_id: Callable[[], str] = new_conversation_id,
+        input_limits: InputLimits | None = None,
     ) -> None:
         self._engine = engine
         self._blobs = blobs
         self._gate = gate
         self._clock = clock
         self._new_id = new_id
+        self._import_limits = _import_limits(input_limits or InputLimits())
 
     async def list(self, actor: Actor, query: str = "", limit: int = 100) -> list[ConversationSummary]:
         """The actor's own conversations, newest first; ``query`` filters titles. A share token owns none."""
@@ -122,9 +124,10 @@ class ConversationLibrary:
         return await asyncio.to_thread(self._export, conversation_id)
 
     async def import_zip(self, actor: Actor, data: bytes) -> Conversation:
-        """A new conversation of the actor's own from an exported zip."""
-        imported = await asyncio.to_thread(import_zip, data)
-        return await asyncio.to_thread(self._store_import, actor.owner_id, imported)
+        """A new conversation of the actor's own from an exported zip (chat/transfer.py checks it)."""
+        owner_id = actor.own_id()
+        imported = await asyncio.to_thread(import_zip, data, limits=self._import_limits)
+        return await asyncio.to_thread(self._store_import, owner_id, imported)
 
     # --- blocking helpers (run in a worker thread) ------------------------------------------------
 
@@ -199,6 +202,15 @@ class ConversationLibrary:
                 now=self._clock(),
                 through_seq=through_seq,
             )
+
+
+def _import_limits(limits: InputLimits) -> ImportLimits:
+    """What is imported is held to what may be typed and uploaded: message length, pixels, images."""
+    return ImportLimits(
+        max_prompt_chars=limits.max_prompt_chars,
+        max_pixels=limits.images.max_pixels,
+        max_parts=max(ImportLimits.max_parts, limits.max_images_per_message + 3),  # + text, mask, marked
+    )
 
 
 def _slug(title: str) -> str:

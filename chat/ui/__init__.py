@@ -94,7 +94,15 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
             [lib.export_file, ui.status],
             **quick,
         )
-        lib.import_zip.upload(panels.on_import, [ui.owner, lib.import_zip], view, **quick).then(**set_url)
+        # An import parses and stores a whole conversation in a worker thread: queued, one at a time.
+        lib.import_zip.upload(
+            panels.on_import,
+            [ui.owner, lib.import_zip],
+            view,
+            concurrency_limit=1,
+            concurrency_id="import",
+            api_visibility="private",
+        ).then(**set_url)
 
         api = ApiHandlers(
             service,
