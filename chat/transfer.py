@@ -125,6 +125,9 @@ class ImportLimits:
     # Per turn, everything but its parts: usage, attempts, error, provider and model names.
     max_details_chars: int = 16 * 1024
     max_pixels: int = 50_000_000  # per image, as for uploads (RETOUCH_MAX_UPLOAD_PIXELS)
+    # Image parts in the whole conversation. Showing one costs the event loop ~1.5 ms (Gradio copies
+    # it into its cache), and a zip within the upload limit (20 MB) holds far fewer real images.
+    max_images: int = 200
 
 
 @dataclass(frozen=True)
@@ -259,7 +262,7 @@ def import_zip(data: bytes, *, limits: ImportLimits | None = None) -> ImportedCo
         entries = _checked_entries(archive.infolist(), max_bytes=limits.max_bytes, max_files=limits.max_files)
         reader = _EntryReader(archive, entries, budget=limits.max_bytes)
         transcript = _load_transcript(reader, limits)
-        images = _ImageLoader(reader, max_pixels=limits.max_pixels)
+        images = _ImageLoader(reader, max_pixels=limits.max_pixels, max_images=limits.max_images)
         raw_turns = _get(transcript, "turns", list, "top level")
         if len(raw_turns) > limits.max_turns:
             raise InputError(
@@ -407,13 +410,21 @@ def _title(transcript: Mapping[str, Any]) -> str:
 class _ImageLoader:
     """Reads each referenced image file once and checks it: hash, type, that it decodes."""
 
-    def __init__(self, reader: _EntryReader, *, max_pixels: int) -> None:
+    def __init__(self, reader: _EntryReader, *, max_pixels: int, max_images: int) -> None:
         self._reader = reader
         self._max_pixels = max_pixels
+        self._max_images = max_images
+        self._used = 0  # image parts so far, the same file counted each time it is used
         self._checked: dict[str, str] = {}  # file name -> sha256 it was verified against
         self.loaded: dict[str, tuple[bytes, str]] = {}
 
     def load(self, file: str, sha256: str, mime_type: str, where: str) -> None:
+        self._used += 1
+        if self._used > self._max_images:
+            raise InputError(
+                f"This conversation has more than {self._max_images:,} images; Retouch imports at most "
+                f"{self._max_images:,}. Import a shorter conversation."
+            )
         if self._checked.get(file) == sha256:
             return
         if not self._reader.has(file):

@@ -12,8 +12,10 @@ import pytest
 
 from chat.access import AccessError, Actor, new_owner_id, new_share_token
 from chat.domain import Role
+from chat.errors import InputError
+from chat.images import ImageLimits
 from chat.library import ConversationLibrary
-from chat.service import Attachment, ChatService
+from chat.service import Attachment, ChatService, InputLimits
 from storage import BlobStore, make_engine, migrate, sqlite_url
 from tests.chat.test_service import OPTIONS, FakeProvider, collect, png, reply_with_image, single_try
 
@@ -27,9 +29,14 @@ def provider() -> FakeProvider:
 
 
 @pytest.fixture
-def parts(tmp_path, provider):
+def engine(tmp_path):
     engine = make_engine(sqlite_url(tmp_path))
     migrate(engine)
+    return engine
+
+
+@pytest.fixture
+def parts(tmp_path, engine, provider):
     blobs = BlobStore(tmp_path / "images")
     service = ChatService(engine=engine, blobs=blobs, policy=single_try(provider))
     return service, ConversationLibrary(engine=engine, blobs=blobs, gate=service.gate)
@@ -133,6 +140,35 @@ async def test_export_then_import_round_trips_images_byte_for_byte(parts, provid
             assert hashlib.sha256(service.image_path(part).read_bytes()).hexdigest() == part.sha256
         assert before.parts == after.parts  # thought signatures included: the import replays
     assert (await library.list(Actor(MATE)))[0].title == "a cat"
+
+
+async def test_import_is_held_to_the_limits_a_message_is_typed_and_uploaded_with(
+    parts, provider, engine, tmp_path
+):
+    service, library = parts
+    _, data = await library.export(OWNER, (await two_turns(service, provider)).id)
+
+    def held_to(limits: InputLimits) -> ConversationLibrary:
+        return ConversationLibrary(
+            engine=engine, blobs=BlobStore(tmp_path / "images"), gate=service.gate, input_limits=limits
+        )
+
+    with pytest.raises(
+        InputError, match="Turn 3 is a message of 6 characters; this Retouch takes messages of at most 5"
+    ):
+        await held_to(InputLimits(max_prompt_chars=5)).import_zip(Actor(MATE), data)
+    with pytest.raises(InputError, match="has 768 pixels; the limit is 100"):
+        await held_to(InputLimits(images=ImageLimits(max_pixels=100))).import_zip(Actor(MATE), data)
+    assert await library.list(Actor(MATE)) == []
+
+
+async def test_only_an_owner_id_can_import(parts, provider):
+    service, library = parts
+    conversation = await two_turns(service, provider)
+    _, data = await library.export(OWNER, conversation.id)
+    link = await library.share(OWNER, conversation.id, "continue")
+    with pytest.raises(AccessError):
+        await library.import_zip(Actor(None, link.token), data)
 
 
 async def test_list_is_per_owner_newest_first_and_searchable(parts, provider):

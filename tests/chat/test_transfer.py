@@ -769,6 +769,17 @@ def test_an_image_with_more_pixels_than_allowed_is_refused_before_it_is_decoded(
     )
 
 
+def test_more_image_parts_than_max_images_are_refused_the_same_file_counting_each_time() -> None:
+    assert len(imported().images) == 5  # in 6 image parts: PHOTO is used twice
+
+    assert len(import_zip(exported(), limits=ImportLimits(max_images=6)).turns) == 6
+    refused(
+        exported(),
+        "This conversation has more than 5 images; Retouch imports at most 5. Import a shorter conversation.",
+        max_images=5,
+    )
+
+
 def test_the_title_loses_control_and_bidi_characters() -> None:
     title = "Pink\u202e gpj.exe\x1b[31m\nsky\u2066"
 
