@@ -41,10 +41,13 @@ def check_database(engine: Engine) -> tuple[int, dict[str, Any]]:
     if problem is not None:
         log.warning("health check failed: %s", problem)
         return 503, {"status": "error", "database": "error", "reason": problem}
+    # A read-only connection (BEGIN, not BEGIN IMMEDIATE): a health check must not queue behind
+    # a long write transaction (an import), only tell whether the database answers.
+    reader = engine.execution_options(retouch_read_only=True)
     try:
-        with engine.connect() as conn:
+        with reader.connect() as conn:
             conn.execute(text("SELECT 1"))
-        version = schema_version(engine)
+        version = schema_version(reader)
     except SQLAlchemyError as exc:
         log.warning("health check failed: database unreachable: %s", exc)
         reason = f"database unreachable ({type(getattr(exc, 'orig', None) or exc).__name__})"

@@ -142,6 +142,7 @@ class ConversationLibrary:
         return f"{_slug(conversation.title)}.zip", data
 
     def _store_import(self, owner_id: str, imported: ImportedConversation) -> Conversation:
+        """All of it in one transaction, read back after it, so the write lock is held no longer than needed."""
         now = self._clock()
         for sha, (data, mime) in imported.images.items():
             if self._blobs.put(data, mime) != sha:
@@ -162,10 +163,10 @@ class ConversationLibrary:
             repo.create_conversation(
                 session=session, conversation_id=new_id, title=imported.title, now=now, owner_id=owner_id
             )
-            for turn in imported.turns:
-                repo.append_turn(session=session, conversation_id=new_id, turn=turn, now=now)
+            repo.append_turns(session=session, conversation_id=new_id, turns=imported.turns, now=now)
+        with session_scope(self._engine, read_only=True) as session:
             conversation = repo.get_conversation(session=session, conversation_id=new_id)
-        assert conversation is not None
+        assert conversation is not None  # a new random id: nobody else can have deleted it
         return conversation
 
     def _list(self, owner_id: str, query: str, limit: int) -> list[ConversationSummary]:

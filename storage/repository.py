@@ -16,6 +16,7 @@ from the unique constraint rather than a silently reordered history.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -58,6 +59,7 @@ __all__ = [
     "add_spend",
     "append_to",
     "append_turn",
+    "append_turns",
     "claim_conversation",
     "conversation_owner",
     "copy_conversation",
@@ -190,14 +192,62 @@ def append_to(*, session: Session, conversation: Conversation, turn: Turn, now: 
     )
 
 
+def append_turns(*, session: Session, conversation_id: str, turns: Sequence[Turn], now: datetime) -> None:
+    """Store many turns at the end of a conversation in a few statements (imports and forks).
+
+    One INSERT batch for the turns, one for all their parts: a 1,000-turn import holds the
+    write lock for a fraction of the time a turn-by-turn loop takes.
+    """
+    if not turns:
+        return
+    conversation = _conversation_row(session, conversation_id)
+    first = _next_seq(session, conversation_id)
+    now = aware_utc(now)
+    turn_rows = [_turn_row(conversation_id, first + n, turn, now) for n, turn in enumerate(turns)]
+    session.add_all(turn_rows)
+    session.flush()
+    session.add_all(
+        _part_to_row(_row_id(row), position, part)
+        for row, turn in zip(turn_rows, turns, strict=True)
+        for position, part in enumerate(turn.parts)
+    )
+    conversation.updated_at = now
+    session.flush()
+
+
 def _add_turn(session: Session, conversation_id: str, turn: Turn, now: datetime) -> TurnRow:
     now = aware_utc(now)
+    conversation = _conversation_row(session, conversation_id)
+    turn_row = _turn_row(conversation_id, _next_seq(session, conversation_id), turn, now)
+    session.add(turn_row)
+    session.flush()
+    session.add_all(
+        _part_to_row(_row_id(turn_row), position, part) for position, part in enumerate(turn.parts)
+    )
+    conversation.updated_at = now
+    session.flush()
+    return turn_row
+
+
+def _conversation_row(session: Session, conversation_id: str) -> ConversationRow:
     conversation = session.get(ConversationRow, conversation_id)
     if conversation is None:
         raise ConversationNotFoundError(conversation_id)
+    return conversation
+
+
+def _next_seq(session: Session, conversation_id: str) -> int:
     last = session.exec(select(func.max(TurnRow.seq)).where(TurnRow.conversation_id == conversation_id)).one()
-    seq = 0 if last is None else last + 1
-    turn_row = TurnRow(
+    return 0 if last is None else last + 1
+
+
+def _row_id(row: TurnRow) -> int:
+    assert row.id is not None, "flushed rows have ids"
+    return row.id
+
+
+def _turn_row(conversation_id: str, seq: int, turn: Turn, now: datetime) -> TurnRow:
+    return TurnRow(
         conversation_id=conversation_id,
         seq=seq,
         role=turn.role.value,
@@ -214,13 +264,6 @@ def _add_turn(session: Session, conversation_id: str, turn: Turn, now: datetime)
         request_hash=turn.request_hash,
         created_at=now if turn.created_at is None else aware_utc(turn.created_at),
     )
-    session.add(turn_row)
-    session.flush()
-    assert turn_row.id is not None
-    session.add_all(_part_to_row(turn_row.id, position, part) for position, part in enumerate(turn.parts))
-    conversation.updated_at = now
-    session.flush()
-    return turn_row
 
 
 def save_image(
@@ -434,8 +477,7 @@ def copy_conversation(
         raise ConversationNotFoundError(source_id)
     create_conversation(session=session, conversation_id=new_id, title=title, now=now, owner_id=owner_id)
     turns = source.turns if through_seq is None else source.turns[: through_seq + 1]
-    for turn in turns:
-        append_turn(session=session, conversation_id=new_id, turn=turn, now=now)
+    append_turns(session=session, conversation_id=new_id, turns=turns, now=now)
     copied = get_conversation(session=session, conversation_id=new_id)
     assert copied is not None
     return copied

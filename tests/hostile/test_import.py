@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import pytest
 from gradio_client import Client
 from PIL import Image
 
@@ -156,11 +155,6 @@ def test_the_import_event_is_queued_and_private(app: AppRun) -> None:
     assert dependency["api_visibility"] == "private"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chat/health.py opens its connection with BEGIN IMMEDIATE, so /healthz waits for the import's write "
-    "transaction (~4 s); reading with retouch_read_only=True fixes it (then remove this mark)",
-)
 def test_the_largest_import_allowed_keeps_healthz_under_a_second(app: AppRun) -> None:
     data = largest_import()
     assert len(data) < 20 * 1024 * 1024  # the upload limit (RETOUCH_MAX_UPLOAD_BYTES)

@@ -36,7 +36,7 @@ from storage import (
     session_scope,
 )
 from storage.models import ImageRow, PartRow, TurnRow
-from storage.repository import append_to
+from storage.repository import append_to, append_turns
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 OWNER = "owner-aaaaaaaaaaaaaaaa"
@@ -326,6 +326,28 @@ def test_append_to_returns_what_a_reload_returns(engine: Engine, blobs: BlobStor
     with session_scope(engine, read_only=True) as session:
         assert get_conversation(session=session, conversation_id="c1") == conversation
     assert len(conversation.turns) == 2 and conversation.updated_at == NOW + timedelta(seconds=2)
+
+
+def test_append_turns_stores_what_one_by_one_appends_store(engine: Engine, blobs: BlobStore) -> None:
+    """The bulk path of imports and forks: same seqs, same part order, same metadata, after what was there."""
+    with session_scope(engine) as session:
+        upload = _store_image(session, blobs, b"upload")
+        output = _store_image(session, blobs, b"output")
+        turns = [_user_turn(upload), _assistant_turn(output)] * 30
+        for cid in ("one-by-one", "bulk"):
+            create_conversation(session=session, conversation_id=cid, title="t", now=NOW, owner_id=OWNER)
+            append_turn(session=session, conversation_id=cid, turn=turns[0], now=NOW)
+        for turn in turns:
+            append_turn(session=session, conversation_id="one-by-one", turn=turn, now=NOW)
+        append_turns(session=session, conversation_id="bulk", turns=turns, now=NOW)
+        append_turns(session=session, conversation_id="bulk", turns=[], now=NOW)
+    with session_scope(engine, read_only=True) as session:
+        one = get_conversation(session=session, conversation_id="one-by-one")
+        bulk = get_conversation(session=session, conversation_id="bulk")
+    assert one is not None and bulk is not None
+    assert bulk.turns == one.turns and len(bulk.turns) == 61
+    with session_scope(engine) as session, pytest.raises(ConversationNotFoundError):
+        append_turns(session=session, conversation_id="gone", turns=turns, now=NOW)
 
 
 def test_append_to_reloads_when_the_stored_conversation_moved_on(engine: Engine, blobs: BlobStore) -> None:
