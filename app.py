@@ -101,7 +101,9 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
         engine=engine,
     )
     service = ChatService(engine=engine, blobs=blobs, policy=policy, limits=limits, guard=guard)
-    library = ConversationLibrary(engine=engine, blobs=blobs, gate=service.gate, input_limits=limits)
+    library = ConversationLibrary(
+        engine=engine, blobs=blobs, gate=service.gate, input_limits=limits, guard=guard
+    )
     config = UIConfig(
         default_model=settings.gemini_model,
         default_openai_model=settings.openai_image_model,

@@ -10,6 +10,7 @@ import asyncio
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import TypeVar
 
 from sqlalchemy.engine import Engine
@@ -19,6 +20,7 @@ from chat.access import Actor, Gatekeeper, new_share_token
 from chat.domain import Conversation
 from chat.errors import InputError
 from chat.images import image_size
+from chat.limits import Guard, counted_as
 from chat.service import InputLimits, new_conversation_id
 from chat.text import one_line
 from chat.transfer import ImportedConversation, ImportLimits, export_zip, import_zip
@@ -41,6 +43,7 @@ class ConversationLibrary:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         new_id: Callable[[], str] = new_conversation_id,
         input_limits: InputLimits | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self._engine = engine
         self._blobs = blobs
@@ -48,6 +51,7 @@ class ConversationLibrary:
         self._clock = clock
         self._new_id = new_id
         self._import_limits = _import_limits(input_limits or InputLimits())
+        self._guard = guard
 
     async def list(self, actor: Actor, query: str = "", limit: int = 100) -> list[ConversationSummary]:
         """The actor's own conversations, newest first; ``query`` filters titles. A share token owns none."""
@@ -116,6 +120,7 @@ class ConversationLibrary:
         """
         owner_id = actor.own_id()
         await asyncio.to_thread(self._gate.grant, actor, conversation_id)
+        await self._admit(actor, "copy")
         return await asyncio.to_thread(self._fork, owner_id, conversation_id, through_seq)
 
     async def export(self, actor: Actor, conversation_id: str) -> tuple[str, bytes]:
@@ -126,8 +131,17 @@ class ConversationLibrary:
     async def import_zip(self, actor: Actor, data: bytes) -> Conversation:
         """A new conversation of the actor's own from an exported zip (chat/transfer.py checks it)."""
         owner_id = actor.own_id()
+        await self._admit(actor, "copy")
         imported = await asyncio.to_thread(import_zip, data, limits=self._import_limits)
         return await asyncio.to_thread(self._store_import, owner_id, imported)
+
+    async def _admit(self, actor: Actor, work: str) -> None:
+        """Imports and forks write whole conversations: the visitor rate limits apply to them too."""
+        if self._guard is not None:
+            admit = partial(
+                self._guard.admit, counted_as(actor, work), server_cost=0.0, what="copies and imports"
+            )
+            await asyncio.to_thread(admit)
 
     # --- blocking helpers (run in a worker thread) ------------------------------------------------
 

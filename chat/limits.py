@@ -19,14 +19,21 @@ from datetime import UTC, datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from chat.access import Actor
 from chat.errors import RetouchError
 from storage import repository as repo
 from storage import session_scope
 
-__all__ = ["Guard", "LimitError", "Limits"]
+__all__ = ["Guard", "LimitError", "Limits", "counted_as"]
 
 MINUTE = 60.0
 DAY = 86_400.0
+
+
+def counted_as(actor: Actor, work: str = "edit") -> list[str]:
+    """The buckets one piece of ``work`` by ``actor`` counts in: their address and their key."""
+    key = actor.owner_id or actor.share_token or ""
+    return [f"{work} address:{actor.visitor}" if actor.visitor else "", f"{work} key:{key}" if key else ""]
 
 
 class LimitError(RetouchError):
@@ -55,7 +62,7 @@ class Guard:
         self._visitors: dict[str, deque[float]] = defaultdict(deque)
         self._everyone: deque[float] = deque()
 
-    def admit(self, visitors: Sequence[str], *, server_cost: float) -> None:
+    def admit(self, visitors: Sequence[str], *, server_cost: float, what: str = "edits") -> None:
         """Count one turn for each of ``visitors`` (the client's address, their owner key…), or refuse
         it if any of them is at its limit: rotating keys from one address, or addresses with one key,
         gains nothing. ``server_cost`` is the turn's worst case on our keys."""
@@ -63,7 +70,7 @@ class Guard:
         buckets = [self._visitors[visitor] for visitor in dict.fromkeys(v for v in visitors if v)]
         _forget(self._everyone, now - MINUTE)
         for mine in buckets:
-            self._check_visitor(mine, now)
+            self._check_visitor(mine, now, what)
         if len(self._everyone) >= self._limits.global_per_minute:
             raise LimitError("Retouch is very busy right now. Please try again in a minute.")
         if server_cost > 0 and self._limits.daily_spend_usd > 0:
@@ -78,18 +85,18 @@ class Guard:
             mine.append(now)
         self._everyone.append(now)
 
-    def _check_visitor(self, mine: deque[float], now: float) -> None:
+    def _check_visitor(self, mine: deque[float], now: float, what: str) -> None:
         _forget(mine, now - DAY)
         recent = [t for t in mine if t > now - MINUTE]
         if len(recent) >= self._limits.per_visitor_per_minute:
             wait = MINUTE - (now - recent[0])
             raise LimitError(
-                f"You have sent {len(recent)} edits in the last minute, the most this demo allows. "
+                f"You have made {len(recent)} {what} in the last minute, the most this demo allows. "
                 f"Please wait {max(1, round(wait))} s."
             )
         if len(mine) >= self._limits.per_visitor_per_day:
             raise LimitError(
-                f"You have reached today's limit of {self._limits.per_visitor_per_day} edits on this demo. "
+                f"You have reached today's limit of {self._limits.per_visitor_per_day} {what} on this demo. "
                 "Run Retouch yourself (see the README) for unlimited use."
             )
 

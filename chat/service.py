@@ -52,7 +52,7 @@ from chat.images import (
     prepare_upload,
     read_region,
 )
-from chat.limits import Guard
+from chat.limits import Guard, counted_as
 from chat.pricing import estimate_cost, worst_case_turn_cost
 from chat.recent import RecentConversations
 from chat.text import one_line
@@ -308,11 +308,7 @@ class ChatService:
             return
         covered = all(name in keys for name in ROUTES[options.route])
         server_cost = 0.0 if covered else worst_case_turn_cost(options, input_images=images)
-        visitors = [
-            f"address:{actor.visitor}" if actor.visitor else "",
-            f"key:{actor.owner_id or actor.share_token}",
-        ]
-        await asyncio.to_thread(self._guard.admit, visitors, server_cost=server_cost)
+        await asyncio.to_thread(self._guard.admit, counted_as(actor), server_cost=server_cost)
 
     def _outcome_turn(self, outcome: Outcome, options: GenerationOptions) -> tuple[Turn, list[_StoredImage]]:
         if outcome.reply is not None:

@@ -76,11 +76,13 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
         lib.share_view.click(panels.on_share_view, [ui.owner, ui.conversation_id], view, **quick)
         lib.share_continue.click(panels.on_share_continue, [ui.owner, ui.conversation_id], view, **quick)
         lib.revoke.click(panels.on_revoke, [ui.owner, ui.conversation_id, lib.revoke_choice], view, **quick)
+        # Imports and forks write a whole conversation in a worker thread: queued, one at a time.
+        copies = {"concurrency_limit": 1, "concurrency_id": "copy", "api_visibility": "private"}
         lib.duplicate.click(
-            panels.on_duplicate, [ui.owner, ui.conversation_id, ui.share_token], view, **quick
+            panels.on_duplicate, [ui.owner, ui.conversation_id, ui.share_token], view, **copies
         ).then(**set_url)
         ui.versions.branch.click(
-            panels.on_fork, [ui.owner, ui.conversation_id, ui.share_token, ui.versions.choice], view, **quick
+            panels.on_fork, [ui.owner, ui.conversation_id, ui.share_token, ui.versions.choice], view, **copies
         ).then(**set_url)
         ui.versions.choice.change(
             panels.on_version,
@@ -94,15 +96,7 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
             [lib.export_file, ui.status],
             **quick,
         )
-        # An import parses and stores a whole conversation in a worker thread: queued, one at a time.
-        lib.import_zip.upload(
-            panels.on_import,
-            [ui.owner, lib.import_zip],
-            view,
-            concurrency_limit=1,
-            concurrency_id="import",
-            api_visibility="private",
-        ).then(**set_url)
+        lib.import_zip.upload(panels.on_import, [ui.owner, lib.import_zip], view, **copies).then(**set_url)
 
         api = ApiHandlers(
             service,
@@ -116,6 +110,7 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
         api_call = {"concurrency_limit": config.model_concurrency, "concurrency_id": "model"}
         gr.api(api.send, api_name="send", **api_call)
         gr.api(api.retry, api_name="retry", **api_call)
-        for name in ("conversation", "image", "share", "revoke", "fork", "conversations"):
+        for name in ("conversation", "image", "share", "revoke", "conversations"):
             gr.api(getattr(api, name), api_name=name, concurrency_limit=None)
+        gr.api(api.fork, api_name="fork", concurrency_limit=1, concurrency_id="copy")
     return demo

@@ -160,7 +160,12 @@ class ApiHandlers:
             _refuse("revoke", exc)
 
     async def fork(
-        self, conversation_id: str, through_turn: int = -1, key: str = "", owner_key: str = ""
+        self,
+        conversation_id: str,
+        through_turn: int = -1,
+        key: str = "",
+        owner_key: str = "",
+        request: gr.Request | None = None,
     ) -> dict:
         """Copy a conversation (up to turn index ``through_turn``, or all with -1) into one of your own.
 
@@ -168,7 +173,7 @@ class ApiHandlers:
         is your own owner key, which the copy belongs to (a copy never belongs to a link).
         """
         try:
-            actor = await self._actor(key)
+            actor = await self._actor(key, request)
             if owner_key and not actor.owner_id:
                 owner = await self._actor(owner_key)
                 actor = Actor(owner.owner_id, actor.share_token, actor.visitor)

@@ -15,6 +15,7 @@ from chat.domain import Role
 from chat.errors import InputError
 from chat.images import ImageLimits
 from chat.library import ConversationLibrary
+from chat.limits import Guard, LimitError, Limits
 from chat.service import Attachment, ChatService, InputLimits
 from storage import BlobStore, make_engine, migrate, sqlite_url
 from tests.chat.test_service import OPTIONS, FakeProvider, collect, png, reply_with_image, single_try
@@ -198,3 +199,21 @@ async def test_concurrent_sends_on_one_continue_link_keep_order(parts, provider)
     assert [t.role for t in final.turns] == [Role.USER, Role.ASSISTANT] * 6
     assert sorted(t.text() for t in final.turns[4::2]) == [f"edit {i}" for i in range(4)]
     assert [len(call) for call in provider.calls[2:]] == [5, 7, 9, 11]  # each saw every earlier turn
+
+
+async def test_imports_and_forks_count_against_the_visitors_rate_limit(tmp_path, engine, provider):
+    blobs = BlobStore(tmp_path / "images")
+    service = ChatService(engine=engine, blobs=blobs, policy=single_try(provider))
+    guard = Guard(Limits(per_visitor_per_minute=2), engine=engine)
+    library = ConversationLibrary(engine=engine, blobs=blobs, gate=service.gate, guard=guard)
+    source = await two_turns(service, provider)
+    _, data = await library.export(OWNER, source.id)
+    visitor = Actor(OWNER.owner_id, visitor="203.0.113.5")
+    await library.fork(visitor, source.id)
+    await library.import_zip(visitor, data)
+    with pytest.raises(LimitError, match="2 copies and imports in the last minute"):
+        await library.fork(visitor, source.id)
+    # Another key from the same address is the same visitor; edits are counted on their own.
+    with pytest.raises(LimitError):
+        await library.import_zip(Actor("other-key-" + "c" * 12, visitor="203.0.113.5"), data)
+    assert guard is not None and len(await library.list(OWNER)) == 3
