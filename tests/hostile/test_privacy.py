@@ -9,11 +9,13 @@ for what must never be in them.
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import sqlite3
 import stat
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -207,3 +209,27 @@ def test_behind_a_trusted_proxy_the_right_most_untrusted_hop_counts(tmp_path: Pa
         other = submit_as(run, "another-visitor-0001", "203.0.113.8")
     assert "2 edits in the last minute" in spoofed[2]
     assert "edits in the last minute" not in other
+
+
+def test_exports_the_database_and_the_log_hold_no_key_owner_or_token(
+    app: AppRun, victim: dict, data_dir: Path
+):
+    client, token = victim["client"], victim["token"]
+    own_key = "visitor-own-gemini-key-Zq7"
+    sent = client.predict("", "a lighthouse", key=VICTIM, gemini_key=own_key, api_name="/send")
+    export = next(e for e in events(app.url) if e.api_name == "on_export")
+    found = []
+    for conversation_id in (sent["conversation_id"], victim["conversations"][0]["conversation_id"]):
+        result = call(app.url, export, [VICTIM, conversation_id, ""])
+        [file, status] = result.last
+        assert result.error is None and "Exported" in str(status)
+        data = httpx.get(file["value"]["url"] if "value" in file else file["url"]).raise_for_status().content
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            found += [archive.read(name) for name in archive.namelist()]
+    assert len(found) >= 6 and any(b"a lighthouse" in entry for entry in found)  # README, transcript, images
+    stored = b"".join(p.read_bytes() for p in data_dir.rglob("*") if p.is_file() and "images" not in p.parts)
+    for secret in (own_key, VICTIM, token, "test-key"):
+        assert not any(secret.encode() in entry for entry in found), secret
+    for secret in (own_key, "test-key"):
+        assert secret.encode() not in stored, secret
+        assert secret not in app.log_text(), secret

@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from chat.access import Access, Actor
+from chat.access import Access, Actor, browser_owner_id
 from chat.errors import UnavailableError
 from chat.library import ConversationLibrary
 from chat.service import ChatService
@@ -243,6 +243,10 @@ def test_build_ui_exposes_the_documented_api(service, library):
     assert isinstance(demo, gr.Blocks)
     public = {d.api_name for d in demo.fns.values() if d.api_visibility == "public"}
     assert public == {"send", "retry", "conversation", "image", "share", "revoke", "fork", "conversations"}
+    assert demo.delete_cache == (900, 3600)  # Gradio's copies of shown images go an hour after last use
+    # No event can take the owner id around its check (chat/ui/owner.py).
+    states = [block for d in demo.fns.values() for block in d.inputs if isinstance(block, gr.BrowserState)]
+    assert states and all(state.preprocess is browser_owner_id for state in states)
 
 
 def test_access_levels_order_their_rights():
