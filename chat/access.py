@@ -20,13 +20,12 @@ from enum import StrEnum
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from chat.errors import RetouchError
+from chat.errors import AccessError
 from storage import repository as repo
 from storage import session_scope
 
 __all__ = [
     "Access",
-    "AccessError",
     "Actor",
     "Gatekeeper",
     "Grant",
@@ -46,10 +45,6 @@ class Access(StrEnum):
 
     def can_write(self) -> bool:
         return self in (Access.CONTINUE, Access.OWNER)
-
-
-class AccessError(RetouchError):
-    """The actor may not do this; the message says what they can do instead."""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 RetouchError
 ├── InputError               the user's own input is unusable (not an image, too big, empty)
+├── AccessError              the caller may not do this (not theirs, revoked link, read-only)
+├── LimitError               a rate limit or the daily spend cap; nothing was sent
 └── ProviderError            a provider call failed; carries provider, HTTP status, detail
     ├── AuthError            key missing, invalid or not allowed (401/403, API_KEY_INVALID)
     ├── BadRequestError      the request itself is wrong (400, 404 unknown model); never retried
@@ -24,10 +26,12 @@ if TYPE_CHECKING:
     from chat.domain import ProviderReply
 
 __all__ = [
+    "AccessError",
     "AuthError",
     "BadRequestError",
     "BlockedError",
     "InputError",
+    "LimitError",
     "KEY_HIDDEN",
     "MissingKeyError",
     "NoImageError",
@@ -68,6 +72,14 @@ class RetouchError(Exception):
 
 class InputError(RetouchError):
     """The user's message or upload cannot be used; the message says what to do instead."""
+
+
+class AccessError(RetouchError):
+    """The actor may not do this; the message says what they can do instead."""
+
+
+class LimitError(RetouchError):
+    """A limit was reached; nothing was sent to any provider."""
 
 
 class ProviderError(RetouchError):

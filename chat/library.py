@@ -26,10 +26,10 @@ from chat.text import one_line
 from chat.transfer import ImportedConversation, ImportLimits, export_zip, import_zip
 from storage import BlobStore, ConversationSummary, ShareLink, session_scope
 from storage import repository as repo
+from storage.models import TITLE_MAX_LENGTH
 
 __all__ = ["ConversationLibrary"]
 
-MAX_TITLE = 200
 T = TypeVar("T")
 
 
@@ -63,8 +63,8 @@ class ConversationLibrary:
         title = one_line(title)
         if not title:
             raise InputError("A title cannot be empty.")
-        if len(title) > MAX_TITLE:
-            raise InputError(f"A title can be at most {MAX_TITLE} characters.")
+        if len(title) > TITLE_MAX_LENGTH:
+            raise InputError(f"A title can be at most {TITLE_MAX_LENGTH} characters.")
         await self._as_owner(
             actor,
             conversation_id,
@@ -207,7 +207,7 @@ class ConversationLibrary:
             if through_seq is not None and not 0 <= through_seq < len(source.turns):
                 raise InputError("That version is not part of the conversation.")
             prefix = "Branch of" if through_seq is not None else "Copy of"
-            title = f"{prefix} {source.title}"[:MAX_TITLE]
+            title = f"{prefix} {source.title}"[:TITLE_MAX_LENGTH]
             return repo.copy_conversation(
                 session=session,
                 source_id=source_id,

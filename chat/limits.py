@@ -20,11 +20,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from chat.access import Actor
-from chat.errors import RetouchError
+from chat.errors import LimitError
 from storage import repository as repo
 from storage import session_scope
 
-__all__ = ["Guard", "LimitError", "Limits", "counted_as"]
+__all__ = ["Guard", "Limits", "counted_as"]
 
 MINUTE = 60.0
 DAY = 86_400.0
@@ -34,10 +34,6 @@ def counted_as(actor: Actor, work: str = "edit") -> list[str]:
     """The buckets one piece of ``work`` by ``actor`` counts in: their address and their key."""
     key = actor.owner_id or actor.share_token or ""
     return [f"{work} address:{actor.visitor}" if actor.visitor else "", f"{work} key:{key}" if key else ""]
-
-
-class LimitError(RetouchError):
-    """A limit was reached; nothing was sent to any provider."""
 
 
 @dataclass(frozen=True)

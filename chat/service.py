@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from chat.access import GONE, AccessError, Actor, Gatekeeper, Grant
+from chat.access import GONE, Actor, Gatekeeper, Grant
 from chat.domain import (
     Attempt,
     Conversation,
@@ -41,7 +41,7 @@ from chat.domain import (
     frozen_metadata,
     through_last_user_turn,
 )
-from chat.errors import InputError, NoImageError, UnavailableError
+from chat.errors import AccessError, InputError, NoImageError, UnavailableError
 from chat.fallback import ROUTES, FallbackPolicy, Outcome
 from chat.images import (
     ImageLimits,

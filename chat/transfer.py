@@ -56,6 +56,7 @@ from chat.errors import InputError
 from chat.images import describe_size, image_size, verify_image
 from chat.text import one_line
 from storage.blobs import extension_for, validate_sha256
+from storage.models import TITLE_MAX_LENGTH
 
 __all__ = [
     "FORMAT",
@@ -68,7 +69,6 @@ __all__ = [
 
 FORMAT = "retouch-conversation"
 VERSION = 1
-MAX_TITLE_CHARS = 200
 DEFAULT_TITLE = "Imported conversation"
 
 TRANSCRIPT = "transcript.json"
@@ -404,7 +404,7 @@ def _json_values(raw: bytes) -> int:
 
 def _title(transcript: Mapping[str, Any]) -> str:
     title = one_line(_get(transcript, "title", (str, type(None)), "top level", default=None) or "")
-    return title[:MAX_TITLE_CHARS].rstrip() or DEFAULT_TITLE
+    return title[:TITLE_MAX_LENGTH].rstrip() or DEFAULT_TITLE
 
 
 class _ImageLoader:

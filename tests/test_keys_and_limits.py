@@ -11,9 +11,10 @@ from pydantic import SecretStr
 
 from chat.access import Actor
 from chat.domain import GenerationOptions
+from chat.errors import LimitError
 from chat.fallback import FallbackPolicy
 from chat.library import ConversationLibrary
-from chat.limits import Guard, LimitError, Limits
+from chat.limits import Guard, Limits
 from chat.providers.gemini import GeminiClient
 from chat.providers.openai import OpenAIImagesClient
 from chat.service import ChatService

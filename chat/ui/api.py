@@ -16,9 +16,9 @@ from typing import Any, NoReturn
 
 import gradio as gr
 
-from chat.access import OWNER_ID, AccessError, Actor, new_owner_id
+from chat.access import OWNER_ID, Actor, new_owner_id
 from chat.domain import Conversation, GenerationOptions
-from chat.errors import InputError, RetouchError
+from chat.errors import AccessError, InputError, RetouchError
 from chat.images import painted_from_mask
 from chat.library import ConversationLibrary
 from chat.options import parse_options

@@ -10,12 +10,12 @@ from collections import Counter
 
 import pytest
 
-from chat.access import AccessError, Actor, new_owner_id, new_share_token
+from chat.access import Actor, new_owner_id, new_share_token
 from chat.domain import Role
-from chat.errors import InputError
+from chat.errors import AccessError, InputError, LimitError
 from chat.images import ImageLimits
 from chat.library import ConversationLibrary
-from chat.limits import Guard, LimitError, Limits
+from chat.limits import Guard, Limits
 from chat.service import Attachment, ChatService, InputLimits
 from storage import BlobStore, make_engine, migrate, sqlite_url
 from tests.chat.test_service import OPTIONS, FakeProvider, collect, png, reply_with_image, single_try

@@ -13,7 +13,7 @@ from PIL import Image
 from pydantic import SecretStr
 from sqlmodel import select
 
-from chat.access import AccessError, Actor
+from chat.access import Actor
 from chat.domain import (
     Conversation,
     GenerationOptions,
@@ -26,7 +26,7 @@ from chat.domain import (
     TurnStatus,
     frozen_metadata,
 )
-from chat.errors import InputError, NoImageError, UnavailableError
+from chat.errors import AccessError, InputError, NoImageError, UnavailableError
 from chat.fallback import FallbackPolicy, RetryPolicy
 from chat.providers.gemini_wire import build_contents
 from chat.service import Attachment, ChatService
