@@ -60,7 +60,7 @@ class ConversationLibrary:
         return await asyncio.to_thread(self._list, actor.owner_id, query, limit)
 
     async def rename(self, actor: Actor, conversation_id: str, title: str) -> None:
-        title = one_line(title)
+        title = one_line(title) if isinstance(title, str) else ""
         if not title:
             raise InputError("A title cannot be empty.")
         if len(title) > TITLE_MAX_LENGTH:

@@ -214,6 +214,8 @@ class ChatService:
     # --- steps ---------------------------------------------------------------------------
 
     def _prepare(self, text: str, attachments: Sequence[Attachment]) -> list[PreparedImage]:
+        if not isinstance(text, str):  # an API caller may send any JSON
+            raise InputError("The message must be text.")
         if not text.strip() and not attachments:
             raise InputError("Type what to change, or attach a photo to start from.")
         if len(text) > self._limits.max_prompt_chars:

@@ -78,8 +78,8 @@ class Layout:
 
 
 def model_choices(model_id: str) -> tuple[list[str], list[str]]:
-    """Aspect ratios and image sizes the model accepts, each with "auto" first."""
-    model = gemini_model(model_id)
+    """Aspect ratios and image sizes the model accepts, each with "auto" first (a non-text id: the conservative set)."""
+    model = gemini_model(model_id if isinstance(model_id, str) else "")
     return [AUTO, *model.aspect_ratios], [AUTO, *model.image_sizes]
 
 
