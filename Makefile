@@ -16,6 +16,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # Browser tests drive Debian's chromium (Playwright never downloads a browser here).
 browser:

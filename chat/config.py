@@ -135,4 +135,7 @@ class Settings(BaseSettings):
 def _env_name(field: FieldInfo) -> str:
     """The first name a setting is read under (``RETOUCH_PORT`` for ``port``)."""
     alias = field.validation_alias
-    return alias if isinstance(alias, str) else str(alias.choices[0])
+    if isinstance(alias, str):
+        return alias
+    assert isinstance(alias, AliasChoices), "every setting has a documented name"
+    return str(alias.choices[0])

@@ -7,6 +7,7 @@ the actor's rights through the Gatekeeper first, so the UI and the API cannot di
 from __future__ import annotations
 
 import asyncio
+import builtins  # the method ``list`` shadows the type inside the class
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -93,7 +94,7 @@ class ConversationLibrary:
             ),
         )
 
-    async def links(self, actor: Actor, conversation_id: str) -> list[ShareLink]:
+    async def links(self, actor: Actor, conversation_id: str) -> builtins.list[ShareLink]:
         return await self._as_owner(
             actor,
             conversation_id,
@@ -183,7 +184,7 @@ class ConversationLibrary:
         assert conversation is not None  # a new random id: nobody else can have deleted it
         return conversation
 
-    def _list(self, owner_id: str, query: str, limit: int) -> list[ConversationSummary]:
+    def _list(self, owner_id: str, query: str, limit: int) -> builtins.list[ConversationSummary]:
         with session_scope(self._engine, read_only=True) as session:
             return repo.list_conversations(session=session, owner_id=owner_id, query=query, limit=limit)
 

@@ -144,7 +144,7 @@ def stop_gradio_server(demo: gr.Blocks, *, flush_s: float = 2.0) -> None:
     """
     server = demo.server
     if server is not None:
-        server.config.timeout_graceful_shutdown = flush_s
+        server.config.timeout_graceful_shutdown = max(1, round(flush_s))  # typed as whole seconds by uvicorn
         demo.app.stop_event.set()
         server.should_exit = True
         server.thread.join(flush_s + 1.0)

@@ -59,7 +59,7 @@ class BlobStore:
 
     def files(self) -> list[tuple[str, Path]]:
         """Every stored (sha256, path): for sweeping files no row refers to."""
-        found = []
+        found: list[tuple[str, Path]] = []
         if not self.root.exists():
             return found
         for path in self.root.glob("??/*.*"):

@@ -100,7 +100,7 @@ def _create_private_file(db_file: Path) -> None:
 def _on_sqlite_connect(dbapi_connection: DBAPIConnection, _connection_record: ConnectionPoolEntry) -> None:
     # Hand BEGIN over to SQLAlchemy (see module docstring), then set the pragmas; both must
     # happen outside a transaction, which is the state of a fresh connection.
-    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         for pragma in _SQLITE_PRAGMAS:

@@ -46,7 +46,13 @@ __all__ = ["MIGRATIONS", "migrate", "migration", "schema_version"]
 Migration = Callable[[Connection], None]
 
 MIGRATIONS: list[Migration] = []
-migration = MIGRATIONS.append
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration; the name stays bound to the function (tests call it)."""
+    MIGRATIONS.append(fn)
+    return fn
+
 
 # The bookkeeping table is created before any migration runs, so it is not itself a migration.
 _schema_migration = Table(

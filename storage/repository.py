@@ -307,7 +307,7 @@ def list_conversations(
     statement = (
         select(ConversationRow.id, ConversationRow.title, ConversationRow.updated_at, turn_count)
         .outerjoin(TurnRow, col(TurnRow.conversation_id) == col(ConversationRow.id))
-        .group_by(ConversationRow.id, ConversationRow.title, ConversationRow.updated_at)
+        .group_by(col(ConversationRow.id), col(ConversationRow.title), col(ConversationRow.updated_at))
         .order_by(col(ConversationRow.updated_at).desc(), col(ConversationRow.id))
         .where(ConversationRow.owner_id == owner_id)
         .limit(limit)

@@ -225,7 +225,8 @@ def fit_mask(mask_png: bytes, size: tuple[int, int]) -> bytes:
 def _with_alpha(image: Image.Image) -> Image.Image:
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
-        if rgba.getchannel("A").getextrema()[0] < 255:
+        low, _high = rgba.getchannel("A").getextrema()
+        if isinstance(low, int) and low < 255:
             return rgba
     painted = image.convert("L")
     alpha = painted.point(lambda v: 0 if v > 0 else 255)

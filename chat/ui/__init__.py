@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
 from chat.library import ConversationLibrary
@@ -40,13 +42,13 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
         panels = LibraryHandlers(page, service, library, files)
         lib, view = ui.library, page.view_outputs
         who = [ui.conversation_id, ui.share_token, ui.owner]
-        model_call = {
+        model_call: dict[str, Any] = {
             "concurrency_limit": config.model_concurrency,
             "concurrency_id": "model",
             "api_visibility": "private",
         }
-        quick = {"queue": False, "api_visibility": "private"}
-        set_url = {
+        quick: dict[str, Any] = {"queue": False, "api_visibility": "private"}
+        set_url: dict[str, Any] = {
             "fn": None,
             "inputs": [ui.conversation_id, ui.share_token],
             "outputs": None,
@@ -77,7 +79,11 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
         lib.share_continue.click(panels.on_share_continue, [ui.owner, ui.conversation_id], view, **quick)
         lib.revoke.click(panels.on_revoke, [ui.owner, ui.conversation_id, lib.revoke_choice], view, **quick)
         # Imports and forks write a whole conversation in a worker thread: queued, one at a time.
-        copies = {"concurrency_limit": 1, "concurrency_id": "copy", "api_visibility": "private"}
+        copies: dict[str, Any] = {
+            "concurrency_limit": 1,
+            "concurrency_id": "copy",
+            "api_visibility": "private",
+        }
         lib.duplicate.click(
             panels.on_duplicate, [ui.owner, ui.conversation_id, ui.share_token], view, **copies
         ).then(**set_url)
@@ -107,7 +113,7 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
             proxies=config.proxies,
             files=files,
         )
-        api_call = {"concurrency_limit": config.model_concurrency, "concurrency_id": "model"}
+        api_call: dict[str, Any] = {"concurrency_limit": config.model_concurrency, "concurrency_id": "model"}
         gr.api(api.send, api_name="send", **api_call)
         gr.api(api.retry, api_name="retry", **api_call)
         for name in ("conversation", "image", "share", "revoke", "conversations"):

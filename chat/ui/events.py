@@ -119,7 +119,7 @@ class Handlers:
         writable = access is None or access.can_write()
         image = conversation.latest_image() if conversation else None
         unanswered = bool(conversation and conversation.turns and conversation.turns[-1].role is Role.USER)
-        if working_model is None and unanswered and self._service.busy(conversation.id):
+        if working_model is None and conversation and unanswered and self._service.busy(conversation.id):
             working_model = "the chosen model"  # another tab's or a teammate's turn is running right now
         choices = [(label, seq) for label, seq in versions(conversation)] if conversation else []
         links, revoke = await self._links(actor, conversation, access, request)

@@ -192,7 +192,7 @@ def _transcript_turn(turn: Turn) -> dict[str, Any]:
 
 def versions(conversation: Conversation) -> list[tuple[str, int]]:
     """Every generated image as ("v2 · OpenAI gpt-image-2", turn index), oldest first."""
-    found = []
+    found: list[tuple[str, int]] = []
     for index, turn in enumerate(conversation.turns):
         if turn.role is Role.ASSISTANT and turn.status is TurnStatus.OK and turn.shown_image():
             who = " ".join(x for x in (turn.provider and _name(turn.provider), turn.model) if x)
