@@ -59,13 +59,14 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
         limits=httpx.Limits(max_connections=max(100, pooled), max_keepalive_connections=pooled)
     )
 
+    blobs = BlobStore(settings.blob_dir)  # one store: the service, the library and the reply cache
     gemini = GeminiClient(
         http,
         api_key=settings.gemini_api_key,
         base_url=settings.gemini_base_url,
         timeout_s=settings.request_timeout_s,
         keep_images=settings.keep_images or None,
-        cache=ReplyCache(engine, BlobStore(settings.blob_dir)),
+        cache=ReplyCache(engine, blobs),
     )
     limits = InputLimits(
         images=ImageLimits(
@@ -89,7 +90,6 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
         max_total_s=settings.retry_max_total_s,
     )
     policy = FallbackPolicy({"gemini": gemini, "openai": openai}, retry=retry)
-    blobs = BlobStore(settings.blob_dir)
     sweep_orphans(engine, blobs)  # before serving, so no turn is being written meanwhile
     guard = Guard(
         Limits(
