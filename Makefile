@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint emulator browser bench
+.PHONY: run test test-fast lint emulator browser bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,6 +25,10 @@ browser:
 
 test: lint browser
 	$(PY) -m pytest -q
+
+# The fast layer: no emulator, app process or browser (tests/conftest.py marks those "system").
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not system"
 
 emulator: $(STAMP)
 	$(PY) -m tests.emulator --port 8765

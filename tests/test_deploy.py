@@ -52,6 +52,7 @@ from tests.app_process import app_env, free_port
 from tests.emulator.fixtures import EmulatorControl, run_emulator
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.system  # real servers, processes and image builds
 STARTUP_TIMEOUT_S = 90
 PIP_TIMEOUT_S = 600
 SPACES_COLORS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
