@@ -38,6 +38,8 @@ __all__ = [
     "TurnError",
     "TurnStatus",
     "aware_utc",
+    "extension_for",
+    "mime_for",
     "frozen_metadata",
     "known_metadata",
     "plain_data",
@@ -46,6 +48,20 @@ __all__ = [
 ]
 
 Metadata = Mapping[str, Any]
+
+#: The image types Retouch stores, and the file extension each is stored and sent under.
+IMAGE_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+_IMAGE_TYPES = {**{ext: mime for mime, ext in IMAGE_EXTENSIONS.items()}, "jpeg": "image/jpeg"}
+
+
+def extension_for(mime_type: str) -> str:
+    """File extension for an image mime type; unknown types are kept as opaque ``bin``."""
+    return IMAGE_EXTENSIONS.get(mime_type.lower(), "bin")
+
+
+def mime_for(extension: str, default: str = "image/png") -> str:
+    """The mime type of an image extension or format name (``png``, ``jpg``/``jpeg``, ``webp``, ``gif``)."""
+    return _IMAGE_TYPES.get(extension.lower(), default)
 
 
 def aware_utc(value: datetime) -> datetime:

@@ -48,6 +48,7 @@ from chat.domain import (
     TurnError,
     TurnStatus,
     aware_utc,
+    extension_for,
     frozen_metadata,
     known_metadata,
     plain_data,
@@ -55,7 +56,7 @@ from chat.domain import (
 from chat.errors import InputError
 from chat.images import describe_size, image_size, verify_image
 from chat.text import one_line
-from storage.blobs import extension_for, validate_sha256
+from storage.blobs import validate_sha256
 from storage.models import TITLE_MAX_LENGTH
 
 __all__ = [

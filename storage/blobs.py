@@ -15,15 +15,11 @@ import re
 import tempfile
 from pathlib import Path
 
-__all__ = ["BlobStore", "extension_for", "validate_sha256"]
+from chat.domain import extension_for
+
+__all__ = ["BlobStore", "validate_sha256"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_EXTENSIONS = {
-    "image/png": "png",
-    "image/jpeg": "jpg",
-    "image/webp": "webp",
-    "image/gif": "gif",
-}
 _FILE_MODE = 0o600
 _DIR_MODE = 0o700
 
@@ -33,11 +29,6 @@ def validate_sha256(sha256: str) -> str:
     if not isinstance(sha256, str) or _SHA256.fullmatch(sha256) is None:
         raise ValueError(f"not a lowercase sha256 hex digest: {sha256!r}")
     return sha256
-
-
-def extension_for(mime_type: str) -> str:
-    """File extension for an image mime type; unknown types are kept as opaque ``bin``."""
-    return _EXTENSIONS.get(mime_type.lower(), "bin")
 
 
 class BlobStore:

@@ -14,7 +14,7 @@ import httpx
 from pydantic import SecretStr
 
 from chat.catalog import DEFAULT_OPENAI_MODEL
-from chat.domain import GenerationOptions, ImagePart, OpenAIOptions, ProviderReply, Turn
+from chat.domain import GenerationOptions, ImagePart, OpenAIOptions, ProviderReply, Turn, extension_for
 from chat.errors import InputError
 from chat.images import image_size
 from chat.providers.http import api_key_for, checked_model, map_transport_errors, read_reply
@@ -32,8 +32,6 @@ from chat.providers.openai_wire import (
 )
 
 __all__ = ["OpenAIImagesClient"]
-
-_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
 class OpenAIImagesClient:
@@ -106,7 +104,7 @@ class OpenAIImagesClient:
     ) -> tuple[dict[str, str], list[FormFile]]:
         """Blocking part (blob reads, mask resizing): run in a worker thread."""
         images = [
-            (f"image-{i}.{_EXTENSIONS.get(part.mime_type, 'png')}", load_image(part), part.mime_type)
+            (f"image-{i}.{extension_for(part.mime_type)}", load_image(part), part.mime_type)
             for i, part in enumerate(inputs.images, start=1)
         ]
         mask = None

@@ -38,6 +38,7 @@ from chat.domain import (
     Turn,
     TurnStatus,
     frozen_metadata,
+    mime_for,
 )
 from chat.errors import (
     AuthError,
@@ -75,7 +76,6 @@ ImageLoader = Callable[[ImagePart], bytes]
 FormFile = tuple[str, tuple[str, bytes, str]]  # httpx ``files=`` item: (field, (filename, bytes, mime))
 
 _COMPRESSIBLE = {"webp", "jpeg"}
-_MIME = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg", "jpg": "image/jpeg"}
 _MODERATION_WORDS = re.compile(r"moderation|safety system|content policy", re.IGNORECASE)
 
 
@@ -255,7 +255,7 @@ def parse_response(body: Mapping[str, Any], *, model: str, output_format: str | 
     meta = {k: body[k] for k in ("size", "quality", "background", "output_format") if body.get(k)}
     if item.get("revised_prompt"):
         meta["revised_prompt"] = item["revised_prompt"]
-    image = ImageData(data, _MIME.get(fmt, "image/png"), frozen_metadata({PROVIDER: meta} if meta else {}))
+    image = ImageData(data, mime_for(fmt), frozen_metadata({PROVIDER: meta} if meta else {}))
     return ProviderReply(
         provider=PROVIDER,
         model=model,
