@@ -20,6 +20,8 @@ from typing import Any
 
 __all__ = [
     "Conversation",
+    "ConversationSummary",
+    "ShareLink",
     "Attempt",
     "GenerationOptions",
     "ImageRole",
@@ -368,3 +370,24 @@ def through_last_user_turn(turns: Sequence[Turn]) -> list[Turn]:
         if turns[index].role is Role.USER:
             return list(turns[: index + 1])
     return []
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    """One entry of a visitor's conversation list."""
+
+    id: str
+    title: str
+    updated_at: datetime
+    turn_count: int
+    thumbnail: ImagePart | None = None
+
+
+@dataclass(frozen=True)
+class ShareLink:
+    """A link that gives whoever holds ``token`` a view of, or a seat in, one conversation."""
+
+    token: str
+    conversation_id: str
+    kind: str  # "view" or "continue"
+    created_at: datetime

@@ -18,14 +18,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from chat.access import Actor, Gatekeeper, new_share_token
-from chat.domain import Conversation
+from chat.domain import Conversation, ConversationSummary, ShareLink
 from chat.errors import InputError
 from chat.images import image_size
 from chat.limits import Guard, counted_as
 from chat.service import InputLimits, new_conversation_id
 from chat.text import one_line
 from chat.transfer import ImportedConversation, ImportLimits, export_zip, import_zip
-from storage import BlobStore, ConversationSummary, ShareLink, session_scope
+from storage import BlobStore, session_scope
 from storage import repository as repo
 from storage.models import TITLE_MAX_LENGTH
 

@@ -16,8 +16,6 @@ from storage.migrations import MIGRATIONS, migrate, schema_version
 from storage.models import CONVERSATION_ID_MAX_LENGTH, TITLE_MAX_LENGTH
 from storage.repository import (
     ConversationNotFoundError,
-    ConversationSummary,
-    ShareLink,
     append_turn,
     conversation_owner,
     copy_conversation,
@@ -39,8 +37,6 @@ __all__ = [
     "TITLE_MAX_LENGTH",
     "BlobStore",
     "ConversationNotFoundError",
-    "ConversationSummary",
-    "ShareLink",
     "conversation_owner",
     "copy_conversation",
     "create_share_link",

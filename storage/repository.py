@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime
 
 from sqlalchemy import delete, func
@@ -27,10 +27,12 @@ from sqlmodel import Session, col, select
 from chat.domain import (
     Attempt,
     Conversation,
+    ConversationSummary,
     ImagePart,
     ImageRole,
     Part,
     Role,
+    ShareLink,
     TextPart,
     Turn,
     TurnError,
@@ -54,8 +56,6 @@ from storage.models import (
 
 __all__ = [
     "ConversationNotFoundError",
-    "ConversationSummary",
-    "ShareLink",
     "add_spend",
     "append_to",
     "append_turn",
@@ -91,25 +91,6 @@ class ConversationNotFoundError(LookupError):
     def __init__(self, conversation_id: str) -> None:
         super().__init__(f"no conversation {conversation_id!r}")
         self.conversation_id = conversation_id
-
-
-@dataclass(frozen=True)
-class ConversationSummary:
-    """One entry of the conversation list."""
-
-    id: str
-    title: str
-    updated_at: datetime
-    turn_count: int
-    thumbnail: ImagePart | None = None
-
-
-@dataclass(frozen=True)
-class ShareLink:
-    token: str
-    conversation_id: str
-    kind: str  # "view" or "continue"
-    created_at: datetime
 
 
 def create_conversation(

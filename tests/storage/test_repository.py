@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from chat.domain import (
     Conversation,
+    ConversationSummary,
     ImagePart,
     Role,
     TextPart,
@@ -25,7 +26,6 @@ from chat.domain import (
 from storage import (
     BlobStore,
     ConversationNotFoundError,
-    ConversationSummary,
     append_turn,
     create_conversation,
     delete_conversation,
