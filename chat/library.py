@@ -99,6 +99,7 @@ class ConversationLibrary:
             actor,
             conversation_id,
             lambda session, now: repo.share_links(session=session, conversation_id=conversation_id),
+            read_only=True,
         )
 
     async def revoke(self, actor: Actor, conversation_id: str, token: str) -> bool:
@@ -189,13 +190,19 @@ class ConversationLibrary:
             return repo.list_conversations(session=session, owner_id=owner_id, query=query, limit=limit)
 
     async def _as_owner(
-        self, actor: Actor, conversation_id: str, operation: Callable[[Session, datetime], T]
+        self,
+        actor: Actor,
+        conversation_id: str,
+        operation: Callable[[Session, datetime], T],
+        *,
+        read_only: bool = False,
     ) -> T:
-        """Check ownership, then run ``operation`` in one transaction, off the event loop."""
+        """Check ownership, then run ``operation`` in one transaction, off the event loop; a
+        ``read_only`` one never takes the write lock (SQLite: BEGIN, not BEGIN IMMEDIATE)."""
 
         def run() -> T:
             self._gate.grant(actor, conversation_id, owner=True)
-            with session_scope(self._engine) as session:
+            with session_scope(self._engine, read_only=read_only) as session:
                 return operation(session, self._clock())
 
         return await asyncio.to_thread(run)

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import math
+import sqlite3
 from collections import Counter
 
 import pytest
@@ -217,3 +218,17 @@ async def test_imports_and_forks_count_against_the_visitors_rate_limit(tmp_path,
     with pytest.raises(LimitError):
         await library.import_zip(Actor("other-key-" + "c" * 12, visitor="203.0.113.5"), data)
     assert guard is not None and len(await library.list(OWNER)) == 3
+
+
+async def test_reading_share_links_never_waits_for_a_writer(parts, provider, tmp_path):
+    service, library = parts
+    conversation = await two_turns(service, provider)
+    await library.share(OWNER, conversation.id, "view")
+    writer = sqlite3.connect(tmp_path / "retouch.sqlite3", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process holds the write lock (a long import)
+    try:
+        links = await asyncio.wait_for(library.links(OWNER, conversation.id), timeout=2)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert [link.kind for link in links] == ["view"]
