@@ -123,21 +123,26 @@ def browser_secret(settings: Settings) -> str:
     """The key Gradio encrypts the browser's owner id with: ``RETOUCH_BROWSER_SECRET`` (which every
     replica must share), else one made once per data directory, so it survives restarts.
 
-    The file is created 0600 in one step (``O_EXCL``): no moment where it exists with wider
-    rights, and two processes starting at once cannot each write a different secret.
+    The file is written 0600 under a temporary name (``O_EXCL``), then linked into place: it
+    never exists with wider rights or without its content, and of two processes starting at
+    once the second reads the first one's secret instead of writing its own.
     """
     if settings.browser_secret is not None and settings.browser_secret.get_secret_value():
         return settings.browser_secret.get_secret_value()
     path = settings.data_dir / "browser-secret"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
+    if not path.exists():
+        partial = path.with_name(f".browser-secret.{secrets.token_hex(8)}")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as file:
             file.write(secrets.token_urlsafe(32))
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            pass  # another process was first: its secret is the one
+        finally:
+            partial.unlink()
     secret = path.read_text().strip()
-    if not secret:  # a file another process has created but not yet written
+    if not secret:
         raise RuntimeError(f"{path} is empty: delete it or set RETOUCH_BROWSER_SECRET")
     return secret
 

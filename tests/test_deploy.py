@@ -21,6 +21,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -662,6 +663,14 @@ def test_browser_secret_file_is_made_once_private_and_kept(tmp_path, monkeypatch
     assert stat.S_IMODE((tmp_path / "browser-secret").stat().st_mode) == 0o600
     source = "".join(p.read_text() for p in [Path("app.py"), *Path("chat").rglob("*.py")])
     assert "retouch-browser-state" not in source  # no constant fallback anywhere
+
+
+def test_processes_starting_at_once_share_one_browser_secret(tmp_path, monkeypatch):
+    monkeypatch.delenv("RETOUCH_BROWSER_SECRET", raising=False)
+    settings = Settings(_env_file=None, RETOUCH_DATA_DIR=tmp_path)
+    with ThreadPoolExecutor(8) as pool:
+        found = set(pool.map(lambda _: entry.browser_secret(settings), range(32)))
+    assert len(found) == 1 and [p.name for p in tmp_path.iterdir()] == ["browser-secret"]
 
 
 def test_private_dir_is_0700_and_refuses_a_file_in_its_place(tmp_path):
