@@ -34,7 +34,7 @@ __all__ = [
     "new_share_token",
 ]
 
-#: What an owner id made by ``new_owner_id`` (or an HF username mapped to one) looks like.
+#: What an owner id looks like: ``new_owner_id`` makes 22 such characters; API callers may bring their own.
 OWNER_ID = re.compile(r"[A-Za-z0-9_\-]{16,100}")
 
 
@@ -149,5 +149,5 @@ REVOKED = "This share link was revoked or never existed. Ask the owner for a new
 NOT_YOURS = "This conversation belongs to someone else. Ask its owner for a share link."
 NO_OWNER = (
     "A share link cannot own conversations: pass your own owner key "
-    "(any secret of 16+ characters, or the owner_key a new conversation returned)."
+    "(16-100 letters, digits, - or _, or the owner_key a new conversation returned)."
 )
