@@ -11,7 +11,6 @@ import builtins  # the method ``list`` shadows the type inside the class
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import partial
 from typing import TypeVar
 
 from sqlalchemy.engine import Engine
@@ -140,10 +139,9 @@ class ConversationLibrary:
     async def _admit(self, actor: Actor, work: str) -> None:
         """Imports and forks write whole conversations: the visitor rate limits apply to them too."""
         if self._guard is not None:
-            admit = partial(
+            await asyncio.to_thread(
                 self._guard.admit, counted_as(actor, work), server_cost=0.0, what="copies and imports"
             )
-            await asyncio.to_thread(admit)
 
     # --- blocking helpers (run in a worker thread) ------------------------------------------------
 

@@ -2,8 +2,8 @@
 
 A turn counts against the visitor's address *and* their owner key (or share token), so
 neither rotating keys from one address nor rotating addresses with one key resets a limit
-(addresses: chat/visitors.py). Rate limits count turns in sliding windows, in memory (a restart forgives everyone, which
-is fine for minutes). The spend cap counts estimated dollars on the *server's* keys per
+(addresses: chat/visitors.py). Rate limits count turns in sliding windows, in memory (a
+restart forgives everyone, which is fine for minutes). The spend cap counts estimated dollars on the *server's* keys per
 UTC day in the database, so it survives restarts; visitors who bring their own keys are
 not counted against it. Every refusal is a LimitError with a sentence the visitor can act on.
 """

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from typing import Any
 
 import orjson
@@ -160,10 +161,7 @@ async def list_requests(req: Request) -> Response:
 
 
 async def clear_requests(req: Request) -> Response:
-    state = state_of(req)
-    count = len(state.requests)
-    state.requests.clear()
-    return JSONResponse({"cleared": count})
+    return _cleared(state_of(req).requests)
 
 
 async def list_received(req: Request) -> Response:
@@ -171,9 +169,12 @@ async def list_received(req: Request) -> Response:
 
 
 async def clear_received(req: Request) -> Response:
-    state = state_of(req)
-    count = len(state.received)
-    state.received.clear()
+    return _cleared(state_of(req).received)
+
+
+def _cleared(log: deque[Any]) -> Response:
+    count = len(log)
+    log.clear()
     return JSONResponse({"cleared": count})
 
 
