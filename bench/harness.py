@@ -50,7 +50,6 @@ from chat.catalog import DEFAULT_GEMINI_MODEL
 from chat.domain import GenerationOptions, TurnStatus
 from chat.fallback import FallbackPolicy, RetryPolicy
 from chat.limits import Guard, Limits
-from chat.pricing import estimate_cost
 from chat.providers.gemini import GeminiClient
 from chat.providers.openai import OpenAIImagesClient
 from chat.service import Attachment, ChatService
@@ -310,7 +309,7 @@ class Bench:
                 raise RuntimeError(f"turn {index + 1} was not answered by Gemini: {answer.error}")
             conversation_id = final.id
             calls = self.transport.calls[calls_before:]
-            tokens = answer.usage.get("promptTokenCount")
+            usage = answer.usage
             phases = self.clock.take()
             phases["other"] = wall - sum(v for k, v in phases.items() if not k.startswith("  "))
             records.append(
@@ -322,8 +321,8 @@ class Bench:
                     request_bytes=sum(c.request_bytes for c in calls),
                     request_images=sum(c.request_images for c in calls),
                     response_bytes=sum(c.response_bytes for c in calls),
-                    prompt_tokens=tokens if isinstance(tokens, int) else None,
-                    cost_usd=estimate_cost(answer.provider, answer.model or "", answer.usage),
+                    prompt_tokens=usage.input_tokens if usage else None,
+                    cost_usd=answer.cost_usd,
                     phases=phases,
                 )
             )

@@ -7,7 +7,7 @@ naive full replay, ``RETOUCH_KEEP_IMAGES=0``) through the real ChatService and G
 against the emulator on a thread. Bytes are the JSON body exactly as httpx sent it (read in the
 transport); input tokens are the emulator's ``usageMetadata.promptTokenCount`` (about 4
 characters per text token, 1120 per input image, like Gemini 3), as stored on each answer;
-the estimated cost is ``chat.pricing.estimate_cost`` of that usage. The conversation starts
+the estimated cost is the one the Gemini adapter priced that usage at (``Usage.cost_usd``). The conversation starts
 from a 1024x1024 photo uploaded as JPEG (as phones send it), and again uploaded as PNG, since
 the turn-2 request (photo + first answer) is the denominator of the target. Answers are
 distinct 1024x1024 photo-like PNGs (see bench/harness.py).

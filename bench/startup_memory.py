@@ -150,7 +150,10 @@ def _turns(shas: list[str], index: int, signature: Any, now: datetime) -> list[T
     def answer(sha: str) -> Turn:
         return Turn(
             role=Role.ASSISTANT,
-            parts=(TextPart("Here is the edited image.", signature), ImagePart(sha, "image/png", signature)),
+            parts=(
+                TextPart("Here is the edited image.", provider_metadata=signature),
+                ImagePart(sha, "image/png", provider_metadata=signature),
+            ),
             provider="gemini",
             model=DEFAULT_GEMINI_MODEL,
             finish_reason="STOP",

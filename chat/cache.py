@@ -8,10 +8,11 @@ the answer comes back from the stored turn and its images in the blob store, at 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 from sqlalchemy.engine import Engine
 
-from chat.domain import ImageData, ImagePart, ProviderReply, ReplyPart, TextPart
+from chat.domain import ImageData, ImagePart, ProviderReply, ReplyPart, TextPart, Usage
 from storage import BlobStore, session_scope
 from storage import repository as repo
 
@@ -39,7 +40,11 @@ class ReplyCache:
         for part in turn.parts:
             if isinstance(part, ImagePart):
                 data = self._blobs.read(part.sha256, part.mime_type)
-                parts.append(ImageData(data, part.mime_type, part.provider_metadata))
+                parts.append(
+                    ImageData(
+                        data, part.mime_type, thought=part.thought, provider_metadata=part.provider_metadata
+                    )
+                )
             elif isinstance(part, TextPart):
                 parts.append(part)
         return ProviderReply(
@@ -47,7 +52,7 @@ class ReplyCache:
             model=turn.model or "",
             parts=tuple(parts),
             finish_reason=turn.finish_reason,
-            usage=turn.usage,
+            usage=replace(turn.usage or Usage(), cost_usd=0.0),  # paid for once already
             request_hash=key,
             cached=True,
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from chat.domain import ImageRole, Role, Turn, TurnStatus
+from chat.domain import ImageRole, Role, Turn
 
 __all__ = ["DEFAULT_KEEP_IMAGES", "split_history"]
 
@@ -35,8 +35,8 @@ def split_history(turns: Sequence[Turn], keep_images: int | None) -> tuple[list[
 
 def _image_count(turn: Turn) -> int:
     if turn.role is Role.USER:
-        return sum(1 for p in turn.images() if p.image_role is not ImageRole.MASK)
-    return len(turn.images()) if turn.status is TurnStatus.OK else 0
+        return sum(1 for p in turn.images() if p.role is not ImageRole.MASK)
+    return 0 if turn.failed else len(turn.images())
 
 
 def _last_user_index(turns: Sequence[Turn]) -> int:

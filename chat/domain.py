@@ -1,10 +1,19 @@
 """The neutral conversation model: plain values that know nothing of HTTP, SQL or Gradio.
 
 A conversation is an ordered list of turns; a turn is a role plus parts. Images are
-referred to by the sha256 of their bytes (the bytes live in the blob store). Whatever a
-provider needs echoed back on replay (Gemini's ``thoughtSignature``, its ``thought`` flag)
-travels verbatim on the part it came with, under ``provider_metadata[<provider>]``; only the
-keys in ``KNOWN_METADATA`` are ever imported or replayed (``known_metadata``).
+referred to by the sha256 of their bytes (the bytes live in the blob store). What Retouch
+itself knows about a part is a field: an image's ``role`` (a photo to edit, a mask, a
+marked copy, an answer) and whether a part is a model's ``thought``. Whatever a provider
+needs echoed back on replay and nothing else (Gemini's ``thoughtSignature``) travels
+verbatim on the part it came with, under ``provider_metadata[<provider>]``; only the keys
+in ``KNOWN_METADATA`` are ever imported or replayed (``known_metadata``).
+
+An assistant turn is either answered (its parts, its ``Usage``) or failed (its
+``TurnError``, nothing else): never both. An answer without an image carries a ``notice``
+saying why, for the user.
+
+Each type has one ``to_dict``/``from_dict`` pair: storage's JSON columns, the export and
+the API transcript all use it.
 
 Invariant: what storage loads is exactly what a provider adapter replays.
 """
@@ -12,7 +21,7 @@ Invariant: what storage loads is exactly what a provider adapter replays.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
@@ -39,14 +48,17 @@ __all__ = [
     "Turn",
     "TurnError",
     "TurnStatus",
+    "Usage",
     "aware_utc",
     "extension_for",
     "mime_for",
     "frozen_metadata",
     "known_metadata",
+    "part_from_dict",
     "plain_data",
     "latest_answers",
     "through_last_user_turn",
+    "token_count",
 ]
 
 Metadata = Mapping[str, Any]
@@ -73,6 +85,11 @@ def aware_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def _utc(value: datetime) -> datetime:
+    """A stored or imported time in UTC; one without an offset is UTC, like every time Retouch stores."""
+    return value.replace(tzinfo=UTC) if value.utcoffset() is None else value.astimezone(UTC)
+
+
 def plain_data(value: Any) -> Any:
     """Read-only mappings (``frozen_metadata``) and tuples as the dicts and lists JSON knows."""
     if isinstance(value, Mapping):
@@ -93,18 +110,44 @@ class Role(StrEnum):
 
 
 class TurnStatus(StrEnum):
+    """Derived from a turn (``Turn.status``): an assistant turn that failed has an error, nothing else."""
+
     OK = "ok"
     ERROR = "error"
+
+
+class ImageRole(StrEnum):
+    """What an image is for.
+
+    INPUT is a photo to edit (a user's upload); ANSWER is an image a model made; MASK is the
+    painted region as a PNG whose alpha is 0 where the edit goes (for OpenAI); MARKED is the
+    current image with that region drawn on it (for Gemini).
+    """
+
+    INPUT = "input"
+    ANSWER = "answer"
+    MASK = "mask"
+    MARKED = "marked"
+
+    def is_shown(self) -> bool:
+        """A picture of the conversation (what the chat, thumbnails and the next edit use)."""
+        return self in (ImageRole.INPUT, ImageRole.ANSWER)
 
 
 @dataclass(frozen=True)
 class TextPart:
     text: str
+    _: KW_ONLY
+    thought: bool = False  # a model's thinking summary: replayed, never shown as the answer
     provider_metadata: Metadata = field(default_factory=frozen_metadata)
 
-    def is_thought(self) -> bool:
-        """Gemini's thinking summaries: replayed, never shown as the answer."""
-        return any(bool(meta.get("thought")) for meta in self.provider_metadata.values())
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "text",
+            "text": self.text,
+            "thought": self.thought,
+            "provider_metadata": plain_data(self.provider_metadata),
+        }
 
 
 @dataclass(frozen=True)
@@ -113,17 +156,38 @@ class ImagePart:
 
     sha256: str
     mime_type: str
+    _: KW_ONLY
+    role: ImageRole = ImageRole.INPUT
+    thought: bool = False  # an interim image of a model's thinking
     provider_metadata: Metadata = field(default_factory=frozen_metadata)
 
-    def is_thought(self) -> bool:
-        return any(bool(meta.get("thought")) for meta in self.provider_metadata.values())
-
-    @property
-    def image_role(self) -> ImageRole:
-        return ImageRole(self.provider_metadata.get("retouch", {}).get("role", ImageRole.INPUT))
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "image",
+            "sha256": self.sha256,
+            "mime_type": self.mime_type,
+            "role": self.role.value,
+            "thought": self.thought,
+            "provider_metadata": plain_data(self.provider_metadata),
+        }
 
 
 Part = TextPart | ImagePart
+
+
+def part_from_dict(data: Mapping[str, Any]) -> Part:
+    """The inverse of ``TextPart.to_dict`` / ``ImagePart.to_dict`` (input already validated)."""
+    metadata = known_metadata(data.get("provider_metadata") or {})
+    thought = bool(data.get("thought", False))
+    if data["kind"] == "text":
+        return TextPart(data["text"], thought=thought, provider_metadata=metadata)
+    return ImagePart(
+        data["sha256"],
+        data["mime_type"],
+        role=ImageRole(data.get("role") or ImageRole.INPUT),
+        thought=thought,
+        provider_metadata=metadata,
+    )
 
 
 @dataclass(frozen=True)
@@ -132,13 +196,51 @@ class ImageData:
 
     data: bytes
     mime_type: str
+    _: KW_ONLY
+    thought: bool = False
     provider_metadata: Metadata = field(default_factory=frozen_metadata)
-
-    def is_thought(self) -> bool:
-        return any(bool(meta.get("thought")) for meta in self.provider_metadata.values())
 
 
 ReplyPart = TextPart | ImageData
+
+
+def token_count(value: Any) -> int:
+    """A token count as a provider reported it; anything but a positive integer counts as none."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What an answered call used, in neutral terms, and what it probably cost (chat/pricing.py).
+
+    ``output_tokens`` is text only: images and thoughts are counted apart, as they are priced apart.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    image_tokens: int = 0
+    thought_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens + self.image_tokens + self.thought_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
+        cost = data.get("cost_usd")
+        return cls(
+            input_tokens=token_count(data.get("input_tokens")),
+            output_tokens=token_count(data.get("output_tokens")),
+            image_tokens=token_count(data.get("image_tokens")),
+            thought_tokens=token_count(data.get("thought_tokens")),
+            cost_usd=float(cost)
+            if isinstance(cost, int | float) and not isinstance(cost, bool) and cost > 0
+            else 0.0,
+        )
 
 
 class Route(StrEnum):
@@ -149,43 +251,16 @@ class Route(StrEnum):
     OPENAI = "openai"
 
 
-class ImageRole(StrEnum):
-    """What an image in a user turn is for (kept under ``provider_metadata["retouch"]``).
-
-    INPUT is a photo to edit; MASK is the painted region as a PNG whose alpha is 0 where the
-    edit goes (for OpenAI); MARKED is the current image with that region drawn on it (for Gemini).
-    """
-
-    INPUT = "input"
-    MASK = "mask"
-    MARKED = "marked"
-
-
-def _flag(value: Any) -> bool:
-    return isinstance(value, bool)
-
-
 def _text(value: Any) -> bool:
     return isinstance(value, str)
 
 
-def _image_role(value: Any) -> bool:
-    return isinstance(value, str) and value in {role.value for role in ImageRole}
-
-
 #: The ``provider_metadata`` Retouch keeps, per namespace: each key and the test its value must pass.
-#: Gemini parts carry ``thought`` and ``thoughtSignature`` (also spelt the proto way) beside their one
-#: data field (gemini-api.md §2, §4); OpenAI answers record how the image was made; Retouch marks what
-#: a user's image is for. Nothing else is kept: a key such as ``inlineData`` or ``text``, replayed
-#: beside the part, would replace the part's own data on the wire.
+#: Only what a provider must get back: Gemini's ``thoughtSignature`` (also spelt the proto way) beside
+#: the part's one data field (gemini-api.md §2, §4). Nothing else is kept: a key such as ``inlineData``
+#: or ``text``, replayed beside the part, would replace the part's own data on the wire.
 KNOWN_METADATA: Mapping[str, Mapping[str, Callable[[Any], bool]]] = MappingProxyType(
-    {
-        "gemini": MappingProxyType({"thought": _flag, "thoughtSignature": _text, "thought_signature": _text}),
-        "openai": MappingProxyType(
-            dict.fromkeys(("size", "quality", "background", "output_format", "revised_prompt"), _text)
-        ),
-        "retouch": MappingProxyType({"role": _image_role}),
-    }
+    {"gemini": MappingProxyType({"thoughtSignature": _text, "thought_signature": _text})}
 )
 
 
@@ -255,7 +330,7 @@ class ProviderReply:
     model: str
     parts: tuple[ReplyPart, ...]
     finish_reason: str | None = None
-    usage: Metadata = field(default_factory=frozen_metadata)
+    usage: Usage = field(default_factory=Usage)
     response_id: str | None = None
     request_hash: str | None = None
     cached: bool = False
@@ -263,7 +338,7 @@ class ProviderReply:
     def final_image(self) -> ImageData | None:
         """The last non-thought image; else the last image of any kind (see gemini-api.md §3)."""
         images = [p for p in self.parts if isinstance(p, ImageData)]
-        answers = [p for p in images if not p.is_thought()]
+        answers = [p for p in images if not p.thought]
         if answers:
             return answers[-1]
         return images[-1] if images else None
@@ -277,7 +352,14 @@ class Attempt:
     model: str
     outcome: str  # "ok" or the error kind ("unavailable", "blocked", ...)
     detail: str = ""
-    paid_by: str = "server"  # whose key: "server" (counts toward the daily cap) or "visitor"
+    paid_by: str = "server"  # whose key: "server" (counts toward the daily cap), "visitor" or "cache"
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Attempt:
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
 
 
 @dataclass(frozen=True)
@@ -287,37 +369,101 @@ class TurnError:
     kind: str
     message: str
 
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TurnError:
+        return cls(kind=data["kind"], message=data["message"])
+
 
 @dataclass(frozen=True)
 class Turn:
+    """A user's message, or an answer: answered (parts and usage) or failed (an error), never both."""
+
     role: Role
     parts: tuple[Part, ...]
-    status: TurnStatus = TurnStatus.OK
+    _: KW_ONLY
     provider: str | None = None
     model: str | None = None
     finish_reason: str | None = None
-    error: TurnError | None = None
+    error: TurnError | None = None  # the answer failed: why
+    notice: str | None = None  # answered, but without an image: why, for the user
     options: Metadata = field(default_factory=frozen_metadata)
-    usage: Metadata = field(default_factory=frozen_metadata)
+    usage: Usage | None = None  # answered turns: what the call used and cost
     attempts: tuple[Attempt, ...] = ()
-    cost_usd: float | None = None  # estimated dollars of the answering call (chat/pricing.py)
     request_hash: str | None = None  # the exact request that made it, for the response cache
     created_at: datetime | None = None
 
+    def __post_init__(self) -> None:
+        if self.error is not None and (self.parts or self.usage or self.notice):
+            raise ValueError("a failed turn has its error only: no parts, usage or notice")
+
+    @property
+    def status(self) -> TurnStatus:
+        return TurnStatus.ERROR if self.error is not None else TurnStatus.OK
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    @property
+    def cost_usd(self) -> float:
+        """Estimated dollars of the answering call (0 for messages, failures and cached answers)."""
+        return self.usage.cost_usd if self.usage else 0.0
+
     def text(self) -> str:
         """The visible text: all non-thought text parts joined."""
-        return "\n\n".join(p.text for p in self.parts if isinstance(p, TextPart) and not p.is_thought())
+        return "\n\n".join(p.text for p in self.parts if isinstance(p, TextPart) and not p.thought)
+
+    def thoughts(self) -> str:
+        """The model's thinking summaries, joined."""
+        return "\n\n".join(p.text for p in self.parts if isinstance(p, TextPart) and p.thought and p.text)
 
     def images(self) -> list[ImagePart]:
         return [p for p in self.parts if isinstance(p, ImagePart)]
 
+    def shown_images(self) -> list[ImagePart]:
+        """The pictures meant for the user: no masks or marked copies; thought images only if that is all."""
+        pictures = [p for p in self.images() if p.role.is_shown()]
+        return [p for p in pictures if not p.thought] or pictures[-1:]
+
     def shown_image(self) -> ImagePart | None:
-        """The image this turn stands for: the last non-thought one, never a mask or a marked copy."""
-        images = [p for p in self.images() if p.image_role is ImageRole.INPUT]
-        answers = [p for p in images if not p.is_thought()]
-        if answers:
-            return answers[-1]
-        return images[-1] if images else None
+        """The image this turn stands for: the last shown one (see ``shown_images``)."""
+        shown = self.shown_images()
+        return shown[-1] if shown else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but ``options`` (the owner's settings), in the one form storage and exports share."""
+        return {
+            "role": self.role.value,
+            "provider": self.provider,
+            "model": self.model,
+            "finish_reason": self.finish_reason,
+            "error": self.error.to_dict() if self.error else None,
+            "notice": self.notice,
+            "usage": self.usage.to_dict() if self.usage else None,
+            "attempts": [attempt.to_dict() for attempt in self.attempts],
+            "created_at": aware_utc(self.created_at).isoformat() if self.created_at else None,
+            "parts": [part.to_dict() for part in self.parts],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Turn:
+        """The inverse of ``to_dict`` (input already validated): no options, no request hash."""
+        error, usage, created = data.get("error"), data.get("usage"), data.get("created_at")
+        return cls(
+            role=Role(data["role"]),
+            parts=tuple(part_from_dict(part) for part in data.get("parts") or ()),
+            provider=data.get("provider"),
+            model=data.get("model"),
+            finish_reason=data.get("finish_reason"),
+            error=TurnError.from_dict(error) if error else None,
+            notice=data.get("notice"),
+            usage=Usage.from_dict(usage) if usage is not None else None,
+            attempts=tuple(Attempt.from_dict(attempt) for attempt in data.get("attempts") or ()),
+            created_at=_utc(datetime.fromisoformat(created)) if created else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -330,21 +476,21 @@ class Conversation:
 
     def cost_usd(self) -> float:
         """Estimated dollars of every answered call so far."""
-        return sum(t.cost_usd or 0.0 for t in self.turns)
+        return sum(t.cost_usd for t in self.turns)
 
     def awaiting_answer(self) -> bool:
         """True when the last user turn has no successful answer yet (new, failed or interrupted)."""
         for turn in reversed(self.turns):
             if turn.role is Role.USER:
                 return True
-            if turn.status is TurnStatus.OK:
+            if not turn.failed:
                 return False
         return False
 
     def latest_image(self) -> ImagePart | None:
-        """The image the next edit starts from: the newest shown image of any turn."""
+        """The image the next edit starts from, and the conversation's thumbnail: the newest shown image."""
         for turn in reversed(self.turns):
-            if turn.status is TurnStatus.OK and (image := turn.shown_image()):
+            if not turn.failed and (image := turn.shown_image()):
                 return image
         return None
 
@@ -353,11 +499,11 @@ def latest_answers(turns: Sequence[Turn]) -> list[Turn]:
     """The history to replay: an answer regenerated for the same user message replaces the earlier one."""
     kept: list[Turn] = []
     for turn in turns:
-        if turn.role is Role.ASSISTANT and turn.status is TurnStatus.OK:
+        if turn.role is Role.ASSISTANT and not turn.failed:
             for index in range(len(kept) - 1, -1, -1):
                 if kept[index].role is Role.USER:
                     break
-                if kept[index].status is TurnStatus.OK:
+                if not kept[index].failed:
                     del kept[index]
                     break
         kept.append(turn)

@@ -7,13 +7,11 @@ model, the closest documented model's price is used and the entry says so.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from chat.domain import GenerationOptions
 
-__all__ = ["PRICES_AS_OF", "Price", "estimate_cost", "worst_case_turn_cost"]
+__all__ = ["GEMINI", "OPENAI", "PRICES_AS_OF", "Price", "gemini_price", "worst_case_turn_cost"]
 
 PRICES_AS_OF = "2026-11-24"
 PER_MILLION = 1_000_000
@@ -27,6 +25,13 @@ class Price:
     image_output: float
     text_output: float
     basis: str
+    image_input: float | None = None  # when images in cost more than text in (OpenAI); else ``input``
+
+    def cost(self, *, text_in: int = 0, image_in: int = 0, text_out: int = 0, image_out: int = 0) -> float:
+        """Dollars for these token counts (thinking is billed as text output)."""
+        image_in_price = self.input if self.image_input is None else self.image_input
+        dollars = text_in * self.input + image_in * image_in_price
+        return (dollars + text_out * self.text_output + image_out * self.image_output) / PER_MILLION
 
 
 GEMINI: dict[str, Price] = {
@@ -39,8 +44,9 @@ GEMINI: dict[str, Price] = {
 }
 # No per-token figures for the current OpenAI image models are in the reference; these are
 # gpt-image-1's published rates, used as the estimate for every model until replaced.
-OPENAI = Price(5.0, 40.0, 10.0, "gpt-image-1 rates (text in $5, image in $10, image out $40 per 1M)")
-OPENAI_IMAGE_INPUT = 10.0
+OPENAI = Price(
+    5.0, 40.0, 10.0, "gpt-image-1 rates (text in $5, image in $10, image out $40 per 1M)", image_input=10.0
+)
 UNKNOWN_GEMINI = GEMINI["gemini-3-pro-image"]  # the dearest: an unknown model never looks cheap
 
 # Image tokens of one output image by size tier, for the worst case before a call.
@@ -48,45 +54,16 @@ _GEMINI_IMAGE_TOKENS = {"512": 747, "1K": 1120, "2K": 1680, "4K": 2520}
 _OPENAI_WORST_TOKENS = 16640  # a "max" quality 1024x1024 image in the emulator's table; generous
 
 
-def estimate_cost(provider: str, model: str, usage: Mapping[str, Any]) -> float:
-    """What one answered call probably cost, from the usage it reported."""
-    if provider == "gemini":
-        price = GEMINI.get(model, UNKNOWN_GEMINI)
-        prompt = _int(usage.get("promptTokenCount"))
-        image_out = _modality(usage.get("candidatesTokensDetails"), "IMAGE")
-        text_out = _int(usage.get("candidatesTokenCount")) - image_out + _int(usage.get("thoughtsTokenCount"))
-        return (
-            prompt * price.input + image_out * price.image_output + text_out * price.text_output
-        ) / PER_MILLION
-    if provider == "openai":
-        details = usage.get("input_tokens_details") or {}
-        image_in = _int(details.get("image_tokens"))
-        text_in = _int(usage.get("input_tokens")) - image_in
-        output = _int(usage.get("output_tokens"))
-        return (
-            text_in * OPENAI.input + image_in * OPENAI_IMAGE_INPUT + output * OPENAI.image_output
-        ) / PER_MILLION
-    return 0.0
+def gemini_price(model: str) -> Price:
+    return GEMINI.get(model, UNKNOWN_GEMINI)
 
 
 def worst_case_turn_cost(options: GenerationOptions, *, input_images: int) -> float:
     """An upper estimate for one turn before it runs: Gemini's answer plus an OpenAI fallback."""
-    price = GEMINI.get(options.model, UNKNOWN_GEMINI)
+    price = gemini_price(options.model)
     tokens = _GEMINI_IMAGE_TOKENS.get(options.image_size or "2K", 1680) if options.image_size else 2520
     gemini = (tokens * price.image_output + (input_images * 1120 + 2000) * price.input) / PER_MILLION
     openai = (
-        _OPENAI_WORST_TOKENS * OPENAI.image_output + (input_images + 1) * 1000 * OPENAI_IMAGE_INPUT
+        _OPENAI_WORST_TOKENS * OPENAI.image_output + (input_images + 1) * 1000 * (OPENAI.image_input or 0)
     ) / PER_MILLION
     return gemini + openai
-
-
-def _modality(details: Any, modality: str) -> int:
-    if not isinstance(details, list):
-        return 0
-    return sum(
-        _int(d.get("tokenCount")) for d in details if isinstance(d, dict) and d.get("modality") == modality
-    )
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and value > 0 else 0

@@ -66,7 +66,7 @@ def conversation_chars(conversation: Conversation) -> int:
     """About how many characters of text and metadata the conversation holds (images are by hash)."""
     total = 0
     for turn in conversation.turns:
-        total += _chars(turn.options) + _chars(turn.usage)
+        total += _chars(turn.options) + 64  # usage, status and names: a few short values
         for part in turn.parts:
             total += _chars(part.provider_metadata) + (len(part.text) if isinstance(part, TextPart) else 64)
     return total

@@ -37,7 +37,6 @@ from chat.domain import (
     TextPart,
     Turn,
     TurnError,
-    TurnStatus,
     frozen_metadata,
     through_last_user_turn,
 )
@@ -53,7 +52,7 @@ from chat.images import (
     read_region,
 )
 from chat.limits import Guard, counted_as
-from chat.pricing import estimate_cost, worst_case_turn_cost
+from chat.pricing import worst_case_turn_cost
 from chat.recent import RecentConversations
 from chat.text import one_line
 from storage import BlobStore, session_scope
@@ -242,10 +241,10 @@ class ChatService:
         # Files first and outside the transaction: the write lock is held for rows only.
         existing = self._stored(conversation_id)
         marks = self._mask_images(existing, painted) if painted else None
-        stored = [self._put_image(img.data, img.mime_type) for img in images]
+        stored = [self._put_image(img.data, img.mime_type, role=ImageRole.INPUT) for img in images]
         if marks:
-            stored.append(self._put_image(marks.marked_png, "image/png", _role(ImageRole.MARKED)))
-            stored.append(self._put_image(marks.mask_png, "image/png", _role(ImageRole.MASK)))
+            stored.append(self._put_image(marks.marked_png, "image/png", role=ImageRole.MARKED))
+            stored.append(self._put_image(marks.mask_png, "image/png", role=ImageRole.MASK))
         parts: list[Part] = [s.part for s in stored]
         if text:
             parts.append(TextPart(text))
@@ -327,7 +326,7 @@ class ChatService:
         if isinstance(error, NoImageError) and error.reply is not None:
             # A text-only answer is still part of the conversation (the model may ask a question).
             turn, stored = self._reply_turn(error.reply, options, outcome.attempts)
-            return replace(turn, error=TurnError(error.kind, outcome.user_message())), stored
+            return replace(turn, notice=outcome.user_message()), stored
         turn = self._error_turn(
             error.kind, outcome.user_message(), options, provider=error.provider, attempts=outcome.attempts
         )
@@ -342,7 +341,12 @@ class ChatService:
             if isinstance(part, ImageData):
                 stored.append(
                     self._put_image(
-                        part.data, part.mime_type, part.provider_metadata, provider=reply.provider
+                        part.data,
+                        part.mime_type,
+                        role=ImageRole.ANSWER,
+                        thought=part.thought,
+                        metadata=part.provider_metadata,
+                        provider=reply.provider,
                     )
                 )
                 parts.append(stored[-1].part)
@@ -357,14 +361,20 @@ class ChatService:
             options=frozen_metadata(options.to_dict()),
             usage=reply.usage,
             attempts=attempts,
-            cost_usd=0.0 if reply.cached else estimate_cost(reply.provider, reply.model, reply.usage),
             request_hash=reply.request_hash,
             created_at=self._clock(),
         )
         return turn, stored
 
     def _put_image(
-        self, data: bytes, mime: str, metadata: Metadata | None = None, *, provider: str = "upload"
+        self,
+        data: bytes,
+        mime: str,
+        *,
+        role: ImageRole,
+        thought: bool = False,
+        metadata: Metadata | None = None,
+        provider: str = "upload",
     ) -> _StoredImage:
         """Write the bytes to the blob store first: rows are only ever added after their image."""
         try:
@@ -372,7 +382,7 @@ class ChatService:
         except ValueError as exc:
             raise UnavailableError(provider, "the image in the answer was corrupt") from exc
         sha = self._blobs.put(data, mime)
-        part = ImagePart(sha, mime, frozen_metadata(metadata))
+        part = ImagePart(sha, mime, role=role, thought=thought, provider_metadata=frozen_metadata(metadata))
         return _StoredImage(part, width, height, len(data))
 
     def _error_turn(
@@ -387,7 +397,6 @@ class ChatService:
         return Turn(
             role=Role.ASSISTANT,
             parts=(),
-            status=TurnStatus.ERROR,
             provider=provider,
             model=self._policy.model_for(provider, options) if provider else None,
             error=TurnError(kind, message),
@@ -446,13 +455,11 @@ class ChatService:
 def _server_cost(turn: Turn) -> float:
     """The estimated cost of the answering call, if it went on the server's key."""
     paid_by_server = any(a.outcome == "ok" and a.paid_by == "server" for a in turn.attempts)
-    return (turn.cost_usd or 0.0) if paid_by_server else 0.0
+    return turn.cost_usd if paid_by_server else 0.0
 
 
 def turn_log_line(conversation_id: str, turn: Turn, *, latency_ms: float, cost: float) -> str:
     """One JSON line per turn for operators: who answered, how fast, how much. Never keys or bytes."""
-    usage = turn.usage
-    tokens = usage.get("totalTokenCount", usage.get("total_tokens"))
     return json.dumps(
         {
             "event": "turn",
@@ -463,14 +470,10 @@ def turn_log_line(conversation_id: str, turn: Turn, *, latency_ms: float, cost: 
             "attempts": [f"{a.provider}:{a.outcome}" for a in turn.attempts],
             "paid_by": turn.attempts[-1].paid_by if turn.attempts else None,
             "latency_ms": round(latency_ms),
-            "tokens": tokens if isinstance(tokens, int) else None,
+            "tokens": turn.usage.total_tokens if turn.usage else None,
             "cost_usd": round(cost, 4),
         }
     )
-
-
-def _role(role: ImageRole) -> Metadata:
-    return frozen_metadata({"retouch": {"role": role.value}})
 
 
 def _title(text: str) -> str:

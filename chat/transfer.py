@@ -32,26 +32,31 @@ import re
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from chat.domain import (
-    Attempt,
     Conversation,
     ImagePart,
-    Metadata,
-    Part,
+    ImageRole,
     Role,
     TextPart,
     Turn,
-    TurnError,
-    TurnStatus,
     aware_utc,
     extension_for,
-    frozen_metadata,
     known_metadata,
-    plain_data,
 )
 from chat.errors import InputError
 from chat.images import describe_size, image_size, verify_image
@@ -69,7 +74,8 @@ __all__ = [
 ]
 
 FORMAT = "retouch-conversation"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 DEFAULT_TITLE = "Imported conversation"
 
 TRANSCRIPT = "transcript.json"
@@ -173,39 +179,13 @@ def _transcript(conversation: Conversation, exported_at: datetime) -> dict[str, 
 
 
 def _turn_json(turn: Turn) -> dict[str, Any]:
-    return {
-        "role": turn.role.value,
-        "status": turn.status.value,
-        "provider": turn.provider,
-        "model": turn.model,
-        "finish_reason": turn.finish_reason,
-        "error": None if turn.error is None else {"kind": turn.error.kind, "message": turn.error.message},
-        "usage": plain_data(turn.usage),
-        "attempts": [_attempt_json(attempt) for attempt in turn.attempts],
-        "created_at": None if turn.created_at is None else _iso(turn.created_at),
-        "parts": [_part_json(part) for part in turn.parts],
-    }
-
-
-def _attempt_json(attempt: Attempt) -> dict[str, str]:
-    return {
-        "provider": attempt.provider,
-        "model": attempt.model,
-        "outcome": attempt.outcome,
-        "detail": attempt.detail,
-    }
-
-
-def _part_json(part: Part) -> dict[str, Any]:
-    if isinstance(part, TextPart):
-        return {"kind": "text", "text": part.text, "provider_metadata": plain_data(part.provider_metadata)}
-    return {
-        "kind": "image",
-        "sha256": part.sha256,
-        "mime_type": part.mime_type,
-        "file": _image_name(part),
-        "provider_metadata": plain_data(part.provider_metadata),
-    }
+    """``Turn.to_dict`` with each image's file in the ZIP beside its hash."""
+    data = turn.to_dict()
+    data["parts"] = [
+        part.to_dict() | ({"file": _image_name(part)} if isinstance(part, ImagePart) else {})
+        for part in turn.parts
+    ]
+    return data
 
 
 def _image_name(part: ImagePart) -> str:
@@ -254,24 +234,28 @@ def _write(
 def import_zip(data: bytes, *, limits: ImportLimits | None = None) -> ImportedConversation:
     """Read an export made by ``export_zip``; InputError with a sentence for the user if unusable.
 
-    Turns come back with ``options`` empty, only allow-listed ``provider_metadata``, and image
-    parts referring to sha256 hashes whose bytes (checked against the hash, and that they
-    decode) are in ``images``.
+    Turns come back with ``options`` empty, only allow-listed ``provider_metadata``, no cost (what
+    the conversation cost was spent elsewhere), and image parts referring to sha256 hashes whose
+    bytes (checked against the hash, and that they decode) are in ``images``.
     """
     limits = limits or ImportLimits()
     with _open_zip(data) as archive:
         entries = _checked_entries(archive.infolist(), max_bytes=limits.max_bytes, max_files=limits.max_files)
         reader = _EntryReader(archive, entries, budget=limits.max_bytes)
-        transcript = _load_transcript(reader, limits)
-        images = _ImageLoader(reader, max_pixels=limits.max_pixels, max_images=limits.max_images)
-        raw_turns = _get(transcript, "turns", list, "top level")
-        if len(raw_turns) > limits.max_turns:
+        raw = _load_transcript(reader, limits)
+        raw_turns = raw.get("turns")
+        if isinstance(raw_turns, list) and len(raw_turns) > limits.max_turns:
             raise InputError(
                 f"This conversation has {len(raw_turns):,} turns; Retouch imports at most "
                 f"{limits.max_turns:,}. Import a shorter conversation."
             )
-        turns = tuple(_turn(raw, f"turn {n}", images, limits) for n, raw in enumerate(raw_turns, start=1))
-    return ImportedConversation(title=_title(transcript), turns=turns, images=images.loaded)
+        transcript = _validated(_upgraded(raw) if raw["version"] == 1 else raw)
+        images = _ImageLoader(reader, max_pixels=limits.max_pixels, max_images=limits.max_images)
+        turns = tuple(
+            _turn(turn, raw_turn, f"turn {n}", images, limits)
+            for n, (turn, raw_turn) in enumerate(zip(transcript.turns, _raw_turns(raw), strict=True), start=1)
+        )
+    return ImportedConversation(title=_title(transcript.title), turns=turns, images=images.loaded)
 
 
 def _open_zip(data: bytes) -> zipfile.ZipFile:
@@ -390,10 +374,10 @@ def _load_transcript(reader: _EntryReader, limits: ImportLimits) -> dict[str, An
             f"\u201c{FORMAT}\u201d). Choose a file exported from Retouch."
         )
     version = transcript.get("version")
-    if type(version) is not int or version != VERSION:
+    if type(version) is not int or version not in READABLE_VERSIONS:
         raise InputError(
             f"This export has format version {version!r}, which this Retouch cannot read "
-            f"(it reads version {VERSION}). Export it again with this version of Retouch."
+            f"(it reads versions 1 and {VERSION}). Export it again with this version of Retouch."
         )
     return transcript
 
@@ -403,9 +387,9 @@ def _json_values(raw: bytes) -> int:
     return sum(raw.count(mark) for mark in (b",", b":", b"[", b"{"))
 
 
-def _title(transcript: Mapping[str, Any]) -> str:
-    title = one_line(_get(transcript, "title", (str, type(None)), "top level", default=None) or "")
-    return title[:TITLE_MAX_LENGTH].rstrip() or DEFAULT_TITLE
+def _title(title: str | None) -> str:
+    line = one_line(title or "")
+    return line[:TITLE_MAX_LENGTH].rstrip() or DEFAULT_TITLE
 
 
 class _ImageLoader:
@@ -454,162 +438,284 @@ class _ImageLoader:
         self.loaded.setdefault(sha256, (data, mime_type))
 
 
-def _turn(raw: Any, where: str, images: _ImageLoader, limits: ImportLimits) -> Turn:
-    turn = _object(raw, where)
-    raw_parts = _get(turn, "parts", list, where)
-    if len(raw_parts) > limits.max_parts:
-        raise _invalid(where, f"{len(raw_parts)} parts; a turn has at most {limits.max_parts}")
-    details = len(json.dumps({key: value for key, value in turn.items() if key != "parts"}))
+def _turn(
+    turn: _TurnIn, raw: Mapping[str, Any], where: str, images: _ImageLoader, limits: ImportLimits
+) -> Turn:
+    """One validated turn within the limits, its images loaded and checked."""
+    if len(turn.parts) > limits.max_parts:
+        raise _invalid(where, f"{len(turn.parts)} parts; a turn has at most {limits.max_parts}")
+    details = len(json.dumps({key: value for key, value in raw.items() if key != "parts"}))
     if details > limits.max_details_chars:
         raise _invalid(
             where,
             f"{details:,} characters of usage, attempts and error; at most {limits.max_details_chars:,}",
         )
-    role = _enum(Role, _get(turn, "role", str, where), "role", where)
-    parts = tuple(
-        _part(part, f"{where}, part {n}", images, limits) for n, part in enumerate(raw_parts, start=1)
-    )
-    _check_text(parts, role, where, limits)
-    return Turn(
-        role=role,
-        status=_enum(
-            TurnStatus, _get(turn, "status", str, where, default=TurnStatus.OK.value), "status", where
-        ),
-        parts=parts,
-        provider=_optional_str(turn, "provider", where),
-        model=_optional_str(turn, "model", where),
-        finish_reason=_optional_str(turn, "finish_reason", where),
-        error=_error(turn.get("error"), f"{where}, error"),
-        usage=frozen_metadata(_get(turn, "usage", dict, where, default={})),
-        attempts=tuple(
-            _attempt(attempt, f"{where}, attempt {n}")
-            for n, attempt in enumerate(_get(turn, "attempts", list, where, default=[]), start=1)
-        ),
-        created_at=_datetime(_optional_str(turn, "created_at", where), where),
-    )
+    for n, part in enumerate(turn.parts, start=1):
+        _check_metadata(part.provider_metadata, f"{where}, part {n}", limits)
+        if isinstance(part, _ImagePartIn):
+            if part.mime_type not in ALLOWED_MIME_TYPES:
+                raise InputError(
+                    f"{where.capitalize()}, part {n} is an image of type \u201c{part.mime_type}\u201d; Retouch "
+                    "imports PNG, JPEG, WebP and GIF images only."
+                )
+            images.load(part.file, part.sha256, part.mime_type, f"{where}, part {n}")
+    imported = Turn.from_dict(turn.model_dump(mode="json"))
+    _check_text(imported, where, limits)
+    usage = replace(imported.usage, cost_usd=0.0) if imported.usage else None
+    return replace(imported, usage=usage)
 
 
-def _check_text(parts: tuple[Part, ...], role: Role, where: str, limits: ImportLimits) -> None:
+def _check_text(turn: Turn, where: str, limits: ImportLimits) -> None:
     """A message as long as one may be typed here; an answer as long as a model may write."""
-    chars = sum(len(part.text) for part in parts if isinstance(part, TextPart))
-    if role is Role.USER and chars > limits.max_prompt_chars:
+    chars = sum(len(part.text) for part in turn.parts if isinstance(part, TextPart))
+    if turn.role is Role.USER and chars > limits.max_prompt_chars:
         raise InputError(
             f"{where.capitalize()} is a message of {chars:,} characters; this Retouch takes messages of "
             f"at most {limits.max_prompt_chars:,}, so it cannot import this conversation."
         )
-    if role is Role.ASSISTANT and chars > limits.max_answer_chars:
+    if turn.role is Role.ASSISTANT and chars > limits.max_answer_chars:
         raise _invalid(where, f"an answer of {chars:,} characters; at most {limits.max_answer_chars:,}")
 
 
-def _metadata(part: Mapping[str, Any], where: str, limits: ImportLimits) -> Metadata:
-    """The allow-listed keys only, and no more of them than a real thought signature needs."""
-    metadata = known_metadata(_get(part, "provider_metadata", dict, where, default={}))
-    chars = sum(len(value) for keys in metadata.values() for value in keys.values() if isinstance(value, str))
+def _check_metadata(metadata: Mapping[str, Any], where: str, limits: ImportLimits) -> None:
+    """No more allow-listed metadata than a real thought signature needs (the rest is dropped anyway)."""
+    kept = known_metadata(metadata)
+    chars = sum(len(value) for keys in kept.values() for value in keys.values() if isinstance(value, str))
     if chars > limits.max_metadata_chars:
         raise _invalid(
             where, f"{chars:,} characters of provider metadata; at most {limits.max_metadata_chars:,}"
         )
-    return metadata
 
 
-def _part(raw: Any, where: str, images: _ImageLoader, limits: ImportLimits) -> Part:
-    part = _object(raw, where)
-    kind = _get(part, "kind", str, where)
-    metadata = _metadata(part, where, limits)
-    if kind == "text":
-        return TextPart(text=_get(part, "text", str, where), provider_metadata=metadata)
-    if kind != "image":
-        raise _invalid(where, f"unknown part kind \u201c{kind}\u201d")
-    sha256 = _get(part, "sha256", str, where)
-    try:
-        validate_sha256(sha256)
-    except ValueError as exc:
-        raise _invalid(where, f"\u201c{sha256}\u201d is not a SHA-256 hash") from exc
-    mime_type = _get(part, "mime_type", str, where)
-    if mime_type not in ALLOWED_MIME_TYPES:
-        raise InputError(
-            f"{where.capitalize()} is an image of type \u201c{mime_type}\u201d; Retouch imports PNG, JPEG, "
-            "WebP and GIF images only."
-        )
-    images.load(_get(part, "file", str, where), sha256, mime_type, where)
-    return ImagePart(sha256=sha256, mime_type=mime_type, provider_metadata=metadata)
+# --- version 1 ---------------------------------------------------------------------------------
 
 
-def _attempt(raw: Any, where: str) -> Attempt:
-    attempt = _object(raw, where)
-    return Attempt(
-        provider=_get(attempt, "provider", str, where),
-        model=_get(attempt, "model", str, where),
-        outcome=_get(attempt, "outcome", str, where),
-        detail=_get(attempt, "detail", str, where, default=""),
-    )
+def _upgraded(transcript: Mapping[str, Any]) -> dict[str, Any]:
+    """A version 1 transcript in version 2's shape, ready for the same validation.
+
+    Version 1 kept an image's role in ``provider_metadata["retouch"]`` and the thought flag in
+    ``provider_metadata["gemini"]``, gave a text-only answer a status "ok" *and* an error, and
+    kept each provider's raw usage report (without its cost): that becomes no usage. Anything
+    not shaped as expected is left for validation to refuse.
+    """
+    upgraded = dict(transcript)
+    turns = transcript.get("turns")
+    if isinstance(turns, list):
+        upgraded["turns"] = [
+            _upgraded_turn(turn, n) if isinstance(turn, dict) else turn
+            for n, turn in enumerate(turns, start=1)
+        ]
+    return upgraded
 
 
-def _error(raw: Any, where: str) -> TurnError | None:
-    if raw is None:
-        return None
-    error = _object(raw, where)
-    return TurnError(kind=_get(error, "kind", str, where), message=_get(error, "message", str, where))
+def _upgraded_turn(turn: Mapping[str, Any], n: int) -> dict[str, Any]:
+    upgraded = {key: value for key, value in turn.items() if key not in ("status", "usage")}
+    status = turn.get("status", "ok")
+    if status not in ("ok", "error"):
+        raise _invalid(f"turn {n}", f"unknown status \u201c{status}\u201d")
+    error = turn.get("error")
+    if status == "ok" and isinstance(error, dict):
+        upgraded["error"] = None
+        upgraded["notice"] = error.get("message")
+    parts = turn.get("parts")
+    if isinstance(parts, list):
+        answer = turn.get("role") == "assistant"
+        upgraded["parts"] = [
+            _upgraded_part(part, answer) if isinstance(part, dict) else part for part in parts
+        ]
+    return upgraded
 
 
-def _datetime(value: str | None, where: str) -> datetime | None:
-    """ISO 8601; a time without offset is taken as UTC, like every time Retouch stores."""
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise _invalid(where, f"\u201c{value}\u201d is not a date and time") from exc
-    if parsed.utcoffset() is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+def _upgraded_part(part: Mapping[str, Any], answer: bool) -> dict[str, Any]:
+    metadata = part.get("provider_metadata")
+    if not isinstance(metadata, dict):
+        return dict(part)
+    retouch = metadata.get("retouch")
+    role = retouch.get("role") if isinstance(retouch, dict) else None
+    thought = any(isinstance(values, dict) and values.get("thought") is True for values in metadata.values())
+    upgraded = {**part, "thought": thought}
+    if part.get("kind") == "image":
+        upgraded["role"] = role if isinstance(role, str) else ("answer" if answer else "input")
+    return upgraded
 
 
-# --- shape checks --------------------------------------------------------------------------------
-
-_MISSING: Any = object()
-_E = TypeVar("_E", Role, TurnStatus)
-_TYPE_NAMES = {str: "a string", dict: "an object", list: "a list", type(None): "null"}
+# --- validation ----------------------------------------------------------------------------------
 
 
 def _invalid(where: str, problem: str) -> InputError:
     return InputError(f"{TRANSCRIPT} in this file is not valid ({where}: {problem}). " + _EXPORT_AGAIN)
 
 
-def _object(raw: Any, where: str) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise _invalid(where, "expected an object")
-    return raw
+def _typed(kinds: type | tuple[type, ...], expected: str) -> BeforeValidator:
+    """Exactly these JSON types (no coercion: "1" is not a number), or an error naming ``expected``."""
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in _as_tuple(kinds)):
+            raise PydanticCustomError("wrong_type", "must be {expected}", {"expected": expected})
+        return value
+
+    return BeforeValidator(check)
 
 
-def _get(
-    obj: Mapping[str, Any],
-    key: str,
-    kinds: type | tuple[type, ...],
-    where: str,
-    *,
-    default: Any = _MISSING,
-) -> Any:
-    """``obj[key]`` if it has one of ``kinds``; ``default`` if absent (required without one)."""
-    if key not in obj:
-        if default is _MISSING:
-            raise _invalid(where, f"\u201c{key}\u201d is missing")
-        return default
-    value = obj[key]
-    if not isinstance(value, kinds):
-        expected = " or ".join(
-            _TYPE_NAMES[kind] for kind in (kinds if isinstance(kinds, tuple) else (kinds,))
-        )
-        raise _invalid(where, f"\u201c{key}\u201d must be {expected}")
+def _as_tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kinds if isinstance(kinds, tuple) else (kinds,)
+
+
+def _sha256(value: str) -> str:
+    try:
+        validate_sha256(value)
+    except ValueError:
+        raise PydanticCustomError(
+            "bad_value", "\u201c{value}\u201d is not a SHA-256 hash", {"value": value}
+        ) from None
     return value
 
 
-def _optional_str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
-    return _get(obj, key, (str, type(None)), where, default=None)
+def _when(value: str | None) -> str | None:
+    """ISO 8601 (checked here, read by ``Turn.from_dict``); a time without offset is UTC."""
+    if value is not None:
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise PydanticCustomError(
+                "bad_value", "\u201c{value}\u201d is not a date and time", {"value": value}
+            ) from None
+    return value
 
 
-def _enum(enum: type[_E], value: str, key: str, where: str) -> _E:
+_Str = Annotated[str, _typed(str, "a string")]
+_OptionalStr = Annotated[str | None, _typed((str, type(None)), "a string or null")]
+_Bool = Annotated[bool, _typed(bool, "true or false")]
+_Count = Annotated[int, _typed(int, "a whole number")]
+_Dollars = Annotated[float, _typed((int, float), "a number")]
+_Object = Annotated[dict[str, Any], _typed(dict, "an object")]
+
+
+class _In(BaseModel):
+    """A transcript object: unknown keys are ignored, known ones must have their JSON type."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _TextPartIn(_In):
+    kind: Literal["text"]
+    text: _Str
+    thought: _Bool = False
+    provider_metadata: _Object = {}
+
+
+class _ImagePartIn(_In):
+    kind: Literal["image"]
+    sha256: Annotated[_Str, AfterValidator(_sha256)]
+    mime_type: _Str
+    file: _Str
+    role: ImageRole = ImageRole.INPUT
+    thought: _Bool = False
+    provider_metadata: _Object = {}
+
+
+class _ErrorIn(_In):
+    kind: _Str
+    message: _Str
+
+
+class _AttemptIn(_In):
+    provider: _Str
+    model: _Str
+    outcome: _Str
+    detail: _Str = ""
+    paid_by: _Str = "server"
+
+
+class _UsageIn(_In):
+    input_tokens: _Count = 0
+    output_tokens: _Count = 0
+    image_tokens: _Count = 0
+    thought_tokens: _Count = 0
+    cost_usd: _Dollars = 0.0
+
+
+class _TurnIn(_In):
+    role: Role
+    provider: _OptionalStr = None
+    model: _OptionalStr = None
+    finish_reason: _OptionalStr = None
+    error: _ErrorIn | None = None
+    notice: _OptionalStr = None
+    usage: _UsageIn | None = None
+    attempts: Annotated[list[_AttemptIn], _typed(list, "a list")] = []
+    created_at: Annotated[_OptionalStr, AfterValidator(_when)] = None
+    parts: Annotated[
+        list[Annotated[_TextPartIn | _ImagePartIn, Field(discriminator="kind")]], _typed(list, "a list")
+    ]
+
+    @model_validator(mode="after")
+    def _answered_or_failed(self) -> _TurnIn:
+        if self.error is not None and (self.parts or self.usage or self.notice):
+            raise PydanticCustomError(
+                "bad_value", "a failed answer has an error only, no parts, usage or notice"
+            )
+        return self
+
+
+class _TranscriptIn(_In):
+    title: _OptionalStr = None
+    turns: Annotated[list[_TurnIn], _typed(list, "a list")]
+
+
+def _raw_turns(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The raw turn objects (validated already), for the limits measured on what the file said."""
+    return list(raw["turns"])
+
+
+def _validated(raw: Mapping[str, Any]) -> _TranscriptIn:
     try:
-        return enum(value)
-    except ValueError as exc:
-        raise _invalid(where, f"unknown {key} \u201c{value}\u201d") from exc
+        return _TranscriptIn.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise _invalid(*_described(first)) from None
+
+
+_CONTAINERS = {"parts": "part", "attempts": "attempt"}
+
+
+def _described(error: Mapping[str, Any]) -> tuple[str, str]:
+    """Where a validation error is ("turn 4, attempt 2") and what is wrong, in the export's own words."""
+    loc = list(error["loc"])
+    where, key = "top level", None
+    if len(loc) >= 2 and loc[0] == "turns" and isinstance(loc[1], int):
+        where, loc = f"turn {loc[1] + 1}", loc[2:]
+        while loc:
+            head = loc.pop(0)
+            if head in _CONTAINERS and loc and isinstance(loc[0], int):
+                where += f", {_CONTAINERS[head]} {loc.pop(0) + 1}"
+                if head == "parts" and loc and loc[0] in ("text", "image"):
+                    loc.pop(0)  # the discriminator's tag
+            elif head == "error" and (not loc or error["type"] != "model_type"):
+                where += ", error"
+            else:
+                key = str(head)
+                break
+    elif loc:
+        key = str(loc[0])
+    return where, _problem(error, key)
+
+
+def _problem(error: Mapping[str, Any], key: str | None) -> str:
+    kind, ctx = error["type"], error.get("ctx") or {}
+    named = f"\u201c{key}\u201d"
+    if kind == "missing":
+        return f"{named} is missing"
+    if kind == "wrong_type":
+        return f"{named} must be {ctx['expected']}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{named} must be an object" if key not in (None, "error") else "expected an object"
+    if kind == "union_tag_invalid":
+        return f"unknown part kind \u201c{ctx.get('tag')}\u201d"
+    if kind == "union_tag_not_found":
+        return "\u201ckind\u201d is missing"
+    if kind in ("literal_error", "enum"):
+        return f"unknown {key} \u201c{error.get('input')}\u201d"
+    if kind == "bad_value":
+        return str(error["msg"])
+    return f"{named} is not valid"

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Connection,
     DateTime,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
     inspect,
     select,
@@ -230,3 +232,108 @@ def m006_turn_cost_and_request_hash(conn: Connection) -> None:
     _add_column(conn, "turn", Column("request_hash", String(64)))
     turn = Table("turn", MetaData(), Column("request_hash", String(64)))
     Index("ix_turn_request_hash", turn.c.request_hash).create(conn)
+
+
+@migration
+def m007_part_roles_and_neutral_usage(conn: Connection) -> None:
+    # What Retouch knows about a part becomes a column: an image's role (it was kept as
+    # provider_metadata["retouch"]["role"]) and the thought flag (provider_metadata["gemini"]
+    # ["thought"]); provider_metadata keeps only what a provider must get back (Gemini's
+    # thoughtSignature). A turn's usage becomes neutral token counts with its estimated cost
+    # (which was the cost_usd column), and an answer without an image gets its sentence as a
+    # notice instead of an error beside its parts.
+    _add_column(conn, "part", Column("role", String(16)))
+    _add_column(conn, "part", Column("thought", Boolean, nullable=False, server_default=false()))
+    _add_column(conn, "turn", Column("notice", Text))
+    metadata = MetaData()
+    turn = Table(
+        "turn",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("role", String(16)),
+        Column("status", String(16)),
+        Column("provider", String(64)),
+        Column("error_kind", String(200)),
+        Column("error_message", Text),
+        Column("notice", Text),
+        Column("usage", JSON),
+        Column("cost_usd", Float),
+    )
+    part = Table(
+        "part",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("turn_id", Integer),
+        Column("kind", String(16)),
+        Column("role", String(16)),
+        Column("thought", Boolean),
+        Column("provider_metadata", JSON),
+    )
+    answers = set(conn.scalars(select(turn.c.id).where(turn.c.role == "assistant")))
+    for row in conn.execute(select(part.c.id, part.c.turn_id, part.c.kind, part.c.provider_metadata)).all():
+        raw = row.provider_metadata if isinstance(row.provider_metadata, dict) else {}
+        role = None
+        if row.kind == "image":
+            role = (raw.get("retouch") or {}).get("role") or ("answer" if row.turn_id in answers else "input")
+        thought = any(isinstance(v, dict) and v.get("thought") is True for v in raw.values())
+        gemini = raw.get("gemini")
+        kept = {k: v for k, v in (gemini if isinstance(gemini, dict) else {}).items() if k in _SIGNATURE_KEYS}
+        conn.execute(
+            part.update()
+            .where(part.c.id == row.id)
+            .values(role=role, thought=thought, provider_metadata={"gemini": kept} if kept else {})
+        )
+    for turn_row in conn.execute(
+        select(
+            turn.c.id,
+            turn.c.status,
+            turn.c.provider,
+            turn.c.error_kind,
+            turn.c.error_message,
+            turn.c.usage,
+            turn.c.cost_usd,
+        )
+    ).all():
+        values: dict[str, Any] = {}
+        if turn_row.status == "ok" and turn_row.error_kind is not None:
+            values |= {"notice": turn_row.error_message or "", "error_kind": None, "error_message": None}
+        usage = turn_row.usage if isinstance(turn_row.usage, dict) else {}
+        reported = turn_row.status == "ok" and turn_row.provider is not None and (usage or turn_row.cost_usd)
+        values["usage"] = _m007_usage(turn_row.provider, usage, turn_row.cost_usd) if reported else {}
+        conn.execute(turn.update().where(turn.c.id == turn_row.id).values(**values))
+    conn.exec_driver_sql("ALTER TABLE turn DROP COLUMN cost_usd")
+
+
+_SIGNATURE_KEYS = ("thoughtSignature", "thought_signature")
+
+
+def _m007_usage(provider: str | None, raw: dict[str, Any], cost: float | None) -> dict[str, Any]:
+    """Gemini's usageMetadata or OpenAI's usage as the neutral counts (frozen here, as they were read)."""
+
+    def count(value: Any) -> int:
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+    if provider == "gemini":
+        details = raw.get("candidatesTokensDetails")
+        image = sum(
+            count(d.get("tokenCount"))
+            for d in (details if isinstance(details, list) else [])
+            if isinstance(d, dict) and d.get("modality") == "IMAGE"
+        )
+        counts = {
+            "input_tokens": count(raw.get("promptTokenCount")),
+            "output_tokens": max(count(raw.get("candidatesTokenCount")) - image, 0),
+            "image_tokens": image,
+            "thought_tokens": count(raw.get("thoughtsTokenCount")),
+        }
+    else:
+        output = count(raw.get("output_tokens"))
+        details = raw.get("output_tokens_details")
+        image = count(details.get("image_tokens")) if isinstance(details, dict) else output
+        counts = {
+            "input_tokens": count(raw.get("input_tokens")),
+            "output_tokens": max(output - image, 0),
+            "image_tokens": image,
+            "thought_tokens": 0,
+        }
+    return {**counts, "cost_usd": float(cost or 0.0)}

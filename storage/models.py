@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Index, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel, UTCDateTime
 
 __all__ = [
@@ -109,14 +109,15 @@ class TurnRow(SQLModel, table=True):
     finish_reason: str | None = Field(default=None, max_length=64)
     error_kind: str | None = Field(default=None, max_length=200)
     error_message: str | None = Field(default=None, sa_type=Text)
+    notice: str | None = Field(default=None, sa_type=Text)  # answered without an image: why (m007)
     options: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    # chat.domain.Usage.to_dict(): neutral token counts and the estimated cost; {} for no answer (m007).
     usage: dict[str, Any] = Field(
         default_factory=dict, sa_type=JSON, sa_column_kwargs={"server_default": "{}"}
     )
     attempts: list[dict[str, Any]] = Field(
         default_factory=list, sa_type=JSON, sa_column_kwargs={"server_default": "[]"}
     )
-    cost_usd: float | None = None
     request_hash: str | None = Field(default=None, max_length=64, index=True)
     created_at: datetime = Field(sa_type=UTCDateTime)
 
@@ -132,6 +133,8 @@ class PartRow(SQLModel, table=True):
     text: str | None = Field(default=None, sa_type=Text)
     image_sha256: str | None = Field(default=None, foreign_key="image.sha256", index=True, max_length=64)
     mime_type: str | None = Field(default=None, max_length=100)
+    role: str | None = Field(default=None, max_length=16)  # images: chat.domain.ImageRole (m007)
+    thought: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     provider_metadata: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
 
 

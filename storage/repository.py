@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import datetime
 
 from sqlalchemy import delete, func
@@ -37,6 +36,7 @@ from chat.domain import (
     Turn,
     TurnError,
     TurnStatus,
+    Usage,
     aware_utc,
     frozen_metadata,
     plain_data,
@@ -238,10 +238,10 @@ def _turn_row(conversation_id: str, seq: int, turn: Turn, now: datetime) -> Turn
         finish_reason=turn.finish_reason,
         error_kind=turn.error.kind if turn.error else None,
         error_message=turn.error.message if turn.error else None,
+        notice=turn.notice,
         options=plain_data(turn.options),
-        usage=plain_data(turn.usage),
-        attempts=[asdict(attempt) for attempt in turn.attempts],
-        cost_usd=turn.cost_usd,
+        usage=turn.usage.to_dict() if turn.usage else {},
+        attempts=[attempt.to_dict() for attempt in turn.attempts],
         request_hash=turn.request_hash,
         created_at=now if turn.created_at is None else aware_utc(turn.created_at),
     )
@@ -320,9 +320,9 @@ def _thumbnails(session: Session, conversation_ids: list[str]) -> dict[str, Imag
     found: dict[str, ImagePart] = {}
     for conversation_id, part_row in rows:
         part = _part_from_row(part_row)
-        if conversation_id in found or not isinstance(part, ImagePart) or part.is_thought():
+        if conversation_id in found or not isinstance(part, ImagePart) or part.thought:
             continue
-        if part.image_role is not ImageRole.MASK:
+        if part.role.is_shown():
             found[conversation_id] = part
     return found
 
@@ -498,7 +498,12 @@ def _part_to_row(turn_id: int, position: int, part: Part) -> PartRow:
     metadata = plain_data(part.provider_metadata)
     if isinstance(part, TextPart):
         return PartRow(
-            turn_id=turn_id, position=position, kind=_TEXT, text=part.text, provider_metadata=metadata
+            turn_id=turn_id,
+            position=position,
+            kind=_TEXT,
+            text=part.text,
+            thought=part.thought,
+            provider_metadata=metadata,
         )
     validate_sha256(part.sha256)
     return PartRow(
@@ -507,6 +512,8 @@ def _part_to_row(turn_id: int, position: int, part: Part) -> PartRow:
         kind=_IMAGE,
         image_sha256=part.sha256,
         mime_type=part.mime_type,
+        role=part.role.value,
+        thought=part.thought,
         provider_metadata=metadata,
     )
 
@@ -514,9 +521,15 @@ def _part_to_row(turn_id: int, position: int, part: Part) -> PartRow:
 def _part_from_row(row: PartRow) -> Part:
     metadata = frozen_metadata(row.provider_metadata)
     if row.kind == _TEXT:
-        return TextPart(text=row.text or "", provider_metadata=metadata)
+        return TextPart(row.text or "", thought=row.thought, provider_metadata=metadata)
     if row.kind == _IMAGE and row.image_sha256 is not None and row.mime_type is not None:
-        return ImagePart(sha256=row.image_sha256, mime_type=row.mime_type, provider_metadata=metadata)
+        return ImagePart(
+            row.image_sha256,
+            row.mime_type,
+            role=ImageRole(row.role or ImageRole.INPUT),
+            thought=row.thought,
+            provider_metadata=metadata,
+        )
     raise ValueError(f"part {row.id} has unknown kind {row.kind!r} or no image")
 
 
@@ -527,15 +540,14 @@ def _turn_from_row(row: TurnRow, parts: list[Part]) -> Turn:
     return Turn(
         role=Role(row.role),
         parts=tuple(parts),
-        status=TurnStatus(row.status),
         provider=row.provider,
         model=row.model,
         finish_reason=row.finish_reason,
         error=error,
+        notice=row.notice,
         options=frozen_metadata(row.options),
-        usage=frozen_metadata(row.usage),
-        attempts=tuple(Attempt(**attempt) for attempt in row.attempts),
-        cost_usd=row.cost_usd,
+        usage=Usage.from_dict(row.usage) if row.usage else None,
+        attempts=tuple(Attempt.from_dict(attempt) for attempt in row.attempts),
         request_hash=row.request_hash,
         created_at=row.created_at,
     )

@@ -4,9 +4,10 @@ No I/O here (image bytes come through a loader), so every rule is tested against
 
 Replay rules (gemini-api.md §4-§5):
 - Gemini's own model turns are replayed exactly as received: same parts, same order, their
-  ``thoughtSignature`` and ``thought`` echoed verbatim from ``provider_metadata["gemini"]``.
-  Dropping a signature is a 400 on Gemini 3 image models. Only those keys are echoed
-  (``KNOWN_METADATA``), so no stored or imported key can replace the part's own data.
+  ``thought`` flag (the part's field) and ``thoughtSignature`` (verbatim from
+  ``provider_metadata["gemini"]``) echoed. Dropping a signature is a 400 on Gemini 3 image
+  models. Only allow-listed keys are echoed (``KNOWN_METADATA``), so no stored or imported key
+  can replace the part's own data.
 - A user turn whose answer failed is not dropped on its own (it may carry the uploaded
   photo): consecutive unanswered user turns are merged into the next user content, and the
   failed assistant turns themselves are never sent (the SDK's "curated history").
@@ -37,10 +38,10 @@ from chat.domain import (
     Role,
     TextPart,
     Turn,
-    TurnStatus,
-    frozen_metadata,
+    Usage,
     known_metadata,
     latest_answers,
+    token_count,
 )
 from chat.errors import (
     AuthError,
@@ -52,6 +53,7 @@ from chat.errors import (
     RateLimitedError,
     UnavailableError,
 )
+from chat.pricing import gemini_price
 from chat.providers.encoded_images import EncodedImages
 from chat.providers.http import parse_duration
 
@@ -112,7 +114,7 @@ def build_contents(
     for turn in recent:
         if turn.role is Role.USER:
             waiting += [part for p in turn.parts for part in _user_parts(p, encode)]
-        elif turn.status is not TurnStatus.OK or not waiting:
+        elif turn.failed or not waiting:
             continue
         elif _replayable(turn, model):
             contents.append({"role": "user", "parts": waiting})
@@ -129,11 +131,11 @@ def _as_text(turns: Sequence[Turn]) -> list[dict[str, Any]]:
     """Older history as plain user-side text: what was asked and answered, images omitted."""
     lines = []
     for turn in turns:
-        images = len([p for p in turn.images() if p.image_role is not ImageRole.MASK and not p.is_thought()])
+        images = len([p for p in turn.images() if p.role is not ImageRole.MASK and not p.thought])
         omitted = f" [{images} image{'s' if images != 1 else ''} omitted]" if images else ""
         if turn.role is Role.USER:
             lines.append(f"User: {turn.text()}{omitted}")
-        elif turn.status is TurnStatus.OK:
+        elif not turn.failed:
             lines.append(f"You answered: {turn.text() or '(an image)'}{omitted}")
     if not lines:
         return []
@@ -142,9 +144,9 @@ def _as_text(turns: Sequence[Turn]) -> list[dict[str, Any]]:
 
 def _user_parts(part: Part, encode: ImageEncoder) -> list[dict[str, Any]]:
     """Masks are for OpenAI; Gemini gets the painted region as a marked copy plus an instruction."""
-    if isinstance(part, ImagePart) and part.image_role is ImageRole.MASK:
+    if isinstance(part, ImagePart) and part.role is ImageRole.MASK:
         return []
-    if isinstance(part, ImagePart) and part.image_role is ImageRole.MARKED:
+    if isinstance(part, ImagePart) and part.role is ImageRole.MARKED:
         return [{"text": MARKED_NOTE}, _user_part(part, encode)]
     return [_user_part(part, encode)]
 
@@ -174,13 +176,14 @@ def _user_part(part: Part, encode: ImageEncoder) -> dict[str, Any]:
 
 
 def _model_part(part: Part, encode: ImageEncoder) -> dict[str, Any]:
-    """The part as Gemini sent it: its own data plus its allow-listed flags and signature.
+    """The part as Gemini sent it: its own data, its thought flag and its signature.
 
     The allow-list names no data field, so whatever a row stores (an imported ``inlineData``
-    included) cannot replace the part's own data; the order of keys stays as it always was,
-    so the request bodies of the response cache keep their hashes.
+    included) cannot replace the part's own data; the keys come in the order Gemini sends them
+    (data, ``thought``, ``thoughtSignature``), so the response cache's request bodies keep their hashes.
     """
-    echoed = dict(known_metadata(part.provider_metadata).get(PROVIDER, {}))
+    echoed = {"thought": True} if part.thought else {}
+    echoed |= known_metadata(part.provider_metadata).get(PROVIDER, {})
     if isinstance(part, TextPart):
         return {"text": part.text, **echoed}
     return {"inlineData": _inline(part, encode), **echoed}
@@ -250,7 +253,7 @@ def parse_response(body: Mapping[str, Any], *, model: str) -> ProviderReply:
         model=body.get("modelVersion") or model,
         parts=tuple(_reply_part(p) for p in raw_parts),
         finish_reason=finish,
-        usage=frozen_metadata(body.get("usageMetadata")),
+        usage=usage_from(body.get("usageMetadata"), model=body.get("modelVersion") or model),
         response_id=body.get("responseId"),
     )
     if not reply.parts:
@@ -260,19 +263,40 @@ def parse_response(body: Mapping[str, Any], *, model: str) -> ProviderReply:
     return reply
 
 
+def usage_from(raw: Any, *, model: str) -> Usage:
+    """``usageMetadata`` as neutral counts, priced: image output apart, thinking billed as text output."""
+    if not isinstance(raw, Mapping):
+        return Usage()
+    details = raw.get("candidatesTokensDetails")
+    image = sum(
+        token_count(d.get("tokenCount"))
+        for d in (details if isinstance(details, list) else [])
+        if isinstance(d, Mapping) and d.get("modality") == "IMAGE"
+    )
+    prompt = token_count(raw.get("promptTokenCount"))
+    text = max(token_count(raw.get("candidatesTokenCount")) - image, 0)
+    thoughts = token_count(raw.get("thoughtsTokenCount"))
+    cost = gemini_price(model).cost(text_in=prompt, text_out=text + thoughts, image_out=image)
+    return Usage(
+        input_tokens=prompt, output_tokens=text, image_tokens=image, thought_tokens=thoughts, cost_usd=cost
+    )
+
+
 def _reply_part(raw: Mapping[str, Any]) -> ReplyPart:
-    echoed = frozen_metadata({PROVIDER: {k: v for k, v in raw.items() if k not in _DATA_KEYS}})
+    """One answer part: its data, its thought flag, and what Gemini must get back (``KNOWN_METADATA``)."""
+    thought = raw.get("thought") is True
+    echoed = known_metadata({PROVIDER: {k: v for k, v in raw.items() if k not in _DATA_KEYS}})
     inline = raw.get("inlineData") or raw.get("inline_data")
     if inline is None:
         if "text" not in raw:
             raise UnavailableError(PROVIDER, f"unexpected part in the answer: {sorted(raw)}")
-        return TextPart(raw["text"], echoed)
+        return TextPart(raw["text"], thought=thought, provider_metadata=echoed)
     mime = inline.get("mimeType") or inline.get("mime_type") or "image/png"
     try:
         data = _decode_base64(str(inline.get("data", "")))
     except (binascii.Error, ValueError) as exc:
         raise UnavailableError(PROVIDER, "the image in the answer was corrupt (bad base64)") from exc
-    return ImageData(data, mime, echoed)
+    return ImageData(data, mime, thought=thought, provider_metadata=echoed)
 
 
 def _decode_base64(encoded: str) -> bytes:

@@ -36,9 +36,9 @@ from chat.domain import (
     ProviderReply,
     Role,
     Turn,
-    TurnStatus,
-    frozen_metadata,
+    Usage,
     mime_for,
+    token_count,
 )
 from chat.errors import (
     AuthError,
@@ -52,6 +52,7 @@ from chat.errors import (
     UnavailableError,
 )
 from chat.images import png_bytes
+from chat.pricing import OPENAI
 from chat.providers.http import parse_duration
 
 __all__ = [
@@ -101,8 +102,8 @@ def select_edit_inputs(history: Sequence[Turn]) -> EditInputs:
             (text for t in reversed(earlier) if t.role is Role.USER and (text := t.text().strip())),
             FALLBACK_PROMPT,
         )
-    attachments = [p for t in trailing for p in t.images() if p.image_role is ImageRole.INPUT]
-    masks = [p for t in trailing for p in t.images() if p.image_role is ImageRole.MASK]
+    attachments = [p for t in trailing for p in t.images() if p.role is ImageRole.INPUT]
+    masks = [p for t in trailing for p in t.images() if p.role is ImageRole.MASK]
     previous = _previous_image(earlier)
     images = _unique([previous, *attachments] if previous else attachments)[:MAX_IMAGES]
     return EditInputs(prompt=prompt, images=images, mask=masks[-1] if masks and images else None)
@@ -112,7 +113,7 @@ def _trailing_start(history: Sequence[Turn]) -> int:
     """Index just after the last successful assistant turn (0 if there is none)."""
     for index in range(len(history) - 1, -1, -1):
         turn = history[index]
-        if turn.role is Role.ASSISTANT and turn.status is TurnStatus.OK:
+        if turn.role is Role.ASSISTANT and not turn.failed:
             return index + 1
     return 0
 
@@ -121,10 +122,10 @@ def _previous_image(earlier: Sequence[Turn]) -> ImagePart | None:
     """The newest image before the request: an answer's shown image, or else an uploaded photo."""
     for turn in reversed(earlier):
         if turn.role is Role.ASSISTANT:
-            if turn.status is TurnStatus.OK and (image := turn.shown_image()):
+            if not turn.failed and (image := turn.shown_image()):
                 return image
             continue
-        inputs = [p for p in turn.images() if p.image_role is ImageRole.INPUT]
+        inputs = [p for p in turn.images() if p.role is ImageRole.INPUT]
         if inputs:
             return inputs[-1]
     return None
@@ -239,7 +240,7 @@ def _with_alpha(image: Image.Image) -> Image.Image:
 
 
 def parse_response(body: Mapping[str, Any], *, model: str, output_format: str | None) -> ProviderReply:
-    """The first base64 image of ``data`` with ``usage`` kept verbatim (for cost), or the error."""
+    """The first base64 image of ``data`` with its ``usage`` (and so its cost), or the error."""
     items = [item for item in body.get("data") or [] if isinstance(item, Mapping)]
     if not items:
         raise NoImageError(PROVIDER, "the response had no images")
@@ -252,17 +253,30 @@ def parse_response(body: Mapping[str, Any], *, model: str, output_format: str | 
     except (binascii.Error, ValueError) as exc:
         raise UnavailableError(PROVIDER, "the image in the answer was corrupt (bad base64)") from exc
     fmt = str(body.get("output_format") or output_format or "png")
-    meta = {k: body[k] for k in ("size", "quality", "background", "output_format") if body.get(k)}
-    if item.get("revised_prompt"):
-        meta["revised_prompt"] = item["revised_prompt"]
-    image = ImageData(data, mime_for(fmt), frozen_metadata({PROVIDER: meta} if meta else {}))
     return ProviderReply(
         provider=PROVIDER,
         model=model,
-        parts=(image,),
+        parts=(ImageData(data, mime_for(fmt)),),
         finish_reason=None,
-        usage=frozen_metadata(body.get("usage") if isinstance(body.get("usage"), Mapping) else None),
+        usage=usage_from(body.get("usage")),
     )
+
+
+def usage_from(raw: Any) -> Usage:
+    """``usage`` as neutral counts, priced: text and image input apart, image output apart."""
+    if not isinstance(raw, Mapping):
+        return Usage()
+    inputs = raw.get("input_tokens_details")
+    image_in = token_count(inputs.get("image_tokens")) if isinstance(inputs, Mapping) else 0
+    prompt = token_count(raw.get("input_tokens"))
+    output = token_count(raw.get("output_tokens"))
+    outputs = raw.get("output_tokens_details")
+    image_out = token_count(outputs.get("image_tokens")) if isinstance(outputs, Mapping) else output
+    text_out = max(output - image_out, 0)
+    cost = OPENAI.cost(
+        text_in=max(prompt - image_in, 0), image_in=image_in, text_out=text_out, image_out=image_out
+    )
+    return Usage(input_tokens=prompt, output_tokens=text_out, image_tokens=image_out, cost_usd=cost)
 
 
 # --- HTTP error -> error type --------------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chat.domain import Conversation, ImagePart, ImageRole, Role, TextPart, Turn, TurnStatus
+from chat.domain import Conversation, ImagePart, ImageRole, Role, Turn
 from chat.errors import PROVIDER_NAMES
 
 __all__ = [
@@ -26,7 +26,11 @@ __all__ = [
 ]
 
 ImagePath = Callable[[ImagePart], str | Path]  # where Gradio may copy the image from
-_ALT = {ImageRole.INPUT: "Your image", ImageRole.MARKED: "The area to change (magenta)"}
+_ALT = {
+    ImageRole.INPUT: "Your image",
+    ImageRole.ANSWER: "Your image",
+    ImageRole.MARKED: "The area to change (magenta)",
+}
 Message = dict[str, Any]
 
 
@@ -42,7 +46,7 @@ def to_messages(
         if turn.role is Role.USER:
             messages.append(_user_message(turn, image_path))
             continue
-        if thoughts := _thoughts(turn):
+        if thoughts := turn.thoughts():
             messages.append({"role": "assistant", "content": thoughts, "metadata": {"title": "Thinking"}})
         if turn.shown_image() is not None:
             version += 1
@@ -65,9 +69,9 @@ def pending_message(model: str) -> Message:
 
 def _user_message(turn: Turn, image_path: ImagePath) -> Message:
     content: list[Any] = [
-        {"path": str(image_path(p)), "alt_text": _ALT[p.image_role]}
+        {"path": str(image_path(p)), "alt_text": _ALT[p.role]}
         for p in turn.images()
-        if p.image_role is not ImageRole.MASK
+        if p.role is not ImageRole.MASK
     ]
     if text := turn.text():
         content.append(html.escape(text, quote=False))  # what the user typed is shown, never rendered as HTML
@@ -75,13 +79,13 @@ def _user_message(turn: Turn, image_path: ImagePath) -> Message:
 
 
 def _assistant_message(turn: Turn, image_path: ImagePath, version: int) -> Message:
-    if turn.status is TurnStatus.ERROR:
-        message = turn.error.message if turn.error else "This turn failed."
+    if turn.error is not None:
+        message = turn.error.message or "This turn failed."
         return {"role": "assistant", "content": f"\u26a0\ufe0f {message}"}
     image = turn.shown_image()
     lines = [text] if (text := turn.text()) else []
-    if turn.error:
-        lines.append(f"\u26a0\ufe0f {turn.error.message}")
+    if turn.notice:
+        lines.append(f"\u26a0\ufe0f {turn.notice}")
     lines.append(f"*{_attribution(turn, version if image else None)}*")
     content: list[Any] = ["\n\n".join(lines)]
     if image:
@@ -94,9 +98,8 @@ def _attribution(turn: Turn, version: int | None) -> str:
     bits = [f"v{version}"] if version else []
     who = " ".join(x for x in (turn.provider and _name(turn.provider), turn.model) if x) or "unknown model"
     bits.append(attempts_summary(turn) or who)
-    tokens = turn.usage.get("totalTokenCount", turn.usage.get("total_tokens"))
-    if isinstance(tokens, int):
-        bits.append(f"{tokens:,} tokens")
+    if turn.usage and turn.usage.total_tokens:
+        bits.append(f"{turn.usage.total_tokens:,} tokens")
     if turn.attempts and turn.attempts[-1].paid_by == "cache":
         bits.append("from cache")
     elif turn.cost_usd:
@@ -134,10 +137,6 @@ def _name(provider: str | None) -> str:
     return PROVIDER_NAMES.get(provider or "", provider or "unknown")
 
 
-def _thoughts(turn: Turn) -> str:
-    return "\n\n".join(p.text for p in turn.parts if isinstance(p, TextPart) and p.is_thought() and p.text)
-
-
 def _unanswered() -> Message:
     return {
         "role": "assistant",
@@ -155,18 +154,8 @@ def to_transcript(conversation: Conversation) -> dict[str, Any]:
     }
 
 
-def _transcript_role(turn: Turn, image: ImagePart) -> str:
-    return image.image_role.value if turn.role is Role.USER else "output"
-
-
-def _shown_images(turn: Turn) -> list[ImagePart]:
-    """Every image meant for the user; a thought image only when it is all there is."""
-    answers = [p for p in turn.images() if not p.is_thought()]
-    shown = turn.shown_image()
-    return answers or ([shown] if shown else [])
-
-
 def _transcript_turn(turn: Turn) -> dict[str, Any]:
+    """The turn's own serialisations (``to_dict``), with the parts as the chat shows them."""
     shown = turn.shown_image()
     return {
         "role": turn.role.value,
@@ -175,17 +164,14 @@ def _transcript_turn(turn: Turn) -> dict[str, Any]:
         "model": turn.model,
         "text": turn.text(),
         "images": [
-            {"sha256": p.sha256, "mime_type": p.mime_type, "role": _transcript_role(turn, p)}
-            for p in _shown_images(turn)
+            {"sha256": p.sha256, "mime_type": p.mime_type, "role": p.role.value} for p in turn.shown_images()
         ],
         "image_sha256": shown.sha256 if shown else None,
         "finish_reason": turn.finish_reason,
-        "error": {"kind": turn.error.kind, "message": turn.error.message} if turn.error else None,
-        "usage": dict(turn.usage),
-        "attempts": [
-            {"provider": a.provider, "model": a.model, "outcome": a.outcome, "detail": a.detail}
-            for a in turn.attempts
-        ],
+        "error": turn.error.to_dict() if turn.error else None,
+        "notice": turn.notice,
+        "usage": turn.usage.to_dict() if turn.usage else None,
+        "attempts": [attempt.to_dict() for attempt in turn.attempts],
         "attribution": attempts_summary(turn) if turn.attempts else None,
     }
 
@@ -194,7 +180,7 @@ def versions(conversation: Conversation) -> list[tuple[str, int]]:
     """Every generated image as ("v2 · OpenAI gpt-image-2", turn index), oldest first."""
     found: list[tuple[str, int]] = []
     for index, turn in enumerate(conversation.turns):
-        if turn.role is Role.ASSISTANT and turn.status is TurnStatus.OK and turn.shown_image():
+        if turn.role is Role.ASSISTANT and not turn.failed and turn.shown_image():
             who = " ".join(x for x in (turn.provider and _name(turn.provider), turn.model) if x)
             found.append((f"v{len(found) + 1} \u00b7 {who}", index))
     return found

@@ -15,7 +15,7 @@ SIGNED = frozen_metadata({"gemini": {"thoughtSignature": "c2ln"}})
 
 
 def image(n: int) -> ImagePart:
-    return ImagePart(f"{n:064x}", "image/png", SIGNED)
+    return ImagePart(f"{n:064x}", "image/png", provider_metadata=SIGNED)
 
 
 def conversation(pairs: int) -> list[Turn]:
@@ -23,7 +23,10 @@ def conversation(pairs: int) -> list[Turn]:
     for n in range(1, pairs + 1):
         turns.append(
             Turn(
-                role=Role.ASSISTANT, parts=(TextPart(f"v{n}", SIGNED), image(n)), provider="gemini", model="m"
+                role=Role.ASSISTANT,
+                parts=(TextPart(f"v{n}", provider_metadata=SIGNED), image(n)),
+                provider="gemini",
+                model="m",
             )
         )
         turns.append(Turn(role=Role.USER, parts=(TextPart(f"edit {n + 1}"),)))

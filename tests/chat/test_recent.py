@@ -9,7 +9,12 @@ from chat.recent import RecentConversations, conversation_chars
 def conversation(conversation_id: str, signature_chars: int = 10) -> Conversation:
     answer = Turn(
         role=Role.ASSISTANT,
-        parts=(TextPart("Done.", frozen_metadata({"gemini": {"thoughtSignature": "s" * signature_chars}})),),
+        parts=(
+            TextPart(
+                "Done.",
+                provider_metadata=frozen_metadata({"gemini": {"thoughtSignature": "s" * signature_chars}}),
+            ),
+        ),
     )
     return Conversation(
         id=conversation_id, title="t", turns=(Turn(role=Role.USER, parts=(TextPart("hi"),)), answer)

@@ -24,6 +24,7 @@ from chat.domain import (
     TextPart,
     Turn,
     TurnStatus,
+    Usage,
     frozen_metadata,
 )
 from chat.errors import AccessError, InputError, NoImageError, UnavailableError
@@ -49,9 +50,9 @@ def reply_with_image(data: bytes, text: str = "Done.", signature: str = "c2ln") 
     return ProviderReply(
         provider="gemini",
         model="gemini-3.1-flash-image",
-        parts=(TextPart(text, meta), ImageData(data, "image/png", meta)),
+        parts=(TextPart(text, provider_metadata=meta), ImageData(data, "image/png", provider_metadata=meta)),
         finish_reason="STOP",
-        usage=frozen_metadata({"totalTokenCount": 1200}),
+        usage=Usage(input_tokens=200, image_tokens=1000),
     )
 
 
@@ -138,7 +139,7 @@ async def test_send_stores_user_turn_before_calling_the_provider(service, provid
     assert user.text() == "make the sky stormy"
     assert stored.title == "make the sky stormy"
     assert [t.role for t in answered.turns] == [Role.USER, Role.ASSISTANT]
-    assert answered.turns[1].provider == "gemini" and answered.turns[1].usage["totalTokenCount"] == 1200
+    assert answered.turns[1].provider == "gemini" and answered.turns[1].usage.total_tokens == 1200
 
 
 async def test_second_turn_replays_first_answer_with_its_signature(service, provider):
@@ -259,7 +260,7 @@ async def test_text_only_answer_is_kept_with_a_notice(service, provider):
     *_, done = await collect(service.send(ACTOR, None, "remove the car", options=OPTIONS))
     answer = done.turns[-1]
     assert answer.status is TurnStatus.OK and answer.text() == "Which car do you mean?"
-    assert answer.error.kind == "no_image"
+    assert answer.error is None and "image" in answer.notice
 
 
 async def test_corrupt_image_from_provider_becomes_an_error_turn(service, provider, data_dir):
@@ -305,7 +306,7 @@ async def test_painted_region_becomes_a_marked_copy_and_a_mask(service, provider
         service.send(ACTOR, first.id, "paint it red", options=OPTIONS, painted=out.getvalue())
     )
     user = stored.turns[-1]
-    roles = [p.image_role.value for p in user.images()]
+    roles = [p.role.value for p in user.images()]
     assert roles == ["marked", "mask"]
     mask = Image.open(io.BytesIO(service_blob(service, user.images()[1])))
     assert mask.size == (40, 30) and mask.mode == "RGBA"

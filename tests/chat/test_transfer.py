@@ -28,6 +28,7 @@ from chat.domain import (
     Turn,
     TurnError,
     TurnStatus,
+    Usage,
     frozen_metadata,
 )
 from chat.errors import InputError
@@ -59,8 +60,10 @@ MARKED = encode((255, 0, 255), "PNG")
 IMAGES = {sha(data): data for data in (PHOTO, EDITED, OPENAI_JPEG, MASK, MARKED)}
 
 
-def image(data: bytes, mime_type: str = "image/png", **metadata: Any) -> ImagePart:
-    return ImagePart(sha(data), mime_type, frozen_metadata(metadata))
+def image(
+    data: bytes, mime_type: str = "image/png", *, role: ImageRole = ImageRole.INPUT, **metadata: Any
+) -> ImagePart:
+    return ImagePart(sha(data), mime_type, role=role, provider_metadata=frozen_metadata(metadata))
 
 
 def at(minute: int) -> datetime:
@@ -86,17 +89,18 @@ def conversation(title: str = "Pink sky") -> Conversation:
             Turn(
                 Role.ASSISTANT,
                 (
-                    TextPart("**Planning** the sky", frozen_metadata({"gemini": {"thought": True}})),
+                    TextPart("**Planning** the sky", thought=True),
                     TextPart(
-                        "Here is the pink sky.", frozen_metadata({"gemini": {"thoughtSignature": SIGNATURE}})
+                        "Here is the pink sky.",
+                        provider_metadata=frozen_metadata({"gemini": {"thoughtSignature": SIGNATURE}}),
                     ),
-                    image(EDITED, gemini={"thoughtSignature": SIGNATURE[::-1]}),
+                    image(EDITED, role=ImageRole.ANSWER, gemini={"thoughtSignature": SIGNATURE[::-1]}),
                 ),
                 provider="gemini",
                 model="gemini-2.5-flash-image",
                 finish_reason="STOP",
                 options=OPTIONS,
-                usage=frozen_metadata({"promptTokenCount": 1290, "candidatesTokenCount": 1300}),
+                usage=Usage(input_tokens=1290, output_tokens=20, image_tokens=1280),
                 attempts=(Attempt("gemini", "gemini-2.5-flash-image", "ok"),),
                 created_at=at(2),
             ),
@@ -104,7 +108,6 @@ def conversation(title: str = "Pink sky") -> Conversation:
             Turn(
                 Role.ASSISTANT,
                 (),
-                status=TurnStatus.ERROR,
                 error=TurnError(
                     "unavailable", "OpenAI is unavailable right now (503). Press Retry in a moment."
                 ),
@@ -117,19 +120,19 @@ def conversation(title: str = "Pink sky") -> Conversation:
             ),
             Turn(
                 Role.ASSISTANT,
-                (image(OPENAI_JPEG, "image/jpeg"),),
+                (image(OPENAI_JPEG, "image/jpeg", role=ImageRole.ANSWER),),
                 provider="openai",
                 model="gpt-image-1",
                 finish_reason="completed",
-                usage=frozen_metadata({"input_tokens": 50, "output_tokens": 4160}),
+                usage=Usage(input_tokens=50, image_tokens=4160),
                 attempts=(Attempt("openai", "gpt-image-1", "ok"),),
                 created_at=at(5),
             ),
             Turn(
                 Role.USER,
                 (
-                    image(MASK, retouch={"role": "mask"}),
-                    image(MARKED, retouch={"role": "marked"}),
+                    image(MASK, role=ImageRole.MASK),
+                    image(MARKED, role=ImageRole.MARKED),
                     image(PHOTO),
                     TextPart("Remove this"),
                 ),
@@ -230,12 +233,12 @@ def test_provider_metadata_survives_verbatim_for_replay() -> None:
     thought, answer, edited = turns[1].parts
     mask, marked, photo, _ = turns[5].parts
 
-    assert thought.is_thought()
-    assert dict(thought.provider_metadata) == {"gemini": {"thought": True}}
+    assert thought.thought
+    assert dict(thought.provider_metadata) == {}
     assert answer.provider_metadata["gemini"]["thoughtSignature"] == SIGNATURE
     assert len(SIGNATURE) == 8000
     assert dict(edited.provider_metadata) == {"gemini": {"thoughtSignature": SIGNATURE[::-1]}}
-    assert [mask.image_role, marked.image_role, photo.image_role] == [
+    assert [mask.role, marked.role, photo.role] == [
         ImageRole.MASK,
         ImageRole.MARKED,
         ImageRole.INPUT,
@@ -317,7 +320,7 @@ def test_transcript_names_format_version_title_and_export_time() -> None:
 
     assert {key: transcript[key] for key in ("format", "version", "title", "exported_at")} == {
         "format": "retouch-conversation",
-        "version": 1,
+        "version": 2,
         "title": "Pink sky",
         "exported_at": "2025-03-04T05:06:07+00:00",
     }
@@ -336,14 +339,26 @@ def test_transcript_turns_have_the_documented_shape() -> None:
 
     assert turn | {"parts": None} == {
         "role": "assistant",
-        "status": "ok",
         "provider": "gemini",
         "model": "gemini-2.5-flash-image",
         "finish_reason": "STOP",
         "error": None,
-        "usage": {"promptTokenCount": 1290, "candidatesTokenCount": 1300},
+        "notice": None,
+        "usage": {
+            "input_tokens": 1290,
+            "output_tokens": 20,
+            "image_tokens": 1280,
+            "thought_tokens": 0,
+            "cost_usd": 0.0,
+        },
         "attempts": [
-            {"provider": "gemini", "model": "gemini-2.5-flash-image", "outcome": "ok", "detail": ""}
+            {
+                "provider": "gemini",
+                "model": "gemini-2.5-flash-image",
+                "outcome": "ok",
+                "detail": "",
+                "paid_by": "server",
+            }
         ],
         "created_at": "2025-03-04T05:02:00+00:00",
         "parts": None,
@@ -352,13 +367,16 @@ def test_transcript_turns_have_the_documented_shape() -> None:
         "kind": "image",
         "sha256": sha(EDITED),
         "mime_type": "image/png",
+        "role": "answer",
+        "thought": False,
         "file": f"images/{sha(EDITED)}.png",
         "provider_metadata": {"gemini": {"thoughtSignature": SIGNATURE[::-1]}},
     }
     assert turn["parts"][0] == {
         "kind": "text",
         "text": "**Planning** the sky",
-        "provider_metadata": {"gemini": {"thought": True}},
+        "thought": True,
+        "provider_metadata": {},
     }
 
 
@@ -483,11 +501,11 @@ def test_transcript_that_is_a_list_is_refused() -> None:
     refused(make_zip(entries), "This ZIP file is not a Retouch conversation export")
 
 
-@pytest.mark.parametrize(("version", "shown"), [(2, "2"), ("1", "'1'"), (True, "True"), (None, "None")])
+@pytest.mark.parametrize(("version", "shown"), [(3, "3"), ("1", "'1'"), (True, "True"), (None, "None")])
 def test_transcript_with_an_unsupported_version_is_refused(version: object, shown: str) -> None:
     refused(
         with_transcript(lambda t: t.update(version=version)),
-        f"This export has format version {shown}, which this Retouch cannot read (it reads version 1).",
+        f"This export has format version {shown}, which this Retouch cannot read (it reads versions 1 and 2).",
     )
 
 
@@ -500,7 +518,6 @@ def test_transcript_with_an_unsupported_version_is_refused(version: object, show
         (lambda t: t["turns"].append("user"), "turn 7: expected an object"),
         (lambda t: t["turns"][0].update(role="system"), "turn 1: unknown role \u201csystem\u201d"),
         (lambda t: t["turns"][0].pop("role"), "turn 1: \u201crole\u201d is missing"),
-        (lambda t: t["turns"][3].update(status="pending"), "turn 4: unknown status \u201cpending\u201d"),
         (lambda t: t["turns"][1].update(model=3), "turn 2: \u201cmodel\u201d must be a string or null"),
         (lambda t: t["turns"][1].update(usage=[]), "turn 2: \u201cusage\u201d must be an object"),
         (
@@ -608,7 +625,7 @@ def test_gif_images_are_accepted() -> None:
 
     result = import_zip(make_zip(entries))
 
-    assert result.turns[4].parts == (ImagePart(sha(gif), "image/gif"),)
+    assert result.turns[4].parts == (ImagePart(sha(gif), "image/gif", role=ImageRole.ANSWER),)
     assert result.images[sha(gif)] == (gif, "image/gif")
 
 
@@ -742,7 +759,7 @@ def test_a_turn_whose_usage_attempts_and_error_are_too_large_is_refused() -> Non
 def test_a_transcript_larger_than_its_limit_is_refused_before_it_is_read() -> None:
     refused(
         exported(),
-        "The transcript in this file is 21 kB; the limit is 10 kB. Import a smaller conversation.",
+        "The transcript in this file is 22 kB; the limit is 10 kB. Import a smaller conversation.",
         max_transcript_bytes=10 * 1024,
     )
 
@@ -809,8 +826,7 @@ def test_metadata_that_would_replace_a_parts_data_is_dropped() -> None:
     part = with_metadata(forged).turns[1].parts[1]
 
     assert part == TextPart(
-        "Here is the pink sky.",
-        frozen_metadata({"gemini": {"thoughtSignature": "c2ln"}, "openai": {"size": "1024x1024"}}),
+        "Here is the pink sky.", provider_metadata=frozen_metadata({"gemini": {"thoughtSignature": "c2ln"}})
     )
 
 
@@ -828,4 +844,72 @@ def test_metadata_of_the_wrong_kind_is_dropped(metadata: dict[str, Any]) -> None
     part = with_metadata(metadata, turn=5, part=0).turns[5].parts[0]
 
     assert dict(part.provider_metadata) == {}
-    assert part.image_role is ImageRole.INPUT and not part.is_thought()
+    assert part.role is ImageRole.MASK and not part.thought  # its own fields, not the metadata
+
+
+# --- version 1 (before image roles and thought flags were fields) ---------------------------------
+
+
+def as_version_1(transcript: dict[str, Any]) -> None:
+    """The transcript as Retouch wrote it in format version 1 (changed in place)."""
+    transcript["version"] = 1
+    for turn in transcript["turns"]:
+        if turn["role"] == "assistant":
+            turn["status"] = "error" if turn["error"] else "ok"
+        if turn.pop("notice", None):
+            turn["error"] = {"kind": "no_image", "message": "Gemini answered without an image."}
+        turn["usage"] = {"promptTokenCount": 1290} if turn.get("usage") else {}
+        for part in turn["parts"]:
+            metadata = part["provider_metadata"]
+            if part.pop("thought"):
+                metadata.setdefault("gemini", {})["thought"] = True
+            if part.get("role") in ("mask", "marked"):
+                metadata["retouch"] = {"role": part["role"]}
+            part.pop("role", None)
+
+
+def test_a_version_1_export_imports_with_roles_and_thoughts_as_fields() -> None:
+    turns = import_zip(with_transcript(as_version_1)).turns
+
+    original = conversation().turns
+    assert [part.role for part in turns[5].images()] == [ImageRole.MASK, ImageRole.MARKED, ImageRole.INPUT]
+    assert [part.role for part in turns[1].images()] == [ImageRole.ANSWER]
+    assert turns[1].parts[0].thought and dict(turns[1].parts[0].provider_metadata) == {}
+    assert turns[1].parts[1:] == original[1].parts[1:]
+    assert turns[1].usage is None  # version 1 kept the provider's raw report, without a cost
+    assert turns[3].error == original[3].error
+
+
+def test_a_version_1_text_only_answer_becomes_an_answer_with_a_notice() -> None:
+    def text_only_answer(transcript: dict[str, Any]) -> None:
+        as_version_1(transcript)
+        transcript["turns"][4] = {
+            "role": "assistant",
+            "status": "ok",
+            "error": {"kind": "no_image", "message": "Gemini answered without an image."},
+            "parts": [{"kind": "text", "text": "Which car?", "provider_metadata": {}}],
+        }
+
+    answer = import_zip(with_transcript(text_only_answer)).turns[4]
+
+    assert answer.error is None and answer.status is TurnStatus.OK
+    assert answer.notice == "Gemini answered without an image." and answer.text() == "Which car?"
+
+
+def test_a_version_1_turn_with_an_unknown_status_is_refused() -> None:
+    def pending(transcript: dict[str, Any]) -> None:
+        as_version_1(transcript)
+        transcript["turns"][3]["status"] = "pending"
+
+    refused(
+        with_transcript(pending),
+        "transcript.json in this file is not valid (turn 4: unknown status \u201cpending\u201d). "
+        + EXPORT_AGAIN,
+    )
+
+
+def test_a_failed_turn_with_parts_is_refused() -> None:
+    refused(
+        with_transcript(lambda t: t["turns"][3].update(parts=[{"kind": "text", "text": "hm"}])),
+        "(turn 4: a failed answer has an error only, no parts, usage or notice)",
+    )

@@ -233,7 +233,7 @@ def forged_export(answer: dict[str, Any]) -> bytes:
     reply = parse_response(answer, model=DEFAULT_GEMINI_MODEL)
     images = {hashlib.sha256(p.data).hexdigest(): p.data for p in reply.parts if isinstance(p, ImageData)}
     parts = [
-        ImagePart(hashlib.sha256(p.data).hexdigest(), p.mime_type, p.provider_metadata)
+        ImagePart(hashlib.sha256(p.data).hexdigest(), p.mime_type, provider_metadata=p.provider_metadata)
         if isinstance(p, ImageData)
         else p
         for p in reply.parts

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine, create_engine, inspect, text
 from sqlmodel import SQLModel
 
 import storage.migrations
+from chat.domain import ImageRole, Usage
 from storage import get_conversation, migrate, schema_version, session_scope
 from storage.db import DB_FILENAME
 
@@ -22,6 +23,7 @@ ALL = [
     "m004_owners_and_share_links",
     "m005_daily_spend",
     "m006_turn_cost_and_request_hash",
+    "m007_part_roles_and_neutral_usage",
 ]
 
 
@@ -54,7 +56,7 @@ def _schema(engine: Engine) -> dict[str, dict[str, Any]]:
 
 def test_blank_database_gets_every_migration(engine: Engine, data_dir: Path) -> None:
     # the ``engine`` fixture has run migrate() on a blank file
-    assert schema_version(engine) == len(ALL) == 6
+    assert schema_version(engine) == len(ALL) == 7
     assert _pragma(engine, "journal_mode") == "wal"
     assert _pragma(engine, "foreign_keys") == 1
     assert _pragma(engine, "busy_timeout") == 30000
@@ -94,7 +96,7 @@ def test_previous_schema_is_upgraded_with_data_intact(open_engine: Callable[[], 
     assert [t.text() for t in loaded.turns] == ["make it red", "Done."]
     assert loaded.turns[1].parts[0].provider_metadata == {"gemini": {"thoughtSignature": "c2ln"}}
     assert loaded.turns[1].options == {"model": "gemini-2.5-flash-image"}
-    assert (loaded.turns[1].usage, loaded.turns[1].finish_reason) == ({}, None)
+    assert (loaded.turns[1].usage, loaded.turns[1].finish_reason) == (None, None)
     assert loaded.turns[1].attempts == ()
 
 
@@ -110,7 +112,7 @@ def test_version_two_is_upgraded_to_the_latest_with_turns_intact(open_engine: Ca
     with session_scope(engine) as session:
         loaded = get_conversation(session=session, conversation_id="old")
     assert loaded is not None
-    assert loaded.turns[1].usage == {"totalTokenCount": 7}
+    assert loaded.turns[1].usage == Usage()  # a total alone says nothing of what was priced how
     assert [t.attempts for t in loaded.turns] == [(), ()]
 
 
@@ -206,8 +208,68 @@ def test_version_three_gains_owners_and_share_links_with_old_rows_unowned(
         "m004_owners_and_share_links",
         "m005_daily_spend",
         "m006_turn_cost_and_request_hash",
+        "m007_part_roles_and_neutral_usage",
     ]
 
     with engine.connect() as conn:
         assert conn.execute(text("SELECT owner_id FROM conversation")).scalars().all() == [None]
     assert inspect(engine).has_table("share_link")
+
+
+def test_version_six_gets_roles_and_thoughts_as_fields_and_neutral_usage(
+    open_engine: Callable[[], Engine],
+) -> None:
+    engine = open_engine()
+    migrate(engine, until="m006_turn_cost_and_request_hash")
+    sha = "ab" * 32
+    with engine.begin() as conn:
+        _insert_m001_conversation(conn)
+        conn.execute(
+            text(
+                "INSERT INTO image (sha256, mime_type, width, height, size_bytes, created_at) VALUES (:sha, 'image/png', 1, 1, 1, '2025-12-31 23:00:00.000000')"
+            ),
+            {"sha": sha},
+        )
+        usage = '{"promptTokenCount": 100, "candidatesTokenCount": 1300, "thoughtsTokenCount": 20, "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": 1290}]}'
+        conn.execute(text("UPDATE turn SET usage = :usage, cost_usd = 0.25 WHERE id = 2"), {"usage": usage})
+        conn.execute(
+            text(
+                "INSERT INTO part (turn_id, position, kind, image_sha256, mime_type, provider_metadata) VALUES "
+                "(1, 1, 'image', :sha, 'image/png', '{\"retouch\": {\"role\": \"mask\"}}'), "
+                '(2, 1, \'image\', :sha, \'image/png\', \'{"gemini": {"thought": true, "thoughtSignature": "czI="}}\'), '
+                "(2, 2, 'image', :sha, 'image/png', '{\"openai\": {\"size\": \"1024x1024\"}}')"
+            ),
+            {"sha": sha},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO turn (id, conversation_id, seq, role, status, provider, model, options, usage, attempts, error_kind, error_message, created_at) "
+                "VALUES (3, 'old', 2, 'assistant', 'ok', 'gemini', 'm', '{}', '{}', '[]', 'no_image', 'No image this time.', '2025-12-31 23:00:00.000000')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO part (turn_id, position, kind, text, provider_metadata) VALUES (3, 0, 'text', 'Which car?', '{}')"
+            )
+        )
+
+    assert migrate(engine) == ["m007_part_roles_and_neutral_usage"]
+
+    with session_scope(engine) as session:
+        loaded = get_conversation(session=session, conversation_id="old")
+    assert loaded is not None
+    user, answer, text_only = loaded.turns
+    assert [p.role for p in user.images()] == [ImageRole.MASK]
+    thought, plain = answer.images()
+    assert (thought.role, thought.thought, dict(thought.provider_metadata)) == (
+        ImageRole.ANSWER,
+        True,
+        {"gemini": {"thoughtSignature": "czI="}},
+    )
+    assert (plain.role, plain.thought, dict(plain.provider_metadata)) == (ImageRole.ANSWER, False, {})
+    assert answer.usage == Usage(
+        input_tokens=100, output_tokens=10, image_tokens=1290, thought_tokens=20, cost_usd=0.25
+    )
+    assert user.usage is None
+    assert text_only.error is None and text_only.notice == "No image this time."
+    assert text_only.text() == "Which car?"

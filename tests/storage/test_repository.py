@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -20,7 +20,7 @@ from chat.domain import (
     TextPart,
     Turn,
     TurnError,
-    TurnStatus,
+    Usage,
     frozen_metadata,
 )
 from storage import (
@@ -60,15 +60,18 @@ def _assistant_turn(image: ImagePart) -> Turn:
     return Turn(
         role=Role.ASSISTANT,
         parts=(
-            TextPart("**Planning** the recolour…", frozen_metadata({"gemini": {"thought": True}})),
+            TextPart("**Planning** the recolour…", thought=True),
             replace(image, provider_metadata=frozen_metadata({"gemini": {"thoughtSignature": SIGNATURE}})),
-            TextPart("Here is the violet sky.", frozen_metadata({"gemini": {"thoughtSignature": "c2ln"}})),
+            TextPart(
+                "Here is the violet sky.",
+                provider_metadata=frozen_metadata({"gemini": {"thoughtSignature": "c2ln"}}),
+            ),
         ),
         provider="gemini",
         model="gemini-3-pro-image-preview",
         finish_reason="STOP",
         options=frozen_metadata({"model": "gemini-3-pro-image-preview", "temperature": 0.4, "stop": ["x"]}),
-        usage=frozen_metadata({"promptTokenCount": 1290, "candidatesTokenCount": 1410}),
+        usage=Usage(input_tokens=1290, output_tokens=120, image_tokens=1290, cost_usd=0.16),
     )
 
 
@@ -102,19 +105,20 @@ def test_conversation_survives_a_restart_exactly(
     )
     assistant = loaded.turns[1]
     assert assistant.parts[1].provider_metadata["gemini"]["thoughtSignature"] == SIGNATURE
-    assert [p.is_thought() for p in assistant.parts] == [True, False, False]
+    assert [p.thought for p in assistant.parts] == [True, False, False]
     assert assistant.text() == "Here is the violet sky."
     assert loaded.latest_image() == assistant.parts[1]
     assert loaded.updated_at.tzinfo is UTC and assistant.created_at.tzinfo is UTC
     with pytest.raises(TypeError):
-        assistant.usage["promptTokenCount"] = 0  # type: ignore[index]
+        assistant.options["model"] = "other"  # type: ignore[index]
+    with pytest.raises(FrozenInstanceError):
+        assistant.usage.input_tokens = 0  # type: ignore[misc,union-attr]
 
 
 def test_error_turn_round_trips(engine: Engine) -> None:
     failed = Turn(
         role=Role.ASSISTANT,
         parts=(),
-        status=TurnStatus.ERROR,
         provider="gemini",
         model="gemini-2.5-flash-image",
         error=TurnError(kind="RateLimited", message="Gemini is busy; try again in a minute."),

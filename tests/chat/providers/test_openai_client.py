@@ -11,7 +11,15 @@ import pytest
 from PIL import Image, PngImagePlugin
 from pydantic import SecretStr
 
-from chat.domain import GenerationOptions, ImagePart, OpenAIOptions, Role, TextPart, Turn, frozen_metadata
+from chat.domain import (
+    GenerationOptions,
+    ImagePart,
+    ImageRole,
+    OpenAIOptions,
+    Role,
+    TextPart,
+    Turn,
+)
 from chat.errors import (
     AuthError,
     BadRequestError,
@@ -40,9 +48,7 @@ MASK_BYTES = png((12, 8), color=(0, 0, 0, 0))
 STORE = {hashlib.sha256(data).hexdigest(): data for data in (PREVIOUS_BYTES, UPLOAD_BYTES, MASK_BYTES)}
 PREVIOUS = ImagePart(hashlib.sha256(PREVIOUS_BYTES).hexdigest(), "image/png")
 UPLOAD = ImagePart(hashlib.sha256(UPLOAD_BYTES).hexdigest(), "image/png")
-MASK = ImagePart(
-    hashlib.sha256(MASK_BYTES).hexdigest(), "image/png", frozen_metadata({"retouch": {"role": "mask"}})
-)
+MASK = ImagePart(hashlib.sha256(MASK_BYTES).hexdigest(), "image/png", role=ImageRole.MASK)
 
 EDIT_HISTORY = [
     Turn(role=Role.USER, parts=(TextPart("stormy sky"),)),
@@ -119,7 +125,7 @@ async def test_edit_posts_the_previous_output_unmodified_as_multipart():
     assert b"response_format" not in request.content
     assert reply.provider == "openai" and reply.model == "gpt-image-2"
     assert reply.final_image().data == b"img" and reply.final_image().mime_type == "image/png"
-    assert dict(reply.usage) == OK_BODY["usage"]
+    assert (reply.usage.input_tokens, reply.usage.image_tokens, reply.usage.total_tokens) == (7, 4160, 4167)
 
 
 async def test_attachment_and_mask_fitted_to_the_first_image():

@@ -13,12 +13,13 @@ from chat.catalog import DEFAULT_OPENAI_MODEL, OPENAI_MODELS, openai_model
 from chat.domain import (
     ImageData,
     ImagePart,
+    ImageRole,
     OpenAIOptions,
     Role,
     TextPart,
     Turn,
     TurnError,
-    TurnStatus,
+    Usage,
     frozen_metadata,
 )
 from chat.errors import (
@@ -42,11 +43,13 @@ from chat.providers.openai_wire import (
 
 PHOTO = ImagePart("a" * 64, "image/jpeg")
 SECOND = ImagePart("c" * 64, "image/png")
-EDIT1 = ImagePart("b" * 64, "image/png", frozen_metadata({"gemini": {"thoughtSignature": "c2lnLTE="}}))
+EDIT1 = ImagePart(
+    "b" * 64, "image/png", provider_metadata=frozen_metadata({"gemini": {"thoughtSignature": "c2lnLTE="}})
+)
 EDIT2 = ImagePart("e" * 64, "image/png")
-THOUGHT = ImagePart("d" * 64, "image/png", frozen_metadata({"gemini": {"thought": True}}))
-MASK = ImagePart("f" * 64, "image/png", frozen_metadata({"retouch": {"role": "mask"}}))
-MARKED = ImagePart("9" * 64, "image/png", frozen_metadata({"retouch": {"role": "marked"}}))
+THOUGHT = ImagePart("d" * 64, "image/png", thought=True)
+MASK = ImagePart("f" * 64, "image/png", role=ImageRole.MASK)
+MARKED = ImagePart("9" * 64, "image/png", role=ImageRole.MARKED)
 
 
 def user(*parts) -> Turn:
@@ -58,9 +61,7 @@ def answer(*parts, provider: str = "gemini") -> Turn:
 
 
 def failed() -> Turn:
-    return Turn(
-        role=Role.ASSISTANT, parts=(), status=TurnStatus.ERROR, provider="gemini", error=TurnError("x", "503")
-    )
+    return Turn(role=Role.ASSISTANT, parts=(), provider="gemini", error=TurnError("x", "503"))
 
 
 def png(size: tuple[int, int], mode: str = "RGBA", color=(0, 0, 0, 255)) -> bytes:
@@ -389,7 +390,7 @@ class TestParseResponse:
         "total_tokens": 4210,
     }
 
-    def test_first_b64_image_and_usage_verbatim(self):
+    def test_first_b64_image_and_its_usage_priced(self):
         body = {
             "created": 1,
             "data": [{"b64_json": base64.b64encode(b"img").decode()}, {"b64_json": "b3RoZXI="}],
@@ -401,24 +402,22 @@ class TestParseResponse:
         assert reply.provider == "openai"
         assert reply.model == "gpt-image-2"
         assert reply.finish_reason is None
-        assert reply.parts == (
-            ImageData(
-                b"img",
-                "image/webp",
-                frozen_metadata({"openai": {"size": "1024x1024", "output_format": "webp"}}),
-            ),
-        )
-        assert dict(reply.usage) == self.USAGE
+        assert reply.parts == (ImageData(b"img", "image/webp"),)
+        # gpt-image-1's rates (chat/pricing.py): text in $5, image in $10, image out $40 per 1M
+        expected = (10 * 5.0 + 40 * 10.0 + 4160 * 40.0) / 1e6
+        assert reply.usage == Usage(input_tokens=50, image_tokens=4160, cost_usd=expected)
+        assert reply.usage.total_tokens == 4210
 
     def test_mime_from_requested_format_else_png(self):
         body = {"data": [{"b64_json": "aW1n"}]}
         assert parse_response(body, model="m", output_format="jpeg").final_image().mime_type == "image/jpeg"
         assert parse_response(body, model="m", output_format=None).final_image().mime_type == "image/png"
 
-    def test_revised_prompt_is_kept_on_the_image(self):
-        body = {"data": [{"b64_json": "aW1n", "revised_prompt": "a red bike"}]}
+    def test_nothing_of_the_answer_is_kept_as_metadata(self):
+        # OpenAI keeps no conversation, so there is nothing it must get back on a later call.
+        body = {"data": [{"b64_json": "aW1n", "revised_prompt": "a red bike"}], "size": "1024x1024"}
         image = parse_response(body, model="m", output_format=None).final_image()
-        assert dict(image.provider_metadata) == {"openai": {"revised_prompt": "a red bike"}}
+        assert dict(image.provider_metadata) == {}
 
     @pytest.mark.parametrize("body", [{"data": []}, {}, {"data": [{"url": "https://x.test/a.png"}]}])
     def test_no_base64_image_is_no_image(self, body):

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from chat.domain import (
     Conversation,
     ImagePart,
+    ImageRole,
     Role,
     TextPart,
     Turn,
     TurnError,
-    TurnStatus,
+    Usage,
     frozen_metadata,
 )
 from chat.ui.render import pending_message, to_messages, to_transcript
 
 MODEL = "gemini-3.1-flash-image"
 SIGNATURE = "c2lnbmF0dXJlLXRoYXQtbXVzdC1uZXZlci1sZWFr"
-THOUGHT = frozen_metadata({"gemini": {"thought": True, "thoughtSignature": SIGNATURE}})
 SIGNED = frozen_metadata({"gemini": {"thoughtSignature": SIGNATURE}})
 WARN = "\u26a0\ufe0f"
 DOT = "\u00b7"
@@ -37,24 +38,24 @@ def image_path(part: ImagePart) -> Path:
     return Path("/blobs") / f"{part.sha256}.png"
 
 
-def png(sha: str, metadata: dict | None = None) -> ImagePart:
-    return ImagePart(sha, "image/png", frozen_metadata(metadata))
+def png(sha: str, metadata: dict | None = None, *, thought: bool = False) -> ImagePart:
+    return ImagePart(sha, "image/png", thought=thought, provider_metadata=frozen_metadata(metadata))
 
 
 def user(*parts: TextPart | ImagePart) -> Turn:
     return Turn(role=Role.USER, parts=parts)
 
 
-def answer(*parts: TextPart | ImagePart, tokens: int | None = 1234, error: TurnError | None = None) -> Turn:
-    usage = {"promptTokenCount": 1000, "totalTokenCount": tokens} if tokens is not None else {}
+def answer(*parts: TextPart | ImagePart, tokens: int | None = 1234, notice: str | None = None) -> Turn:
+    usage = Usage(input_tokens=tokens) if tokens is not None else None
     return Turn(
         role=Role.ASSISTANT,
-        parts=parts,
+        parts=tuple(replace(p, role=ImageRole.ANSWER) if isinstance(p, ImagePart) else p for p in parts),
         provider="gemini",
         model=MODEL,
         finish_reason="STOP",
-        error=error,
-        usage=frozen_metadata(usage),
+        notice=notice,
+        usage=usage,
         options=frozen_metadata({"model": MODEL}),
         created_at=datetime(2026, 11, 1, tzinfo=UTC),
     )
@@ -64,10 +65,9 @@ def failed(message: str | None, kind: str = "unavailable") -> Turn:
     return Turn(
         role=Role.ASSISTANT,
         parts=(),
-        status=TurnStatus.ERROR,
         provider="gemini",
         model=MODEL,
-        error=TurnError(kind, message) if message is not None else None,
+        error=TurnError(kind, message or ""),
     )
 
 
@@ -158,9 +158,9 @@ def test_attribution_names_unknown_provider_and_model_when_missing() -> None:
 
 def test_thoughts_are_a_separate_thinking_message_and_never_part_of_the_answer() -> None:
     reply = answer(
-        TextPart("**Planning** darker clouds", THOUGHT),
-        TextPart("Considering lighting", THOUGHT),
-        TextPart("Done: stormier.", SIGNED),
+        TextPart("**Planning** darker clouds", thought=True, provider_metadata=SIGNED),
+        TextPart("Considering lighting", thought=True, provider_metadata=SIGNED),
+        TextPart("Done: stormier.", provider_metadata=SIGNED),
         png("out", {"gemini": {"thoughtSignature": SIGNATURE}}),
     )
     assert render(conversation(user(TextPart("stormy")), reply))[1:] == [
@@ -174,21 +174,21 @@ def test_thoughts_are_a_separate_thinking_message_and_never_part_of_the_answer()
 
 
 def test_empty_thought_parts_do_not_produce_a_thinking_message() -> None:
-    reply = answer(TextPart("", THOUGHT), png("out"))
+    reply = answer(TextPart("", thought=True, provider_metadata=SIGNED), png("out"))
     assert render(conversation(user(TextPart("go")), reply))[1:] == [
         {"role": "assistant", "content": [attribution(1), shown("out", 1)]}
     ]
 
 
 def test_thought_images_are_not_shown_when_a_final_image_exists() -> None:
-    reply = answer(png("draft-1", THOUGHT.copy()), png("final"), png("draft-2", THOUGHT.copy()))
+    reply = answer(png("draft-1", thought=True), png("final"), png("draft-2", thought=True))
     messages = render(conversation(user(TextPart("go")), reply))
     assert messages[1] == {"role": "assistant", "content": [attribution(1), shown("final", 1)]}
     assert "draft" not in json.dumps(messages)
 
 
 def test_a_thought_image_is_shown_when_it_is_the_only_image() -> None:
-    reply = answer(png("draft", THOUGHT.copy()))
+    reply = answer(png("draft", thought=True))
     assert render(conversation(user(TextPart("go")), reply))[1] == {
         "role": "assistant",
         "content": [attribution(1), shown("draft", 1)],
@@ -217,7 +217,7 @@ def test_error_turn_without_details_still_says_it_failed() -> None:
 
 def test_text_only_answer_with_an_error_shows_the_text_and_the_warning() -> None:
     warning = "Gemini answered without an image (text only). Ask explicitly for an image."
-    reply = answer(TextPart("Which shade of blue?"), error=TurnError("no_image", warning), tokens=56)
+    reply = answer(TextPart("Which shade of blue?"), notice=warning, tokens=56)
     assert render(conversation(user(TextPart("make it blue")), reply))[1] == {
         "role": "assistant",
         "content": [f"Which shade of blue?\n\n{WARN} {warning}\n\n{attribution(tokens='56')}"],
@@ -301,7 +301,9 @@ def test_user_html_is_escaped_so_it_shows_as_typed_and_never_runs() -> None:
 
 def test_provider_metadata_never_reaches_the_chat() -> None:
     reply = answer(
-        TextPart("plan", THOUGHT), TextPart("done", SIGNED), png("out", {"gemini": dict(SIGNED["gemini"])})
+        TextPart("plan", thought=True, provider_metadata=SIGNED),
+        TextPart("done", provider_metadata=SIGNED),
+        png("out", {"gemini": dict(SIGNED["gemini"])}),
     )
     assert SIGNATURE not in json.dumps(render(conversation(user(TextPart("go")), reply)))
 
@@ -323,13 +325,13 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
     conv = conversation(
         user(png("upload"), TextPart("stormy sky")),
         answer(
-            TextPart("thinking about clouds", THOUGHT),
-            png("draft", THOUGHT.copy()),
-            TextPart("Stormier now.", SIGNED),
+            TextPart("thinking about clouds", thought=True, provider_metadata=SIGNED),
+            png("draft", thought=True),
+            TextPart("Stormier now.", provider_metadata=SIGNED),
             png("final", {"gemini": dict(SIGNED["gemini"])}),
         ),
         user(TextPart("and rain?")),
-        answer(TextPart("Light or heavy rain?"), error=TurnError("no_image", warning), tokens=56),
+        answer(TextPart("Light or heavy rain?"), notice=warning, tokens=56),
         user(TextPart("heavy")),
         failed("Timed out. Press Retry.", kind="timeout"),
     )
@@ -349,7 +351,8 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 "image_sha256": "upload",
                 "finish_reason": None,
                 "error": None,
-                "usage": {},
+                "notice": None,
+                "usage": None,
                 "attempts": [],
                 "attribution": None,
             },
@@ -359,11 +362,18 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 "provider": "gemini",
                 "model": MODEL,
                 "text": "Stormier now.",
-                "images": [{"sha256": "final", "mime_type": "image/png", "role": "output"}],
+                "images": [{"sha256": "final", "mime_type": "image/png", "role": "answer"}],
                 "image_sha256": "final",
                 "finish_reason": "STOP",
                 "error": None,
-                "usage": {"promptTokenCount": 1000, "totalTokenCount": 1234},
+                "notice": None,
+                "usage": {
+                    "input_tokens": 1234,
+                    "output_tokens": 0,
+                    "image_tokens": 0,
+                    "thought_tokens": 0,
+                    "cost_usd": 0.0,
+                },
                 "attempts": [],
                 "attribution": None,
             },
@@ -377,7 +387,8 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 "image_sha256": None,
                 "finish_reason": None,
                 "error": None,
-                "usage": {},
+                "notice": None,
+                "usage": None,
                 "attempts": [],
                 "attribution": None,
             },
@@ -390,8 +401,15 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 "images": [],
                 "image_sha256": None,
                 "finish_reason": "STOP",
-                "error": {"kind": "no_image", "message": warning},
-                "usage": {"promptTokenCount": 1000, "totalTokenCount": 56},
+                "error": None,
+                "notice": warning,
+                "usage": {
+                    "input_tokens": 56,
+                    "output_tokens": 0,
+                    "image_tokens": 0,
+                    "thought_tokens": 0,
+                    "cost_usd": 0.0,
+                },
                 "attempts": [],
                 "attribution": None,
             },
@@ -405,7 +423,8 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 "image_sha256": None,
                 "finish_reason": None,
                 "error": None,
-                "usage": {},
+                "notice": None,
+                "usage": None,
                 "attempts": [],
                 "attribution": None,
             },
@@ -419,7 +438,8 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 "image_sha256": None,
                 "finish_reason": None,
                 "error": {"kind": "timeout", "message": "Timed out. Press Retry."},
-                "usage": {},
+                "notice": None,
+                "usage": None,
                 "attempts": [],
                 "attribution": None,
             },
@@ -465,8 +485,8 @@ def test_fallback_attribution_names_the_failure_and_who_answered() -> None:
 
 
 def test_user_turn_shows_the_marked_copy_but_never_the_mask() -> None:
-    marked = ImagePart("c" * 64, "image/png", frozen_metadata({"retouch": {"role": "marked"}}))
-    mask = ImagePart("d" * 64, "image/png", frozen_metadata({"retouch": {"role": "mask"}}))
+    marked = ImagePart("c" * 64, "image/png", role=ImageRole.MARKED)
+    mask = ImagePart("d" * 64, "image/png", role=ImageRole.MASK)
     turn = Turn(role=Role.USER, parts=(marked, mask, TextPart("remove the car")))
     conversation = Conversation(id="c1", title="t", turns=(turn,))
     [message, _] = to_messages(conversation, lambda p: Path(f"/blobs/{p.sha256[:1]}.png"))
