@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from starlette.middleware import Middleware
 
-from chat.cache import ReplyCache
+from chat.cache import CachedProvider, ReplyCache
 from chat.config import Settings
 from chat.fallback import FallbackPolicy, RetryPolicy
 from chat.health import health_route
@@ -66,7 +66,6 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
         base_url=settings.gemini_base_url,
         timeout_s=settings.request_timeout_s,
         keep_images=settings.keep_images or None,
-        cache=ReplyCache(engine, blobs),
     )
     limits = InputLimits(
         images=ImageLimits(
@@ -89,7 +88,10 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
         base_delay_s=settings.retry_base_delay_s,
         max_total_s=settings.retry_max_total_s,
     )
-    policy = FallbackPolicy({"gemini": gemini, "openai": openai}, retry=retry)
+    # Gemini answers the same request with the same seed the same way: such a request is answered
+    # from storage (chat/cache.py). OpenAI takes no seed, so asking again is asking for a new image.
+    providers = (CachedProvider(gemini, ReplyCache(engine, blobs)), openai)
+    policy = FallbackPolicy({provider.name: provider for provider in providers}, retry=retry)
     sweep_orphans(engine, blobs)  # before serving, so no turn is being written meanwhile
     guard = Guard(
         Limits(

@@ -41,16 +41,16 @@ import httpx
 from pydantic import SecretStr
 
 import chat.fallback as fallback_module
-import chat.providers.gemini as gemini_module
+import chat.providers.gemini.client as gemini_module
 import chat.providers.http as http_module
 import chat.service as service_module
 from bench.common import emulator_process, photo
 from chat.access import Actor, Gatekeeper
-from chat.catalog import DEFAULT_GEMINI_MODEL
 from chat.domain import GenerationOptions, TurnStatus
 from chat.fallback import FallbackPolicy, RetryPolicy
 from chat.limits import Guard, Limits
 from chat.providers.gemini import GeminiClient
+from chat.providers.gemini.catalog import DEFAULT_GEMINI_MODEL
 from chat.providers.openai import OpenAIImagesClient
 from chat.service import Attachment, ChatService
 from storage import BlobStore, make_engine, migrate, sqlite_url

@@ -48,8 +48,8 @@ from bench.common import (
     wait_until_quiet,
     write_json,
 )
-from chat.catalog import DEFAULT_GEMINI_MODEL
 from chat.domain import ImagePart, Role, TextPart, Turn, frozen_metadata
+from chat.providers.gemini.catalog import DEFAULT_GEMINI_MODEL
 from storage import BlobStore, make_engine, migrate, session_scope, sqlite_url
 from storage import repository as repo
 

@@ -16,8 +16,10 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from chat.catalog import DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL, MODEL_ID_RULE, is_model_id
+from chat.catalog import MODEL_ID_RULE, is_model_id
 from chat.context import DEFAULT_KEEP_IMAGES
+from chat.providers.gemini.catalog import DEFAULT_GEMINI_MODEL
+from chat.providers.openai.catalog import DEFAULT_OPENAI_MODEL
 from chat.visitors import TrustedProxies
 
 __all__ = ["DEFAULT_MODEL_CONCURRENCY", "PERSISTENT_DATA_DIR", "Settings", "default_data_dir"]

@@ -46,10 +46,20 @@ ROUTES: dict[Route, tuple[str, ...]] = {
 
 
 class ImageProvider(Protocol):
+    """What the policy needs of a provider; each provider package implements it (and nothing else does)."""
+
     name: str
 
     @property
     def configured(self) -> bool: ...
+
+    def model_for(self, options: GenerationOptions) -> str:
+        """The model a call with ``options`` would use."""
+        ...
+
+    def worst_case_cost(self, options: GenerationOptions, *, input_images: int) -> float:
+        """The most one call with ``options`` could cost, before it runs (for budgets and caps)."""
+        ...
 
     async def reply(
         self,
@@ -109,9 +119,16 @@ class FallbackPolicy:
         self._jitter = jitter
 
     def model_for(self, provider: str, options: GenerationOptions) -> str:
-        if provider != "openai":
-            return options.model
-        return options.openai.model or getattr(self._providers.get(provider), "default_model", "") or "openai"
+        known = self._providers.get(provider)
+        return known.model_for(options) if known else options.model
+
+    def worst_case_cost(self, options: GenerationOptions, *, input_images: int) -> float:
+        """The most a turn could cost before it runs: every provider its route may call, once each."""
+        return sum(
+            self._providers[name].worst_case_cost(options, input_images=input_images)
+            for name in ROUTES[options.route]
+            if name in self._providers
+        )
 
     async def answer(
         self,

@@ -6,17 +6,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from chat.catalog import (
-    DEFAULT_OPENAI_MODEL,
-    MODEL_ID_RULE,
-    OPENAI_BACKGROUNDS,
-    SAFETY_THRESHOLDS,
-    gemini_model,
-    is_model_id,
-    openai_model,
-)
+from chat.catalog import MODEL_ID_RULE, is_model_id
 from chat.domain import GenerationOptions, OpenAIOptions, Route
 from chat.errors import InputError
+from chat.providers.gemini.catalog import SAFETY_THRESHOLDS, gemini_model
+from chat.providers.openai.catalog import DEFAULT_OPENAI_MODEL, OPENAI_BACKGROUNDS, openai_model
 
 __all__ = ["AUTO", "parse_options"]
 

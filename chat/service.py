@@ -52,7 +52,6 @@ from chat.images import (
     read_region,
 )
 from chat.limits import Guard, counted_as
-from chat.pricing import worst_case_turn_cost
 from chat.recent import RecentConversations
 from chat.text import one_line
 from storage import BlobStore, session_scope
@@ -299,7 +298,7 @@ class ChatService:
         if options.budget_usd is not None and conversation_id:
             conversation = await asyncio.to_thread(self._stored, conversation_id)
             spent = conversation.cost_usd() if conversation else 0.0
-            worst = worst_case_turn_cost(options, input_images=images)
+            worst = self._policy.worst_case_cost(options, input_images=images)
             if spent + worst > options.budget_usd:
                 raise InputError(
                     f"This conversation has cost \u2248 ${spent:.2f} of its ${options.budget_usd:.2f} budget, "
@@ -308,7 +307,7 @@ class ChatService:
         if self._guard is None:
             return
         covered = all(name in keys for name in ROUTES[options.route])
-        server_cost = 0.0 if covered else worst_case_turn_cost(options, input_images=images)
+        server_cost = 0.0 if covered else self._policy.worst_case_cost(options, input_images=images)
         await asyncio.to_thread(self._guard.admit, counted_as(actor), server_cost=server_cost)
 
     def _outcome_turn(self, outcome: Outcome, options: GenerationOptions) -> tuple[Turn, list[_StoredImage]]:

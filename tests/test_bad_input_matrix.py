@@ -311,6 +311,12 @@ class EchoProvider:
         self.images: list[bytes] = []
         self.texts: list[str] = []
 
+    def model_for(self, options: GenerationOptions) -> str:
+        return options.model
+
+    def worst_case_cost(self, options: GenerationOptions, *, input_images: int) -> float:
+        return 0.0
+
     async def reply(
         self,
         history: Sequence[Turn],

@@ -17,7 +17,7 @@ from PIL import Image
 from pydantic import SecretStr
 
 from chat.access import Actor
-from chat.cache import ReplyCache
+from chat.cache import CachedProvider, ReplyCache
 from chat.domain import GenerationOptions, TurnStatus
 from chat.errors import InputError
 from chat.fallback import FallbackPolicy
@@ -193,8 +193,9 @@ async def test_identical_request_with_a_fixed_seed_is_served_from_the_cache(tmp_
     migrate(engine)
     blobs = BlobStore(tmp_path / "cache" / "images")
     async with httpx.AsyncClient() as http:
-        gemini = GeminiClient(
-            http, api_key=SecretStr("test-key"), base_url=emulator.url, cache=ReplyCache(engine, blobs)
+        gemini = CachedProvider(
+            GeminiClient(http, api_key=SecretStr("test-key"), base_url=emulator.url),
+            ReplyCache(engine, blobs),
         )
         service = ChatService(engine=engine, blobs=blobs, policy=FallbackPolicy({"gemini": gemini}))
         seeded = GenerationOptions(model="gemini-3.1-flash-image", seed=42)

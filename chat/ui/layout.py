@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from chat.catalog import GEMINI_MODELS, OPENAI_FIXED_SIZES, OPENAI_MODELS, SAFETY_THRESHOLDS, gemini_model
 from chat.options import AUTO
+from chat.providers.gemini.catalog import GEMINI_MODELS, SAFETY_THRESHOLDS, gemini_model
+from chat.providers.openai.catalog import OPENAI_FIXED_SIZES, OPENAI_MODELS
 from chat.ui.owner import owner_state
 from chat.ui.panels import Library, Versions, build_library, build_versions
 

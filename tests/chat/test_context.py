@@ -8,7 +8,7 @@ from pydantic import SecretStr
 from chat.context import split_history
 from chat.domain import GenerationOptions, ImagePart, Role, TextPart, Turn, frozen_metadata
 from chat.providers.gemini import GeminiClient
-from chat.providers.gemini_wire import build_contents
+from chat.providers.gemini.wire import build_contents
 from tests.chat.providers.test_gemini_emulator import BLOBS, answer, load, photo, user
 
 SIGNED = frozen_metadata({"gemini": {"thoughtSignature": "c2ln"}})

@@ -177,3 +177,16 @@ async def test_openai_only_never_calls_gemini(clock, gemini, openai):
     openai.queue.append(openai_reply())
     outcome = await policy(clock, gemini, openai).answer(HISTORY, options(Route.OPENAI), lambda p: b"")
     assert outcome.reply.provider == "openai" and gemini.calls == []
+
+
+async def test_the_worst_case_of_a_turn_is_every_provider_its_route_may_call(clock, gemini, openai):
+    both = policy(clock, gemini, openai)
+
+    assert both.worst_case_cost(options(), input_images=1) == pytest.approx(0.1 + 0.1)
+    assert both.worst_case_cost(options(route=Route.GEMINI), input_images=1) == pytest.approx(0.1)
+    assert policy(clock, gemini).worst_case_cost(options(route=Route.OPENAI), input_images=1) == 0.0
+
+
+def test_the_model_of_a_provider_is_the_providers_to_say(clock, gemini):
+    assert policy(clock, gemini).model_for("gemini", options()) == options().model
+    assert policy(clock, gemini).model_for("elsewhere", options()) == options().model

@@ -29,7 +29,7 @@ from chat.domain import (
 )
 from chat.errors import AccessError, InputError, NoImageError, UnavailableError
 from chat.fallback import FallbackPolicy, RetryPolicy
-from chat.providers.gemini_wire import build_contents
+from chat.providers.gemini.wire import build_contents
 from chat.service import Attachment, ChatService
 from storage import BlobStore, make_engine, migrate, session_scope, sqlite_url
 from storage import repository as repo_module
@@ -68,6 +68,12 @@ class FakeProvider:
         self.gate: asyncio.Event | None = None
         self.entered: asyncio.Queue[int] = asyncio.Queue()
         self.keys: list[str | None] = []
+
+    def model_for(self, options: GenerationOptions) -> str:
+        return options.model
+
+    def worst_case_cost(self, options: GenerationOptions, *, input_images: int) -> float:
+        return 0.05 * (input_images + 1)  # a cent-sized figure, so budgets and caps are exercised
 
     async def reply(
         self,

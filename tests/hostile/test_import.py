@@ -27,9 +27,9 @@ import httpx
 from gradio_client import Client
 from PIL import Image
 
-from chat.catalog import DEFAULT_GEMINI_MODEL
 from chat.domain import Conversation, ImageData, ImagePart, Role, TextPart, Turn
-from chat.providers.gemini_wire import parse_response
+from chat.providers.gemini.catalog import DEFAULT_GEMINI_MODEL
+from chat.providers.gemini.wire import parse_response
 from chat.transfer import ImportLimits, export_zip
 from tests.app_process import AppRun
 from tests.emulator.fixtures import EmulatorControl

@@ -14,7 +14,9 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from chat.catalog import DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL, MODEL_ID_RULE
+from chat.catalog import MODEL_ID_RULE
+from chat.providers.gemini.catalog import DEFAULT_GEMINI_MODEL
+from chat.providers.openai.catalog import DEFAULT_OPENAI_MODEL
 from tests.app_process import AppRun
 from tests.chat.test_options import HOSTILE_MODEL_IDS
 from tests.emulator.fixtures import EmulatorControl

@@ -27,7 +27,7 @@ from chat.errors import (
     RateLimitedError,
     UnavailableError,
 )
-from chat.providers.gemini_wire import (
+from chat.providers.gemini.wire import (
     MARKED_NOTE,
     build_contents,
     build_request,

@@ -9,7 +9,6 @@ import random
 import pytest
 from PIL import Image
 
-from chat.catalog import DEFAULT_OPENAI_MODEL, OPENAI_MODELS, openai_model
 from chat.domain import (
     ImageData,
     ImagePart,
@@ -31,7 +30,8 @@ from chat.errors import (
     RateLimitedError,
     UnavailableError,
 )
-from chat.providers.openai_wire import (
+from chat.providers.openai.catalog import DEFAULT_OPENAI_MODEL, OPENAI_MODELS, openai_model
+from chat.providers.openai.wire import (
     EditInputs,
     build_edit_form,
     build_generation_body,

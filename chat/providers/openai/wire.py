@@ -27,7 +27,6 @@ from typing import Any
 import pybase64
 from PIL import Image
 
-from chat.catalog import OPENAI_BACKGROUNDS, openai_model
 from chat.domain import (
     ImageData,
     ImagePart,
@@ -52,8 +51,9 @@ from chat.errors import (
     UnavailableError,
 )
 from chat.images import png_bytes
-from chat.pricing import OPENAI
 from chat.providers.http import parse_duration
+from chat.providers.openai.catalog import OPENAI_BACKGROUNDS, openai_model
+from chat.providers.openai.prices import OPENAI_PRICE
 
 __all__ = [
     "PROVIDER",
@@ -273,7 +273,7 @@ def usage_from(raw: Any) -> Usage:
     outputs = raw.get("output_tokens_details")
     image_out = token_count(outputs.get("image_tokens")) if isinstance(outputs, Mapping) else output
     text_out = max(output - image_out, 0)
-    cost = OPENAI.cost(
+    cost = OPENAI_PRICE.cost(
         text_in=max(prompt - image_in, 0), image_in=image_in, text_out=text_out, image_out=image_out
     )
     return Usage(input_tokens=prompt, output_tokens=text_out, image_tokens=image_out, cost_usd=cost)

@@ -25,7 +25,6 @@ from typing import Any
 
 import pybase64
 
-from chat.catalog import SAFETY_CATEGORIES, gemini_model
 from chat.context import split_history
 from chat.domain import (
     GenerationOptions,
@@ -53,8 +52,9 @@ from chat.errors import (
     RateLimitedError,
     UnavailableError,
 )
-from chat.pricing import gemini_price
 from chat.providers.encoded_images import EncodedImages
+from chat.providers.gemini.catalog import SAFETY_CATEGORIES, gemini_model
+from chat.providers.gemini.prices import gemini_price
 from chat.providers.http import parse_duration
 
 __all__ = [

@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import replace
 from urllib.parse import quote
 
 import httpx
 import orjson
 from pydantic import SecretStr
 
-from chat.cache import ReplyCache, request_hash
 from chat.context import DEFAULT_KEEP_IMAGES
 from chat.domain import GenerationOptions, ProviderReply, Turn
 from chat.providers.encoded_images import EncodedImages
-from chat.providers.gemini_wire import (
+from chat.providers.gemini.prices import worst_case_cost
+from chat.providers.gemini.wire import (
     PROVIDER,
     ImageLoader,
     build_contents,
     build_request,
     error_from_response,
 )
-from chat.providers.gemini_wire import parse_response as parse_reply
+from chat.providers.gemini.wire import parse_response as parse_reply
 from chat.providers.http import api_key_for, checked_model, map_transport_errors, read_reply
 
 __all__ = ["GeminiClient"]
@@ -42,11 +41,9 @@ class GeminiClient:
         api_version: str = "v1beta",
         timeout_s: float = 180.0,
         keep_images: int | None = DEFAULT_KEEP_IMAGES,
-        cache: ReplyCache | None = None,
         encoded: EncodedImages | None = None,
     ) -> None:
         self._keep_images = keep_images
-        self._cache = cache
         self._encoded = EncodedImages() if encoded is None else encoded
         self._http = http
         self._api_key = api_key
@@ -57,6 +54,12 @@ class GeminiClient:
     @property
     def configured(self) -> bool:
         return bool(self._api_key and self._api_key.get_secret_value())
+
+    def model_for(self, options: GenerationOptions) -> str:
+        return options.model
+
+    def worst_case_cost(self, options: GenerationOptions, *, input_images: int) -> float:
+        return worst_case_cost(options, input_images=input_images)
 
     async def reply(
         self,
@@ -69,13 +72,7 @@ class GeminiClient:
         """Answer the trailing user turn(s) of ``history``; ``api_key`` (a visitor's own) wins over ours."""
         checked_model(PROVIDER, options.model)
         body = await asyncio.to_thread(self._body, history, options, load_image)
-        if options.seed is None or self._cache is None:
-            return await self._post(body, model=options.model, api_key=api_key)
-        key = request_hash(PROVIDER, options.model, body)
-        cached = await asyncio.to_thread(self._cache.get, key)
-        if cached is not None:
-            return cached
-        return replace(await self._post(body, model=options.model, api_key=api_key), request_hash=key)
+        return await self._post(body, model=options.model, api_key=api_key)
 
     def _body(self, history: Sequence[Turn], options: GenerationOptions, load_image: ImageLoader) -> bytes:
         """The JSON request body, encoded by orjson: ~1 ms for two 1K images where ``json.dumps`` takes ~15."""

@@ -13,12 +13,13 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from chat.catalog import DEFAULT_OPENAI_MODEL
 from chat.domain import GenerationOptions, ImagePart, OpenAIOptions, ProviderReply, Turn, extension_for
 from chat.errors import InputError
 from chat.images import image_size
 from chat.providers.http import api_key_for, checked_model, map_transport_errors, read_reply
-from chat.providers.openai_wire import (
+from chat.providers.openai.catalog import DEFAULT_OPENAI_MODEL
+from chat.providers.openai.prices import worst_case_cost
+from chat.providers.openai.wire import (
     PROVIDER,
     EditInputs,
     FormFile,
@@ -57,12 +58,14 @@ class OpenAIImagesClient:
         self._safety_identifier = safety_identifier
 
     @property
-    def default_model(self) -> str:
-        return self._default_model
-
-    @property
     def configured(self) -> bool:
         return bool(self._api_key and self._api_key.get_secret_value())
+
+    def model_for(self, options: GenerationOptions) -> str:
+        return options.openai.model or self._default_model
+
+    def worst_case_cost(self, options: GenerationOptions, *, input_images: int) -> float:
+        return worst_case_cost(input_images=input_images)
 
     async def reply(
         self,
@@ -77,7 +80,7 @@ class OpenAIImagesClient:
         ``api_key`` (a visitor's own) wins over the server's.
         """
         settings = options.openai
-        model = checked_model(PROVIDER, settings.model or self._default_model)
+        model = checked_model(PROVIDER, self.model_for(options))
         key = api_key_for(PROVIDER, "OPENAI_API_KEY", api_key, self._api_key)
         inputs = select_edit_inputs(history)
         headers = {"Authorization": f"Bearer {key}"}
