@@ -123,7 +123,7 @@ def stored_conversations(data_dir: Path) -> list:
 
 
 async def collect(steps) -> list[Conversation]:
-    return [c async for c in steps]
+    return [step.conversation async for step in steps]
 
 
 async def test_send_stores_user_turn_before_calling_the_provider(service, provider):
