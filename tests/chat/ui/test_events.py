@@ -261,3 +261,19 @@ async def test_a_turn_in_flight_shows_as_pending_to_another_viewer(page, provide
     await running
     after = await handlers.on_load(OWNER, FakeRequest({"c": conversation_id}))
     assert "metadata" not in after[ui.chatbot][-1] or after[ui.chatbot][-1].get("metadata") is None
+
+
+async def test_a_teammate_continuing_through_a_link_gets_no_owner_tools(page, provider, library):
+    ui, handlers, _ = page
+    provider.queue += [reply_with_image(png((9, 9, 9))), reply_with_image(png((8, 8, 8)))]
+    *_, done = await submit(handlers, "a cat")
+    link = await library.share(Actor(OWNER), done[ui.conversation_id], "continue")
+    opened = await handlers.on_load(MATE, FakeRequest({"s": link.token}))
+    assert opened[ui.library.owner_tools].visible is False and opened[ui.library.links] == ""
+    stored, answered = await submit(
+        handlers, "orange", done[ui.conversation_id], owner=MATE, token=link.token
+    )
+    for step in (stored, answered):  # the link's grant, as the service checked it: never the owner's
+        assert step[ui.share_token] == link.token and ui.library.owner_tools not in step
+        assert ui.library.links not in step
+    assert answered[ui.library.gallery] == []  # the teammate owns nothing
