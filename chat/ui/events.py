@@ -203,7 +203,7 @@ class Handlers:
     ) -> dict[Any, Any]:
         lib = self._ui.library
         text, choices = "", []
-        if shown.conversation is not None and shown.grant is not None and shown.access is Access.OWNER:
+        if shown.grant is not None and shown.access is Access.OWNER:
             links = links if links is not None else await self._library.links_of(shown.grant)
             base = _base_url(request)
             text = (

@@ -86,7 +86,7 @@ class LibraryHandlers:
             if through is not None
             else "This is your own copy; the shared original is unchanged."
         )
-        return await self._page.view(_own(owner, copy), status=status, request=request)
+        return await self._page.view(_own(owner, copy), status=status, request=request, links=())
 
     async def on_version(
         self, owner: str, conversation_id: str, share_token: str, index: int | None
@@ -128,13 +128,17 @@ class LibraryHandlers:
         except RetouchError as exc:
             return await self._page.view(Shown(actor), status=exc.user_message(), request=request)
         status = f"Imported \u201c{conversation.title}\u201d ({len(conversation.turns)} turns)."
-        return await self._page.view(_own(owner, conversation), status=status, request=request)
+        return await self._page.view(_own(owner, conversation), status=status, request=request, links=())
 
     async def _owner_action(self, owner, conversation_id, request, changed: Show, action, *args) -> dict:
         """Do it, then show what it ``changed``; a refusal shows the conversation afresh (or none)."""
         actor = Actor(owner)
         try:
             await action(actor, conversation_id, *args)
+            if changed is Show.LINKS:  # the conversation is as shown: read its links (checked: the owner's)
+                links = await self._library.links(actor, conversation_id)
+                shown = Shown(actor, grant=Grant(conversation_id, Access.OWNER))
+                return await self._page.view(shown, changed, request=request, links=links)
         except RetouchError as exc:
             log_refusal(action.__name__, exc)
             return await self._show(actor, conversation_id, request, status=exc.user_message())
@@ -156,5 +160,5 @@ RENAMED = Show.CHAT | Show.ACCESS | Show.GALLERY
 
 
 def _own(owner: str, conversation: Conversation) -> Shown:
-    """A fork or an import: a new conversation of the actor's own, so theirs to do anything with."""
+    """A fork or an import: a new conversation of the actor's own (theirs to do anything with; no links yet)."""
     return Shown(Actor(owner), conversation, Grant(conversation.id, Access.OWNER))

@@ -4,7 +4,8 @@ The page is built from what the service returned, so a send on an existing conve
 costs the access check, the two writes of the turn (the message, then the answer) and one
 read of "My conversations"; nothing re-checks access, and no read takes the write lock.
 Figures before this was so (commit f656f2b, same events): a send 11 transactions (2 of them
-writes) and 18 SELECTs; a load with ?c= or a gallery click 5 and 8; a retry 10 and 15.
+writes) and 18 SELECTs; a load with ?c= or a gallery click 5 and 8; a retry 10 and 15; a new
+share link 7 and 10; "New conversation" 1 and 2.
 """
 
 from __future__ import annotations
@@ -113,3 +114,17 @@ async def test_a_new_conversation_shows_its_owner_tools_without_reading_them(pag
     # the message (write; the service first looks the new id up: a read), the answer (write),
     # "My conversations" (read)
     assert (new.transactions, new.writes) == (4, 2), new.statements
+
+
+async def test_sharing_reads_only_the_links_and_a_new_page_reads_nothing(page, provider, counts):
+    ui, handlers, panels = page
+    conversation_id = await a_conversation(handlers, ui, provider)
+    counts.take()
+    shared = await panels.on_share_view(OWNER, conversation_id, FakeRequest())
+    share = counts.take()
+    assert "?s=" in shared[ui.library.links] and ui.chatbot not in shared
+    # check ownership (read), the new link (write), the links with the check again (read)
+    assert (share.transactions, share.writes) == (3, 1), share.statements
+    empty = await handlers.on_new(OWNER)
+    assert empty[ui.chatbot] == [] and ui.library.gallery not in empty
+    assert counts.take().transactions == 0
