@@ -297,13 +297,14 @@ class Bench:
             self.clock.take()
             calls_before = len(self.transport.calls)
             started = time.perf_counter()
-            final = None
-            async for final in self.service.send(  # noqa: B007 - the last snapshot is the stored answer
+            step = None
+            async for step in self.service.send(  # noqa: B007 - the last snapshot is the stored answer
                 ACTOR, conversation_id, text, attachments, options=OPTIONS
             ):
                 pass
             wall = time.perf_counter() - started
-            assert final is not None
+            assert step is not None
+            final = step.conversation
             answer = final.turns[-1]
             if answer.status is not TurnStatus.OK or answer.provider != "gemini":
                 raise RuntimeError(f"turn {index + 1} was not answered by Gemini: {answer.error}")

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -33,6 +35,8 @@ __all__ = [
     "new_owner_id",
     "new_share_token",
 ]
+
+T = TypeVar("T")
 
 #: What an owner id looks like: ``new_owner_id`` makes 22 such characters; API callers may bring their own.
 OWNER_ID = re.compile(r"[A-Za-z0-9_\-]{16,100}")
@@ -102,13 +106,25 @@ class Gatekeeper:
                     session=session, conversation_id=conversation_id, owner_id=actor.own_id()
                 )
             access = Access.OWNER
-        if owner and access is not Access.OWNER:
-            raise AccessError("Only the owner of this conversation can do that.")
-        if write and not access.can_write():
-            raise AccessError(
-                "This is a read-only view: use \u201cDuplicate\u201d to make your own copy and edit it."
-            )
+        self._check(access, write=write, owner=owner)
         return Grant(conversation_id, access)
+
+    def read(
+        self, actor: Actor, conversation_id: str, query: Callable[[Session], T], *, owner: bool = False
+    ) -> tuple[Grant, T]:
+        """The actor's grant and ``query``'s result, from one read-only transaction.
+
+        A page view checks access and reads what it shows at once (SQLite: one BEGIN, never the
+        write lock). Only an unowned conversation, which the first visitor claims, needs a write.
+        """
+        with session_scope(self._engine, read_only=True) as session:
+            access = self._access(session, actor, conversation_id)
+            if access is not None:
+                self._check(access, write=False, owner=owner)
+                return Grant(conversation_id, access), query(session)
+        grant = self.grant(actor, conversation_id, owner=owner)
+        with session_scope(self._engine, read_only=True) as session:
+            return grant, query(session)
 
     def shared(self, token: str) -> Grant:
         """The grant a share link gives on its own (what a teammate opening it gets)."""
@@ -122,6 +138,15 @@ class Gatekeeper:
         """Whether ``key`` is (or was, before a revocation) a share link's token, never an owner key."""
         with session_scope(self._engine, read_only=True) as session:
             return repo.is_share_token(session=session, token=key)
+
+    @staticmethod
+    def _check(access: Access, *, write: bool, owner: bool) -> None:
+        if owner and access is not Access.OWNER:
+            raise AccessError("Only the owner of this conversation can do that.")
+        if write and not access.can_write():
+            raise AccessError(
+                "This is a read-only view: use \u201cDuplicate\u201d to make your own copy and edit it."
+            )
 
     @staticmethod
     def _access(session: Session, actor: Actor, conversation_id: str) -> Access | None:

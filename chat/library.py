@@ -16,9 +16,9 @@ from typing import TypeVar
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from chat.access import Actor, Gatekeeper, new_share_token
+from chat.access import Access, Actor, Gatekeeper, Grant, new_share_token
 from chat.domain import Conversation, ConversationSummary, ShareLink
-from chat.errors import InputError
+from chat.errors import AccessError, InputError
 from chat.images import image_size
 from chat.limits import Guard, counted_as
 from chat.service import InputLimits, new_conversation_id
@@ -100,6 +100,13 @@ class ConversationLibrary:
             lambda session, now: repo.share_links(session=session, conversation_id=conversation_id),
             read_only=True,
         )
+
+    async def links_of(self, grant: Grant) -> builtins.list[ShareLink]:
+        """The links of the conversation an owner's ``grant`` (from the service) is for, without
+        checking access again: one read-only transaction."""
+        if grant.access is not Access.OWNER:
+            raise AccessError("Only the owner of this conversation can do that.")
+        return await asyncio.to_thread(self._links, grant.conversation_id)
 
     async def revoke(self, actor: Actor, conversation_id: str, token: str) -> bool:
         return await self._as_owner(
@@ -183,6 +190,10 @@ class ConversationLibrary:
         assert conversation is not None  # a new random id: nobody else can have deleted it
         return conversation
 
+    def _links(self, conversation_id: str) -> builtins.list[ShareLink]:
+        with session_scope(self._engine, read_only=True) as session:
+            return repo.share_links(session=session, conversation_id=conversation_id)
+
     def _list(self, owner_id: str, query: str, limit: int) -> builtins.list[ConversationSummary]:
         with session_scope(self._engine, read_only=True) as session:
             return repo.list_conversations(session=session, owner_id=owner_id, query=query, limit=limit)
@@ -199,8 +210,11 @@ class ConversationLibrary:
         ``read_only`` one never takes the write lock (SQLite: BEGIN, not BEGIN IMMEDIATE)."""
 
         def run() -> T:
+            if read_only:  # the check and the read in one transaction
+                query = lambda session: operation(session, self._clock())  # noqa: E731
+                return self._gate.read(actor, conversation_id, query, owner=True)[1]
             self._gate.grant(actor, conversation_id, owner=True)
-            with session_scope(self._engine, read_only=read_only) as session:
+            with session_scope(self._engine) as session:
                 return operation(session, self._clock())
 
         return await asyncio.to_thread(run)

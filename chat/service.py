@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from chat.access import GONE, Actor, Gatekeeper, Grant
+from chat.access import GONE, Access, Actor, Gatekeeper, Grant
 from chat.domain import (
     Attempt,
     Conversation,
@@ -57,7 +57,7 @@ from chat.text import one_line
 from storage import BlobStore, session_scope
 from storage import repository as repo
 
-__all__ = ["Attachment", "ChatService", "InputLimits", "new_conversation_id"]
+__all__ = ["Attachment", "ChatService", "InputLimits", "Step", "new_conversation_id"]
 
 log = logging.getLogger("retouch.service")
 
@@ -70,6 +70,17 @@ class Attachment:
 
     name: str
     data: bytes
+
+
+@dataclass(frozen=True)
+class Step:
+    """A turn's progress as the caller shows it: the conversation as stored, and the actor's grant.
+
+    The grant is the one checked when the turn began, so the caller never asks again.
+    """
+
+    grant: Grant
+    conversation: Conversation
 
 
 @dataclass(frozen=True)
@@ -125,8 +136,12 @@ class ChatService:
 
     async def open(self, actor: Actor, conversation_id: str) -> tuple[Grant, Conversation]:
         """The conversation and what ``actor`` may do with it; AccessError if nothing."""
-        grant = await asyncio.to_thread(self.gate.grant, actor, conversation_id)
-        conversation = await asyncio.to_thread(self._load, conversation_id)
+        grant, conversation = await asyncio.to_thread(
+            self.gate.read,  # one read-only transaction for both
+            actor,
+            conversation_id,
+            lambda session: repo.get_conversation(session=session, conversation_id=conversation_id),
+        )
         if conversation is None:
             raise AccessError(GONE)
         return grant, conversation
@@ -157,27 +172,29 @@ class ChatService:
         options: GenerationOptions,
         painted: bytes | None = None,
         keys: Mapping[str, SecretStr] | None = None,
-    ) -> AsyncIterator[Conversation]:
-        """Store the user's turn, then answer it: yields the conversation after each step.
+    ) -> AsyncIterator[Step]:
+        """Store the user's turn, then answer it: yields a Step after each.
 
         ``painted`` is a PNG the size of the current image, white where the edit should go
         (the brush strokes); it becomes a mask for OpenAI and a marked copy for Gemini.
         Bad input raises InputError before anything is written.
         """
+        grant = None
         if conversation_id:
-            await asyncio.to_thread(self.gate.grant, actor, conversation_id, write=True)
+            grant = await asyncio.to_thread(self.gate.grant, actor, conversation_id, write=True)
         else:
             actor.own_id()  # a new conversation must belong to someone: never to a share token
         images = await asyncio.to_thread(self._prepare, text, attachments)
         keys = keys or {}
         await self._admit(actor, options, keys, len(images) + 1, conversation_id)
         conversation_id = conversation_id or self._new_id()
+        grant = grant or Grant(conversation_id, Access.OWNER)  # a new one is the actor's own
         async with self._lock(conversation_id):
             conversation = await asyncio.to_thread(
                 self._store_user_turn, conversation_id, text.strip(), images, painted, actor
             )
-            yield conversation
-            yield await self._answer(conversation, options, keys)
+            yield Step(grant, conversation)
+            yield Step(grant, await self._answer(conversation, options, keys))
 
     async def retry(
         self,
@@ -186,21 +203,21 @@ class ChatService:
         *,
         options: GenerationOptions,
         keys: Mapping[str, SecretStr] | None = None,
-    ) -> AsyncIterator[Conversation]:
+    ) -> AsyncIterator[Step]:
         """Answer the last user message again: after a failure, or for another variant.
 
         A variant is a new answer after the previous one; replay uses the newest answer,
         and the user's message is never duplicated.
         """
-        await asyncio.to_thread(self.gate.grant, actor, conversation_id, write=True)
+        grant = await asyncio.to_thread(self.gate.grant, actor, conversation_id, write=True)
         keys = keys or {}
         await self._admit(actor, options, keys, 2, conversation_id)
         async with self._lock(conversation_id):
             conversation = await asyncio.to_thread(self._stored, conversation_id)
             if conversation is None or not any(t.role is Role.USER for t in conversation.turns):
                 raise InputError("There is nothing to retry yet: send a message first.")
-            yield conversation
-            yield await self._answer(conversation, options, keys)
+            yield Step(grant, conversation)
+            yield Step(grant, await self._answer(conversation, options, keys))
 
     def _lock(self, conversation_id: str) -> asyncio.Lock:
         lock = self._locks.get(conversation_id)

@@ -337,3 +337,74 @@ def _m007_usage(provider: str | None, raw: dict[str, Any], cost: float | None) -
             "thought_tokens": 0,
         }
     return {**counts, "cost_usd": float(cost or 0.0)}
+
+
+@migration
+def m008_conversation_thumbnail(conn: Connection) -> None:
+    # "My conversations" shows each conversation's image from its own row instead of reading
+    # every image part of every listed conversation: the image its chat shows last, kept up to
+    # date with each appended turn (storage.repository). The backfill applies the same rule,
+    # frozen here: the newest answered ("ok") turn that has a picture (an input or an answer image,
+    # never a mask or a marked copy) gives its last non-thought one, or its last thought image if it
+    # has no other. It reads the role and thought columns m007 made.
+    _add_column(conn, "conversation", Column("thumbnail_sha256", String(64)))
+    _add_column(conn, "conversation", Column("thumbnail_mime_type", String(100)))
+    metadata = MetaData()
+    conversation = Table(
+        "conversation",
+        metadata,
+        Column("id", String(32), primary_key=True),
+        Column("thumbnail_sha256", String(64)),
+        Column("thumbnail_mime_type", String(100)),
+    )
+    turn = Table(
+        "turn",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("conversation_id", String(32)),
+        Column("seq", Integer),
+        Column("status", String(16)),
+    )
+    part = Table(
+        "part",
+        metadata,
+        Column("turn_id", Integer),
+        Column("position", Integer),
+        Column("kind", String(16)),
+        Column("image_sha256", String(64)),
+        Column("mime_type", String(100)),
+        Column("role", String(16)),
+        Column("thought", Boolean),
+    )
+    rows = conn.execute(
+        select(
+            turn.c.conversation_id,
+            turn.c.id,
+            part.c.image_sha256,
+            part.c.mime_type,
+            part.c.role,
+            part.c.thought,
+        )
+        .join(turn, part.c.turn_id == turn.c.id)
+        .where(part.c.kind == "image", turn.c.status == "ok", part.c.image_sha256.is_not(None))
+        .order_by(turn.c.conversation_id, turn.c.seq.desc(), part.c.position)
+    )
+    # Rows come newest turn first within each conversation: the first turn seen with a picture
+    # is the one whose image the chat shows.
+    newest: dict[str, tuple[int, list[tuple[str, str, bool]]]] = {}
+    for conversation_id, turn_id, sha, mime, role, thought in rows:
+        if role not in ("input", "answer"):
+            continue
+        turn_id_, images = newest.setdefault(conversation_id, (turn_id, []))
+        if turn_id_ == turn_id:
+            images.append((sha, mime, thought))
+    chosen = {}
+    for conversation_id, (_, images) in newest.items():
+        sha, mime, _ = ([image for image in images if not image[2]] or images)[-1]
+        chosen[conversation_id] = (sha, mime)
+    for conversation_id, (sha, mime) in chosen.items():
+        conn.execute(
+            conversation.update()
+            .where(conversation.c.id == conversation_id)
+            .values(thumbnail_sha256=sha, thumbnail_mime_type=mime)
+        )

@@ -51,6 +51,9 @@ class ConversationRow(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=UTCDateTime)
     # Who may list, rename, delete and share it (m004): a browser's id or "hf:<user>".
     owner_id: str | None = Field(default=None, max_length=OWNER_ID_MAX_LENGTH, index=True)
+    # The image its chat shows last, for "My conversations" (m008): set with each appended turn.
+    thumbnail_sha256: str | None = Field(default=None, max_length=64)
+    thumbnail_mime_type: str | None = Field(default=None, max_length=100)
 
 
 class ShareLinkRow(SQLModel, table=True):

@@ -157,9 +157,9 @@ def append_to(*, session: Session, conversation: Conversation, turn: Turn, now: 
     every write. ``conversation`` must be the stored one (callers hold its lock); if the stored
     turns moved on anyway, it is loaded again.
     """
+    stored = _conversation_row(session, conversation.id)  # held: _add_turn finds it without a query
     row = _add_turn(session, conversation.id, turn, now)
-    stored = session.get(ConversationRow, conversation.id)
-    if row.seq != len(conversation.turns) or stored is None:
+    if row.seq != len(conversation.turns):
         reloaded = get_conversation(session=session, conversation_id=conversation.id)
         if reloaded is None:
             raise ConversationNotFoundError(conversation.id)
@@ -193,6 +193,7 @@ def append_turns(*, session: Session, conversation_id: str, turns: Sequence[Turn
         for position, part in enumerate(turn.parts)
     )
     conversation.updated_at = now
+    _set_thumbnail(conversation, turns)
     session.flush()
 
 
@@ -206,8 +207,17 @@ def _add_turn(session: Session, conversation_id: str, turn: Turn, now: datetime)
         _part_to_row(_row_id(turn_row), position, part) for position, part in enumerate(turn.parts)
     )
     conversation.updated_at = now
+    _set_thumbnail(conversation, [turn])
     session.flush()
     return turn_row
+
+
+def _set_thumbnail(row: ConversationRow, appended: Sequence[Turn]) -> None:
+    """Keep the row's thumbnail the image the chat shows last (``Conversation.latest_image``), so
+    "My conversations" never reads parts: only a turn appended with a shown image changes it."""
+    latest = Conversation(row.id, row.title, tuple(appended)).latest_image()
+    if latest is not None:
+        row.thumbnail_sha256, row.thumbnail_mime_type = latest.sha256, latest.mime_type
 
 
 def _conversation_row(session: Session, conversation_id: str) -> ConversationRow:
@@ -282,13 +292,14 @@ def list_conversations(
     *, session: Session, owner_id: str, query: str = "", limit: int = 50
 ) -> list[ConversationSummary]:
     """One owner's conversations, most recently updated first, each with its number of turns and
-    latest image; ``query`` matches titles. There is no "everyone's": the owner is required."""
+    the image its chat shows last (kept on the row); ``query`` matches titles. One query.
+    There is no "everyone's": the owner is required."""
     _check_owner(owner_id)
     turn_count = func.count(col(TurnRow.id))
     statement = (
-        select(ConversationRow.id, ConversationRow.title, ConversationRow.updated_at, turn_count)
+        select(ConversationRow, turn_count)
         .outerjoin(TurnRow, col(TurnRow.conversation_id) == col(ConversationRow.id))
-        .group_by(col(ConversationRow.id), col(ConversationRow.title), col(ConversationRow.updated_at))
+        .group_by(col(ConversationRow.id))  # the other columns depend on it (SQLite and Postgres agree)
         .order_by(col(ConversationRow.updated_at).desc(), col(ConversationRow.id))
         .where(ConversationRow.owner_id == owner_id)
         .limit(limit)
@@ -297,34 +308,22 @@ def list_conversations(
         statement = statement.where(
             col(ConversationRow.title).ilike(f"%{_escape_like(query.strip())}%", escape="\\")
         )
-    rows = session.exec(statement).all()
-    thumbnails = _thumbnails(session, [row[0] for row in rows])
     return [
         ConversationSummary(
-            id=id_, title=title, updated_at=updated_at, turn_count=count, thumbnail=thumbnails.get(id_)
+            id=row.id,
+            title=row.title,
+            updated_at=row.updated_at,
+            turn_count=count,
+            thumbnail=_thumbnail(row),
         )
-        for id_, title, updated_at, count in rows
+        for row, count in session.exec(statement).all()
     ]
 
 
-def _thumbnails(session: Session, conversation_ids: list[str]) -> dict[str, ImagePart]:
-    """The image each conversation would show last (no masks, no thought images)."""
-    if not conversation_ids:
-        return {}
-    rows = session.exec(
-        select(TurnRow.conversation_id, PartRow)
-        .join(TurnRow, col(PartRow.turn_id) == col(TurnRow.id))
-        .where(col(TurnRow.conversation_id).in_(conversation_ids), PartRow.kind == _IMAGE)
-        .order_by(col(TurnRow.seq).desc(), col(PartRow.position).desc())
-    )
-    found: dict[str, ImagePart] = {}
-    for conversation_id, part_row in rows:
-        part = _part_from_row(part_row)
-        if conversation_id in found or not isinstance(part, ImagePart) or part.thought:
-            continue
-        if part.role.is_shown():
-            found[conversation_id] = part
-    return found
+def _thumbnail(row: ConversationRow) -> ImagePart | None:
+    if row.thumbnail_sha256 is None or row.thumbnail_mime_type is None:
+        return None
+    return ImagePart(row.thumbnail_sha256, row.thumbnail_mime_type)
 
 
 def _escape_like(text: str) -> str:

@@ -378,7 +378,7 @@ async def last(steps):
     result = None
     async for result in steps:  # noqa: B007 - the final snapshot is the answer
         pass
-    return result
+    return result.conversation if result is not None else None
 
 
 # --- refusals -----------------------------------------------------------------------------------

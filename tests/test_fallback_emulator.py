@@ -58,7 +58,7 @@ async def last(steps):
     result = None
     async for result in steps:  # noqa: B007 - we want the final snapshot
         pass
-    return result
+    return result.conversation if result is not None else None
 
 
 def requests_of(emulator, provider: str) -> list[dict]:

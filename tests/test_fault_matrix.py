@@ -489,7 +489,7 @@ async def last(steps):
     result = None
     async for result in steps:  # noqa: B007 - the final snapshot is the answer
         pass
-    return result
+    return result.conversation if result is not None else None
 
 
 CRASH_SIGNS = ("Traceback", 'File "', "Exception", "<class ", "Something went wrong on our side")

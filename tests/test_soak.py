@@ -80,8 +80,10 @@ async def test_two_hundred_turns_twenty_sessions_ten_percent_faults(tmp_path, em
             conversation_id = ids.get(index)
             for turn in turns:
                 steps = [
-                    c
-                    async for c in service.send(actor, conversation_id, prompts[index][turn], options=OPTIONS)
+                    step.conversation
+                    async for step in service.send(
+                        actor, conversation_id, prompts[index][turn], options=OPTIONS
+                    )
                 ]
                 conversation_id = steps[-1].id
             ids[index] = conversation_id

@@ -41,7 +41,6 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
         page = Handlers(service, library, config, ui, files)
         panels = LibraryHandlers(page, service, library, files)
         lib, view = ui.library, page.view_outputs
-        who = [ui.conversation_id, ui.share_token, ui.owner]
         model_call: dict[str, Any] = {
             "concurrency_limit": config.model_concurrency,
             "concurrency_id": "model",
@@ -57,10 +56,16 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
         }
 
         demo.load(page.on_load, [ui.owner], [*view, ui.owner], **quick).then(**set_url)
+        # A turn's inputs go by name; the options under the names parse_options takes.
+        asker = {"conversation_id": ui.conversation_id, "share_token": ui.share_token, "owner": ui.owner}
+        chosen = {"gemini_key": ui.keys[0], "openai_key": ui.keys[1], **ui.options}
         ui.box.submit(
-            page.on_submit, [ui.box, *who, ui.painter, *ui.keys, *ui.options], view, **model_call
+            page.on_submit,
+            inputs_kwargs={"message": ui.box, **asker, "painter": ui.painter, **chosen},
+            outputs=view,
+            **model_call,
         ).then(**set_url)
-        ui.chatbot.retry(page.on_retry, [*who, *ui.keys, *ui.options], view, **model_call)
+        ui.chatbot.retry(page.on_retry, inputs_kwargs={**asker, **chosen}, outputs=view, **model_call)
         # The chat's own "Clear" button starts a new conversation too; the old one stays stored.
         for start_new in (ui.new_button.click, ui.chatbot.clear):
             start_new(page.on_new, [ui.owner], view, **quick).then(**set_url)

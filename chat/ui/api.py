@@ -22,7 +22,7 @@ from chat.errors import AccessError, InputError, RetouchError
 from chat.images import painted_from_mask
 from chat.library import ConversationLibrary
 from chat.options import parse_options
-from chat.service import ChatService
+from chat.service import ChatService, Step
 from chat.ui.events import client_address, visitor_keys
 from chat.ui.files import FileMaker
 from chat.ui.render import to_transcript
@@ -212,11 +212,11 @@ def _refuse(endpoint: str, exc: RetouchError) -> NoReturn:
     raise gr.Error(exc.user_message(), print_exception=False) from exc
 
 
-async def _last(steps: AsyncIterator[Conversation]) -> Conversation:
+async def _last(steps: AsyncIterator[Step]) -> Conversation:
     """API callers want the finished turn, not the intermediate "stored" step."""
     result = None
     async for step in steps:
-        result = step
+        result = step.conversation
     if result is None:
         raise InputError("Nothing happened: the conversation could not be updated.")
     return result

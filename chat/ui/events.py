@@ -1,7 +1,9 @@
-"""Thin async handlers: Gradio payload -> service / library -> the page rendered from storage.
+"""Thin async handlers: Gradio payload -> service / library -> the parts of the page that changed.
 
 Every handler rebuilds who is asking (the browser's owner id plus any share token) and lets
-the service decide what they may do, so hiding a button is never the only protection.
+the service decide what they may do, so hiding a button is never the only protection. The page
+is built from what the service returned (the conversation and the grant it checked, a ``Shown``),
+never by asking again; an update carries only the parts an event changed (``Show``).
 Errors a user can act on become chat messages or a status line; nothing here decides policy.
 """
 
@@ -11,27 +13,28 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Flag, auto
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from pydantic import SecretStr
 
-from chat.access import Access, Actor
+from chat.access import Access, Actor, Grant
 from chat.config import DEFAULT_MODEL_CONCURRENCY
-from chat.domain import Conversation, GenerationOptions, Role, Route
+from chat.domain import Conversation, GenerationOptions, Role, Route, ShareLink
 from chat.errors import RetouchError
 from chat.images import painted_region, region_png
 from chat.library import ConversationLibrary
 from chat.options import parse_options
-from chat.service import ChatService
+from chat.service import ChatService, Step
 from chat.ui.files import FileMaker
-from chat.ui.layout import OPTION_NAMES, Layout, model_choices
+from chat.ui.layout import Layout, model_choices
 from chat.ui.render import chat_label, to_messages, versions
 from chat.ui.uploads import read_uploads
 from chat.visitors import TrustedProxies
 
-__all__ = ["Handlers", "UIConfig", "client_address", "log_refusal"]
+__all__ = ["Handlers", "Show", "Shown", "UIConfig", "client_address", "log_refusal"]
 
 log = logging.getLogger("retouch.ui")
 
@@ -59,6 +62,35 @@ class UIConfig:
         if not any(self.configured.values()):
             return NO_KEYS
         return "" if self.configured.get("gemini") else OPENAI_ONLY
+
+
+class Show(Flag):
+    """The parts of the page an event changed: an update carries only these (plus the status line
+    and the owner id), so a step that changed the chat does not rebuild the sidebar."""
+
+    CHAT = auto()  # the messages, their caption, the open conversation's id, the painter's image
+    ACCESS = auto()  # what the visitor may do: the box, the painter, owner tools, banner, title
+    LINKS = auto()  # the open conversation's share links (owners only: one read)
+    GALLERY = auto()  # "My conversations" (one read)
+    VERSIONS = auto()  # the version picker and its before/after
+    ALL = CHAT | ACCESS | LINKS | GALLERY | VERSIONS
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What a page shows and to whom: the conversation and grant the service returned, as is."""
+
+    actor: Actor
+    conversation: Conversation | None = None
+    grant: Grant | None = None
+
+    @classmethod
+    def of(cls, actor: Actor, step: Step) -> Shown:
+        return cls(actor, step.conversation, step.grant)
+
+    @property
+    def access(self) -> Access | None:
+        return self.grant.access if self.grant else None
 
 
 class Handlers:
@@ -105,68 +137,87 @@ class Handlers:
 
     async def view(
         self,
-        actor: Actor,
-        conversation: Conversation | None,
-        access: Access | None,
+        shown: Shown,
+        show: Show = Show.ALL,
         *,
         status: str = "",
         request: gr.Request | None = None,
         working_model: str | None = None,
+        links: Sequence[ShareLink] | None = None,
     ) -> dict[Any, Any]:
-        """The whole page for one conversation (or none) as ``actor`` may see it."""
-        ui, lib = self._ui, self._ui.library
-        owner = access is Access.OWNER or conversation is None
-        writable = access is None or access.can_write()
+        """The parts of the page ``show`` names, for one conversation (or none) as ``shown.actor``
+        may see it, from what the caller already holds: only links and the gallery are read.
+        ``links`` are the open conversation's, if the caller knows them (a new one has none)."""
+        update: dict[Any, Any] = {self._ui.status: status, self._ui.owner: shown.actor.owner_id}
+        if Show.CHAT in show:
+            update |= self._chat(shown, working_model)
+        if Show.ACCESS in show:
+            update |= self._rights(shown)
+        if Show.VERSIONS in show:
+            update |= self._versions(shown.conversation)
+        if Show.LINKS in show:
+            update |= await self._links(shown, request, links)
+        if Show.GALLERY in show:
+            update |= await self.gallery(shown.actor)
+        return update
+
+    def _chat(self, shown: Shown, working_model: str | None) -> dict[Any, Any]:
+        ui, conversation = self._ui, shown.conversation
         image = conversation.latest_image() if conversation else None
         unanswered = bool(conversation and conversation.turns and conversation.turns[-1].role is Role.USER)
         if working_model is None and conversation and unanswered and self._service.busy(conversation.id):
             working_model = "the chosen model"  # another tab's or a teammate's turn is running right now
-        choices = [(label, seq) for label, seq in versions(conversation)] if conversation else []
-        links, revoke = await self._links(actor, conversation, access, request)
-        gallery, ids = await self._gallery(actor)
         return {
             ui.chatbot: to_messages(conversation, self._files.image, working_model=working_model),
             ui.summary: chat_label(conversation),
             ui.conversation_id: conversation.id if conversation else "",
-            ui.share_token: actor.share_token if conversation and access is not Access.OWNER else "",
-            ui.status: status,
+            ui.share_token: shown.actor.share_token
+            if conversation and shown.access is not Access.OWNER
+            else "",
             ui.painter: gr.ImageEditor(value=self._files.image(image) if image else None),
+        }
+
+    def _rights(self, shown: Shown) -> dict[Any, Any]:
+        ui, lib, conversation, access = self._ui, self._ui.library, shown.conversation, shown.access
+        owner = access is Access.OWNER or conversation is None
+        writable = access is None or access.can_write()
+        return {
             ui.box: gr.MultimodalTextbox(visible=writable),
             ui.painter_box: gr.Accordion(visible=writable),
             lib.owner_tools: gr.Group(visible=bool(conversation) and owner),
             lib.banner: gr.Markdown(_banner(access), visible=access in (Access.VIEW, Access.CONTINUE)),
             lib.duplicate: gr.Button(visible=access in (Access.VIEW, Access.CONTINUE)),
             lib.title: conversation.title if conversation else "",
-            lib.links: links,
-            lib.revoke_choice: gr.Dropdown(choices=revoke, value=None),
-            lib.gallery: gallery,
-            lib.ids: ids,
-            ui.versions.choice: gr.Dropdown(choices=choices, value=choices[-1][1] if choices else None),
-            ui.versions.slider: self._files.compare(conversation, choices[-1][1]) if choices else None,
-            ui.owner: actor.owner_id,
+        }
+
+    def _versions(self, conversation: Conversation | None) -> dict[Any, Any]:
+        choices = [(label, seq) for label, seq in versions(conversation)] if conversation else []
+        slider = self._ui.versions.slider
+        return {
+            self._ui.versions.choice: gr.Dropdown(choices=choices, value=choices[-1][1] if choices else None),
+            slider: self._files.compare(conversation, choices[-1][1]) if choices else None,
         }
 
     async def _links(
-        self,
-        actor: Actor,
-        conversation: Conversation | None,
-        access: Access | None,
-        request: gr.Request | None,
-    ) -> tuple[str, list[tuple[str, str]]]:
-        if conversation is None or access is not Access.OWNER:
-            return "", []
-        links = await self._library.links(actor, conversation.id)
-        if not links:
-            return "No share links yet.", []
-        base = _base_url(request)
-        lines = [f"- {link.kind}: `{base}?s={link.token}`" for link in links]
-        choices = [(f"{link.kind} \u2026{link.token[-6:]}", link.token) for link in links]
-        return "\n".join(lines), choices
+        self, shown: Shown, request: gr.Request | None, links: Sequence[ShareLink] | None
+    ) -> dict[Any, Any]:
+        lib = self._ui.library
+        text, choices = "", []
+        if shown.grant is not None and shown.access is Access.OWNER:
+            links = links if links is not None else await self._library.links_of(shown.grant)
+            base = _base_url(request)
+            text = (
+                "\n".join(f"- {link.kind}: `{base}?s={link.token}`" for link in links)
+                or "No share links yet."
+            )
+            choices = [(f"{link.kind} \u2026{link.token[-6:]}", link.token) for link in links]
+        return {lib.links: text, lib.revoke_choice: gr.Dropdown(choices=choices, value=None)}
 
-    async def _gallery(self, actor: Actor) -> tuple[list[tuple[str, str]], list[str]]:
-        summaries = await self._library.list(actor)
+    async def gallery(self, actor: Actor, query: str = "") -> dict[Any, Any]:
+        """ "My conversations", each with the image its chat shows last (stored on its row)."""
+        summaries = await self._library.list(actor, query)
         items = [(self._files.thumbnail(s.thumbnail), s.title) for s in summaries]
-        return items, [s.id for s in summaries]
+        return {self._ui.library.gallery: items, self._ui.library.ids: [s.id for s in summaries]}
 
     # --- page ----------------------------------------------------------------------------
 
@@ -176,34 +227,37 @@ class Handlers:
         conversation_id = (request.query_params.get("c") or "").strip()
         actor = Actor(owner_id, token)
         status = self._config.key_status()
-        conversation, access = None, None
+        shown = Shown(actor)
         try:
             if token:
                 conversation_id = (await asyncio.to_thread(self._service.gate.shared, token)).conversation_id
             if conversation_id:
                 grant, conversation = await self._service.open(actor, conversation_id)
-                access = grant.access
+                shown = Shown(actor, conversation, grant)
         except RetouchError as exc:
             log_refusal("load", exc)
             status = exc.user_message()
-            actor = Actor(owner_id)
-        return await self.view(actor, conversation, access, status=status, request=request)
+            shown = Shown(Actor(owner_id))
+        return await self.view(shown, status=status, request=request)
 
     async def on_new(self, owner: str) -> dict[Any, Any]:
-        view = await self.view(Actor(owner), None, None, status=self._config.key_status())
+        """An empty page; "My conversations" has not changed."""
+        view = await self.view(
+            Shown(Actor(owner)), Show.ALL & ~Show.GALLERY, status=self._config.key_status()
+        )
         return {**view, self._ui.box: gr.MultimodalTextbox(value=None, visible=True)}
 
     async def on_open(
         self, owner: str, ids: list[str], evt: gr.SelectData, request: gr.Request
     ) -> dict[Any, Any]:
-        """A click in "My conversations"."""
+        """A click in "My conversations" (which stays as it is)."""
         actor = Actor(owner)
         try:
             grant, conversation = await self._service.open(actor, ids[evt.index])
         except (RetouchError, IndexError, TypeError) as exc:
             message = exc.user_message() if isinstance(exc, RetouchError) else "That conversation is gone."
-            return await self.view(actor, None, None, status=message, request=request)
-        return await self.view(actor, conversation, grant.access, request=request)
+            return await self.view(Shown(actor), status=message, request=request)
+        return await self.view(Shown(actor, conversation, grant), Show.ALL & ~Show.GALLERY, request=request)
 
     def on_model_change(self, model_id: str) -> tuple[Any, Any]:
         ratios, sizes = model_choices(model_id)
@@ -221,14 +275,17 @@ class Handlers:
         painter: dict | None,
         gemini_key: str,
         openai_key: str,
-        *option_values: Any,
+        **options: Any,
     ) -> AsyncIterator[dict[Any, Any]]:
-        """Yields the page twice: with the message stored (and a "working" bubble), then answered."""
+        """Yields the page twice: with the message stored (and a "working" bubble), then answered.
+
+        Inputs come by name (``inputs_kwargs``), the options under the names parse_options takes.
+        """
         actor = Actor(owner, share_token or None, client_address(request, self._config.proxies))
         keys = visitor_keys(gemini_key, openai_key)
         message = message or {}
         try:
-            options = self._options(option_values)
+            parsed = self._options(options)
             attachments = await asyncio.to_thread(
                 read_uploads, message.get("files") or [], max_bytes=self._config.max_upload_bytes
             )
@@ -238,15 +295,18 @@ class Handlers:
                 conversation_id or None,
                 message.get("text") or "",
                 attachments,
-                options=options,
+                options=parsed,
                 painted=painted,
                 keys=keys,
             )
-            async for index, conversation in _numbered(steps):
-                access = (await asyncio.to_thread(self._service.gate.grant, actor, conversation.id)).access
-                working = _working_model(options) if index == 0 else None
-                view = await self.view(actor, conversation, access, working_model=working, request=request)
-                yield {**view, self._ui.box: gr.MultimodalTextbox(value=None, visible=True)}
+            async for index, step in _numbered(steps):
+                if index == 0:  # stored; a new conversation also gets the owner's tools (no links yet)
+                    show = Show.CHAT if conversation_id else Show.CHAT | Show.ACCESS | Show.LINKS
+                    working = _working_model(parsed)
+                    view = await self.view(Shown.of(actor, step), show, working_model=working, links=())
+                    yield {**view, self._ui.box: gr.MultimodalTextbox(value=None, visible=True)}
+                else:
+                    yield await self.view(Shown.of(actor, step), ANSWERED, request=request)
         except RetouchError as exc:
             yield await self._refusal(actor, conversation_id, exc)
 
@@ -258,31 +318,34 @@ class Handlers:
         owner: str,
         gemini_key: str,
         openai_key: str,
-        *option_values: Any,
+        **options: Any,
     ) -> AsyncIterator[dict[Any, Any]]:
         actor = Actor(owner, share_token or None, client_address(request, self._config.proxies))
         try:
-            options = self._options(option_values)
+            parsed = self._options(options)
             keys = visitor_keys(gemini_key, openai_key)
-            steps = self._service.retry(actor, conversation_id, options=options, keys=keys)
-            async for index, conversation in _numbered(steps):
-                access = (await asyncio.to_thread(self._service.gate.grant, actor, conversation.id)).access
-                working = _working_model(options) if index == 0 else None
-                yield await self.view(actor, conversation, access, working_model=working, request=request)
+            steps = self._service.retry(actor, conversation_id, options=parsed, keys=keys)
+            async for index, step in _numbered(steps):
+                if index == 0:
+                    yield await self.view(
+                        Shown.of(actor, step), Show.CHAT, working_model=_working_model(parsed)
+                    )
+                else:
+                    yield await self.view(Shown.of(actor, step), ANSWERED, request=request)
         except RetouchError as exc:
             yield await self._refusal(actor, conversation_id, exc)
 
     async def _refusal(self, actor: Actor, conversation_id: str, exc: RetouchError) -> dict[Any, Any]:
         """Show why, for this moment only: nothing of a refused message is stored; the box keeps it."""
         log_refusal("turn", exc)
-        conversation, access = None, None
+        shown, show = Shown(actor), Show.ALL
         if conversation_id:
             try:
                 grant, conversation = await self._service.open(actor, conversation_id)
-                access = grant.access
+                shown, show = Shown(actor, conversation, grant), Show.CHAT | Show.ACCESS
             except RetouchError:
-                actor = Actor(actor.owner_id)
-        view = await self.view(actor, conversation, access)
+                shown = Shown(Actor(actor.owner_id))
+        view = await self.view(shown, show)
         notice = {"role": "assistant", "content": f"\u26a0\ufe0f {exc.user_message()}"}
         return {
             **view,
@@ -292,12 +355,16 @@ class Handlers:
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _options(self, values: Sequence[Any]) -> GenerationOptions:
+    def _options(self, values: Mapping[str, Any]) -> GenerationOptions:
         return parse_options(
-            dict(zip(OPTION_NAMES, values, strict=True)),
+            values,
             default_model=self._config.default_model,
             default_openai_model=self._config.default_openai_model,
         )
+
+
+#: An answered turn changed the chat, its versions and its place in "My conversations".
+ANSWERED = Show.CHAT | Show.VERSIONS | Show.GALLERY
 
 
 def visitor_keys(gemini_key: str | None, openai_key: str | None) -> dict[str, SecretStr]:
@@ -345,7 +412,7 @@ def _painted(painter: dict | None) -> bytes | None:
     return region_png(region) if region is not None else None
 
 
-async def _numbered(steps: AsyncIterator[Conversation]) -> AsyncIterator[tuple[int, Conversation]]:
+async def _numbered(steps: AsyncIterator[Step]) -> AsyncIterator[tuple[int, Step]]:
     index = 0
     async for step in steps:
         yield index, step

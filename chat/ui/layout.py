@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import gradio as gr
 
@@ -12,30 +14,8 @@ from chat.providers.openai.catalog import OPENAI_FIXED_SIZES, OPENAI_MODELS
 from chat.ui.owner import owner_state
 from chat.ui.panels import Library, Versions, build_library, build_versions
 
-__all__ = ["Layout", "OPTION_NAMES", "build_layout"]
+__all__ = ["Layout", "build_layout"]
 
-# The order of the option components, as the handlers receive them.
-OPTION_NAMES = (
-    "model",
-    "aspect_ratio",
-    "image_size",
-    "temperature",
-    "top_p",
-    "top_k",
-    "max_output_tokens",
-    "seed",
-    "stop_sequences",
-    "safety_threshold",
-    "route",
-    "openai_model",
-    "openai_size",
-    "openai_quality",
-    "openai_background",
-    "openai_output_format",
-    "openai_output_compression",
-    "openai_input_fidelity",
-    "budget_usd",
-)
 ROUTES = [
     ("Gemini, then OpenAI if Gemini fails", "auto"),
     ("Gemini only", "gemini"),
@@ -60,22 +40,22 @@ class Layout:
     new_button: gr.Button
     painter_box: gr.Accordion
     painter: gr.ImageEditor
-    options: tuple[gr.components.Component, ...]
+    options: Mapping[str, gr.components.Component]  # by the names parse_options takes
     library: Library
     versions: Versions
     keys: tuple[gr.Textbox, gr.Textbox]
 
     @property
     def model(self) -> gr.Dropdown:
-        return self.options[0]  # type: ignore[return-value]
+        return cast(gr.Dropdown, self.options["model"])
 
     @property
     def aspect_ratio(self) -> gr.Dropdown:
-        return self.options[1]  # type: ignore[return-value]
+        return cast(gr.Dropdown, self.options["aspect_ratio"])
 
     @property
     def image_size(self) -> gr.Dropdown:
-        return self.options[2]  # type: ignore[return-value]
+        return cast(gr.Dropdown, self.options["image_size"])
 
 
 def model_choices(model_id: str) -> tuple[list[str], list[str]]:
@@ -119,7 +99,7 @@ def build_layout(
             keys = _keys_panel(open_=ask_for_keys)
             painter_box, painter = _painter()
             versions = build_versions()
-            options = _options_panel(default_model) + _openai_panel(default_openai_model)
+            options = {**_options_panel(default_model), **_openai_panel(default_openai_model)}
     return Layout(
         chatbot,
         summary,
@@ -169,7 +149,7 @@ def _painter() -> tuple[gr.Accordion, gr.ImageEditor]:
     return box, editor
 
 
-def _options_panel(default_model: str) -> tuple[gr.components.Component, ...]:
+def _options_panel(default_model: str) -> dict[str, gr.components.Component]:
     models = list(GEMINI_MODELS)
     if default_model not in GEMINI_MODELS:
         models.insert(0, default_model)
@@ -186,10 +166,21 @@ def _options_panel(default_model: str) -> tuple[gr.components.Component, ...]:
             max_tokens = gr.Number(None, label="Max output tokens", minimum=1, precision=0)
             seed = gr.Number(None, label="Seed", minimum=0, precision=0)
             stops = gr.Textbox(label="Stop sequences (one per line)", lines=2)
-    return (model, aspect, size, temperature, top_p, top_k, max_tokens, seed, stops, safety)
+    return {
+        "model": model,
+        "aspect_ratio": aspect,
+        "image_size": size,
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": top_k,
+        "max_output_tokens": max_tokens,
+        "seed": seed,
+        "stop_sequences": stops,
+        "safety_threshold": safety,
+    }
 
 
-def _openai_panel(default_model: str) -> tuple[gr.components.Component, ...]:
+def _openai_panel(default_model: str) -> dict[str, gr.components.Component]:
     models = list(OPENAI_MODELS)
     if default_model not in OPENAI_MODELS:
         models.insert(0, default_model)
@@ -211,4 +202,14 @@ def _openai_panel(default_model: str) -> tuple[gr.components.Component, ...]:
     budget = gr.Number(
         None, label="Budget for this conversation ($; 0 = no budget)", minimum=0, elem_id="budget"
     )
-    return (route, model, size, quality, background, output_format, compression, fidelity, budget)
+    return {
+        "route": route,
+        "openai_model": model,
+        "openai_size": size,
+        "openai_quality": quality,
+        "openai_background": background,
+        "openai_output_format": output_format,
+        "openai_output_compression": compression,
+        "openai_input_fidelity": fidelity,
+        "budget_usd": budget,
+    }

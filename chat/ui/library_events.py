@@ -7,11 +7,12 @@ from typing import Any
 
 import gradio as gr
 
-from chat.access import Access, Actor
+from chat.access import Access, Actor, Grant
+from chat.domain import Conversation
 from chat.errors import InputError, RetouchError
 from chat.library import ConversationLibrary
 from chat.service import ChatService
-from chat.ui.events import Handlers, log_refusal
+from chat.ui.events import Handlers, Show, Shown, log_refusal
 from chat.ui.files import FileMaker
 from chat.ui.render import versions
 from chat.ui.uploads import read_uploads
@@ -30,18 +31,20 @@ class LibraryHandlers:
         self._library = library
         self._files = files
 
-    async def on_search(self, owner: str, query: str) -> tuple[Any, list[str]]:
-        summaries = await self._library.list(Actor(owner), query if isinstance(query, str) else "")
-        return [(self._files.thumbnail(s.thumbnail), s.title) for s in summaries], [s.id for s in summaries]
+    async def on_search(self, owner: str, query: str) -> dict:
+        return await self._page.gallery(Actor(owner), query if isinstance(query, str) else "")
 
     async def on_rename(self, owner: str, conversation_id: str, title: str, request: gr.Request) -> dict:
-        return await self._owner_action(owner, conversation_id, request, self._library.rename, title)
+        return await self._owner_action(owner, conversation_id, request, RENAMED, self._library.rename, title)
 
     async def on_share_view(self, owner: str, conversation_id: str, request: gr.Request) -> dict:
-        return await self._owner_action(owner, conversation_id, request, self._library.share, "view")
+        return await self._owner_action(
+            owner, conversation_id, request, Show.LINKS, self._library.share, "view"
+        )
 
     async def on_share_continue(self, owner: str, conversation_id: str, request: gr.Request) -> dict:
-        return await self._owner_action(owner, conversation_id, request, self._library.share, "continue")
+        share = self._library.share
+        return await self._owner_action(owner, conversation_id, request, Show.LINKS, share, "continue")
 
     async def on_duplicate(
         self, owner: str, conversation_id: str, share_token: str, request: gr.Request
@@ -52,8 +55,10 @@ class LibraryHandlers:
         self, owner: str, conversation_id: str, token: str | None, request: gr.Request
     ) -> dict:
         if not token:
-            return await self._show(Actor(owner), conversation_id, request, status="Choose a link to revoke.")
-        return await self._owner_action(owner, conversation_id, request, self._library.revoke, token)
+            return await self._page.view(Shown(Actor(owner)), Show(0), status="Choose a link to revoke.")
+        return await self._owner_action(
+            owner, conversation_id, request, Show.LINKS, self._library.revoke, token
+        )
 
     async def on_delete(self, owner: str, conversation_id: str) -> dict:
         actor = Actor(owner)
@@ -63,7 +68,7 @@ class LibraryHandlers:
         except RetouchError as exc:
             log_refusal("delete", exc)
             status = exc.user_message()
-        return await self._page.view(actor, None, None, status=status)
+        return await self._page.view(Shown(actor), status=status)
 
     async def on_fork(
         self, owner: str, conversation_id: str, share_token: str, through: int | None, request: gr.Request
@@ -81,7 +86,7 @@ class LibraryHandlers:
             if through is not None
             else "This is your own copy; the shared original is unchanged."
         )
-        return await self._page.view(Actor(owner), copy, Access.OWNER, status=status, request=request)
+        return await self._page.view(_own(owner, copy), status=status, request=request, links=())
 
     async def on_version(
         self, owner: str, conversation_id: str, share_token: str, index: int | None
@@ -121,24 +126,39 @@ class LibraryHandlers:
                 raise InputError("Import takes a .zip exported from Retouch.")
             conversation = await self._library.import_zip(actor, zip_file.data)
         except RetouchError as exc:
-            return await self._page.view(actor, None, None, status=exc.user_message(), request=request)
+            return await self._page.view(Shown(actor), status=exc.user_message(), request=request)
         status = f"Imported \u201c{conversation.title}\u201d ({len(conversation.turns)} turns)."
-        return await self._page.view(actor, conversation, Access.OWNER, status=status, request=request)
+        return await self._page.view(_own(owner, conversation), status=status, request=request, links=())
 
-    async def _owner_action(self, owner, conversation_id, request, action, *args) -> dict:
+    async def _owner_action(self, owner, conversation_id, request, changed: Show, action, *args) -> dict:
+        """Do it, then show what it ``changed``; a refusal shows the conversation afresh (or none)."""
         actor = Actor(owner)
-        status = ""
         try:
             await action(actor, conversation_id, *args)
+            if changed is Show.LINKS:  # the conversation is as shown: read its links (checked: the owner's)
+                links = await self._library.links(actor, conversation_id)
+                shown = Shown(actor, grant=Grant(conversation_id, Access.OWNER))
+                return await self._page.view(shown, changed, request=request, links=links)
         except RetouchError as exc:
             log_refusal(action.__name__, exc)
-            status = exc.user_message()
-        return await self._show(actor, conversation_id, request, status=status)
+            return await self._show(actor, conversation_id, request, status=exc.user_message())
+        return await self._show(actor, conversation_id, request, changed)
 
-    async def _show(self, actor: Actor, conversation_id: str, request, *, status: str = "") -> dict:
+    async def _show(
+        self, actor: Actor, conversation_id: str, request, show: Show = Show.ALL, *, status: str = ""
+    ) -> dict:
         try:
             grant, conversation = await self._service.open(actor, conversation_id)
         except RetouchError as exc:
             log_refusal("open", exc)
-            return await self._page.view(Actor(actor.owner_id), None, None, status=exc.user_message())
-        return await self._page.view(actor, conversation, grant.access, status=status, request=request)
+            return await self._page.view(Shown(Actor(actor.owner_id)), status=exc.user_message())
+        return await self._page.view(Shown(actor, conversation, grant), show, status=status, request=request)
+
+
+#: A new title shows in the caption, the title box and "My conversations" (which it may reorder).
+RENAMED = Show.CHAT | Show.ACCESS | Show.GALLERY
+
+
+def _own(owner: str, conversation: Conversation) -> Shown:
+    """A fork or an import: a new conversation of the actor's own (theirs to do anything with; no links yet)."""
+    return Shown(Actor(owner), conversation, Grant(conversation.id, Access.OWNER))

@@ -13,7 +13,7 @@ from PIL import Image
 from pydantic import SecretStr
 from sqlmodel import select
 
-from chat.access import Actor
+from chat.access import Access, Actor, Grant
 from chat.domain import (
     Conversation,
     GenerationOptions,
@@ -130,7 +130,7 @@ def stored_conversations(data_dir: Path) -> list:
 
 
 async def collect(steps) -> list[Conversation]:
-    return [c async for c in steps]
+    return [step.conversation async for step in steps]
 
 
 async def test_send_stores_user_turn_before_calling_the_provider(service, provider):
@@ -347,3 +347,13 @@ async def test_fallback_answer_records_every_attempt(data_dir):
 
 def service_blob(service: ChatService, part: ImagePart) -> bytes:
     return service.image_path(part).read_bytes()
+
+
+async def test_every_step_carries_the_grant_checked_when_the_turn_began(service, provider):
+    provider.queue += [reply_with_image(png((1, 1, 1))), reply_with_image(png((2, 2, 2)))]
+    new = [step async for step in service.send(ACTOR, None, "a cat", options=OPTIONS)]
+    conversation_id = new[-1].conversation.id
+    assert [step.grant for step in new] == [Grant(conversation_id, Access.OWNER)] * 2
+    retried = [step async for step in service.retry(ACTOR, conversation_id, options=OPTIONS)]
+    assert [step.grant.access for step in retried] == [Access.OWNER] * 2
+    assert len(retried[-1].conversation.turns) == 3

@@ -24,6 +24,7 @@ ALL = [
     "m005_daily_spend",
     "m006_turn_cost_and_request_hash",
     "m007_part_roles_and_neutral_usage",
+    "m008_conversation_thumbnail",
 ]
 
 
@@ -56,7 +57,7 @@ def _schema(engine: Engine) -> dict[str, dict[str, Any]]:
 
 def test_blank_database_gets_every_migration(engine: Engine, data_dir: Path) -> None:
     # the ``engine`` fixture has run migrate() on a blank file
-    assert schema_version(engine) == len(ALL) == 7
+    assert schema_version(engine) == len(ALL) == 8
     assert _pragma(engine, "journal_mode") == "wal"
     assert _pragma(engine, "foreign_keys") == 1
     assert _pragma(engine, "busy_timeout") == 30000
@@ -204,12 +205,7 @@ def test_version_three_gains_owners_and_share_links_with_old_rows_unowned(
     with engine.begin() as conn:
         _insert_m001_conversation(conn)
 
-    assert migrate(engine) == [
-        "m004_owners_and_share_links",
-        "m005_daily_spend",
-        "m006_turn_cost_and_request_hash",
-        "m007_part_roles_and_neutral_usage",
-    ]
+    assert migrate(engine) == ALL[3:]
 
     with engine.connect() as conn:
         assert conn.execute(text("SELECT owner_id FROM conversation")).scalars().all() == [None]
@@ -253,7 +249,7 @@ def test_version_six_gets_roles_and_thoughts_as_fields_and_neutral_usage(
             )
         )
 
-    assert migrate(engine) == ["m007_part_roles_and_neutral_usage"]
+    assert migrate(engine) == ALL[6:]
 
     with session_scope(engine) as session:
         loaded = get_conversation(session=session, conversation_id="old")
@@ -273,3 +269,83 @@ def test_version_six_gets_roles_and_thoughts_as_fields_and_neutral_usage(
     assert user.usage is None
     assert text_only.error is None and text_only.notice == "No image this time."
     assert text_only.text() == "Which car?"
+
+
+def test_thumbnails_are_backfilled_as_the_chat_shows_its_latest_image(
+    open_engine: Callable[[], Engine],
+) -> None:
+    """An answer's image (not its thought image), never a painted turn's marked copy or mask,
+    never a failed turn's; a thought image only where a turn has nothing else."""
+    engine = open_engine()
+    migrate(engine, until="m006_turn_cost_and_request_hash")
+    ts = "2025-12-31 23:00:00.000000"
+    shas = {name: name * 64 for name in "abcdmkt"}
+    marked, mask = '{"retouch": {"role": "marked"}}', '{"retouch": {"role": "mask"}}'
+    thought = '{"gemini": {"thought": true}}'
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO image VALUES (:sha, 'image/png', 1, 1, 1, :ts)"),
+            [{"sha": sha, "ts": ts} for sha in shas.values()],
+        )
+        conn.execute(
+            text("INSERT INTO conversation (id, title, created_at, updated_at) VALUES (:id, 't', :ts, :ts)"),
+            [{"id": id_, "ts": ts} for id_ in ("painted", "thinking", "text-only")],
+        )
+        turns = [  # (id, conversation, seq, role, status)
+            (1, "painted", 0, "user", "ok"),
+            (2, "painted", 1, "assistant", "ok"),
+            (3, "painted", 2, "user", "ok"),
+            (4, "painted", 3, "assistant", "error"),
+            (5, "thinking", 0, "user", "ok"),
+            (6, "thinking", 1, "assistant", "ok"),
+            (7, "text-only", 0, "user", "ok"),
+        ]
+        conn.execute(
+            text(
+                "INSERT INTO turn (id, conversation_id, seq, role, status, options, created_at) "
+                "VALUES (:id, :c, :seq, :role, :status, '{}', :ts)"
+            ),
+            [{"id": i, "c": c, "seq": q, "role": r, "status": st, "ts": ts} for i, c, q, r, st in turns],
+        )
+        parts = [  # (turn, position, kind, image, metadata)
+            (1, 0, "image", "a", "{}"),
+            (2, 0, "image", "t", thought),
+            (2, 1, "image", "b", "{}"),
+            (3, 0, "image", "m", marked),
+            (3, 1, "image", "k", mask),
+            (5, 0, "image", "c", "{}"),
+            (6, 0, "image", "d", thought),
+            (7, 0, "text", None, "{}"),
+        ]
+        conn.execute(
+            text(
+                "INSERT INTO part (turn_id, position, kind, image_sha256, mime_type, provider_metadata) "
+                "VALUES (:turn, :position, :kind, :sha, :mime, :meta)"
+            ),
+            [
+                {
+                    "turn": t,
+                    "position": n,
+                    "kind": k,
+                    "sha": shas.get(i or ""),
+                    "mime": i and "image/png",
+                    "meta": m,
+                }
+                for t, n, k, i, m in parts
+            ],
+        )
+
+    assert migrate(engine) == ALL[6:]
+
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, thumbnail_sha256, thumbnail_mime_type FROM conversation"))
+        thumbnails = {id_: (sha, mime) for id_, sha, mime in rows}
+    with session_scope(engine, read_only=True) as session:
+        painted = get_conversation(session=session, conversation_id="painted")
+    assert painted is not None and painted.latest_image() is not None
+    assert thumbnails == {
+        "painted": (painted.latest_image().sha256, "image/png"),
+        "thinking": (shas["d"], "image/png"),
+        "text-only": (None, None),
+    }
+    assert thumbnails["painted"][0] == shas["b"]

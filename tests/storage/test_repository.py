@@ -16,6 +16,7 @@ from chat.domain import (
     Conversation,
     ConversationSummary,
     ImagePart,
+    ImageRole,
     Role,
     TextPart,
     Turn,
@@ -36,7 +37,7 @@ from storage import (
     session_scope,
 )
 from storage.models import ImageRow, PartRow, TurnRow
-from storage.repository import append_to, append_turns
+from storage.repository import append_to, append_turns, copy_conversation
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 OWNER = "owner-aaaaaaaaaaaaaaaa"
@@ -384,3 +385,53 @@ def test_append_to_a_deleted_conversation_raises(engine: Engine) -> None:
         append_to(
             session=session, conversation=stale, turn=Turn(role=Role.USER, parts=(TextPart("x"),)), now=NOW
         )
+
+
+def test_the_listed_thumbnail_is_the_image_the_chat_shows_last(engine: Engine, blobs: BlobStore) -> None:
+    """After a painted turn whose answer failed, the chat shows the last answer: so does the
+    list (never the magenta marked copy or the mask), for the conversation and for its fork."""
+    with session_scope(engine) as session:
+        photo, answer, marked, mask = (_store_image(session, blobs, bytes([n]) * 8) for n in range(4))
+        conversation = create_conversation(
+            session=session, conversation_id="c1", title="Cat", now=NOW, owner_id=OWNER
+        )
+        painted = Turn(
+            Role.USER,
+            (
+                replace(marked, role=ImageRole.MARKED),
+                replace(mask, role=ImageRole.MASK),
+                TextPart("make this part red"),
+            ),
+        )
+        failed = Turn(Role.ASSISTANT, (), error=TurnError("unavailable", "503"))
+        for turn in (_user_turn(photo), _assistant_turn(answer), painted, failed):
+            conversation = append_to(session=session, conversation=conversation, turn=turn, now=NOW)
+        copy_conversation(
+            session=session, source_id="c1", new_id="fork", title="Fork", owner_id=OWNER, now=NOW
+        )
+    shown = conversation.latest_image()
+    assert shown is not None and shown.sha256 == answer.sha256
+    with session_scope(engine, read_only=True) as session:
+        listed = list_conversations(session=session, owner_id=OWNER)
+    assert {s.id: s.thumbnail for s in listed} == {
+        "c1": ImagePart(answer.sha256, "image/png"),
+        "fork": ImagePart(answer.sha256, "image/png"),
+    }
+
+
+def test_listing_conversations_is_one_query(engine: Engine, blobs: BlobStore) -> None:
+    with session_scope(engine) as session:
+        image = _store_image(session, blobs, b"x" * 8)
+        for cid in ("a", "b", "c"):
+            create_conversation(session=session, conversation_id=cid, title=cid, now=NOW, owner_id=OWNER)
+            append_turn(session=session, conversation_id=cid, turn=_assistant_turn(image), now=NOW)
+    statements: list[str] = []
+    listen = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        with session_scope(engine, read_only=True) as session:
+            listed = list_conversations(session=session, owner_id=OWNER)
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+    assert [s.thumbnail for s in listed] == [ImagePart(image.sha256, "image/png")] * 3
+    assert [s for s in statements if s.lstrip().upper().startswith("SELECT")] == statements[1:2]

@@ -9,24 +9,35 @@ from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
-import pytest
 
 from chat.access import Access, Actor, browser_owner_id
 from chat.errors import UnavailableError
-from chat.library import ConversationLibrary
-from chat.service import ChatService
+from chat.options import parse_options
 from chat.ui import build_ui
 from chat.ui.events import Handlers, UIConfig
-from chat.ui.files import FileMaker
-from chat.ui.layout import OPTION_NAMES, build_layout
-from chat.ui.library_events import LibraryHandlers
-from storage import BlobStore, make_engine, migrate, sqlite_url
-from tests.chat.test_service import FakeProvider, png, reply_with_image, single_try
+from tests.chat.test_service import png, reply_with_image
 
-DEFAULT_OPTIONS = (
-    *("gemini-3.1-flash-image", "auto", "auto", None, None, None, None, None, "", "auto"),
-    *("auto", "gpt-image-2", "auto", "auto", "auto", "auto", None, "auto", None),
-)
+DEFAULT_OPTIONS = {
+    "model": "gemini-3.1-flash-image",
+    "aspect_ratio": "auto",
+    "image_size": "auto",
+    "temperature": None,
+    "top_p": None,
+    "top_k": None,
+    "max_output_tokens": None,
+    "seed": None,
+    "stop_sequences": "",
+    "safety_threshold": "auto",
+    "route": "auto",
+    "openai_model": "gpt-image-2",
+    "openai_size": "auto",
+    "openai_quality": "auto",
+    "openai_background": "auto",
+    "openai_output_format": "auto",
+    "openai_output_compression": None,
+    "openai_input_fidelity": "auto",
+    "budget_usd": None,
+}
 CONFIG = UIConfig(
     default_model="gemini-3.1-flash-image",
     default_openai_model="gpt-image-2",
@@ -44,49 +55,6 @@ class FakeRequest:
         self.headers = {"host": "retouch.test"}
 
 
-@pytest.fixture
-def uploads(tmp_path: Path, monkeypatch) -> Path:
-    root = tmp_path / "gradio-uploads"
-    root.mkdir()
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(root))
-    return root
-
-
-@pytest.fixture
-def provider() -> FakeProvider:
-    return FakeProvider()
-
-
-@pytest.fixture
-def engine(tmp_path: Path):
-    engine = make_engine(sqlite_url(tmp_path / "data"))
-    migrate(engine)
-    return engine
-
-
-@pytest.fixture
-def service(engine, tmp_path: Path, provider: FakeProvider) -> ChatService:
-    return ChatService(
-        engine=engine, blobs=BlobStore(tmp_path / "data" / "images"), policy=single_try(provider)
-    )
-
-
-@pytest.fixture
-def library(engine, service: ChatService, tmp_path: Path) -> ConversationLibrary:
-    return ConversationLibrary(
-        engine=engine, blobs=BlobStore(tmp_path / "data" / "images"), gate=service.gate
-    )
-
-
-@pytest.fixture
-def page(service: ChatService, library: ConversationLibrary, tmp_path: Path):
-    with gr.Blocks():
-        ui = build_layout(CONFIG.default_model, CONFIG.default_openai_model, browser_secret="s" * 32)
-    files = FileMaker(service.image_path, tmp_path / "files")
-    handlers = Handlers(service, library, CONFIG, ui, files)
-    return ui, handlers, LibraryHandlers(handlers, service, library, files)
-
-
 async def run(steps) -> list[dict]:
     return [step async for step in steps]
 
@@ -97,12 +65,39 @@ async def submit(
     message = {"text": text, "files": [str(f) for f in files]}
     request = FakeRequest()
     return await run(
-        handlers.on_submit(request, message, conversation_id, token, owner, None, "", "", *DEFAULT_OPTIONS)
+        handlers.on_submit(
+            request,
+            message=message,
+            conversation_id=conversation_id,
+            share_token=token,
+            owner=owner,
+            painter=None,
+            gemini_key="",
+            openai_key="",
+            **DEFAULT_OPTIONS,
+        )
     )
 
 
-def test_option_components_match_option_names():
-    assert len(DEFAULT_OPTIONS) == len(OPTION_NAMES)
+async def retry(handlers: Handlers, conversation_id: str, owner: str = OWNER, token: str = "") -> list[dict]:
+    request = FakeRequest()
+    return await run(
+        handlers.on_retry(
+            request,
+            conversation_id=conversation_id,
+            share_token=token,
+            owner=owner,
+            gemini_key="",
+            openai_key="",
+            **DEFAULT_OPTIONS,
+        )
+    )
+
+
+def test_option_components_are_named_as_parse_options_takes_them(page):
+    ui, _, _ = page
+    assert list(ui.options) == list(DEFAULT_OPTIONS)
+    assert parse_options(DEFAULT_OPTIONS, default_model=CONFIG.default_model).model == CONFIG.default_model
 
 
 async def test_submit_shows_pending_then_answer(page, provider, uploads):
@@ -203,9 +198,7 @@ async def test_retry_after_failure(page, provider):
     provider.queue += [UnavailableError("gemini", "503"), reply_with_image(png((3, 3, 3)))]
     *_, failed = await submit(handlers, "x")
     assert "unavailable" in failed[ui.chatbot][-1]["content"]
-    *_, retried = await run(
-        handlers.on_retry(FakeRequest(), failed[ui.conversation_id], "", OWNER, "", "", *DEFAULT_OPTIONS)
-    )
+    *_, retried = await retry(handlers, failed[ui.conversation_id])
     assert retried[ui.chatbot][-1]["content"][1]["path"].endswith(".png")
 
 
@@ -268,3 +261,19 @@ async def test_a_turn_in_flight_shows_as_pending_to_another_viewer(page, provide
     await running
     after = await handlers.on_load(OWNER, FakeRequest({"c": conversation_id}))
     assert "metadata" not in after[ui.chatbot][-1] or after[ui.chatbot][-1].get("metadata") is None
+
+
+async def test_a_teammate_continuing_through_a_link_gets_no_owner_tools(page, provider, library):
+    ui, handlers, _ = page
+    provider.queue += [reply_with_image(png((9, 9, 9))), reply_with_image(png((8, 8, 8)))]
+    *_, done = await submit(handlers, "a cat")
+    link = await library.share(Actor(OWNER), done[ui.conversation_id], "continue")
+    opened = await handlers.on_load(MATE, FakeRequest({"s": link.token}))
+    assert opened[ui.library.owner_tools].visible is False and opened[ui.library.links] == ""
+    stored, answered = await submit(
+        handlers, "orange", done[ui.conversation_id], owner=MATE, token=link.token
+    )
+    for step in (stored, answered):  # the link's grant, as the service checked it: never the owner's
+        assert step[ui.share_token] == link.token and ui.library.owner_tools not in step
+        assert ui.library.links not in step
+    assert answered[ui.library.gallery] == []  # the teammate owns nothing

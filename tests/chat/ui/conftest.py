@@ -1,0 +1,61 @@
+"""The page's handlers on real storage in tmp_path, answered by a fake provider."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from chat.library import ConversationLibrary
+from chat.service import ChatService
+from chat.ui.events import Handlers
+from chat.ui.files import FileMaker
+from chat.ui.layout import build_layout
+from chat.ui.library_events import LibraryHandlers
+from storage import BlobStore, make_engine, migrate, sqlite_url
+from tests.chat.test_service import FakeProvider, single_try
+from tests.chat.ui.test_events import CONFIG
+
+
+@pytest.fixture
+def uploads(tmp_path: Path, monkeypatch) -> Path:
+    root = tmp_path / "gradio-uploads"
+    root.mkdir()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(root))
+    return root
+
+
+@pytest.fixture
+def provider() -> FakeProvider:
+    return FakeProvider()
+
+
+@pytest.fixture
+def engine(tmp_path: Path):
+    engine = make_engine(sqlite_url(tmp_path / "data"))
+    migrate(engine)
+    return engine
+
+
+@pytest.fixture
+def service(engine, tmp_path: Path, provider: FakeProvider) -> ChatService:
+    return ChatService(
+        engine=engine, blobs=BlobStore(tmp_path / "data" / "images"), policy=single_try(provider)
+    )
+
+
+@pytest.fixture
+def library(engine, service: ChatService, tmp_path: Path) -> ConversationLibrary:
+    return ConversationLibrary(
+        engine=engine, blobs=BlobStore(tmp_path / "data" / "images"), gate=service.gate
+    )
+
+
+@pytest.fixture
+def page(service: ChatService, library: ConversationLibrary, tmp_path: Path):
+    with gr.Blocks():
+        ui = build_layout(CONFIG.default_model, CONFIG.default_openai_model, browser_secret="s" * 32)
+    files = FileMaker(service.image_path, tmp_path / "files")
+    handlers = Handlers(service, library, CONFIG, ui, files)
+    return ui, handlers, LibraryHandlers(handlers, service, library, files)

@@ -1,0 +1,130 @@
+"""What the common page events cost the database: transactions, writes and SELECTs, counted on the engine.
+
+The page is built from what the service returned, so a send on an existing conversation
+costs the access check, the two writes of the turn (the message, then the answer) and one
+read of "My conversations"; nothing re-checks access, and no read takes the write lock.
+Figures before this was so (commit f656f2b, same events): a send 11 transactions (2 of them
+writes) and 18 SELECTs; a load with ?c= or a gallery click 5 and 8; a retry 10 and 15; a new
+share link 7 and 10; "New conversation" 1 and 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from chat.ui.events import Handlers
+from tests.chat.test_service import png, reply_with_image
+from tests.chat.ui.test_events import OWNER, FakeRequest, retry, submit
+
+
+@dataclass
+class Counts:
+    """Transactions begun (and how many took the write lock) and SELECTs sent, since the last ``take``."""
+
+    transactions: int = 0
+    writes: int = 0
+    selects: int = 0
+    statements: list[str] = field(default_factory=list)
+
+    def take(self) -> Counts:
+        taken = Counts(self.transactions, self.writes, self.selects, self.statements)
+        self.transactions = self.writes = self.selects = 0
+        self.statements = []
+        return taken
+
+
+@pytest.fixture
+def counts(engine: Engine):
+    counted = Counts()
+
+    def begin(connection: Connection) -> None:
+        counted.transactions += 1
+        counted.writes += not connection.get_execution_options().get("retouch_read_only", False)
+
+    def before_cursor_execute(connection, cursor, statement: str, *_args) -> None:
+        counted.statements.append(statement)
+        counted.selects += statement.lstrip().upper().startswith("SELECT")
+
+    event.listen(engine, "begin", begin)
+    event.listen(engine, "before_cursor_execute", before_cursor_execute)
+    yield counted
+    event.remove(engine, "begin", begin)
+    event.remove(engine, "before_cursor_execute", before_cursor_execute)
+
+
+@dataclass(frozen=True)
+class Select:
+    index: int
+
+
+async def a_conversation(handlers: Handlers, ui, provider) -> str:
+    """A conversation of OWNER's with one message and its image answer, made through the page."""
+    provider.queue.append(reply_with_image(png((9, 9, 9)), text="A cat."))
+    *_, done = await submit(handlers, "a cat")
+    return done[ui.conversation_id]
+
+
+async def test_a_send_on_an_existing_conversation_is_four_transactions(page, provider, counts):
+    ui, handlers, _ = page
+    conversation_id = await a_conversation(handlers, ui, provider)
+    provider.queue.append(reply_with_image(png((8, 8, 8)), text="Orange now."))
+    counts.take()
+    stored, answered = await submit(handlers, "make it orange", conversation_id)
+    sent = counts.take()
+    assert answered[ui.chatbot][-1]["content"][0].startswith("Orange now.")
+    # check access (read), the message (write), the answer (write), "My conversations" (read)
+    assert (sent.transactions, sent.writes) == (4, 2), sent.statements
+    assert sent.selects <= 8, sent.statements
+    # The first step shows the stored message; the sidebar and versions wait for the answer.
+    assert ui.library.gallery not in stored and ui.versions.choice not in stored
+    assert ui.library.links not in stored and ui.library.title not in stored
+    assert stored[ui.chatbot][-1]["metadata"]["status"] == "pending"
+
+
+async def test_reads_of_the_other_common_events_never_take_the_write_lock(page, provider, counts):
+    ui, handlers, _ = page
+    conversation_id = await a_conversation(handlers, ui, provider)
+    counts.take()
+    loaded = await handlers.on_load(OWNER, FakeRequest({"c": conversation_id}))
+    load = counts.take()
+    opened = await handlers.on_open(OWNER, [conversation_id], Select(0), FakeRequest())  # type: ignore[arg-type]
+    open_ = counts.take()
+    assert loaded[ui.chatbot] == opened[ui.chatbot] and ui.library.gallery not in opened
+    # open (access + the conversation), its share links, "My conversations"
+    assert (load.transactions, load.writes, load.selects) == (3, 0, 6), load.statements
+    assert (open_.transactions, open_.writes, open_.selects) == (2, 0, 5), open_.statements
+    provider.queue.append(reply_with_image(png((7, 7, 7))))
+    await retry(handlers, conversation_id)
+    retried = counts.take()
+    assert (retried.transactions, retried.writes) == (3, 1), retried.statements
+    assert retried.selects <= 5, retried.statements
+
+
+async def test_a_new_conversation_shows_its_owner_tools_without_reading_them(page, provider, counts):
+    ui, handlers, _ = page
+    provider.queue.append(reply_with_image(png((9, 9, 9))))
+    stored, answered = await submit(handlers, "a cat")
+    new = counts.take()
+    assert stored[ui.library.links] == "No share links yet." and stored[ui.library.owner_tools].visible
+    assert [title for _, title in answered[ui.library.gallery]] == ["a cat"]
+    # the message (write; the service first looks the new id up: a read), the answer (write),
+    # "My conversations" (read)
+    assert (new.transactions, new.writes) == (4, 2), new.statements
+
+
+async def test_sharing_reads_only_the_links_and_a_new_page_reads_nothing(page, provider, counts):
+    ui, handlers, panels = page
+    conversation_id = await a_conversation(handlers, ui, provider)
+    counts.take()
+    shared = await panels.on_share_view(OWNER, conversation_id, FakeRequest())
+    share = counts.take()
+    assert "?s=" in shared[ui.library.links] and ui.chatbot not in shared
+    # check ownership (read), the new link (write), the links with the check again (read)
+    assert (share.transactions, share.writes) == (3, 1), share.statements
+    empty = await handlers.on_new(OWNER)
+    assert empty[ui.chatbot] == [] and ui.library.gallery not in empty
+    assert counts.take().transactions == 0
