@@ -27,7 +27,7 @@ from chat.fallback import FallbackPolicy, RetryPolicy
 from chat.health import health_route
 from chat.images import ImageLimits
 from chat.library import ConversationLibrary
-from chat.lifecycle import DrainGate, Lifecycle, gradio_jobs, stop_gradio_server
+from chat.lifecycle import DrainGate, Lifecycle
 from chat.limits import Guard, Limits
 from chat.maintenance import sweep_orphans
 from chat.providers.gemini import GeminiClient
@@ -193,6 +193,41 @@ def serve(demo: gr.Blocks, settings: Settings, engine: Engine, lifecycle: Lifecy
     )
 
 
+class GradioServer:
+    """A launched Gradio app as ``chat.lifecycle.Server``: the one place that reads Gradio's internals.
+
+    Gradio has no public "how busy am I" or "stop gracefully" API, so this reads the queue
+    (``Blocks._queue``) and the uvicorn server (``Blocks.server``) of the pinned gradio;
+    tests/test_deploy.py proves both against a real process.
+    """
+
+    def __init__(self, demo: gr.Blocks, *, flush_s: float = 2.0) -> None:
+        self._demo = demo
+        self._flush_s = flush_s
+
+    def jobs(self) -> int:
+        """Events waiting in, or being run by, the Gradio queue."""
+        queue = self._demo._queue
+        running = sum(len(job) for job in queue.active_jobs if job)
+        return len(queue) + running
+
+    def stop(self) -> None:
+        """Stop a ``launch(prevent_thread_lock=True)`` app, streams first, queue last.
+
+        ``Blocks.close()`` alone stops the queue first: an event stream that has not yet sent an
+        answer computed a moment ago would send "Server stopped unexpectedly" instead. Here uvicorn
+        stops listening and gives open responses ``flush_s`` to finish; Gradio's heartbeat streams
+        end at once (``stop_event``, as ``Blocks.close()`` does); the queue stops last.
+        """
+        demo, server = self._demo, self._demo.server
+        if server is not None:
+            server.config.timeout_graceful_shutdown = max(1, round(self._flush_s))  # whole seconds (uvicorn)
+            demo.app.stop_event.set()
+            server.should_exit = True
+            server.thread.join(self._flush_s + 1.0)
+        demo.close(verbose=False)
+
+
 def read_settings() -> Settings:
     """The settings, or exit with one line naming each bad variable (no traceback, no value echoed)."""
     try:
@@ -222,8 +257,7 @@ def main() -> None:
     lifecycle.install_signal_handlers()
     serve(demo, settings, engine, lifecycle)
     lifecycle.wait_for_stop()
-    report = lifecycle.drain(lambda: gradio_jobs(demo), settings.shutdown_grace_s)
-    stop_gradio_server(demo)
+    report = lifecycle.shutdown(GradioServer(demo), settings.shutdown_grace_s)
     log.info(report.summary())
 
 
