@@ -68,15 +68,7 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
         keep_images=settings.keep_images or None,
         cache=ReplyCache(engine, blobs),
     )
-    limits = InputLimits(
-        images=ImageLimits(
-            max_bytes=settings.max_upload_bytes,
-            max_pixels=settings.max_upload_pixels,
-            max_side=settings.max_input_side,
-        ),
-        max_prompt_chars=settings.max_prompt_chars,
-        max_images_per_message=settings.max_images_per_message,
-    )
+    limits = input_limits(settings)
     openai = OpenAIImagesClient(
         http,
         api_key=settings.openai_api_key,
@@ -84,22 +76,9 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
         default_model=settings.openai_image_model,
         timeout_s=settings.openai_timeout_s,
     )
-    retry = RetryPolicy(
-        max_attempts=settings.retry_attempts,
-        base_delay_s=settings.retry_base_delay_s,
-        max_total_s=settings.retry_max_total_s,
-    )
-    policy = FallbackPolicy({"gemini": gemini, "openai": openai}, retry=retry)
+    policy = FallbackPolicy({"gemini": gemini, "openai": openai}, retry=retry_policy(settings))
     sweep_orphans(engine, blobs)  # before serving, so no turn is being written meanwhile
-    guard = Guard(
-        Limits(
-            per_visitor_per_minute=settings.rate_per_minute,
-            per_visitor_per_day=settings.rate_per_day,
-            global_per_minute=settings.global_rate_per_minute,
-            daily_spend_usd=settings.spend_cap(),
-        ),
-        engine=engine,
-    )
+    guard = Guard(guard_limits(settings), engine=engine)
     service = ChatService(engine=engine, blobs=blobs, policy=policy, limits=limits, guard=guard)
     library = ConversationLibrary(
         engine=engine, blobs=blobs, gate=service.gate, input_limits=limits, guard=guard
@@ -117,6 +96,36 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
     demo = build_ui(service, library, config)
     demo.queue(default_concurrency_limit=settings.model_concurrency, max_size=settings.queue_max_size)
     return demo
+
+
+def input_limits(settings: Settings) -> InputLimits:
+    """What one message may hold: its text, its photos and each photo's size."""
+    return InputLimits(
+        images=ImageLimits(
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_upload_pixels,
+            max_side=settings.max_input_side,
+        ),
+        max_prompt_chars=settings.max_prompt_chars,
+        max_images_per_message=settings.max_images_per_message,
+    )
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.retry_attempts,
+        base_delay_s=settings.retry_base_delay_s,
+        max_total_s=settings.retry_max_total_s,
+    )
+
+
+def guard_limits(settings: Settings, environ: Mapping[str, str] = os.environ) -> Limits:
+    return Limits(
+        per_visitor_per_minute=settings.rate_per_minute,
+        per_visitor_per_day=settings.rate_per_day,
+        global_per_minute=settings.global_rate_per_minute,
+        daily_spend_usd=settings.spend_cap(environ),
+    )
 
 
 def browser_secret(settings: Settings) -> str:

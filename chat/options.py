@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from chat.catalog import (
-    DEFAULT_OPENAI_MODEL,
     MODEL_ID_RULE,
     OPENAI_BACKGROUNDS,
     SAFETY_THRESHOLDS,
@@ -15,6 +14,7 @@ from chat.catalog import (
     is_model_id,
     openai_model,
 )
+from chat.config import DEFAULTS
 from chat.domain import GenerationOptions, OpenAIOptions, Route
 from chat.errors import InputError
 
@@ -40,7 +40,10 @@ _NOT_AN_OBJECT = 'Options must be an object of names and values, e.g. {"aspect_r
 
 
 def parse_options(
-    data: Mapping[str, Any] | None, *, default_model: str, default_openai_model: str = DEFAULT_OPENAI_MODEL
+    data: Mapping[str, Any] | None,
+    *,
+    default_model: str,
+    default_openai_model: str = DEFAULTS.openai_image_model,
 ) -> GenerationOptions:
     """Validate and normalise; empty values and "auto" mean "let the model decide".
 

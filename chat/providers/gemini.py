@@ -12,7 +12,7 @@ import orjson
 from pydantic import SecretStr
 
 from chat.cache import ReplyCache, request_hash
-from chat.context import DEFAULT_KEEP_IMAGES
+from chat.config import DEFAULTS
 from chat.domain import GenerationOptions, ProviderReply, Turn
 from chat.providers.encoded_images import EncodedImages
 from chat.providers.gemini_wire import (
@@ -38,10 +38,10 @@ class GeminiClient:
         http: httpx.AsyncClient,
         *,
         api_key: SecretStr | None,
-        base_url: str = "https://generativelanguage.googleapis.com",
+        base_url: str = DEFAULTS.gemini_base_url,
         api_version: str = "v1beta",
-        timeout_s: float = 180.0,
-        keep_images: int | None = DEFAULT_KEEP_IMAGES,
+        timeout_s: float = DEFAULTS.request_timeout_s,
+        keep_images: int | None = DEFAULTS.keep_images,
         cache: ReplyCache | None = None,
         encoded: EncodedImages | None = None,
     ) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from chat.catalog import DEFAULT_OPENAI_MODEL
+from chat.config import DEFAULTS
 from chat.domain import GenerationOptions, ImagePart, OpenAIOptions, ProviderReply, Turn, extension_for
 from chat.errors import InputError
 from chat.images import image_size
@@ -44,9 +44,9 @@ class OpenAIImagesClient:
         http: httpx.AsyncClient,
         *,
         api_key: SecretStr | None,
-        base_url: str = "https://api.openai.com/v1",
-        default_model: str = DEFAULT_OPENAI_MODEL,
-        timeout_s: float = 300.0,
+        base_url: str = DEFAULTS.openai_base_url,
+        default_model: str = DEFAULTS.openai_image_model,
+        timeout_s: float = DEFAULTS.openai_timeout_s,
         safety_identifier: str | None = None,
     ) -> None:
         self._http = http
