@@ -13,8 +13,8 @@ for, so dying mid-call loses an answer the user never sees. On the first SIGTERM
 3. Stop the HTTP server, giving open streams a moment to deliver the last answers.
 4. The caller logs one line and returns, so the process exits 0.
 
-This module knows no web framework: the server it drains and stops is a ``Server`` (how many
-jobs are queued or running; stop). Gradio installs no signal handlers (its uvicorn server runs
+This module does not know Gradio (only ASGI, for the gate): the server it drains and stops is a
+``Server`` (how many jobs are queued or running; stop). Gradio installs no signal handlers (its uvicorn server runs
 in a daemon thread; ``launch()`` only catches KeyboardInterrupt) and has no public "how busy am
 I" or "stop gracefully" API, so app.py's ``GradioServer`` is the one place that reads the queue
 and server of the pinned gradio; tests/test_deploy.py proves it against a real process. Signal
