@@ -41,7 +41,7 @@ class GeminiClient:
         base_url: str = DEFAULTS.gemini_base_url,
         api_version: str = "v1beta",
         timeout_s: float = DEFAULTS.request_timeout_s,
-        keep_images: int | None = DEFAULTS.keep_images,
+        keep_images: int | None = DEFAULTS.keep_images or None,  # None: no bound (the setting says 0)
         cache: ReplyCache | None = None,
         encoded: EncodedImages | None = None,
     ) -> None:
