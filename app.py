@@ -27,7 +27,7 @@ from chat.fallback import FallbackPolicy, RetryPolicy
 from chat.health import health_route
 from chat.images import ImageLimits
 from chat.library import ConversationLibrary
-from chat.lifecycle import DrainGate, Lifecycle, gradio_jobs, stop_gradio_server
+from chat.lifecycle import DrainGate, Lifecycle
 from chat.limits import Guard, Limits
 from chat.maintenance import sweep_orphans
 from chat.providers.gemini import GeminiClient
@@ -67,15 +67,7 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
         timeout_s=settings.request_timeout_s,
         keep_images=settings.keep_images or None,
     )
-    limits = InputLimits(
-        images=ImageLimits(
-            max_bytes=settings.max_upload_bytes,
-            max_pixels=settings.max_upload_pixels,
-            max_side=settings.max_input_side,
-        ),
-        max_prompt_chars=settings.max_prompt_chars,
-        max_images_per_message=settings.max_images_per_message,
-    )
+    limits = input_limits(settings)
     openai = OpenAIImagesClient(
         http,
         api_key=settings.openai_api_key,
@@ -83,25 +75,12 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
         default_model=settings.openai_image_model,
         timeout_s=settings.openai_timeout_s,
     )
-    retry = RetryPolicy(
-        max_attempts=settings.retry_attempts,
-        base_delay_s=settings.retry_base_delay_s,
-        max_total_s=settings.retry_max_total_s,
-    )
     # Gemini answers the same request with the same seed the same way: such a request is answered
     # from storage (chat/cache.py). OpenAI takes no seed, so asking again is asking for a new image.
     providers = (CachedProvider(gemini, ReplyCache(engine, blobs)), openai)
-    policy = FallbackPolicy({provider.name: provider for provider in providers}, retry=retry)
+    policy = FallbackPolicy({provider.name: provider for provider in providers}, retry=retry_policy(settings))
     sweep_orphans(engine, blobs)  # before serving, so no turn is being written meanwhile
-    guard = Guard(
-        Limits(
-            per_visitor_per_minute=settings.rate_per_minute,
-            per_visitor_per_day=settings.rate_per_day,
-            global_per_minute=settings.global_rate_per_minute,
-            daily_spend_usd=settings.spend_cap(),
-        ),
-        engine=engine,
-    )
+    guard = Guard(guard_limits(settings), engine=engine)
     service = ChatService(engine=engine, blobs=blobs, policy=policy, limits=limits, guard=guard)
     library = ConversationLibrary(
         engine=engine, blobs=blobs, gate=service.gate, input_limits=limits, guard=guard
@@ -119,6 +98,36 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
     demo = build_ui(service, library, config)
     demo.queue(default_concurrency_limit=settings.model_concurrency, max_size=settings.queue_max_size)
     return demo
+
+
+def input_limits(settings: Settings) -> InputLimits:
+    """What one message may hold: its text, its photos and each photo's size."""
+    return InputLimits(
+        images=ImageLimits(
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_upload_pixels,
+            max_side=settings.max_input_side,
+        ),
+        max_prompt_chars=settings.max_prompt_chars,
+        max_images_per_message=settings.max_images_per_message,
+    )
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.retry_attempts,
+        base_delay_s=settings.retry_base_delay_s,
+        max_total_s=settings.retry_max_total_s,
+    )
+
+
+def guard_limits(settings: Settings, environ: Mapping[str, str] = os.environ) -> Limits:
+    return Limits(
+        per_visitor_per_minute=settings.rate_per_minute,
+        per_visitor_per_day=settings.rate_per_day,
+        global_per_minute=settings.global_rate_per_minute,
+        daily_spend_usd=settings.spend_cap(environ),
+    )
 
 
 def browser_secret(settings: Settings) -> str:
@@ -195,6 +204,41 @@ def serve(demo: gr.Blocks, settings: Settings, engine: Engine, lifecycle: Lifecy
     )
 
 
+class GradioServer:
+    """A launched Gradio app as ``chat.lifecycle.Server``: the one place that reads Gradio's internals.
+
+    Gradio has no public "how busy am I" or "stop gracefully" API, so this reads the queue
+    (``Blocks._queue``) and the uvicorn server (``Blocks.server``) of the pinned gradio;
+    tests/test_deploy.py proves both against a real process.
+    """
+
+    def __init__(self, demo: gr.Blocks, *, flush_s: float = 2.0) -> None:
+        self._demo = demo
+        self._flush_s = flush_s
+
+    def jobs(self) -> int:
+        """Events waiting in, or being run by, the Gradio queue."""
+        queue = self._demo._queue
+        running = sum(len(job) for job in queue.active_jobs if job)
+        return len(queue) + running
+
+    def stop(self) -> None:
+        """Stop a ``launch(prevent_thread_lock=True)`` app, streams first, queue last.
+
+        ``Blocks.close()`` alone stops the queue first: an event stream that has not yet sent an
+        answer computed a moment ago would send "Server stopped unexpectedly" instead. Here uvicorn
+        stops listening and gives open responses ``flush_s`` to finish; Gradio's heartbeat streams
+        end at once (``stop_event``, as ``Blocks.close()`` does); the queue stops last.
+        """
+        demo, server = self._demo, self._demo.server
+        if server is not None:
+            server.config.timeout_graceful_shutdown = max(1, round(self._flush_s))  # whole seconds (uvicorn)
+            demo.app.stop_event.set()
+            server.should_exit = True
+            server.thread.join(self._flush_s + 1.0)
+        demo.close(verbose=False)
+
+
 def read_settings() -> Settings:
     """The settings, or exit with one line naming each bad variable (no traceback, no value echoed)."""
     try:
@@ -224,8 +268,7 @@ def main() -> None:
     lifecycle.install_signal_handlers()
     serve(demo, settings, engine, lifecycle)
     lifecycle.wait_for_stop()
-    report = lifecycle.drain(lambda: gradio_jobs(demo), settings.shutdown_grace_s)
-    stop_gradio_server(demo)
+    report = lifecycle.shutdown(GradioServer(demo), settings.shutdown_grace_s)
     log.info(report.summary())
 
 

@@ -46,11 +46,11 @@ import chat.providers.http as http_module
 import chat.service as service_module
 from bench.common import emulator_process, photo
 from chat.access import Actor, Gatekeeper
+from chat.config import DEFAULTS
 from chat.domain import GenerationOptions, TurnStatus
 from chat.fallback import FallbackPolicy, RetryPolicy
 from chat.limits import Guard, Limits
 from chat.providers.gemini import GeminiClient
-from chat.providers.gemini.catalog import DEFAULT_GEMINI_MODEL
 from chat.providers.openai import OpenAIImagesClient
 from chat.service import Attachment, ChatService
 from storage import BlobStore, make_engine, migrate, sqlite_url
@@ -60,7 +60,7 @@ from tests.emulator import images as emulator_images
 from tests.emulator.models import MODELS
 
 ACTOR = Actor("bench-owner-0123456789", visitor="127.0.0.1")
-OPTIONS = GenerationOptions(model=DEFAULT_GEMINI_MODEL)
+OPTIONS = GenerationOptions(model=DEFAULTS.gemini_model)
 EDITS = (
     "make the sky stormy",
     "now remove the car",

@@ -48,8 +48,8 @@ from bench.common import (
     wait_until_quiet,
     write_json,
 )
+from chat.config import DEFAULTS
 from chat.domain import ImagePart, Role, TextPart, Turn, frozen_metadata
-from chat.providers.gemini.catalog import DEFAULT_GEMINI_MODEL
 from storage import BlobStore, make_engine, migrate, session_scope, sqlite_url
 from storage import repository as repo
 
@@ -155,7 +155,7 @@ def _turns(shas: list[str], index: int, signature: Any, now: datetime) -> list[T
                 ImagePart(sha, "image/png", provider_metadata=signature),
             ),
             provider="gemini",
-            model=DEFAULT_GEMINI_MODEL,
+            model=DEFAULTS.gemini_model,
             finish_reason="STOP",
             usage=usage,
             created_at=now,

@@ -22,7 +22,7 @@ from typing import TypeVar
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from chat.errors import AccessError
+from chat.errors import AccessError, ConversationNotFoundError
 from storage import repository as repo
 from storage import session_scope
 
@@ -153,7 +153,7 @@ class Gatekeeper:
         """The actor's access, or None for an unowned conversation they may claim."""
         try:
             owner_id = repo.conversation_owner(session=session, conversation_id=conversation_id)
-        except repo.ConversationNotFoundError:
+        except ConversationNotFoundError:
             raise AccessError(GONE) from None
         if owner_id is None:
             if not actor.owner_id:

@@ -3,6 +3,13 @@
 Each setting is read under its documented names only: ``RETOUCH_*``, the providers' own
 (``GEMINI_API_KEY``, ``OPENAI_BASE_URL``, …), ``DATABASE_URL`` and Gradio's ``GRADIO_SERVER_*``
 (set on Spaces). A bare ``HOST``, ``PORT`` or ``DATA_DIR`` belongs to someone else.
+
+Every default of a setting is written once, in its field here (the replay bound by the name of
+the module that decided it, chat/context.py).
+Code that needs a setting's default reads it from ``DEFAULTS``: the runtime values built from
+settings (``ImageLimits``, ``InputLimits``, ``ImportLimits``, ``RetryPolicy``, the guard's
+``Limits``, the provider clients, ``UIConfig``) take their own defaults from it, so a test that
+builds one directly gets what the app runs with. app.py builds them from the settings it read.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
@@ -18,16 +25,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chat.catalog import MODEL_ID_RULE, is_model_id
 from chat.context import DEFAULT_KEEP_IMAGES
-from chat.providers.gemini.catalog import DEFAULT_GEMINI_MODEL
-from chat.providers.openai.catalog import DEFAULT_OPENAI_MODEL
 from chat.visitors import TrustedProxies
 
-__all__ = ["DEFAULT_MODEL_CONCURRENCY", "PERSISTENT_DATA_DIR", "Settings", "default_data_dir"]
-
-#: Model calls served at once. With 16, users 17-32 of 32 waited a whole extra provider call
-#: (bench/RESULTS.md, section 3: 3.0 s against 2.2 s at 32, 1 s latency; 7.5 against 12.3 s at 5 s).
-DEFAULT_MODEL_CONCURRENCY = 32
-
+__all__ = ["DEFAULTS", "PERSISTENT_DATA_DIR", "Settings", "default_data_dir"]
 
 #: Where Hugging Face Spaces mounts persistent storage, and where the Docker image declares its volume.
 PERSISTENT_DATA_DIR = Path("/data")
@@ -48,7 +48,8 @@ def default_data_dir() -> Path:
 class Settings(BaseSettings):
     # No populate_by_name: pydantic-settings would then read every field name from the
     # environment and .env too (HOST=..., data_dir=...). Code may pass field names: see __init__.
-    model_config = SettingsConfigDict(env_file=".env", env_ignore_empty=True, extra="ignore")
+    # Frozen: the settings read at startup are what every part of the app was built with.
+    model_config = SettingsConfigDict(env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True)
 
     data_dir: Path = Field(default_factory=default_data_dir, validation_alias="RETOUCH_DATA_DIR")
     database_url: str | None = Field(None, validation_alias="DATABASE_URL")
@@ -59,10 +60,10 @@ class Settings(BaseSettings):
     gemini_base_url: str = Field(
         "https://generativelanguage.googleapis.com", validation_alias="GEMINI_BASE_URL"
     )
-    gemini_model: str = Field(DEFAULT_GEMINI_MODEL, validation_alias="GEMINI_MODEL")
+    gemini_model: str = Field("gemini-3.1-flash-image", validation_alias="GEMINI_MODEL")
     openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str = Field("https://api.openai.com/v1", validation_alias="OPENAI_BASE_URL")
-    openai_image_model: str = Field(DEFAULT_OPENAI_MODEL, validation_alias="OPENAI_IMAGE_MODEL")
+    openai_image_model: str = Field("gpt-image-2", validation_alias="OPENAI_IMAGE_MODEL")
     openai_timeout_s: float = Field(300.0, gt=0, validation_alias="RETOUCH_OPENAI_TIMEOUT")
     request_timeout_s: float = Field(180.0, gt=0, validation_alias="RETOUCH_REQUEST_TIMEOUT")
 
@@ -72,9 +73,9 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", validation_alias=AliasChoices("RETOUCH_HOST", "GRADIO_SERVER_NAME"))
     port: int = Field(7860, validation_alias=AliasChoices("RETOUCH_PORT", "GRADIO_SERVER_PORT"))
-    model_concurrency: int = Field(
-        DEFAULT_MODEL_CONCURRENCY, ge=1, validation_alias="RETOUCH_MODEL_CONCURRENCY"
-    )
+    # Model calls served at once. With 16, users 17-32 of 32 waited a whole extra provider call
+    # (bench/RESULTS.md, section 3: 3.0 s against 2.2 s at 32, 1 s latency; 7.5 against 12.3 s at 5 s).
+    model_concurrency: int = Field(32, ge=1, validation_alias="RETOUCH_MODEL_CONCURRENCY")
 
     max_upload_bytes: int = Field(20 * 1024 * 1024, validation_alias="RETOUCH_MAX_UPLOAD_BYTES")
     max_upload_pixels: int = Field(50_000_000, validation_alias="RETOUCH_MAX_UPLOAD_PIXELS")
@@ -132,6 +133,12 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "images"
+
+
+#: The documented defaults, read from no environment and no .env file: the single source of the
+#: defaults of the dataclasses and clients built from settings. Never the app's settings (app.py
+#: reads those at startup); ``data_dir`` here is where the data would go, as seen at import.
+DEFAULTS: Final[Settings] = Settings.model_construct()
 
 
 def _env_name(field: FieldInfo) -> str:

@@ -13,6 +13,10 @@ RetouchError
     ├── BlockedError         refused for safety; ``reason`` as the provider named it
     └── NoImageError         answered, but without an image; ``reply`` keeps what came back
 
+ConversationNotFoundError    (a LookupError) storage has no row for the id; never shown as is:
+                             chat/access.py turns it into an AccessError. Storage raises it, so it
+                             lives here, the one module storage may share with the domain.
+
 A provider's own words (``detail``) reach the chat, the database and the attempts of a turn, so
 key-like strings in them are hidden once, here, when the error is made (see ``redact``).
 """
@@ -30,6 +34,7 @@ __all__ = [
     "AuthError",
     "BadRequestError",
     "BlockedError",
+    "ConversationNotFoundError",
     "InputError",
     "LimitError",
     "KEY_HIDDEN",
@@ -80,6 +85,14 @@ class AccessError(RetouchError):
 
 class LimitError(RetouchError):
     """A limit was reached; nothing was sent to any provider."""
+
+
+class ConversationNotFoundError(LookupError):
+    """The conversation id has no row (never created, or deleted)."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"no conversation {conversation_id!r}")
+        self.conversation_id = conversation_id
 
 
 class ProviderError(RetouchError):

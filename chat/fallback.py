@@ -22,6 +22,7 @@ from typing import Protocol
 
 from pydantic import SecretStr
 
+from chat.config import DEFAULTS
 from chat.domain import Attempt, GenerationOptions, ImageData, ImagePart, ProviderReply, Route, Turn
 from chat.errors import (
     BlockedError,
@@ -73,10 +74,10 @@ class ImageProvider(Protocol):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 3  # calls per provider per turn
-    base_delay_s: float = 1.0
+    max_attempts: int = DEFAULTS.retry_attempts  # calls per provider per turn
+    base_delay_s: float = DEFAULTS.retry_base_delay_s
     max_delay_s: float = 20.0
-    max_total_s: float = 60.0  # from the turn's start; no retry is started past this
+    max_total_s: float = DEFAULTS.retry_max_total_s  # from the turn's start; no retry is started past this
 
 
 @dataclass(frozen=True)

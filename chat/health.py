@@ -25,7 +25,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from storage import schema_version
+from storage import reader, schema_version
 
 __all__ = ["HEALTH_PATH", "check_database", "health_route"]
 
@@ -43,11 +43,11 @@ def check_database(engine: Engine) -> tuple[int, dict[str, Any]]:
         return 503, {"status": "error", "database": "error", "reason": problem}
     # A read-only connection (BEGIN, not BEGIN IMMEDIATE): a health check must not queue behind
     # a long write transaction (an import), only tell whether the database answers.
-    reader = engine.execution_options(retouch_read_only=True)
+    reading = reader(engine)
     try:
-        with reader.connect() as conn:
+        with reading.connect() as conn:
             conn.execute(text("SELECT 1"))
-        version = schema_version(reader)
+        version = schema_version(reading)
     except SQLAlchemyError as exc:
         log.warning("health check failed: database unreachable: %s", exc)
         reason = f"database unreachable ({type(getattr(exc, 'orig', None) or exc).__name__})"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from chat.config import DEFAULTS
 from chat.errors import InputError
 
 __all__ = [
@@ -39,9 +40,9 @@ _EXIF_ORIENTATION = 0x0112
 
 @dataclass(frozen=True)
 class ImageLimits:
-    max_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 50_000_000
-    max_side: int = 4096
+    max_bytes: int = DEFAULTS.max_upload_bytes
+    max_pixels: int = DEFAULTS.max_upload_pixels
+    max_side: int = DEFAULTS.max_input_side
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,13 @@ for, so dying mid-call loses an answer the user never sees. On the first SIGTERM
 3. Stop the HTTP server, giving open streams a moment to deliver the last answers.
 4. The caller logs one line and returns, so the process exits 0.
 
-Gradio installs no signal handlers (its uvicorn server runs in a daemon thread; ``launch()``
-only catches KeyboardInterrupt) and has no public "how busy am I" or "stop gracefully" API,
-so ``gradio_jobs`` and ``stop_gradio_server`` read the queue and server of the pinned gradio;
-tests/test_deploy.py proves both against a real process. Signal handlers only set attributes:
-taking a lock inside one could deadlock with the main thread holding it.
+This module does not know Gradio (only ASGI, for the gate): the server it drains and stops is a
+``Server`` (how many jobs are queued or running; stop). Gradio installs no signal handlers (its uvicorn server runs
+in a daemon thread; ``launch()`` only catches KeyboardInterrupt) and has no public "how busy am
+I" or "stop gracefully" API, so app.py's ``GradioServer`` is the one place that reads the queue
+and server of the pinned gradio; tests/test_deploy.py proves it against a real process. Signal
+handlers only set attributes: taking a lock inside one could deadlock with the main thread
+holding it.
 """
 
 from __future__ import annotations
@@ -27,15 +29,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
+from typing import Protocol
 
-import gradio as gr
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["DrainGate", "DrainReport", "Lifecycle", "gradio_jobs", "stop_gradio_server"]
+__all__ = ["DrainGate", "DrainReport", "Lifecycle", "Server"]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Server(Protocol):
+    """The running web server, as the lifecycle sees it."""
+
+    def jobs(self) -> int:
+        """Events waiting in, or being run by, the server's queue."""
+        ...
+
+    def stop(self) -> None:
+        """Stop serving: let open responses finish for a moment, then close."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,13 @@ class Lifecycle:
         waited = self._clock() - started
         return DrainReport(self.signal_name or "stop", most, left, waited, grace_s)
 
+    def shutdown(self, server: Server, grace_s: float) -> DrainReport:
+        """Steps 2 and 3: drain ``server``'s jobs (see ``drain``), then stop it, finished or not."""
+        try:
+            return self.drain(server.jobs, grace_s)
+        finally:
+            server.stop()
+
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.request_stop(signal.Signals(signum).name)
 
@@ -125,30 +146,6 @@ class DrainGate:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
-
-
-def gradio_jobs(demo: gr.Blocks) -> int:
-    """Events waiting in, or being run by, the Gradio queue of a launched app."""
-    queue = demo._queue
-    running = sum(len(job) for job in queue.active_jobs if job)
-    return len(queue) + running
-
-
-def stop_gradio_server(demo: gr.Blocks, *, flush_s: float = 2.0) -> None:
-    """Stop the server of a ``launch(prevent_thread_lock=True)`` app, streams first, queue last.
-
-    ``Blocks.close()`` alone stops the queue first: an event stream that has not yet sent an
-    answer computed a moment ago would send "Server stopped unexpectedly" instead. Here uvicorn
-    stops listening and gives open responses ``flush_s`` to finish; Gradio's heartbeat streams
-    end at once (``stop_event``, as ``Blocks.close()`` does); the queue stops last.
-    """
-    server = demo.server
-    if server is not None:
-        server.config.timeout_graceful_shutdown = max(1, round(flush_s))  # typed as whole seconds by uvicorn
-        demo.app.stop_event.set()
-        server.should_exit = True
-        server.thread.join(flush_s + 1.0)
-    demo.close(verbose=False)
 
 
 def _jobs(count: int) -> str:

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from chat.access import Actor
+from chat.config import DEFAULTS
 from chat.errors import LimitError
 from storage import repository as repo
 from storage import session_scope
@@ -38,9 +39,9 @@ def counted_as(actor: Actor, work: str = "edit") -> list[str]:
 
 @dataclass(frozen=True)
 class Limits:
-    per_visitor_per_minute: int = 10
-    per_visitor_per_day: int = 300
-    global_per_minute: int = 120
+    per_visitor_per_minute: int = DEFAULTS.rate_per_minute
+    per_visitor_per_day: int = DEFAULTS.rate_per_day
+    global_per_minute: int = DEFAULTS.global_rate_per_minute
     daily_spend_usd: float = 0.0  # 0 = no cap
 
 

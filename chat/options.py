@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from chat.catalog import MODEL_ID_RULE, is_model_id
+from chat.config import DEFAULTS
 from chat.domain import GenerationOptions, OpenAIOptions, Route
 from chat.errors import InputError
 from chat.providers.gemini.catalog import SAFETY_THRESHOLDS, gemini_model
-from chat.providers.openai.catalog import DEFAULT_OPENAI_MODEL, OPENAI_BACKGROUNDS, openai_model
+from chat.providers.openai.catalog import OPENAI_BACKGROUNDS, openai_model
 
 __all__ = ["AUTO", "parse_options"]
 
@@ -34,7 +35,10 @@ _NOT_AN_OBJECT = 'Options must be an object of names and values, e.g. {"aspect_r
 
 
 def parse_options(
-    data: Mapping[str, Any] | None, *, default_model: str, default_openai_model: str = DEFAULT_OPENAI_MODEL
+    data: Mapping[str, Any] | None,
+    *,
+    default_model: str,
+    default_openai_model: str = DEFAULTS.openai_image_model,
 ) -> GenerationOptions:
     """Validate and normalise; empty values and "auto" mean "let the model decide".
 

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from chat.access import GONE, Access, Actor, Gatekeeper, Grant
+from chat.config import DEFAULTS
 from chat.domain import (
     Attempt,
     Conversation,
@@ -86,8 +87,8 @@ class Step:
 @dataclass(frozen=True)
 class InputLimits:
     images: ImageLimits = ImageLimits()
-    max_prompt_chars: int = 8000
-    max_images_per_message: int = 6
+    max_prompt_chars: int = DEFAULTS.max_prompt_chars
+    max_images_per_message: int = DEFAULTS.max_images_per_message
 
 
 @dataclass(frozen=True)

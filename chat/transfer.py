@@ -47,6 +47,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from chat.config import DEFAULTS
 from chat.domain import (
     Conversation,
     ImagePart,
@@ -125,13 +126,13 @@ class ImportLimits:
     # A user turn's text is a message: RETOUCH_MAX_PROMPT_CHARS applies as when it was typed. An
     # answer's text (its thoughts included) was written by the model: up to the most output tokens
     # the options allow (65,536) at ~4 characters a token.
-    max_prompt_chars: int = 8000
+    max_prompt_chars: int = DEFAULTS.max_prompt_chars
     max_answer_chars: int = 262_144
     # Per part, the allow-listed provider_metadata (a thought signature is reported at 1-2 MB).
     max_metadata_chars: int = 4 * 1024 * 1024
     # Per turn, everything but its parts: usage, attempts, error, provider and model names.
     max_details_chars: int = 16 * 1024
-    max_pixels: int = 50_000_000  # per image, as for uploads (RETOUCH_MAX_UPLOAD_PIXELS)
+    max_pixels: int = DEFAULTS.max_upload_pixels  # per image, as for uploads
     # Image parts in the whole conversation. Showing one costs the event loop ~1.5 ms (Gradio copies
     # it into its cache), and a zip within the upload limit (20 MB) holds far fewer real images.
     max_images: int = 200

@@ -10,12 +10,12 @@ Typical wiring (in ``app.py``)::
         conversation = get_conversation(session=session, conversation_id=cid)
 """
 
+from chat.errors import ConversationNotFoundError
 from storage.blobs import BlobStore
-from storage.db import make_engine, session_scope, sqlite_url
+from storage.db import make_engine, reader, session_scope, sqlite_url
 from storage.migrations import MIGRATIONS, migrate, schema_version
 from storage.models import CONVERSATION_ID_MAX_LENGTH, TITLE_MAX_LENGTH
 from storage.repository import (
-    ConversationNotFoundError,
     append_turn,
     conversation_owner,
     copy_conversation,
@@ -50,6 +50,7 @@ __all__ = [
     "list_conversations",
     "make_engine",
     "migrate",
+    "reader",
     "rename_conversation",
     "save_image",
     "schema_version",

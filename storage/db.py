@@ -6,13 +6,19 @@ second writer wait instead of failing at once. Python's sqlite3 module also skip
 DDL and SAVEPOINT ("legacy transaction control"), which would make a migration that fails
 half-way stick; so SQLAlchemy is put in charge of BEGIN (the recipe from SQLAlchemy's SQLite
 docs). Other URLs (Postgres later) pass through unchanged.
+
+One writer at a time per SQLite engine, queued on a Python lock rather than in SQLite: a writer
+that finds the database locked sleeps in SQLite's busy handler with growing back-offs (up to
+100 ms per try), long after the lock is free, while a Python lock wakes the next writer at once.
+The lock belongs to the engine (an execution option ``make_engine`` sets), so whoever was given
+the engine shares its lock, and two engines (two apps, two tests) never do: there is no
+process-wide registry. Other processes on the same file are still kept apart by SQLite itself.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -23,14 +29,11 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
 
-__all__ = ["DB_FILENAME", "make_engine", "session_scope", "sqlite_url"]
+__all__ = ["DB_FILENAME", "make_engine", "reader", "session_scope", "sqlite_url"]
 
 DB_FILENAME = "retouch.sqlite3"
-#: One writer at a time per SQLite engine, queued here rather than in SQLite: a writer that finds
-#: the database locked sleeps in SQLite's busy handler with growing back-offs (up to 100 ms per
-#: try), long after the lock is free, while a Python lock wakes the next writer at once. Other
-#: processes on the same file are still kept apart by SQLite itself.
-_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_WRITER_LOCK = "retouch_writer_lock"  # execution option: the engine's writer lock (module docstring)
+_READ_ONLY = "retouch_read_only"  # execution option: BEGIN rather than BEGIN IMMEDIATE
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
@@ -44,7 +47,7 @@ def sqlite_url(data_dir: Path) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite files get their directory, 0o600 mode and pragmas."""
+    """An engine for ``url``; SQLite files get their directory, 0o600 mode, pragmas and a writer lock."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url)
@@ -54,8 +57,15 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False})
     event.listen(engine, "connect", _on_sqlite_connect)
     event.listen(engine, "begin", _on_sqlite_begin)
-    _WRITERS[engine] = threading.RLock()
-    return engine
+    # Reentrant: a write unit nested in another on the same thread then fails in SQLite (busy_timeout)
+    # as it did before, rather than hanging here for ever.
+    return engine.execution_options(**{_WRITER_LOCK: threading.RLock()})
+
+
+def reader(engine: Engine) -> Engine:
+    """``engine`` for reading only: on SQLite its transactions begin with BEGIN, so they neither
+    take the write lock nor wait for a writer (WAL lets them read meanwhile)."""
+    return engine.execution_options(**{_READ_ONLY: True})
 
 
 @contextmanager
@@ -66,8 +76,8 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
     transaction that reads and then writes would otherwise fail with "database is locked"
     as soon as another writer committed in between. ``read_only`` units just read (BEGIN).
     """
-    bind = engine.execution_options(retouch_read_only=True) if read_only else engine
-    writer = _WRITERS.get(engine) if not read_only else None
+    bind = reader(engine) if read_only else engine
+    writer = None if read_only else engine.get_execution_options().get(_WRITER_LOCK)
     with writer or nullcontext(), Session(bind) as session:
         try:
             yield session
@@ -110,5 +120,5 @@ def _on_sqlite_connect(dbapi_connection: DBAPIConnection, _connection_record: Co
 
 
 def _on_sqlite_begin(connection: Connection) -> None:
-    read_only = connection.get_execution_options().get("retouch_read_only", False)
+    read_only = connection.get_execution_options().get(_READ_ONLY, False)
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -1,10 +1,11 @@
 """Append-only, named schema migrations (the simonw/llm pattern).
 
-Each migration is a function registered with ``@migration``; its ``__name__`` is its key in the
-``schema_migration`` table, so ``migrate`` runs exactly the ones a database has not seen, in
-list order, each in its own transaction. Rules:
+Each migration is a function listed in ``MIGRATIONS`` (a tuple at the end, fixed at import: no
+registry to add to at run time); its ``__name__`` is its key in the ``schema_migration`` table,
+so ``migrate`` runs exactly the ones a database has not seen, in order, each in its own
+transaction. Rules:
 
-- Never edit or reorder a migration that has shipped; append a new one.
+- Never edit or reorder a migration that has shipped; append a new one (and its name to the tuple).
 - A migration never imports ``storage.models``: those classes describe the *current* schema and
   will change. Each migration declares the DDL it needs with its own frozen ``Table`` objects
   (or an ``ALTER TABLE`` compiled for the connection's dialect), so it means the same thing
@@ -43,18 +44,9 @@ from sqlalchemy import (
 from sqlalchemy.schema import CreateColumn
 from sqlmodel import UTCDateTime
 
-__all__ = ["MIGRATIONS", "migrate", "migration", "schema_version"]
+__all__ = ["MIGRATIONS", "migrate", "schema_version"]
 
 Migration = Callable[[Connection], None]
-
-MIGRATIONS: list[Migration] = []
-
-
-def migration(fn: Migration) -> Migration:
-    """Register ``fn`` as the next migration; the name stays bound to the function (tests call it)."""
-    MIGRATIONS.append(fn)
-    return fn
-
 
 # The bookkeeping table is created before any migration runs, so it is not itself a migration.
 _schema_migration = Table(
@@ -102,7 +94,6 @@ def _add_column(conn: Connection, table_name: str, column: Column[Any]) -> None:
     conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {spec}")
 
 
-@migration
 def m001_initial(conn: Connection) -> None:
     metadata = MetaData()
     Table(
@@ -168,7 +159,6 @@ def m001_initial(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=False)
 
 
-@migration
 def m002_turn_usage(conn: Connection) -> None:
     # Token counts and the provider's finish reason, kept per turn for display and debugging.
     _add_column(conn, "turn", Column("usage", JSON, nullable=False, server_default="{}"))
@@ -178,14 +168,12 @@ def m002_turn_usage(conn: Connection) -> None:
     Index("ix_conversation_updated_at", conversation.c.updated_at).create(conn)
 
 
-@migration
 def m003_turn_attempts(conn: Connection) -> None:
     # Every provider call made for a turn (Gemini, then OpenAI on fallback), so the chat can
     # say which provider answered and why a fallback happened.
     _add_column(conn, "turn", Column("attempts", JSON, nullable=False, server_default="[]"))
 
 
-@migration
 def m004_owners_and_share_links(conn: Connection) -> None:
     # Conversations belong to a browser (or an HF user) so each visitor lists only their own.
     _add_column(conn, "conversation", Column("owner_id", String(100)))
@@ -212,7 +200,6 @@ def m004_owners_and_share_links(conn: Connection) -> None:
     Index("ix_share_link_conversation_id", share_link.c.conversation_id).create(conn)
 
 
-@migration
 def m005_daily_spend(conn: Connection) -> None:
     # What the server's own API keys have cost today (UTC), so a public demo can stop at a cap.
     Table(
@@ -223,7 +210,6 @@ def m005_daily_spend(conn: Connection) -> None:
     ).create(conn)
 
 
-@migration
 def m006_turn_cost_and_request_hash(conn: Connection) -> None:
     # The estimated dollar cost of the call that answered a turn (shown per turn and summed
     # per conversation), and a hash of the exact request, so an identical request with a
@@ -234,7 +220,6 @@ def m006_turn_cost_and_request_hash(conn: Connection) -> None:
     Index("ix_turn_request_hash", turn.c.request_hash).create(conn)
 
 
-@migration
 def m007_part_roles_and_neutral_usage(conn: Connection) -> None:
     # What Retouch knows about a part becomes a column: an image's role (it was kept as
     # provider_metadata["retouch"]["role"]) and the thought flag (provider_metadata["gemini"]
@@ -339,7 +324,6 @@ def _m007_usage(provider: str | None, raw: dict[str, Any], cost: float | None) -
     return {**counts, "cost_usd": float(cost or 0.0)}
 
 
-@migration
 def m008_conversation_thumbnail(conn: Connection) -> None:
     # "My conversations" shows each conversation's image from its own row instead of reading
     # every image part of every listed conversation: the image its chat shows last, kept up to
@@ -408,3 +392,16 @@ def m008_conversation_thumbnail(conn: Connection) -> None:
             .where(conversation.c.id == conversation_id)
             .values(thumbnail_sha256=sha, thumbnail_mime_type=mime)
         )
+
+
+#: Every migration, oldest first; append only.
+MIGRATIONS: tuple[Migration, ...] = (
+    m001_initial,
+    m002_turn_usage,
+    m003_turn_attempts,
+    m004_owners_and_share_links,
+    m005_daily_spend,
+    m006_turn_cost_and_request_hash,
+    m007_part_roles_and_neutral_usage,
+    m008_conversation_thumbnail,
+)

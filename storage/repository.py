@@ -41,6 +41,7 @@ from chat.domain import (
     frozen_metadata,
     plain_data,
 )
+from chat.errors import ConversationNotFoundError
 from storage.blobs import validate_sha256
 from storage.models import (
     CONVERSATION_ID_MAX_LENGTH,
@@ -83,14 +84,6 @@ __all__ = [
 
 _TEXT = "text"
 _IMAGE = "image"
-
-
-class ConversationNotFoundError(LookupError):
-    """The conversation id has no row (never created, or deleted)."""
-
-    def __init__(self, conversation_id: str) -> None:
-        super().__init__(f"no conversation {conversation_id!r}")
-        self.conversation_id = conversation_id
 
 
 def create_conversation(

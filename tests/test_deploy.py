@@ -46,7 +46,7 @@ import app as entry
 import chat.config
 from chat.config import Settings
 from chat.health import health_route
-from chat.lifecycle import DrainGate, DrainReport, Lifecycle, stop_gradio_server
+from chat.lifecycle import DrainGate, DrainReport, Lifecycle
 from storage import MIGRATIONS, make_engine, migrate, sqlite_url
 from storage.db import DB_FILENAME
 from tests.app_process import app_env, free_port
@@ -524,7 +524,7 @@ def test_launch_serves_no_stored_image_and_keeps_gradios_check_with_healthz_adde
         client.close()
         assert "InvalidPathError: Cannot move /etc/hostname" in capfd.readouterr().err
     finally:
-        stop_gradio_server(demo)
+        entry.GradioServer(demo).stop()
         engine.dispose()
 
 
@@ -587,6 +587,40 @@ def test_with_nothing_running_the_drain_does_not_wait():
     report = lifecycle.drain(lambda: 0, grace_s=30)
 
     assert report.waited_s == 0 and report.summary() == "Stopped on SIGTERM after 0.0 s: no job was running"
+
+
+class FakeServer:
+    def __init__(self, fake: FakeTime, busy_until: float) -> None:
+        self.fake, self.busy_until, self.stopped_at = fake, busy_until, None
+
+    def jobs(self) -> int:
+        assert self.stopped_at is None, "jobs are counted before the server stops"
+        return 1 if self.fake.now < self.busy_until else 0
+
+    def stop(self) -> None:
+        self.stopped_at = self.fake.now
+
+
+def test_shutdown_stops_the_server_once_its_jobs_are_done():
+    fake = FakeTime()
+    lifecycle = Lifecycle(sleep=fake.sleep, clock=fake.clock, poll_s=0.5)
+    lifecycle.request_stop("SIGTERM")
+    server = FakeServer(fake, busy_until=2)
+
+    report = lifecycle.shutdown(server, grace_s=30)
+
+    assert (report.jobs, report.jobs_left, server.stopped_at) == (1, 0, 2.0)
+
+
+def test_shutdown_stops_the_server_when_the_grace_period_cuts_jobs_off():
+    fake = FakeTime()
+    lifecycle = Lifecycle(sleep=fake.sleep, clock=fake.clock, poll_s=0.5)
+    lifecycle.request_stop("SIGTERM")
+    server = FakeServer(fake, busy_until=100)
+
+    report = lifecycle.shutdown(server, grace_s=3)
+
+    assert (report.jobs_left, server.stopped_at) == (1, 3.0)
 
 
 # --- where the app listens and keeps its data ---------------------------------------------------------

@@ -21,7 +21,7 @@ import gradio as gr
 from pydantic import SecretStr
 
 from chat.access import Access, Actor, Grant
-from chat.config import DEFAULT_MODEL_CONCURRENCY
+from chat.config import DEFAULTS
 from chat.domain import Conversation, GenerationOptions, Role, Route, ShareLink
 from chat.errors import RetouchError
 from chat.images import painted_region, region_png
@@ -54,8 +54,8 @@ class UIConfig:
     browser_secret: str  # from the environment or a private file (app.py), never a constant
     files_dir: Path  # private (0700): staged images and downloads (chat/ui/files.py)
     configured: Mapping[str, bool] = field(default_factory=lambda: {"gemini": True, "openai": False})
-    max_upload_bytes: int = 20 * 1024 * 1024
-    model_concurrency: int = DEFAULT_MODEL_CONCURRENCY
+    max_upload_bytes: int = DEFAULTS.max_upload_bytes
+    model_concurrency: int = DEFAULTS.model_concurrency
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
     def key_status(self) -> str:
@@ -395,7 +395,7 @@ def _base_url(request: gr.Request | None) -> str:
     if request is None:
         return "/"
     headers = request.headers
-    host = headers.get("x-forwarded-host") or headers.get("host") or "127.0.0.1:7860"
+    host = headers.get("x-forwarded-host") or headers.get("host") or f"{DEFAULTS.host}:{DEFAULTS.port}"
     scheme = headers.get("x-forwarded-proto") or "http"
     return f"{scheme}://{host}/"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import AliasChoices, ValidationError
 
-from chat.config import Settings
+from chat.config import DEFAULTS, Settings
 from tests.chat.test_options import HOSTILE_MODEL_IDS
 
 DOCUMENTED = sorted(
@@ -133,3 +133,15 @@ def test_a_malformed_default_model_stops_startup(env: pytest.MonkeyPatch, name: 
 def test_a_malformed_default_model_is_refused_in_code_too(env: pytest.MonkeyPatch, field: str) -> None:
     with pytest.raises(ValidationError, match="is not a model id"):
         Settings(**{field: "../../v1/foo"})
+
+
+def test_the_defaults_are_the_settings_read_from_a_clean_environment(env: pytest.MonkeyPatch) -> None:
+    assert Settings() == DEFAULTS
+
+
+def test_settings_do_not_change_once_read(env: pytest.MonkeyPatch) -> None:
+    settings = Settings()
+    with pytest.raises(ValidationError):
+        settings.max_prompt_chars = 1
+    with pytest.raises(ValidationError):
+        DEFAULTS.port = 1

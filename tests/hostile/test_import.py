@@ -27,8 +27,8 @@ import httpx
 from gradio_client import Client
 from PIL import Image
 
+from chat.config import DEFAULTS
 from chat.domain import Conversation, ImageData, ImagePart, Role, TextPart, Turn
-from chat.providers.gemini.catalog import DEFAULT_GEMINI_MODEL
 from chat.providers.gemini.wire import parse_response
 from chat.transfer import ImportLimits, export_zip
 from tests.app_process import AppRun
@@ -87,7 +87,7 @@ def largest_import() -> bytes:
             }
         turns += [
             {"role": "user", "parts": message},
-            {"role": "assistant", "provider": "gemini", "model": DEFAULT_GEMINI_MODEL, "parts": answer},
+            {"role": "assistant", "provider": "gemini", "model": DEFAULTS.gemini_model, "parts": answer},
         ]
     data = zipped(turns, images)
     transcript = zipfile.ZipFile(io.BytesIO(data)).getinfo("transcript.json").file_size
@@ -220,7 +220,7 @@ def signed_answer(emulator_url: str) -> dict[str, Any]:
     """A real answer of the emulator's Gemini, thought signatures and all."""
     body = {"contents": [{"role": "user", "parts": [{"text": "a red fox"}]}]}
     response = httpx.post(
-        f"{emulator_url}/v1beta/models/{DEFAULT_GEMINI_MODEL}:generateContent",
+        f"{emulator_url}/v1beta/models/{DEFAULTS.gemini_model}:generateContent",
         json=body,
         headers={"x-goog-api-key": "test-key"},
         timeout=60,
@@ -230,7 +230,7 @@ def signed_answer(emulator_url: str) -> dict[str, Any]:
 
 def forged_export(answer: dict[str, Any]) -> bytes:
     """The answer exported as Retouch would, then edited: every model part claims other data."""
-    reply = parse_response(answer, model=DEFAULT_GEMINI_MODEL)
+    reply = parse_response(answer, model=DEFAULTS.gemini_model)
     images = {hashlib.sha256(p.data).hexdigest(): p.data for p in reply.parts if isinstance(p, ImageData)}
     parts = [
         ImagePart(hashlib.sha256(p.data).hexdigest(), p.mime_type, provider_metadata=p.provider_metadata)
@@ -243,7 +243,7 @@ def forged_export(answer: dict[str, Any]) -> bytes:
         title="Forged",
         turns=(
             Turn(Role.USER, (TextPart("a red fox"),)),
-            Turn(Role.ASSISTANT, tuple(parts), provider="gemini", model=DEFAULT_GEMINI_MODEL),
+            Turn(Role.ASSISTANT, tuple(parts), provider="gemini", model=DEFAULTS.gemini_model),
         ),
     )
     data = export_zip(conversation, lambda p: images[p.sha256], exported_at=datetime.now(UTC))
@@ -279,7 +279,7 @@ def test_forged_metadata_never_reaches_the_provider(
         imported["conversation_id"],
         "now make it a grey fox",
         None,
-        {"model": DEFAULT_GEMINI_MODEL, "route": "gemini"},
+        {"model": DEFAULTS.gemini_model, "route": "gemini"},
         None,
         owner,
         api_name="/send",

@@ -15,8 +15,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from chat.catalog import MODEL_ID_RULE
-from chat.providers.gemini.catalog import DEFAULT_GEMINI_MODEL
-from chat.providers.openai.catalog import DEFAULT_OPENAI_MODEL
+from chat.config import DEFAULTS
 from tests.app_process import AppRun
 from tests.chat.test_options import HOSTILE_MODEL_IDS
 from tests.emulator.fixtures import EmulatorControl
@@ -47,16 +46,24 @@ def test_a_hostile_model_id_is_refused_and_nothing_is_sent(
 
 
 def test_well_formed_ids_reach_only_their_endpoints(client: Client, emulator: EmulatorControl) -> None:
-    gemini = client.predict("", "a red fox", None, {"model": DEFAULT_GEMINI_MODEL}, api_name="/send")
+    gemini = client.predict("", "a red fox", None, {"model": DEFAULTS.gemini_model}, api_name="/send")
     openai = client.predict(
-        "", "a red fox", None, {"openai_model": DEFAULT_OPENAI_MODEL, "route": "openai"}, api_name="/send"
+        "",
+        "a red fox",
+        None,
+        {"openai_model": DEFAULTS.openai_image_model, "route": "openai"},
+        api_name="/send",
     )
     assert [gemini["turns"][-1]["status"], openai["turns"][-1]["status"]] == ["ok", "ok"]
     assert emulator.received() == [
-        {"method": "POST", "target": f"/v1beta/models/{DEFAULT_GEMINI_MODEL}:generateContent", "status": 200},
+        {
+            "method": "POST",
+            "target": f"/v1beta/models/{DEFAULTS.gemini_model}:generateContent",
+            "status": 200,
+        },
         {"method": "POST", "target": "/v1/images/generations", "status": 200},
     ]
-    assert [r["model"] for r in emulator.requests()] == [DEFAULT_GEMINI_MODEL, DEFAULT_OPENAI_MODEL]
+    assert [r["model"] for r in emulator.requests()] == [DEFAULTS.gemini_model, DEFAULTS.openai_image_model]
 
 
 def test_the_app_logged_no_traceback_for_the_refusals(app: AppRun) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 import storage.db
-from storage import make_engine, session_scope, sqlite_url
+from storage import make_engine, reader, session_scope, sqlite_url
 from storage.models import ConversationRow
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -56,3 +59,47 @@ def test_other_databases_are_passed_through(monkeypatch: pytest.MonkeyPatch) -> 
     make_engine("postgresql+psycopg://retouch@db.internal/retouch")
 
     assert calls == [(("postgresql+psycopg://retouch@db.internal/retouch",), {})]
+
+
+def _enters_while_a_writer_holds(holder: Engine, other: Engine, *, read_only: bool = False) -> bool:
+    """Whether a unit of work on ``other`` (another thread) gets going while one on ``holder`` is open."""
+    entered = threading.Event()
+
+    def second() -> None:
+        with session_scope(other, read_only=read_only) as session:
+            entered.set()
+            session.scalar(select(func.count()).select_from(ConversationRow))
+
+    with session_scope(holder) as session:
+        session.add(ConversationRow(id="c1", title="t", created_at=NOW, updated_at=NOW))
+        session.flush()  # holds SQLite's write lock too
+        thread = threading.Thread(target=second)
+        thread.start()
+        got_in = entered.wait(0.5)
+    thread.join(10)
+    assert not thread.is_alive() and entered.is_set(), "the second unit runs once the first is done"
+    return got_in
+
+
+def test_a_second_writer_waits_for_the_engines_lock_not_in_sqlite(engine: Engine) -> None:
+    assert not _enters_while_a_writer_holds(engine, engine)
+
+
+def test_readers_do_not_wait_for_the_writer(engine: Engine) -> None:
+    assert _enters_while_a_writer_holds(engine, engine, read_only=True)
+
+
+def test_each_engine_has_its_own_writer_lock(engine: Engine, open_engine: Callable[[], Engine]) -> None:
+    # Another engine (another app on the file) is kept apart by SQLite alone, not by this lock.
+    assert _enters_while_a_writer_holds(engine, open_engine())
+
+
+def test_the_reader_begins_without_taking_sqlites_write_lock(engine: Engine, data_dir: Path) -> None:
+    writer = sqlite3.connect(data_dir / "retouch.sqlite3", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process is writing
+    try:
+        with session_scope(reader(engine)) as session:
+            assert session.scalar(select(func.count()).select_from(ConversationRow)) == 0
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,13 @@ def _schema(engine: Engine) -> dict[str, dict[str, Any]]:
             ),
         }
     return schema
+
+
+def test_every_migration_function_is_listed_in_order() -> None:
+    """A new ``mNNN_`` function left out of MIGRATIONS would never run."""
+    defined = sorted(name for name in vars(storage.migrations) if re.fullmatch(r"m\d{3}_\w+", name))
+
+    assert [fn.__name__ for fn in storage.migrations.MIGRATIONS] == defined == ALL
 
 
 def test_blank_database_gets_every_migration(engine: Engine, data_dir: Path) -> None:

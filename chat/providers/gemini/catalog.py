@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
-    "DEFAULT_GEMINI_MODEL",
     "GEMINI_MODELS",
     "SAFETY_CATEGORIES",
     "SAFETY_THRESHOLDS",
@@ -53,8 +52,6 @@ GEMINI_MODELS: dict[str, GeminiModel] = {
         ),
     )
 }
-
-DEFAULT_GEMINI_MODEL = "gemini-3.1-flash-image"
 
 
 def gemini_model(model_id: str) -> GeminiModel:

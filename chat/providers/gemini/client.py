@@ -10,7 +10,7 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
-from chat.context import DEFAULT_KEEP_IMAGES
+from chat.config import DEFAULTS
 from chat.domain import GenerationOptions, ProviderReply, Turn
 from chat.providers.encoded_images import EncodedImages
 from chat.providers.gemini.prices import worst_case_cost
@@ -37,10 +37,10 @@ class GeminiClient:
         http: httpx.AsyncClient,
         *,
         api_key: SecretStr | None,
-        base_url: str = "https://generativelanguage.googleapis.com",
+        base_url: str = DEFAULTS.gemini_base_url,
         api_version: str = "v1beta",
-        timeout_s: float = 180.0,
-        keep_images: int | None = DEFAULT_KEEP_IMAGES,
+        timeout_s: float = DEFAULTS.request_timeout_s,
+        keep_images: int | None = DEFAULTS.keep_images or None,  # None: no bound (the setting says 0)
         encoded: EncodedImages | None = None,
     ) -> None:
         self._keep_images = keep_images

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
-    "DEFAULT_OPENAI_MODEL",
     "OPENAI_BACKGROUNDS",
     "OPENAI_FIXED_SIZES",
     "OPENAI_MODELS",
@@ -99,8 +98,6 @@ OPENAI_MODELS: dict[str, OpenAIModel] = {
         ),
     )
 }
-
-DEFAULT_OPENAI_MODEL = "gpt-image-2"
 
 
 def openai_model(model_id: str) -> OpenAIModel:

@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from chat.config import DEFAULTS
 from chat.domain import GenerationOptions, ImagePart, OpenAIOptions, ProviderReply, Turn, extension_for
 from chat.errors import InputError
 from chat.images import image_size
 from chat.providers.http import api_key_for, checked_model, map_transport_errors, read_reply
-from chat.providers.openai.catalog import DEFAULT_OPENAI_MODEL
 from chat.providers.openai.prices import worst_case_cost
 from chat.providers.openai.wire import (
     PROVIDER,
@@ -45,9 +45,9 @@ class OpenAIImagesClient:
         http: httpx.AsyncClient,
         *,
         api_key: SecretStr | None,
-        base_url: str = "https://api.openai.com/v1",
-        default_model: str = DEFAULT_OPENAI_MODEL,
-        timeout_s: float = 300.0,
+        base_url: str = DEFAULTS.openai_base_url,
+        default_model: str = DEFAULTS.openai_image_model,
+        timeout_s: float = DEFAULTS.openai_timeout_s,
         safety_identifier: str | None = None,
     ) -> None:
         self._http = http

@@ -9,6 +9,7 @@ import random
 import pytest
 from PIL import Image
 
+from chat.config import DEFAULTS
 from chat.domain import (
     ImageData,
     ImagePart,
@@ -30,7 +31,7 @@ from chat.errors import (
     RateLimitedError,
     UnavailableError,
 )
-from chat.providers.openai.catalog import DEFAULT_OPENAI_MODEL, OPENAI_MODELS, openai_model
+from chat.providers.openai.catalog import OPENAI_MODELS, openai_model
 from chat.providers.openai.wire import (
     EditInputs,
     build_edit_form,
@@ -76,7 +77,7 @@ def open_png(data: bytes) -> Image.Image:
 
 class TestCatalog:
     def test_default_is_gpt_image_2_and_shut_down_models_are_absent(self):
-        assert DEFAULT_OPENAI_MODEL == "gpt-image-2"
+        assert DEFAULTS.openai_image_model == "gpt-image-2"
         assert list(OPENAI_MODELS) == [
             "gpt-image-2",
             "gpt-image-2.5-sunburst",
