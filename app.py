@@ -83,7 +83,7 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
     guard = Guard(guard_limits(settings), engine=engine)
     service = ChatService(engine=engine, blobs=blobs, policy=policy, limits=limits, guard=guard)
     library = ConversationLibrary(
-        engine=engine, blobs=blobs, gate=service.gate, input_limits=limits, guard=guard
+        engine=engine, blobs=blobs, gate=service.gate, input_limits=limits, guard=guard, writer=service.writer
     )
     config = UIConfig(
         default_model=settings.gemini_model,

@@ -19,11 +19,11 @@ from sqlmodel import Session
 from chat.access import Access, Actor, Gatekeeper, Grant, new_share_token
 from chat.domain import Conversation, ConversationSummary, ShareLink
 from chat.errors import AccessError, InputError
-from chat.images import image_size
 from chat.limits import Guard, counted_as
 from chat.service import InputLimits, new_conversation_id
 from chat.text import one_line
 from chat.transfer import ImportedConversation, ImportLimits, export_zip, import_zip
+from chat.turns import NewConversation, NewImage, TurnWriter
 from storage import BlobStore, session_scope
 from storage import repository as repo
 from storage.models import TITLE_MAX_LENGTH
@@ -44,7 +44,9 @@ class ConversationLibrary:
         new_id: Callable[[], str] = new_conversation_id,
         input_limits: InputLimits | None = None,
         guard: Guard | None = None,
+        writer: TurnWriter | None = None,
     ) -> None:
+        """``writer``: the service's (``ChatService.writer``), so imports are stored as every turn is."""
         self._engine = engine
         self._blobs = blobs
         self._gate = gate
@@ -52,6 +54,7 @@ class ConversationLibrary:
         self._new_id = new_id
         self._import_limits = _import_limits(input_limits or InputLimits())
         self._guard = guard
+        self._writer = writer or TurnWriter(engine=engine, blobs=blobs, clock=clock)
 
     async def list(self, actor: Actor, query: str = "", limit: int = 100) -> list[ConversationSummary]:
         """The actor's own conversations, newest first; ``query`` filters titles. A share token owns none."""
@@ -163,32 +166,10 @@ class ConversationLibrary:
         return f"{_slug(conversation.title)}.zip", data
 
     def _store_import(self, owner_id: str, imported: ImportedConversation) -> Conversation:
-        """All of it in one transaction, read back after it, so the write lock is held no longer than needed."""
-        now = self._clock()
-        for sha, (data, mime) in imported.images.items():
-            if self._blobs.put(data, mime) != sha:
-                raise InputError("An image in the file does not match its checksum.")
-        new_id = self._new_id()
-        with session_scope(self._engine) as session:
-            for sha, (data, mime) in imported.images.items():
-                width, height = image_size(data)
-                repo.save_image(
-                    session=session,
-                    sha256=sha,
-                    mime_type=mime,
-                    width=width,
-                    height=height,
-                    size_bytes=len(data),
-                    now=now,
-                )
-            repo.create_conversation(
-                session=session, conversation_id=new_id, title=imported.title, now=now, owner_id=owner_id
-            )
-            repo.append_turns(session=session, conversation_id=new_id, turns=imported.turns, now=now)
-        with session_scope(self._engine, read_only=True) as session:
-            conversation = repo.get_conversation(session=session, conversation_id=new_id)
-        assert conversation is not None  # a new random id: nobody else can have deleted it
-        return conversation
+        """A new conversation holding the imported turns and images, written as every turn is."""
+        images = [NewImage.of(data, mime) for data, mime in imported.images.values()]
+        new = NewConversation(self._new_id(), imported.title, owner_id)
+        return self._writer.append(new, imported.turns, images)
 
     def _links(self, conversation_id: str) -> builtins.list[ShareLink]:
         with session_scope(self._engine, read_only=True) as session:

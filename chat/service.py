@@ -1,8 +1,10 @@
-"""ChatService: the one place that joins storage, the blob store and the image provider.
+"""ChatService: a turn from the user's message to the stored answer, for the UI and the API alike.
 
-Everything the UI (or an API client) can do goes through here, so it is testable
-without Gradio. One conversation's turns are serialized by a per-conversation lock; the
-user's turn is committed before the provider is called, so a failure never loses it.
+Each job is its own module: who may (chat/access.py), whether the turn may run (chat/admission.py),
+who answers (chat/fallback.py), what the outcome becomes (chat/answers.py, pure) and how turns
+are stored (chat/turns.py). This joins them in order. One conversation's turns are serialized by
+a per-conversation lock; the user's turn is committed before the provider is called, so a
+failure never loses it.
 """
 
 from __future__ import annotations
@@ -14,48 +16,35 @@ import secrets
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from chat.access import GONE, Access, Actor, Gatekeeper, Grant
+from chat.admission import Admission, server_cost
+from chat.answers import INTERNAL, answer_turn, failed_turn
 from chat.config import DEFAULTS
 from chat.domain import (
-    Attempt,
     Conversation,
     GenerationOptions,
-    ImageData,
     ImagePart,
     ImageRole,
-    Metadata,
     Part,
-    ProviderReply,
     Role,
     TextPart,
     Turn,
-    TurnError,
-    frozen_metadata,
     through_last_user_turn,
 )
-from chat.errors import AccessError, InputError, NoImageError, UnavailableError
-from chat.fallback import ROUTES, FallbackPolicy, Outcome
-from chat.images import (
-    ImageLimits,
-    MaskImages,
-    PreparedImage,
-    image_size,
-    mask_images,
-    prepare_upload,
-    read_region,
-)
-from chat.limits import Guard, counted_as
-from chat.recent import RecentConversations
+from chat.errors import AccessError, InputError
+from chat.fallback import FallbackPolicy
+from chat.images import ImageLimits, PreparedImage, mask_images, prepare_upload, read_region
+from chat.limits import Guard
 from chat.text import one_line
-from storage import BlobStore, session_scope
+from chat.turns import NewConversation, NewImage, TurnWriter
+from storage import BlobStore
 from storage import repository as repo
 
 __all__ = ["Attachment", "ChatService", "InputLimits", "Step", "new_conversation_id"]
@@ -91,16 +80,6 @@ class InputLimits:
     max_images_per_message: int = DEFAULTS.max_images_per_message
 
 
-@dataclass(frozen=True)
-class _StoredImage:
-    """An image already in the blob store, with what its row needs."""
-
-    part: ImagePart
-    width: int
-    height: int
-    size_bytes: int
-
-
 def new_conversation_id() -> str:
     """128 random bits, URL-safe: the id is in the page URL, so it must not be guessable."""
     return secrets.token_urlsafe(16)
@@ -111,6 +90,8 @@ def utcnow() -> datetime:
 
 
 class ChatService:
+    """Send and retry: admission, the user's turn stored, the policy's answer stored; reads for the UI."""
+
     def __init__(
         self,
         *,
@@ -122,15 +103,14 @@ class ChatService:
         clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = new_conversation_id,
     ) -> None:
-        self._engine = engine
         self._blobs = blobs
         self._policy = policy
         self._limits = limits
-        self._guard = guard
         self._clock = clock
         self._new_id = new_id
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._written = RecentConversations()
+        self._admission = Admission(policy, guard)
+        self.writer = TurnWriter(engine=engine, blobs=blobs, clock=clock, guard=guard)
         self.gate = Gatekeeper(engine)
 
     # --- reads ---------------------------------------------------------------------------
@@ -180,20 +160,24 @@ class ChatService:
         (the brush strokes); it becomes a mask for OpenAI and a marked copy for Gemini.
         Bad input raises InputError before anything is written.
         """
-        grant = None
+        new: NewConversation | None = None
         if conversation_id:
             grant = await asyncio.to_thread(self.gate.grant, actor, conversation_id, write=True)
         else:
-            actor.own_id()  # a new conversation must belong to someone: never to a share token
+            # A new conversation is the actor's own, and must belong to someone: never to a share token.
+            grant = Grant(self._new_id(), Access.OWNER)
+            new = NewConversation(grant.conversation_id, _title(text), actor.own_id())
         images = await asyncio.to_thread(self._prepare, text, attachments)
         keys = keys or {}
-        await self._admit(actor, options, keys, len(images) + 1, conversation_id)
-        conversation_id = conversation_id or self._new_id()
-        grant = grant or Grant(conversation_id, Access.OWNER)  # a new one is the actor's own
-        async with self._lock(conversation_id):
-            conversation = await asyncio.to_thread(
-                self._store_user_turn, conversation_id, text.strip(), images, painted, actor
-            )
+        existing = await asyncio.to_thread(self.writer.stored, grant.conversation_id) if new is None else None
+        await self._admit(actor, options, keys, len(images) + 1, existing)
+        async with self._lock(grant.conversation_id):
+            if new is None:  # read again under the lock: another turn may have landed meanwhile
+                existing = await asyncio.to_thread(self.writer.stored, grant.conversation_id)
+            target = new or existing
+            if target is None:
+                raise AccessError(GONE)  # deleted since access was granted
+            conversation = await asyncio.to_thread(self._store_message, target, text.strip(), images, painted)
             yield Step(grant, conversation)
             yield Step(grant, await self._answer(conversation, options, keys))
 
@@ -212,9 +196,10 @@ class ChatService:
         """
         grant = await asyncio.to_thread(self.gate.grant, actor, conversation_id, write=True)
         keys = keys or {}
-        await self._admit(actor, options, keys, 2, conversation_id)
+        stored = await asyncio.to_thread(self.writer.stored, conversation_id)
+        await self._admit(actor, options, keys, 2, stored)
         async with self._lock(conversation_id):
-            conversation = await asyncio.to_thread(self._stored, conversation_id)
+            conversation = await asyncio.to_thread(self.writer.stored, conversation_id)
             if conversation is None or not any(t.role is Role.USER for t in conversation.turns):
                 raise InputError("There is nothing to retry yet: send a message first.")
             yield Step(grant, conversation)
@@ -228,6 +213,19 @@ class ChatService:
         return lock
 
     # --- steps ---------------------------------------------------------------------------
+
+    async def _admit(
+        self,
+        actor: Actor,
+        options: GenerationOptions,
+        keys: Mapping[str, SecretStr],
+        input_images: int,
+        conversation: Conversation | None,
+    ) -> None:
+        spent = conversation.cost_usd() if conversation else 0.0
+        await asyncio.to_thread(
+            self._admission.admit, actor, options, keys, input_images=input_images, spent=spent
+        )
 
     def _prepare(self, text: str, attachments: Sequence[Attachment]) -> list[PreparedImage]:
         if not isinstance(text, str):  # an API caller may send any JSON
@@ -246,233 +244,60 @@ class ChatService:
             )
         return [prepare_upload(a.data, name=a.name, limits=self._limits.images) for a in attachments]
 
-    def _store_user_turn(
+    def _store_message(
         self,
-        conversation_id: str,
+        conversation: Conversation | NewConversation,
         text: str,
-        images: list[PreparedImage],
+        uploads: list[PreparedImage],
         painted: bytes | None,
-        actor: Actor,
     ) -> Conversation:
-        now = self._clock()
-        # Files first and outside the transaction: the write lock is held for rows only.
-        existing = self._stored(conversation_id)
-        marks = self._mask_images(existing, painted) if painted else None
-        stored = [self._put_image(img.data, img.mime_type, role=ImageRole.INPUT) for img in images]
-        if marks:
-            stored.append(self._put_image(marks.marked_png, "image/png", role=ImageRole.MARKED))
-            stored.append(self._put_image(marks.mask_png, "image/png", role=ImageRole.MASK))
-        parts: list[Part] = [s.part for s in stored]
+        """The user's turn: their photos, the painted region as a marked copy and a mask, their text."""
+        images = [NewImage.of(upload.data, upload.mime_type) for upload in uploads]
+        parts: list[Part] = [image.part(role=ImageRole.INPUT) for image in images]
+        if painted:
+            current = conversation.latest_image() if isinstance(conversation, Conversation) else None
+            if current is None:
+                raise InputError(
+                    "There is no image to paint on yet: send a photo first, then paint the area."
+                )
+            marks = mask_images(self._load_image(current), read_region(painted))
+            for data, role in ((marks.marked_png, ImageRole.MARKED), (marks.mask_png, ImageRole.MASK)):
+                images.append(NewImage.of(data, "image/png"))
+                parts.append(images[-1].part(role=role))
         if text:
             parts.append(TextPart(text))
-        turn = Turn(role=Role.USER, parts=tuple(parts), created_at=now)
-        with session_scope(self._engine) as session:
-            if existing is None:
-                existing = Conversation(id=conversation_id, title=_title(text))
-                repo.create_conversation(
-                    session=session,
-                    conversation_id=conversation_id,
-                    title=existing.title,
-                    now=now,
-                    owner_id=actor.own_id(),
-                )
-            conversation = self._append_in(session, existing, turn, stored, now)
-        return self._remember(conversation)
-
-    def _mask_images(self, conversation: Conversation | None, painted: bytes) -> MaskImages:
-        current = conversation.latest_image() if conversation else None
-        if current is None:
-            raise InputError("There is no image to paint on yet: send a photo first, then paint the area.")
-        return mask_images(self._load_image(current), read_region(painted))
+        turn = Turn(role=Role.USER, parts=tuple(parts), created_at=self._clock())
+        return self.writer.append(conversation, [turn], images)
 
     async def _answer(
         self, conversation: Conversation, options: GenerationOptions, keys: Mapping[str, SecretStr]
     ) -> Conversation:
         started = time.monotonic()
-        stored: list[_StoredImage] = []
+        images: list[NewImage] = []
         try:
             history = through_last_user_turn(conversation.turns)
             outcome = await self._policy.answer(history, options, self._load_image, keys=keys)
-            turn, stored = await asyncio.to_thread(self._outcome_turn, outcome, options)
+            turn, images = await asyncio.to_thread(
+                answer_turn, outcome, options, model_for=self._policy.model_for, now=self._clock()
+            )
         except Exception:
             log.exception("turn failed in conversation %s", conversation.id)
-            message = "Something went wrong on our side; your message is saved. Press Retry to try again."
-            turn = self._error_turn("internal", message, options, provider=None, attempts=())
-        cost = _server_cost(turn)
+            turn = failed_turn(
+                "internal",
+                INTERNAL,
+                options,
+                provider=None,
+                model_for=self._policy.model_for,
+                now=self._clock(),
+            )
+        cost = server_cost(turn)
         log.info(
             turn_log_line(conversation.id, turn, latency_ms=(time.monotonic() - started) * 1000, cost=cost)
         )
-        return await asyncio.to_thread(self._record, conversation, turn, stored, cost)
-
-    async def _admit(
-        self,
-        actor: Actor,
-        options: GenerationOptions,
-        keys: Mapping[str, SecretStr],
-        images: int,
-        conversation_id: str | None,
-    ) -> None:
-        """The conversation's budget, rate limits and the daily cap, before anything is stored or sent."""
-        if options.budget_usd is not None and conversation_id:
-            conversation = await asyncio.to_thread(self._stored, conversation_id)
-            spent = conversation.cost_usd() if conversation else 0.0
-            worst = self._policy.worst_case_cost(options, input_images=images)
-            if spent + worst > options.budget_usd:
-                raise InputError(
-                    f"This conversation has cost \u2248 ${spent:.2f} of its ${options.budget_usd:.2f} budget, "
-                    f"and the next edit could cost up to ${worst:.2f}. Raise the budget under Options to go on."
-                )
-        if self._guard is None:
-            return
-        covered = all(name in keys for name in ROUTES[options.route])
-        server_cost = 0.0 if covered else self._policy.worst_case_cost(options, input_images=images)
-        await asyncio.to_thread(self._guard.admit, counted_as(actor), server_cost=server_cost)
-
-    def _outcome_turn(self, outcome: Outcome, options: GenerationOptions) -> tuple[Turn, list[_StoredImage]]:
-        if outcome.reply is not None:
-            try:
-                return self._reply_turn(outcome.reply, options, outcome.attempts)
-            except UnavailableError as exc:  # the image in the answer did not decode
-                error_turn = self._error_turn(
-                    exc.kind, exc.user_message(), options, provider=exc.provider, attempts=outcome.attempts
-                )
-                return error_turn, []
-        error = outcome.error
-        if error is None:
-            raise LookupError("no provider is available for this route")
-        if isinstance(error, NoImageError) and error.reply is not None:
-            # A text-only answer is still part of the conversation (the model may ask a question).
-            turn, stored = self._reply_turn(error.reply, options, outcome.attempts)
-            return replace(turn, notice=outcome.user_message()), stored
-        turn = self._error_turn(
-            error.kind, outcome.user_message(), options, provider=error.provider, attempts=outcome.attempts
-        )
-        return turn, []
-
-    def _reply_turn(
-        self, reply: ProviderReply, options: GenerationOptions, attempts: tuple[Attempt, ...]
-    ) -> tuple[Turn, list[_StoredImage]]:
-        stored: list[_StoredImage] = []
-        parts: list[Part] = []
-        for part in reply.parts:
-            if isinstance(part, ImageData):
-                stored.append(
-                    self._put_image(
-                        part.data,
-                        part.mime_type,
-                        role=ImageRole.ANSWER,
-                        thought=part.thought,
-                        metadata=part.provider_metadata,
-                        provider=reply.provider,
-                    )
-                )
-                parts.append(stored[-1].part)
-            else:
-                parts.append(part)
-        turn = Turn(
-            role=Role.ASSISTANT,
-            parts=tuple(parts),
-            provider=reply.provider,
-            model=reply.model,
-            finish_reason=reply.finish_reason,
-            options=frozen_metadata(options.to_dict()),
-            usage=reply.usage,
-            attempts=attempts,
-            request_hash=reply.request_hash,
-            created_at=self._clock(),
-        )
-        return turn, stored
-
-    def _put_image(
-        self,
-        data: bytes,
-        mime: str,
-        *,
-        role: ImageRole,
-        thought: bool = False,
-        metadata: Metadata | None = None,
-        provider: str = "upload",
-    ) -> _StoredImage:
-        """Write the bytes to the blob store first: rows are only ever added after their image."""
-        try:
-            width, height = image_size(data)
-        except ValueError as exc:
-            raise UnavailableError(provider, "the image in the answer was corrupt") from exc
-        sha = self._blobs.put(data, mime)
-        part = ImagePart(sha, mime, role=role, thought=thought, provider_metadata=frozen_metadata(metadata))
-        return _StoredImage(part, width, height, len(data))
-
-    def _error_turn(
-        self,
-        kind: str,
-        message: str,
-        options: GenerationOptions,
-        *,
-        provider: str | None,
-        attempts: tuple[Attempt, ...],
-    ) -> Turn:
-        return Turn(
-            role=Role.ASSISTANT,
-            parts=(),
-            provider=provider,
-            model=self._policy.model_for(provider, options) if provider else None,
-            error=TurnError(kind, message),
-            options=frozen_metadata(options.to_dict()),
-            attempts=attempts,
-            created_at=self._clock(),
-        )
-
-    def _record(
-        self, conversation: Conversation, turn: Turn, stored: Sequence[_StoredImage], cost: float
-    ) -> Conversation:
-        """The answer and what it cost on the server's keys, in one transaction."""
-        with session_scope(self._engine) as session:
-            if self._guard is not None and cost:
-                self._guard.charge(cost, session=session)
-            conversation = self._append_in(session, conversation, turn, stored, self._clock())
-        return self._remember(conversation)
-
-    def _append_in(
-        self,
-        session: Session,
-        conversation: Conversation,
-        turn: Turn,
-        stored: Sequence[_StoredImage],
-        now: datetime,
-    ) -> Conversation:
-        for image in stored:
-            repo.save_image(
-                session=session,
-                sha256=image.part.sha256,
-                mime_type=image.part.mime_type,
-                width=image.width,
-                height=image.height,
-                size_bytes=image.size_bytes,
-                now=now,
-            )
-        return repo.append_to(session=session, conversation=conversation, turn=turn, now=now)
-
-    def _stored(self, conversation_id: str) -> Conversation | None:
-        """The conversation as stored: as this service last wrote it (chat/recent.py), else loaded."""
-        conversation = self._written.get(conversation_id)
-        return conversation if conversation is not None else self._load(conversation_id)
-
-    def _remember(self, conversation: Conversation) -> Conversation:
-        self._written.put(conversation)
-        return conversation
-
-    def _load(self, conversation_id: str) -> Conversation | None:
-        with session_scope(self._engine, read_only=True) as session:
-            return repo.get_conversation(session=session, conversation_id=conversation_id)
+        return await asyncio.to_thread(self.writer.append, conversation, [turn], images, server_cost=cost)
 
     def _load_image(self, part: ImagePart) -> bytes:
         return self._blobs.read(part.sha256, part.mime_type)
-
-
-def _server_cost(turn: Turn) -> float:
-    """The estimated cost of the answering call, if it went on the server's key."""
-    paid_by_server = any(a.outcome == "ok" and a.paid_by == "server" for a in turn.attempts)
-    return turn.cost_usd if paid_by_server else 0.0
 
 
 def turn_log_line(conversation_id: str, turn: Turn, *, latency_ms: float, cost: float) -> str:

@@ -1,0 +1,53 @@
+"""Whether a turn may run, decided before anything is stored or sent.
+
+In order: the conversation's own budget (what it has cost plus the most the next turn could
+cost), then the visitor's rate limits and the server's daily spend cap (chat/limits.py), where
+a turn counts at its worst case unless the visitor's own keys cover every provider it may call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pydantic import SecretStr
+
+from chat.access import Actor
+from chat.domain import GenerationOptions, Turn
+from chat.errors import InputError
+from chat.fallback import ROUTES, FallbackPolicy
+from chat.limits import Guard, counted_as
+
+__all__ = ["Admission", "server_cost"]
+
+
+class Admission:
+    def __init__(self, policy: FallbackPolicy, guard: Guard | None = None) -> None:
+        self._policy = policy
+        self._guard = guard
+
+    def admit(
+        self,
+        actor: Actor,
+        options: GenerationOptions,
+        keys: Mapping[str, SecretStr],
+        *,
+        input_images: int,
+        spent: float,
+    ) -> None:
+        """InputError over the budget, LimitError over a rate limit or the cap; blocking (the guard's rows)."""
+        worst = self._policy.worst_case_cost(options, input_images=input_images)
+        if options.budget_usd is not None and spent + worst > options.budget_usd:
+            raise InputError(
+                f"This conversation has cost \u2248 ${spent:.2f} of its ${options.budget_usd:.2f} budget, "
+                f"and the next edit could cost up to ${worst:.2f}. Raise the budget under Options to go on."
+            )
+        if self._guard is None:
+            return
+        covered = all(name in keys for name in ROUTES[options.route])
+        self._guard.admit(counted_as(actor), server_cost=0.0 if covered else worst)
+
+
+def server_cost(turn: Turn) -> float:
+    """The estimated cost of the answering call, if it went on the server's key (the daily cap counts it)."""
+    paid_by_server = any(a.outcome == "ok" and a.paid_by == "server" for a in turn.attempts)
+    return turn.cost_usd if paid_by_server else 0.0

@@ -1,0 +1,132 @@
+"""The one turn writer: every turn (a message, an answer, an import) reaches storage through here.
+
+Images first, to the blob store and outside any transaction; then the rows in one transaction:
+the conversation if it is new, the image rows, the turns, and what the answer cost on the
+server's keys. So a turn is never stored without its images, and the write lock is held for
+rows only. The writer also remembers each conversation as it last wrote it (chat/recent.py),
+so the next turn of a conversation does not read it back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+
+from chat.domain import Conversation, ImagePart, ImageRole, Metadata, Turn, frozen_metadata
+from chat.images import image_size
+from chat.limits import Guard
+from chat.recent import RecentConversations
+from storage import BlobStore, session_scope
+from storage import repository as repo
+
+__all__ = ["NewConversation", "NewImage", "TurnWriter"]
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """Image bytes a turn brings, with what the image's row records."""
+
+    sha256: str
+    mime_type: str
+    data: bytes
+    width: int
+    height: int
+
+    @classmethod
+    def of(cls, data: bytes, mime_type: str) -> NewImage:
+        """ValueError if ``data`` is not an image (its header is read, not the pixels)."""
+        width, height = image_size(data)
+        return cls(hashlib.sha256(data).hexdigest(), mime_type, data, width, height)
+
+    def part(self, *, role: ImageRole, thought: bool = False, metadata: Metadata | None = None) -> ImagePart:
+        return ImagePart(
+            self.sha256,
+            self.mime_type,
+            role=role,
+            thought=thought,
+            provider_metadata=frozen_metadata(metadata),
+        )
+
+
+@dataclass(frozen=True)
+class NewConversation:
+    """A conversation the first write creates."""
+
+    id: str
+    title: str
+    owner_id: str
+
+
+class TurnWriter:
+    def __init__(
+        self, *, engine: Engine, blobs: BlobStore, clock: Callable[[], datetime], guard: Guard | None = None
+    ) -> None:
+        self._engine = engine
+        self._blobs = blobs
+        self._clock = clock
+        self._guard = guard
+        self._written = RecentConversations()
+
+    def stored(self, conversation_id: str) -> Conversation | None:
+        """The conversation as stored: as this writer last wrote it, else loaded."""
+        conversation = self._written.get(conversation_id)
+        if conversation is not None:
+            return conversation
+        with session_scope(self._engine, read_only=True) as session:
+            return repo.get_conversation(session=session, conversation_id=conversation_id)
+
+    def append(
+        self,
+        to: Conversation | NewConversation,
+        turns: Sequence[Turn],
+        images: Sequence[NewImage] = (),
+        *,
+        server_cost: float = 0.0,
+    ) -> Conversation:
+        """``turns`` at the end of ``to`` (created first if new), with their images and their cost.
+
+        One turn comes back appended to the conversation given, without reading it again; many (an
+        import) are read back after the transaction, so the write lock is held no longer than needed.
+        """
+        for image in images:
+            if self._blobs.put(image.data, image.mime_type) != image.sha256:
+                raise ValueError(f"image {image.sha256[:12]} changed before it was stored")
+        now = self._clock()
+        with session_scope(self._engine) as session:
+            if self._guard is not None and server_cost:
+                self._guard.charge(server_cost, session=session)
+            for image in images:
+                repo.save_image(
+                    session=session,
+                    sha256=image.sha256,
+                    mime_type=image.mime_type,
+                    width=image.width,
+                    height=image.height,
+                    size_bytes=len(image.data),
+                    now=now,
+                )
+            conversation = (
+                repo.create_conversation(
+                    session=session, conversation_id=to.id, title=to.title, now=now, owner_id=to.owner_id
+                )
+                if isinstance(to, NewConversation)
+                else to
+            )
+            if len(turns) == 1:
+                conversation = repo.append_to(
+                    session=session, conversation=conversation, turn=turns[0], now=now
+                )
+            else:
+                repo.append_turns(session=session, conversation_id=conversation.id, turns=turns, now=now)
+        if len(turns) != 1:
+            with session_scope(self._engine, read_only=True) as session:
+                reloaded = repo.get_conversation(session=session, conversation_id=to.id)
+            if reloaded is None:
+                raise repo.ConversationNotFoundError(to.id)
+            conversation = reloaded
+        self._written.put(conversation)
+        return conversation
