@@ -20,8 +20,16 @@ from chat.ui.events import Handlers, UIConfig
 from chat.ui.files import FileMaker
 from chat.ui.layout import OPTION_NAMES, build_layout
 from chat.ui.library_events import LibraryHandlers
-from storage import BlobStore, make_engine, migrate, sqlite_url
-from tests.chat.test_service import FakeProvider, png, reply_with_image, single_try
+from tests.fakes import (
+    FakeProvider,
+    FakeRequest,
+    collect,
+    make_library,
+    make_service,
+    migrated_engine,
+    reply_with_image,
+)
+from tests.pictures import png
 
 DEFAULT_OPTIONS = (
     *("gemini-3.1-flash-image", "auto", "auto", None, None, None, None, None, "", "auto"),
@@ -36,12 +44,6 @@ CONFIG = UIConfig(
 )
 OWNER = "owner-aaaaaaaaaaaaaaaaaaaa"
 MATE = "teammate-bbbbbbbbbbbbbbbbbb"
-
-
-class FakeRequest:
-    def __init__(self, query: dict[str, str] | None = None) -> None:
-        self.query_params = query or {}
-        self.headers = {"host": "retouch.test"}
 
 
 @pytest.fixture
@@ -59,23 +61,17 @@ def provider() -> FakeProvider:
 
 @pytest.fixture
 def engine(tmp_path: Path):
-    engine = make_engine(sqlite_url(tmp_path / "data"))
-    migrate(engine)
-    return engine
+    return migrated_engine(tmp_path / "data")
 
 
 @pytest.fixture
 def service(engine, tmp_path: Path, provider: FakeProvider) -> ChatService:
-    return ChatService(
-        engine=engine, blobs=BlobStore(tmp_path / "data" / "images"), policy=single_try(provider)
-    )
+    return make_service(tmp_path / "data", provider, engine=engine)
 
 
 @pytest.fixture
 def library(engine, service: ChatService, tmp_path: Path) -> ConversationLibrary:
-    return ConversationLibrary(
-        engine=engine, blobs=BlobStore(tmp_path / "data" / "images"), gate=service.gate
-    )
+    return make_library(tmp_path / "data", engine, service)
 
 
 @pytest.fixture
@@ -87,16 +83,12 @@ def page(service: ChatService, library: ConversationLibrary, tmp_path: Path):
     return ui, handlers, LibraryHandlers(handlers, service, library, files)
 
 
-async def run(steps) -> list[dict]:
-    return [step async for step in steps]
-
-
 async def submit(
     handlers: Handlers, text: str, conversation_id: str = "", owner: str = OWNER, files=(), token=""
 ):
     message = {"text": text, "files": [str(f) for f in files]}
     request = FakeRequest()
-    return await run(
+    return await collect(
         handlers.on_submit(request, message, conversation_id, token, owner, None, "", "", *DEFAULT_OPTIONS)
     )
 
@@ -203,7 +195,7 @@ async def test_retry_after_failure(page, provider):
     provider.queue += [UnavailableError("gemini", "503"), reply_with_image(png((3, 3, 3)))]
     *_, failed = await submit(handlers, "x")
     assert "unavailable" in failed[ui.chatbot][-1]["content"]
-    *_, retried = await run(
+    *_, retried = await collect(
         handlers.on_retry(FakeRequest(), failed[ui.conversation_id], "", OWNER, "", "", *DEFAULT_OPTIONS)
     )
     assert retried[ui.chatbot][-1]["content"][1]["path"].endswith(".png")
