@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import html
 import io
-import struct
 import sys
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +29,11 @@ from sqlalchemy import text
 from chat.access import Actor
 from chat.domain import GenerationOptions, ImageData, ImagePart, ProviderReply, TextPart, Turn
 from chat.errors import InputError
-from chat.fallback import FallbackPolicy, RetryPolicy
 from chat.service import Attachment, ChatService
 from chat.ui.render import to_messages, to_transcript
-from storage import BlobStore, make_engine, migrate, session_scope, sqlite_url
-from tests.pictures import encode, noise
+from storage import BlobStore, make_engine, session_scope, sqlite_url
+from tests.fakes import last, make_service
+from tests.pictures import encode, hole_png, noise, png, with_ihdr_size
 
 OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
 ACTOR = Actor("owner-of-the-bad-input-matrix")
@@ -50,7 +48,7 @@ HTML = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 
 
 def photo(colour: tuple[int, int, int] = (90, 140, 200)) -> bytes:
-    return encode(Image.new("RGB", (48, 32), colour), "PNG")
+    return png(colour, (48, 32))
 
 
 def corrupt_png() -> bytes:
@@ -67,9 +65,7 @@ def corrupt_jpeg() -> bytes:
 
 def bomb() -> bytes:
     """A tiny PNG whose header (with a valid CRC) claims 100000x100000 pixels."""
-    png = encode(Image.new("1", (8, 8)), "PNG")
-    chunk = b"IHDR" + struct.pack(">II", 100_000, 100_000) + png[24:29]
-    return png[:12] + chunk + struct.pack(">I", zlib.crc32(chunk)) + png[33:]
+    return with_ihdr_size(encode(Image.new("1", (8, 8))), 100_000, 100_000)
 
 
 def svg() -> bytes:
@@ -109,9 +105,7 @@ def exif_rotated_jpeg() -> bytes:
 
 
 def transparent_png() -> bytes:
-    image = Image.new("RGBA", (16, 12), (*RED, 255))
-    image.paste((0, 0, 0, 0), (0, 0, 8, 12))  # left half fully transparent
-    return encode(image, "PNG")
+    return hole_png((16, 12), (0, 0, 8, 12), (*RED, 255))  # left half fully transparent
 
 
 def files(*named: tuple[str, Callable[[], bytes]]) -> Callable[[], list[Attachment]]:
@@ -359,26 +353,13 @@ class Harness:
 
     def fresh_service(self) -> ChatService:
         """What a restarted app sees: a new engine and blob store on the same files."""
-        engine = make_engine(sqlite_url(self.data))
-        policy = FallbackPolicy({"gemini": EchoProvider()}, retry=RetryPolicy(max_attempts=1))
-        return ChatService(engine=engine, blobs=self.blobs(), policy=policy)
+        return make_service(self.data, EchoProvider(), engine=make_engine(sqlite_url(self.data)))
 
 
 @pytest.fixture
 def harness(tmp_path: Path) -> Harness:
-    engine = make_engine(sqlite_url(tmp_path))
-    migrate(engine)
     provider = EchoProvider()
-    policy = FallbackPolicy({"gemini": provider}, retry=RetryPolicy(max_attempts=1))
-    service = ChatService(engine=engine, blobs=BlobStore(tmp_path / "images"), policy=policy)
-    return Harness(tmp_path, service, provider)
-
-
-async def last(steps):
-    result = None
-    async for result in steps:  # noqa: B007 - the final snapshot is the answer
-        pass
-    return result.conversation if result is not None else None
+    return Harness(tmp_path, make_service(tmp_path, provider), provider)
 
 
 # --- refusals -----------------------------------------------------------------------------------

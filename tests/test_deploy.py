@@ -17,13 +17,11 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
-import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -47,10 +45,11 @@ import chat.config
 from chat.config import Settings
 from chat.health import health_route
 from chat.lifecycle import DrainGate, DrainReport, Lifecycle
-from storage import MIGRATIONS, make_engine, migrate, sqlite_url
+from storage import MIGRATIONS
 from storage.db import DB_FILENAME
-from tests.app_process import app_env, free_port
+from tests.app_process import AppRun, app_env, free_port, launched
 from tests.emulator.fixtures import EmulatorControl, run_emulator
+from tests.fakes import FakeClock, migrated_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.system  # real servers, processes and image builds
@@ -184,69 +183,20 @@ def copy_build_context(dest: Path) -> None:
 # --- running the app as a process ---------------------------------------------------------------
 
 
-@dataclass
-class AppProcess:
-    process: subprocess.Popen[str]
-    url: str
-    lines: list[str] = field(default_factory=list)
-
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.url + path, timeout=10)
-
-    def wait_until(self, predicate: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not predicate():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"gave up waiting for {what}; app log:\n{self.log()}")
-            time.sleep(0.05)
-
-    def exit_code_after(self, sig: signal.Signals, timeout_s: float) -> tuple[int, float]:
-        started = time.monotonic()
-        self.process.send_signal(sig)
-        code = self.process.wait(timeout=timeout_s)
-        return code, time.monotonic() - started
-
-    def log(self) -> str:
-        return "".join(self.lines)
-
-
 @contextmanager
-def app_process(argv: list[str], cwd: Path, env: dict[str, str]) -> Iterator[AppProcess]:
+def serving(argv: list[str], cwd: Path, env: dict[str, str]) -> Iterator[AppRun]:
     """Run ``argv`` (``python app.py``) in ``cwd``; yield once ``/healthz`` answers."""
     port = free_port()
-    process = subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env={**env, "RETOUCH_PORT": str(port), "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    running = AppProcess(process, f"http://127.0.0.1:{port}")
-    assert process.stdout is not None
-    threading.Thread(target=running.lines.extend, args=(process.stdout,), daemon=True).start()
-    try:
-        running.wait_until(lambda: _answers(running.url + "/healthz"), "/healthz", STARTUP_TIMEOUT_S)
-        yield running
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=STARTUP_TIMEOUT_S)
-
-
-def _answers(url: str) -> bool:
-    try:
-        httpx.get(url, timeout=2)
-    except httpx.TransportError:
-        return False
-    return True
+    env = {**env, "RETOUCH_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    with launched(argv, cwd, env, port, until_healthy=True, kill=True) as app:
+        yield app
 
 
 def dev_env(tmp_path: Path, emulator_url: str, **extra: str) -> dict[str, str]:
     return app_env(tmp_path / "data", emulator_url, **extra)
 
 
-def wait_for_model_call(emulator: EmulatorControl, process: AppProcess) -> None:
+def wait_for_model_call(emulator: EmulatorControl, process: AppRun) -> None:
     process.wait_until(lambda: len(emulator.requests()) == 1, "the model call to reach the emulator")
 
 
@@ -374,10 +324,10 @@ def test_image_recipe_installs_in_a_clean_venv_and_its_cmd_serves_healthz_then_e
     cmd = exec_form(arguments_of("CMD")[0])
     argv = [str(image.python) if cmd[0] == "python" else cmd[0], *cmd[1:]]
 
-    with app_process(argv, image.context, env) as app:
+    with serving(argv, image.context, env) as app:
         health = app.get("/healthz")
         assert (health.status_code, health.json()) == (200, HEALTHY)
-        probe_env = {**env, "RETOUCH_PORT": app.url.rsplit(":", 1)[1]}
+        probe_env = {**env, "RETOUCH_PORT": str(app.port)}
         assert subprocess.run(probe, env=probe_env, capture_output=True, timeout=30).returncode == 0
         assert app.get("/").status_code == 200  # the UI itself
 
@@ -388,48 +338,48 @@ def test_image_recipe_installs_in_a_clean_venv_and_its_cmd_serves_healthz_then_e
         assert subprocess.run(probe, env=probe_env, capture_output=True, timeout=30).returncode == 1
 
         code, took = app.exit_code_after(signal.SIGTERM, timeout_s=30)
-    assert code == 0, app.log()
+    assert code == 0, app.log_text()
     assert took < 10
-    assert "Stopped on SIGTERM" in app.log() and "no job was running" in app.log()
+    assert "Stopped on SIGTERM" in app.log_text() and "no job was running" in app.log_text()
 
 
 # --- graceful shutdown, end to end ------------------------------------------------------------------
 
 
 def test_sigterm_lets_a_running_model_call_finish_and_refuses_new_work_then_exits_zero(tmp_path, emulator):
-    with app_process([sys.executable, "app.py"], ROOT, dev_env(tmp_path, emulator.url)) as app:
-        client = Client(app.url + "/", verbose=False, download_files=False)
+    with serving([sys.executable, "app.py"], ROOT, dev_env(tmp_path, emulator.url)) as app:
+        client = Client(app.url, verbose=False, download_files=False)
         job = client.submit("", "a lighthouse at dusk [fault:slow:3]", None, None, api_name="/send")
         wait_for_model_call(emulator, app)
 
         app.process.send_signal(signal.SIGTERM)
         app.wait_until(lambda: app.get("/healthz").status_code == 503, "/healthz to report the shutdown")
         assert app.get("/healthz").json()["status"] == "shutting_down"
-        refused = httpx.post(app.url + "/gradio_api/queue/join", json={}, timeout=10)
+        refused = httpx.post(app.url + "gradio_api/queue/join", json={}, timeout=10)
         assert refused.status_code == 503 and refused.headers["Retry-After"] == "30"
 
         transcript = job.result(timeout=60)
         code = app.process.wait(timeout=30)
 
     assert transcript["turns"][-1]["status"] == "ok", transcript
-    assert code == 0, app.log()
-    assert "Stopped on SIGTERM" in app.log() and ": 1 job finished" in app.log()
+    assert code == 0, app.log_text()
+    assert "Stopped on SIGTERM" in app.log_text() and ": 1 job finished" in app.log_text()
 
 
 def test_sigterm_stops_waiting_for_a_model_call_after_the_grace_period(tmp_path):
     with run_emulator() as emulator_url:
         emulator = EmulatorControl(emulator_url)
         env = dev_env(tmp_path, emulator_url, RETOUCH_SHUTDOWN_GRACE="1")
-        with app_process([sys.executable, "app.py"], ROOT, env) as app:
-            client = Client(app.url + "/", verbose=False, download_files=False)
+        with serving([sys.executable, "app.py"], ROOT, env) as app:
+            client = Client(app.url, verbose=False, download_files=False)
             client.submit("", "a lighthouse at dusk [fault:slow:8]", None, None, api_name="/send")
             wait_for_model_call(emulator, app)
             code, took = app.exit_code_after(signal.SIGTERM, timeout_s=30)
             client.close()
 
-    assert code == 0, app.log()
+    assert code == 0, app.log_text()
     assert took < 7  # 1 s of grace, 2 s for open streams, and a margin: not the provider's 8 s
-    assert "1 job cut off (grace 1 s" in app.log()
+    assert "1 job cut off (grace 1 s" in app.log_text()
 
 
 # --- /healthz and the drain gate, in process --------------------------------------------------------
@@ -437,8 +387,7 @@ def test_sigterm_stops_waiting_for_a_model_call_after_the_grace_period(tmp_path)
 
 @pytest.fixture
 def engine(tmp_path):
-    engine = make_engine(sqlite_url(tmp_path))
-    migrate(engine)
+    engine = migrated_engine(tmp_path)
     yield engine
     engine.dispose()
 
@@ -531,20 +480,9 @@ def test_launch_serves_no_stored_image_and_keeps_gradios_check_with_healthz_adde
 # --- the lifecycle's decisions, with a fake clock ---------------------------------------------------
 
 
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-    def clock(self) -> float:
-        return self.now
-
-
 def test_drain_returns_as_soon_as_the_last_job_finishes():
-    fake = FakeTime()
-    lifecycle = Lifecycle(sleep=fake.sleep, clock=fake.clock, poll_s=0.5)
+    fake = FakeClock()
+    lifecycle = Lifecycle(sleep=fake.pause, clock=fake, poll_s=0.5)
     lifecycle.request_stop("SIGTERM")
 
     report = lifecycle.drain(lambda: 1 if fake.now < 2 else 0, grace_s=30)
@@ -554,8 +492,8 @@ def test_drain_returns_as_soon_as_the_last_job_finishes():
 
 
 def test_drain_gives_up_after_the_grace_period():
-    fake = FakeTime()
-    lifecycle = Lifecycle(sleep=fake.sleep, clock=fake.clock, poll_s=0.5)
+    fake = FakeClock()
+    lifecycle = Lifecycle(sleep=fake.pause, clock=fake, poll_s=0.5)
     lifecycle.request_stop("SIGINT")
 
     report = lifecycle.drain(lambda: 2, grace_s=3)
@@ -565,8 +503,8 @@ def test_drain_gives_up_after_the_grace_period():
 
 
 def test_a_second_signal_ends_the_drain_at_once():
-    fake = FakeTime()
-    lifecycle = Lifecycle(sleep=fake.sleep, clock=fake.clock, poll_s=0.5)
+    fake = FakeClock()
+    lifecycle = Lifecycle(sleep=fake.pause, clock=fake, poll_s=0.5)
     lifecycle.request_stop("SIGTERM")
 
     def jobs() -> int:
@@ -580,8 +518,8 @@ def test_a_second_signal_ends_the_drain_at_once():
 
 
 def test_with_nothing_running_the_drain_does_not_wait():
-    fake = FakeTime()
-    lifecycle = Lifecycle(sleep=fake.sleep, clock=fake.clock)
+    fake = FakeClock()
+    lifecycle = Lifecycle(sleep=fake.pause, clock=fake)
     lifecycle.request_stop("SIGTERM")
 
     report = lifecycle.drain(lambda: 0, grace_s=30)
@@ -590,7 +528,7 @@ def test_with_nothing_running_the_drain_does_not_wait():
 
 
 class FakeServer:
-    def __init__(self, fake: FakeTime, busy_until: float) -> None:
+    def __init__(self, fake: FakeClock, busy_until: float) -> None:
         self.fake, self.busy_until, self.stopped_at = fake, busy_until, None
 
     def jobs(self) -> int:
@@ -602,8 +540,8 @@ class FakeServer:
 
 
 def test_shutdown_stops_the_server_once_its_jobs_are_done():
-    fake = FakeTime()
-    lifecycle = Lifecycle(sleep=fake.sleep, clock=fake.clock, poll_s=0.5)
+    fake = FakeClock()
+    lifecycle = Lifecycle(sleep=fake.pause, clock=fake, poll_s=0.5)
     lifecycle.request_stop("SIGTERM")
     server = FakeServer(fake, busy_until=2)
 
@@ -613,8 +551,8 @@ def test_shutdown_stops_the_server_once_its_jobs_are_done():
 
 
 def test_shutdown_stops_the_server_when_the_grace_period_cuts_jobs_off():
-    fake = FakeTime()
-    lifecycle = Lifecycle(sleep=fake.sleep, clock=fake.clock, poll_s=0.5)
+    fake = FakeClock()
+    lifecycle = Lifecycle(sleep=fake.pause, clock=fake, poll_s=0.5)
     lifecycle.request_stop("SIGTERM")
     server = FakeServer(fake, busy_until=100)
 

@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from PIL import Image
 
 from tests.app_process import running_app
 from tests.emulator import read_provenance
+from tests.pictures import png
 
 FULL_REPLAY = "0"  # this test proves exact replay of everything; the default bounds images (chat/context.py)
 
 
 def test_three_turns_restart_fourth_turn_replays_history(tmp_path, emulator):
     photo = tmp_path / "street.png"
-    Image.new("RGB", (320, 240), (90, 140, 200)).save(photo)
+    photo.write_bytes(png((90, 140, 200), (320, 240)))
     data_dir = tmp_path / "data"
 
     with running_app(data_dir, emulator.url, RETOUCH_KEEP_IMAGES=FULL_REPLAY) as url:
@@ -67,7 +67,7 @@ def test_three_turns_restart_fourth_turn_replays_history(tmp_path, emulator):
 
 def test_gemini_outage_falls_back_to_openai_through_the_api(tmp_path, emulator):
     photo = tmp_path / "street.png"
-    Image.new("RGB", (320, 240), (90, 140, 200)).save(photo)
+    photo.write_bytes(png((90, 140, 200), (320, 240)))
 
     with running_app(tmp_path / "data", emulator.url) as url:
         client = Client(url, verbose=False, download_files=False)

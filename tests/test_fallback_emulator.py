@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 
 import httpx
 import pytest
@@ -22,43 +21,23 @@ from chat.domain import GenerationOptions, TurnStatus
 from chat.errors import InputError
 from chat.fallback import FallbackPolicy
 from chat.providers.gemini import GeminiClient
-from chat.providers.openai import OpenAIImagesClient
 from chat.service import Attachment, ChatService
 from chat.ui.render import attempts_summary
 from storage import BlobStore, make_engine, migrate, sqlite_url
+from tests.fakes import emulator_providers, last, make_service, no_sleep
+from tests.pictures import painted_png, png
 
 OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
 ACTOR = Actor("owner-of-the-test-conversations")
-
-
-async def no_sleep(seconds: float) -> None:
-    """Retries are counted, never waited for."""
+PHOTO = png((90, 140, 200), (96, 64))
 
 
 @pytest.fixture
 async def service(tmp_path, emulator):
-    engine = make_engine(sqlite_url(tmp_path))
-    migrate(engine)
     async with httpx.AsyncClient() as http:
-        gemini = GeminiClient(http, api_key=SecretStr("test-key"), base_url=emulator.url, timeout_s=10)
-        openai = OpenAIImagesClient(
-            http, api_key=SecretStr("test-key"), base_url=f"{emulator.url}/v1", timeout_s=10
-        )
-        policy = FallbackPolicy({"gemini": gemini, "openai": openai}, sleep=no_sleep, jitter=lambda d: d)
-        yield ChatService(engine=engine, blobs=BlobStore(tmp_path / "images"), policy=policy)
-
-
-def photo() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (96, 64), (90, 140, 200)).save(out, format="PNG")
-    return out.getvalue()
-
-
-async def last(steps):
-    result = None
-    async for result in steps:  # noqa: B007 - we want the final snapshot
-        pass
-    return result.conversation if result is not None else None
+        providers = emulator_providers(http, emulator.url, "test-key", timeout_s=10)
+        policy = FallbackPolicy(providers, sleep=no_sleep, jitter=lambda d: d)
+        yield make_service(tmp_path, policy=policy)
 
 
 def requests_of(emulator, provider: str) -> list[dict]:
@@ -84,7 +63,7 @@ async def test_gemini_failure_falls_back_to_openai_with_the_previous_output(
     service, emulator, fault, gemini_calls
 ):
     first = await last(
-        service.send(ACTOR, None, "make the sky stormy", [Attachment("street.png", photo())], options=OPTIONS)
+        service.send(ACTOR, None, "make the sky stormy", [Attachment("street.png", PHOTO)], options=OPTIONS)
     )
     previous = first.turns[-1].shown_image()
     previous_bytes = service.image_path(previous).read_bytes()
@@ -121,7 +100,7 @@ async def test_gemini_failure_falls_back_to_openai_with_the_previous_output(
 
 async def test_openai_failing_too_gives_one_clear_error_and_retry_works(service, emulator):
     first = await last(
-        service.send(ACTOR, None, "make the sky stormy", [Attachment("street.png", photo())], options=OPTIONS)
+        service.send(ACTOR, None, "make the sky stormy", [Attachment("street.png", PHOTO)], options=OPTIONS)
     )
     emulator.queue_faults(*["gemini:503"] * 3, *["openai:503"] * 3)
 
@@ -144,20 +123,15 @@ async def test_openai_failing_too_gives_one_clear_error_and_retry_works(service,
 
 async def test_painted_region_reaches_openai_as_a_mask_of_the_same_size(service, emulator):
     first = await last(
-        service.send(ACTOR, None, "a street", [Attachment("street.png", photo())], options=OPTIONS)
+        service.send(ACTOR, None, "a street", [Attachment("street.png", PHOTO)], options=OPTIONS)
     )
     previous = first.turns[-1].shown_image()
     width, height = Image.open(service.image_path(previous)).size
-    region = Image.new("L", (width, height), 0)
-    region.paste(255, (0, 0, width // 2, height // 2))
-    painted = io.BytesIO()
-    region.save(painted, format="PNG")
+    painted = painted_png((width, height), (0, 0, width // 2, height // 2))
     emulator.clear_requests()
 
     done = await last(
-        service.send(
-            ACTOR, first.id, "remove it [fault:gemini:no_image]", options=OPTIONS, painted=painted.getvalue()
-        )
+        service.send(ACTOR, first.id, "remove it [fault:gemini:no_image]", options=OPTIONS, painted=painted)
     )
 
     assert done.turns[-1].provider == "openai"
@@ -170,7 +144,7 @@ async def test_painted_region_reaches_openai_as_a_mask_of_the_same_size(service,
 
 async def test_cost_is_estimated_per_turn_and_summed_per_conversation(service):
     first = await last(
-        service.send(ACTOR, None, "make the sky stormy", [Attachment("street.png", photo())], options=OPTIONS)
+        service.send(ACTOR, None, "make the sky stormy", [Attachment("street.png", PHOTO)], options=OPTIONS)
     )
     second = await last(service.send(ACTOR, first.id, "warmer light", options=OPTIONS))
     costs = [t.cost_usd for t in second.turns if t.role.value == "assistant"]

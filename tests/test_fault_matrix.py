@@ -24,9 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import io
 import json
-import random
 import re
 import socket
 import struct
@@ -39,7 +37,6 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
@@ -51,9 +48,12 @@ from chat.providers.openai import OpenAIImagesClient
 from chat.service import Attachment, ChatService
 from chat.ui.render import attempts_summary, to_transcript
 from storage import BlobStore, make_engine, migrate, sqlite_url
+from tests.fakes import last
+from tests.pictures import encode, noise, png
 
 OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
 ACTOR = Actor("owner-of-the-fault-matrix")
+PHOTO = png((90, 140, 200), (96, 64))
 SERVER_KEY = "server-key-0123456789-SERVER"
 PROMPT = "now remove the car"
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -380,18 +380,10 @@ class CountingTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def photo() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (96, 64), (90, 140, 200)).save(out, format="PNG")
-    return out.getvalue()
-
-
 def truncated_gemini_answer(request: httpx.Request) -> httpx.Response:
     """A well-formed 200 whose inline image is valid base64 of only the first half of a PNG."""
-    noise = Image.frombytes("RGB", (32, 32), random.Random(0).randbytes(32 * 32 * 3))
-    out = io.BytesIO()
-    noise.save(out, format="PNG")
-    half = out.getvalue()[: len(out.getvalue()) // 2]
+    whole = encode(noise((32, 32)))
+    half = whole[: len(whole) // 2]
     parts = [
         {"text": "Here it is."},
         {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(half).decode()}},
@@ -485,13 +477,6 @@ async def wire(
     return Wired(ChatService(engine=engine, blobs=blobs, policy=policy), g_transport, o_transport, sleeps)
 
 
-async def last(steps):
-    result = None
-    async for result in steps:  # noqa: B007 - the final snapshot is the answer
-        pass
-    return result.conversation if result is not None else None
-
-
 CRASH_SIGNS = ("Traceback", 'File "', "Exception", "<class ", "Something went wrong on our side")
 
 
@@ -558,7 +543,7 @@ async def test_fault(row: Row, column: str, store: tuple[Engine, BlobStore], con
         healthy = await wire(engine, blobs, control.url, HEALTHY, HEALTHY, stack)
         first = await last(
             healthy.service.send(
-                ACTOR, None, "a street at dusk", [Attachment("street.png", photo())], options=OPTIONS
+                ACTOR, None, "a street at dusk", [Attachment("street.png", PHOTO)], options=OPTIONS
             )
         )
         previous = first.turns[-1].shown_image()

@@ -13,12 +13,10 @@ from chat.access import Actor
 from chat.domain import GenerationOptions
 from chat.errors import LimitError
 from chat.fallback import FallbackPolicy
-from chat.library import ConversationLibrary
 from chat.limits import Guard, Limits
 from chat.providers.gemini import GeminiClient
-from chat.providers.openai import OpenAIImagesClient
 from chat.service import ChatService
-from storage import BlobStore, make_engine, migrate, sqlite_url
+from tests.fakes import FakeClock, emulator_providers, last, make_library, make_service, migrated_engine
 
 OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
 SERVER_KEY = "server-key-0123456789-SERVER"
@@ -26,35 +24,16 @@ ALICE_KEY = "alice-own-key-ABCDEFGHIJ-alice"
 BOB_KEY = "bob-own-key-KLMNOPQRSTU-bob"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def last(steps):
-    result = None
-    async for result in steps:  # noqa: B007 - the final snapshot is the answer
-        pass
-    return result.conversation if result is not None else None
-
-
 @pytest.fixture
 def engine(tmp_path):
-    engine = make_engine(sqlite_url(tmp_path))
-    migrate(engine)
-    return engine
+    return migrated_engine(tmp_path)
 
 
 @pytest.fixture
 async def service(tmp_path, engine, emulator):
     async with httpx.AsyncClient() as http:
-        gemini = GeminiClient(http, api_key=SecretStr(SERVER_KEY), base_url=emulator.url)
-        openai = OpenAIImagesClient(http, api_key=SecretStr(SERVER_KEY), base_url=f"{emulator.url}/v1")
-        policy = FallbackPolicy({"gemini": gemini, "openai": openai})
-        yield ChatService(engine=engine, blobs=BlobStore(tmp_path / "images"), policy=policy)
+        policy = FallbackPolicy(emulator_providers(http, emulator.url, SERVER_KEY))
+        yield make_service(tmp_path, policy=policy, engine=engine)
 
 
 async def test_each_visitors_calls_carry_their_own_key(service, emulator):
@@ -83,7 +62,7 @@ async def test_keys_never_reach_the_database_logs_or_exports(service, engine, tm
     )
     emulator.queue_faults("gemini:503", "gemini:503", "gemini:503")
     await last(service.send(owner, done.id, "warmer", options=OPTIONS, keys={"openai": SecretStr(BOB_KEY)}))
-    library = ConversationLibrary(engine=engine, blobs=BlobStore(tmp_path / "images"), gate=service.gate)
+    library = make_library(tmp_path, engine, service)
     _, exported = await library.export(owner, done.id)
     link = await library.share(owner, done.id, "view")
     shared_view = repr(await service.load(Actor("mate-" + "m" * 20, link.token), done.id))
@@ -98,7 +77,7 @@ async def test_keys_never_reach_the_database_logs_or_exports(service, engine, tm
 
 
 def test_rate_limit_per_visitor_and_overall(engine):
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     guard = Guard(Limits(per_visitor_per_minute=2, global_per_minute=3), engine=engine, clock=clock)
     guard.admit(["1.2.3.4"], server_cost=0)
     guard.admit(["1.2.3.4"], server_cost=0)
@@ -112,7 +91,7 @@ def test_rate_limit_per_visitor_and_overall(engine):
 
 
 def test_daily_visitor_limit(engine):
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     guard = Guard(Limits(per_visitor_per_minute=100, per_visitor_per_day=3), engine=engine, clock=clock)
     for _ in range(3):
         guard.admit(["1.2.3.4"], server_cost=0)
@@ -124,7 +103,7 @@ def test_daily_visitor_limit(engine):
 
 
 def test_spend_cap_stops_server_keys_but_not_visitors_own(engine):
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     guard = Guard(Limits(daily_spend_usd=1.0), engine=engine, clock=clock)
     guard.charge(0.95)
     with pytest.raises(LimitError, match=r"today's budget.*\$1\.00.*your own Gemini or OpenAI key"):
@@ -142,12 +121,7 @@ def guarded_service(
     """Gemini on the server's key behind a daily spend cap."""
     gemini = GeminiClient(http, api_key=SecretStr(SERVER_KEY), base_url=emulator.url)
     guard = Guard(Limits(daily_spend_usd=daily_spend_usd), engine=engine)
-    service = ChatService(
-        engine=engine,
-        blobs=BlobStore(tmp_path / "images"),
-        policy=FallbackPolicy({"gemini": gemini}),
-        guard=guard,
-    )
+    service = make_service(tmp_path, policy=FallbackPolicy({"gemini": gemini}), engine=engine, guard=guard)
     return service, guard
 
 

@@ -20,14 +20,10 @@ from PIL import Image
 
 from tests.emulator import read_provenance
 from tests.emulator.fixtures import EmulatorControl
+from tests.pictures import encode, ramp
 
 MODEL = "gemini-3.1-flash-image"
-
-
-def _png(size: tuple[int, int] = (320, 240)) -> bytes:
-    buffer = io.BytesIO()
-    Image.linear_gradient("L").resize(size).convert("RGB").save(buffer, "PNG")
-    return buffer.getvalue()
+SIZE = (320, 240)
 
 
 def _image_parts(response: types.GenerateContentResponse) -> list[types.Part]:
@@ -38,22 +34,14 @@ def _image_parts(response: types.GenerateContentResponse) -> list[types.Part]:
 
 
 @pytest.fixture
-def control(emulator_url: str) -> Iterator[EmulatorControl]:
-    control = EmulatorControl(emulator_url)
-    control.reset()
-    yield control
-    control.reset()
-
-
-@pytest.fixture
 def client(emulator_url: str) -> Iterator[genai.Client]:
     options = types.HttpOptions(base_url=emulator_url, api_version="v1beta")
     with genai.Client(api_key="test-key", http_options=options) as sdk_client:
         yield sdk_client
 
 
-def test_multi_turn_chat_replays_signatures(client: genai.Client, control: EmulatorControl) -> None:
-    upload = _png()
+def test_multi_turn_chat_replays_signatures(client: genai.Client, emulator: EmulatorControl) -> None:
+    upload = encode(ramp(SIZE))
     chat = client.chats.create(
         model=MODEL, config=types.GenerateContentConfig(response_modalities=["TEXT", "IMAGE"])
     )
@@ -66,7 +54,7 @@ def test_multi_turn_chat_replays_signatures(client: genai.Client, control: Emula
     third = chat.send_message("and make the sky purple")
     assert _image_parts(second) and _image_parts(third)
 
-    requests = control.requests()
+    requests = emulator.requests()
     assert [r["status"] for r in requests] == [200, 200, 200]
     assert requests[0]["headers"]["x-goog-api-key"] == "test-key"
     contents = requests[2]["body"]["contents"]
@@ -88,7 +76,9 @@ def test_multi_turn_chat_replays_signatures(client: genai.Client, control: Emula
 def test_history_without_signature_is_a_client_error(client: genai.Client) -> None:
     history = [
         types.Content(role="user", parts=[types.Part.from_text(text="draw a lighthouse")]),
-        types.Content(role="model", parts=[types.Part.from_bytes(data=_png(), mime_type="image/png")]),
+        types.Content(
+            role="model", parts=[types.Part.from_bytes(data=encode(ramp(SIZE)), mime_type="image/png")]
+        ),
         types.Content(role="user", parts=[types.Part.from_text(text="make it night")]),
     ]
     with pytest.raises(errors.ClientError) as caught:
@@ -100,8 +90,8 @@ def test_history_without_signature_is_a_client_error(client: genai.Client) -> No
     )
 
 
-def test_queued_503_is_a_server_error(client: genai.Client, control: EmulatorControl) -> None:
-    control.queue_faults("503")
+def test_queued_503_is_a_server_error(client: genai.Client, emulator: EmulatorControl) -> None:
+    emulator.queue_faults("503")
     with pytest.raises(errors.ServerError) as caught:
         client.models.generate_content(model=MODEL, contents="a cat")
     assert caught.value.code == 503
@@ -117,21 +107,21 @@ def test_rate_limit_details_reach_the_sdk(client: genai.Client) -> None:
     assert {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "2s"} in details
 
 
-def test_image_config_sets_the_output_size(client: genai.Client, control: EmulatorControl) -> None:
+def test_image_config_sets_the_output_size(client: genai.Client, emulator: EmulatorControl) -> None:
     config = types.GenerateContentConfig(
         response_modalities=["IMAGE"],
         image_config=types.ImageConfig(aspect_ratio="16:9", image_size="2K"),
     )
     response = client.models.generate_content(
         model=MODEL,
-        contents=[types.Part.from_bytes(data=_png(), mime_type="image/png"), "widen it"],
+        contents=[types.Part.from_bytes(data=encode(ramp(SIZE)), mime_type="image/png"), "widen it"],
         config=config,
     )
     (image,) = _image_parts(response)
     assert image.inline_data is not None and image.inline_data.data
     with Image.open(io.BytesIO(image.inline_data.data)) as opened:
         assert opened.size == (2736, 1536)
-    (request,) = control.requests()
+    (request,) = emulator.requests()
     assert request["body"]["generationConfig"]["imageConfig"] == {"aspectRatio": "16:9", "imageSize": "2K"}
 
 

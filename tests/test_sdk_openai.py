@@ -20,24 +20,11 @@ from PIL import Image
 
 from tests.emulator import read_provenance
 from tests.emulator.fixtures import EmulatorControl
+from tests.pictures import hole_png, picture_png
 
 MODEL = "gpt-image-2"
-
-
-def _png(size: tuple[int, int] = (96, 64), shift: int = 0) -> bytes:
-    ramp = Image.linear_gradient("L").resize(size)
-    image = Image.merge("RGB", (ramp, ramp.rotate(90).resize(size), Image.radial_gradient("L").resize(size)))
-    buffer = io.BytesIO()
-    image.point(lambda v: (v + shift) % 256).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def _mask(size: tuple[int, int] = (96, 64)) -> bytes:
-    mask = Image.new("RGBA", size, (0, 0, 0, 255))
-    mask.paste((0, 0, 0, 0), (0, 0, size[0] // 2, size[1]))  # edit the left half only
-    buffer = io.BytesIO()
-    mask.save(buffer, "PNG")
-    return buffer.getvalue()
+SIZE = (96, 64)
+LEFT_HALF = (0, 0, 48, 64)  # the mask edits the left half only
 
 
 def _sha(data: bytes) -> str:
@@ -59,21 +46,13 @@ def _client(emulator_url: str, key: str) -> openai.OpenAI:
 
 
 @pytest.fixture
-def control(emulator_url: str) -> Iterator[EmulatorControl]:
-    control = EmulatorControl(emulator_url)
-    control.reset()
-    yield control
-    control.reset()
-
-
-@pytest.fixture
 def client(emulator_url: str) -> Iterator[openai.OpenAI]:
     with _client(emulator_url, "test-key") as sdk_client:
         yield sdk_client
 
 
-def test_edit_with_a_mask(client: openai.OpenAI, control: EmulatorControl, tmp_path: Path) -> None:
-    source, mask = _png(), _mask()
+def test_edit_with_a_mask(client: openai.OpenAI, emulator: EmulatorControl, tmp_path: Path) -> None:
+    source, mask = picture_png(SIZE), hole_png(SIZE, LEFT_HALF)
     response = client.images.edit(
         model=MODEL,
         image=_write(tmp_path / "photo.png", source),
@@ -90,7 +69,7 @@ def test_edit_with_a_mask(client: openai.OpenAI, control: EmulatorControl, tmp_p
     assert (origin["provider"], origin["endpoint"], origin["model"]) == ("openai", "edits", MODEL)
     assert origin["input_sha256"] == [_sha(source)] and origin["mask_sha256"] == _sha(mask)
 
-    (entry,) = control.requests()
+    (entry,) = emulator.requests()
     assert entry["headers"]["authorization"] == "Bearer test-key"
     assert entry["form"]["prompt"] == "paint the left half blue" and entry["form"]["model"] == MODEL
     assert [(f["field"], f["filename"], f["content_type"]) for f in entry["files"]] == [
@@ -100,11 +79,11 @@ def test_edit_with_a_mask(client: openai.OpenAI, control: EmulatorControl, tmp_p
 
 
 def test_mask_semantics_survive_the_sdk(client: openai.OpenAI) -> None:
-    source = _png()
+    source = picture_png(SIZE)
     response = client.images.edit(
         model=MODEL,
         image=("photo.png", source, "image/png"),
-        mask=("mask.png", _mask(), "image/png"),
+        mask=("mask.png", hole_png(SIZE, LEFT_HALF), "image/png"),
         prompt="recolour",
     )
     (output,) = _b64_images(response)
@@ -114,8 +93,8 @@ def test_mask_semantics_survive_the_sdk(client: openai.OpenAI) -> None:
     assert after.getpixel((10, 30)) != before.getpixel((10, 30))  # left half: edited
 
 
-def test_edit_with_two_images(client: openai.OpenAI, control: EmulatorControl, tmp_path: Path) -> None:
-    first, second = _png(), _png((64, 64), shift=50)
+def test_edit_with_two_images(client: openai.OpenAI, emulator: EmulatorControl, tmp_path: Path) -> None:
+    first, second = picture_png(SIZE), picture_png((64, 64), shift=50)
     response = client.images.edit(
         model="gpt-image-2.5-sunburst",
         image=[_write(tmp_path / "a.png", first), _write(tmp_path / "b.png", second)],
@@ -126,19 +105,19 @@ def test_edit_with_two_images(client: openai.OpenAI, control: EmulatorControl, t
     assert len(outputs) == 2 and outputs[0] != outputs[1]
     assert Image.open(io.BytesIO(outputs[0])).size == (96, 64)  # the first input decides the size
     assert read_provenance(outputs[1])["input_sha256"] == [_sha(first), _sha(second)]
-    (entry,) = control.requests()
+    (entry,) = emulator.requests()
     assert [f["field"] for f in entry["files"]] == ["image[]", "image[]"]
     assert [f["sha256"] for f in entry["files"]] == [_sha(first), _sha(second)]
 
 
 def test_bare_bytes_are_rejected_like_the_real_api(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        client.images.edit(model=MODEL, image=_png(), prompt="x")
+        client.images.edit(model=MODEL, image=picture_png(SIZE), prompt="x")
     assert caught.value.code == "unsupported_file_mimetype"
     assert "application/octet-stream" in caught.value.message
 
 
-async def test_generate_with_the_async_client(emulator_url: str, control: EmulatorControl) -> None:
+async def test_generate_with_the_async_client(emulator_url: str, emulator: EmulatorControl) -> None:
     async with openai.AsyncOpenAI(api_key="test-key", base_url=f"{emulator_url}/v1", max_retries=0) as client:
         response = await client.images.generate(
             model="gpt-image-1.5", prompt="a lighthouse", size="1536x1024", output_format="webp"
@@ -148,7 +127,7 @@ async def test_generate_with_the_async_client(emulator_url: str, control: Emulat
     assert (image.format, image.size) == ("WEBP", (1536, 1024))
     assert read_provenance(output)["endpoint"] == "generations"
     assert response.usage is not None and response.usage.output_tokens == 1584  # medium, 1.5 x 1056
-    (entry,) = control.requests()
+    (entry,) = emulator.requests()
     assert entry["body"] == {
         "prompt": "a lighthouse",
         "model": "gpt-image-1.5",
@@ -174,7 +153,9 @@ def test_unverified_organization_is_permission_denied(emulator_url: str) -> None
 
 def test_moderation_is_bad_request(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        client.images.edit(model=MODEL, image=("a.png", _png(), "image/png"), prompt="[fault:moderation] x")
+        client.images.edit(
+            model=MODEL, image=("a.png", picture_png(SIZE), "image/png"), prompt="[fault:moderation] x"
+        )
     assert caught.value.code == "moderation_blocked"
     assert caught.value.type == "image_generation_user_error"
 
@@ -182,24 +163,24 @@ def test_moderation_is_bad_request(client: openai.OpenAI) -> None:
 def test_invalid_parameter_is_bad_request(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.images.edit(
-            model=MODEL, image=("a.png", _png(), "image/png"), prompt="x", input_fidelity="high"
+            model=MODEL, image=("a.png", picture_png(SIZE), "image/png"), prompt="x", input_fidelity="high"
         )
     assert (caught.value.param, caught.value.code) == ("input_fidelity", "unsupported_parameter")
 
 
-def test_rate_limit_is_rate_limit_error(client: openai.OpenAI, control: EmulatorControl) -> None:
-    control.queue_faults("gemini:503", "openai:429")
+def test_rate_limit_is_rate_limit_error(client: openai.OpenAI, emulator: EmulatorControl) -> None:
+    emulator.queue_faults("gemini:503", "openai:429")
     with pytest.raises(openai.RateLimitError) as caught:
         client.images.generate(model=MODEL, prompt="x")
     assert caught.value.code == "rate_limit_exceeded"
     assert caught.value.response.headers["retry-after"] == "2"
     assert caught.value.request_id and caught.value.request_id.startswith("req_")
-    assert [(e["provider"], e["status"]) for e in control.requests()] == [("openai", 429)]
-    assert control.faults() == ["gemini:503"]  # kept for the next Gemini request
+    assert [(e["provider"], e["status"]) for e in emulator.requests()] == [("openai", 429)]
+    assert emulator.faults() == ["gemini:503"]  # kept for the next Gemini request
 
 
-def test_server_error_is_internal_server_error(client: openai.OpenAI, control: EmulatorControl) -> None:
-    control.queue_faults("503")
+def test_server_error_is_internal_server_error(client: openai.OpenAI, emulator: EmulatorControl) -> None:
+    emulator.queue_faults("503")
     with pytest.raises(openai.InternalServerError) as caught:
         client.images.generate(model=MODEL, prompt="x")
     assert caught.value.status_code == 503

@@ -14,16 +14,12 @@ import random
 import tracemalloc
 
 import httpx
-from pydantic import SecretStr
 from sqlalchemy import text
 
 from chat.access import Actor
 from chat.domain import GenerationOptions, Role
 from chat.fallback import FallbackPolicy
-from chat.providers.gemini import GeminiClient
-from chat.providers.openai import OpenAIImagesClient
-from chat.service import ChatService
-from storage import BlobStore, make_engine, migrate, sqlite_url
+from tests.fakes import emulator_providers, make_service, migrated_engine, no_sleep
 
 SESSIONS = 20
 TURNS_PER_SESSION = 10
@@ -39,10 +35,6 @@ FAULTS = [
 OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
 
 
-async def no_sleep(seconds: float) -> None:
-    """Retries are counted, not waited for."""
-
-
 def live_mb(emulator) -> float:
     """Python memory still in use after dropping the emulator's request log (it shares this process).
 
@@ -56,8 +48,7 @@ def live_mb(emulator) -> float:
 
 async def test_two_hundred_turns_twenty_sessions_ten_percent_faults(tmp_path, emulator):
     tracemalloc.start()
-    engine = make_engine(sqlite_url(tmp_path))
-    migrate(engine)
+    engine = migrated_engine(tmp_path)
     dice = random.Random(7)
     prompts = {
         s: [
@@ -68,12 +59,9 @@ async def test_two_hundred_turns_twenty_sessions_ten_percent_faults(tmp_path, em
     }
     faulty = sum("[fault:" in p for ps in prompts.values() for p in ps)
     async with httpx.AsyncClient() as http:
-        gemini = GeminiClient(http, api_key=SecretStr("k" * 16), base_url=emulator.url, timeout_s=20)
-        openai = OpenAIImagesClient(
-            http, api_key=SecretStr("k" * 16), base_url=f"{emulator.url}/v1", timeout_s=20
-        )
-        policy = FallbackPolicy({"gemini": gemini, "openai": openai}, sleep=no_sleep, jitter=lambda d: d)
-        service = ChatService(engine=engine, blobs=BlobStore(tmp_path / "images"), policy=policy)
+        providers = emulator_providers(http, emulator.url, "k" * 16, timeout_s=20)
+        policy = FallbackPolicy(providers, sleep=no_sleep, jitter=lambda d: d)
+        service = make_service(tmp_path, policy=policy, engine=engine)
 
         async def session(index: int, turns: range) -> str | None:
             actor = Actor(f"soak-owner-{index:04d}-xxxxxxxx")

@@ -9,7 +9,7 @@ from chat.context import split_history
 from chat.domain import GenerationOptions, ImagePart, Role, TextPart, Turn, frozen_metadata
 from chat.providers.gemini import GeminiClient
 from chat.providers.gemini.wire import build_contents
-from tests.chat.providers.test_gemini_emulator import BLOBS, answer, load, photo, user
+from tests.chat.providers.test_gemini_emulator import BLOBS, PHOTO, answer, load, user
 
 SIGNED = frozen_metadata({"gemini": {"thoughtSignature": "c2ln"}})
 
@@ -66,7 +66,7 @@ def test_older_turns_become_text_and_kept_model_turns_keep_signatures():
 
 
 async def test_a_long_conversation_stays_bounded_and_is_accepted_by_the_emulator(emulator):
-    BLOBS["e" * 64] = photo()
+    BLOBS["e" * 64] = PHOTO
     options = GenerationOptions(model="gemini-3.1-flash-image")
     history = [user("make the sky stormy", ImagePart("e" * 64, "image/png"))]
     async with httpx.AsyncClient() as http:

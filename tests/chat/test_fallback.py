@@ -16,26 +16,14 @@ from chat.errors import (
     UnavailableError,
 )
 from chat.fallback import FallbackPolicy, RetryPolicy
-from tests.chat.test_service import FakeProvider, png, reply_with_image
+from tests.fakes import FakeClock, FakeProvider, reply_with_image
+from tests.pictures import png
 
 HISTORY = [Turn(role=Role.USER, parts=(TextPart("warmer light"),))]
 
 
 def options(route: Route = Route.AUTO) -> GenerationOptions:
     return GenerationOptions(model="gemini-3.1-flash-image", route=route)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def openai_reply() -> ProviderReply:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import pytest
 from PIL import Image, ImageFile
 
 from chat.errors import InputError
 from chat.images import ImageLimits, image_size, prepare_upload, verify_image
-from tests.pictures import encode, noise
+from tests.pictures import encode, noise, opened, with_ihdr_size
 
 LIMITS = ImageLimits()
 UNREADABLE = "is not an image Retouch can read. Please upload a PNG, JPEG or WebP photo."
@@ -24,19 +22,6 @@ RED = (255, 0, 0)
 
 def flip_byte(data: bytes, index: int) -> bytes:
     return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1 :]
-
-
-def with_ihdr_size(png: bytes, width: int, height: int) -> bytes:
-    """The same PNG with its header claiming other dimensions (and a valid CRC): a cheap bomb."""
-    assert png[12:16] == b"IHDR"
-    chunk = b"IHDR" + struct.pack(">II", width, height) + png[24:29]
-    return png[:12] + chunk + struct.pack(">I", zlib.crc32(chunk)) + png[33:]
-
-
-def decode(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
 
 
 def close_to(actual: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 40) -> bool:
@@ -194,7 +179,7 @@ def test_transparent_png_is_kept_byte_identical_with_its_alpha() -> None:
     data = encode(image, "PNG")
     prepared = prepare_upload(data, name="cutout.png", limits=LIMITS)
     assert prepared.data == data
-    assert decode(prepared.data).convert("RGBA").getpixel((3, 4))[3] == 0
+    assert opened(prepared.data).convert("RGBA").getpixel((3, 4))[3] == 0
 
 
 def test_palette_png_with_transparency_is_kept_byte_identical_with_its_alpha() -> None:
@@ -204,7 +189,7 @@ def test_palette_png_with_transparency_is_kept_byte_identical_with_its_alpha() -
     data = encode(image, "PNG", transparency=0)
     prepared = prepare_upload(data, name="sticker.png", limits=LIMITS)
     assert prepared.data == data
-    rgba = decode(prepared.data).convert("RGBA")
+    rgba = opened(prepared.data).convert("RGBA")
     assert rgba.getpixel((3, 4))[3] == 0
     assert rgba.getpixel((0, 0)) == (*RED, 255)
 
@@ -222,7 +207,7 @@ def test_exif_rotated_jpeg_comes_out_upright() -> None:
     prepared = prepare_upload(data, name="phone.jpg", limits=LIMITS)
 
     assert (prepared.mime_type, prepared.width, prepared.height) == ("image/png", 30, 60)
-    upright = decode(prepared.data)
+    upright = opened(prepared.data)
     assert upright.size == (30, 60)
     assert upright.getexif().get(ORIENTATION, 1) == 1
     assert close_to(upright.getpixel((30 - 6, 6)), RED)  # the marker is now top-right
@@ -238,7 +223,7 @@ def test_animated_gif_becomes_a_png_of_its_first_frame() -> None:
     prepared = prepare_upload(data, name="loop.gif", limits=LIMITS)
 
     assert (prepared.mime_type, prepared.width, prepared.height) == ("image/png", 16, 12)
-    first = decode(prepared.data)
+    first = opened(prepared.data)
     assert first.format == "PNG"
     assert getattr(first, "n_frames", 1) == 1
     assert first.convert("RGB").getpixel((8, 6)) == RED
@@ -251,7 +236,7 @@ def test_cmyk_jpeg_becomes_an_rgb_png() -> None:
     prepared = prepare_upload(data, name="print.jpg", limits=LIMITS)
 
     assert prepared.mime_type == "image/png"
-    rgb = decode(prepared.data)
+    rgb = opened(prepared.data)
     assert rgb.mode == "RGB"
     assert close_to(rgb.getpixel((8, 8)), RED)
 
@@ -266,7 +251,7 @@ def test_16_bit_png_becomes_8_bit_keeping_its_tones() -> None:
     prepared = prepare_upload(data, name="scan.png", limits=LIMITS)
 
     assert (prepared.mime_type, prepared.width, prepared.height) == ("image/png", 256, 1)
-    out = decode(prepared.data)
+    out = opened(prepared.data)
     assert out.mode in {"L", "RGB"}
     grey = out.convert("L")
     assert [grey.getpixel((x, 0)) for x in (0, 1, 128, 255)] == [0, 1, 128, 255]
@@ -281,7 +266,7 @@ def test_long_side_over_max_side_is_downscaled_keeping_aspect_ratio(
     prepared = prepare_upload(data, name="big.png", limits=ImageLimits(max_side=100))
 
     assert (prepared.mime_type, prepared.width, prepared.height) == ("image/png", *expected)
-    out = decode(prepared.data)
+    out = opened(prepared.data)
     assert out.size == expected
     assert out.convert("RGB").getpixel((expected[0] // 2, expected[1] // 2)) == RED
 
@@ -295,7 +280,7 @@ def test_downscaled_transparent_png_keeps_its_alpha() -> None:
     image = Image.new("RGBA", (200, 100), (*RED, 255))
     image.paste((0, 0, 0, 0), (0, 0, 100, 100))  # left half fully transparent
     prepared = prepare_upload(encode(image, "PNG"), name="cutout.png", limits=ImageLimits(max_side=50))
-    out = decode(prepared.data)
+    out = opened(prepared.data)
     assert (out.mode, out.size) == ("RGBA", (50, 25))
     assert out.getpixel((5, 12))[3] == 0
     assert out.getpixel((45, 12)) == (*RED, 255)
@@ -307,7 +292,7 @@ def test_downscaled_palette_png_with_transparency_keeps_its_alpha() -> None:
     image.paste(0, (0, 0, 100, 100))
     data = encode(image, "PNG", transparency=0)
     prepared = prepare_upload(data, name="sticker.png", limits=ImageLimits(max_side=50))
-    out = decode(prepared.data)
+    out = opened(prepared.data)
     assert (out.mode, out.size) == ("RGBA", (50, 25))
     assert out.getpixel((5, 12))[3] == 0
     assert out.getpixel((45, 12)) == (*RED, 255)

@@ -18,8 +18,9 @@ from chat.images import ImageLimits
 from chat.library import ConversationLibrary
 from chat.limits import Guard, Limits
 from chat.service import Attachment, ChatService, InputLimits
-from storage import BlobStore, make_engine, migrate, sqlite_url
-from tests.chat.test_service import OPTIONS, FakeProvider, collect, png, reply_with_image, single_try
+from tests.chat.test_service import OPTIONS
+from tests.fakes import FakeProvider, collect, make_library, make_service, migrated_engine, reply_with_image
+from tests.pictures import png
 
 OWNER = Actor("owner-" + "a" * 20)
 MATE = "mate-" + "b" * 20
@@ -32,16 +33,13 @@ def provider() -> FakeProvider:
 
 @pytest.fixture
 def engine(tmp_path):
-    engine = make_engine(sqlite_url(tmp_path))
-    migrate(engine)
-    return engine
+    return migrated_engine(tmp_path)
 
 
 @pytest.fixture
 def parts(tmp_path, engine, provider):
-    blobs = BlobStore(tmp_path / "images")
-    service = ChatService(engine=engine, blobs=blobs, policy=single_try(provider))
-    return service, ConversationLibrary(engine=engine, blobs=blobs, gate=service.gate)
+    service = make_service(tmp_path, provider, engine=engine)
+    return service, make_library(tmp_path, engine, service)
 
 
 async def two_turns(service: ChatService, provider: FakeProvider):
@@ -151,9 +149,7 @@ async def test_import_is_held_to_the_limits_a_message_is_typed_and_uploaded_with
     _, data = await library.export(OWNER, (await two_turns(service, provider)).id)
 
     def held_to(limits: InputLimits) -> ConversationLibrary:
-        return ConversationLibrary(
-            engine=engine, blobs=BlobStore(tmp_path / "images"), gate=service.gate, input_limits=limits
-        )
+        return make_library(tmp_path, engine, service, input_limits=limits)
 
     with pytest.raises(
         InputError, match="Turn 3 is a message of 6 characters; this Retouch takes messages of at most 5"
@@ -205,10 +201,9 @@ async def test_concurrent_sends_on_one_continue_link_keep_order(parts, provider)
 
 
 async def test_imports_and_forks_count_against_the_visitors_rate_limit(tmp_path, engine, provider):
-    blobs = BlobStore(tmp_path / "images")
-    service = ChatService(engine=engine, blobs=blobs, policy=single_try(provider))
+    service = make_service(tmp_path, provider, engine=engine)
     guard = Guard(Limits(per_visitor_per_minute=2), engine=engine)
-    library = ConversationLibrary(engine=engine, blobs=blobs, gate=service.gate, guard=guard)
+    library = make_library(tmp_path, engine, service, guard=guard)
     source = await two_turns(service, provider)
     _, data = await library.export(OWNER, source.id)
     visitor = Actor(OWNER.owner_id, visitor="203.0.113.5")

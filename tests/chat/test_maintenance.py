@@ -6,22 +6,22 @@ import os
 import time
 
 from chat.access import Actor
-from chat.library import ConversationLibrary
 from chat.maintenance import sweep_orphans
-from chat.service import Attachment, ChatService
-from storage import BlobStore, make_engine, migrate, sqlite_url
-from tests.chat.test_service import OPTIONS, FakeProvider, collect, png, reply_with_image, single_try
+from chat.service import Attachment
+from storage import BlobStore
+from tests.chat.test_service import OPTIONS
+from tests.fakes import FakeProvider, collect, make_library, make_service, migrated_engine, reply_with_image
+from tests.pictures import png
 
 OWNER = Actor("owner-" + "a" * 20)
 
 
 async def test_orphans_go_and_everything_in_use_stays(tmp_path):
-    engine = make_engine(sqlite_url(tmp_path))
-    migrate(engine)
+    engine = migrated_engine(tmp_path)
     blobs = BlobStore(tmp_path / "images")
     provider = FakeProvider()
-    service = ChatService(engine=engine, blobs=blobs, policy=single_try(provider))
-    library = ConversationLibrary(engine=engine, blobs=blobs, gate=service.gate)
+    service = make_service(tmp_path, provider, engine=engine)
+    library = make_library(tmp_path, engine, service)
     provider.queue += [reply_with_image(png((1, 1, 1))), reply_with_image(png((2, 2, 2)))]
     kept = await collect(
         service.send(OWNER, None, "keep", [Attachment("a.png", png((3, 3, 3)))], options=OPTIONS)

@@ -5,96 +5,33 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from pydantic import SecretStr
 from sqlmodel import select
 
 from chat.access import Access, Actor, Grant
 from chat.domain import (
-    Conversation,
     GenerationOptions,
     ImageData,
     ImagePart,
     ProviderReply,
     Role,
     TextPart,
-    Turn,
     TurnStatus,
-    Usage,
-    frozen_metadata,
 )
 from chat.errors import AccessError, InputError, NoImageError, UnavailableError
-from chat.fallback import FallbackPolicy, RetryPolicy
 from chat.providers.gemini.wire import build_contents
 from chat.service import Attachment, ChatService
-from storage import BlobStore, make_engine, migrate, session_scope, sqlite_url
+from storage import make_engine, session_scope, sqlite_url
 from storage import repository as repo_module
 from storage.models import ConversationRow
+from tests.fakes import FakeProvider, collect, make_service, reply_with_image
+from tests.pictures import painted_png, png
 
 OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
 ACTOR = Actor("owner-of-the-test-conversations")
-
-
-def png(color: tuple[int, int, int], size: tuple[int, int] = (32, 24)) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", size, color).save(out, format="PNG")
-    return out.getvalue()
-
-
-def reply_with_image(data: bytes, text: str = "Done.", signature: str = "c2ln") -> ProviderReply:
-    meta = frozen_metadata({"gemini": {"thoughtSignature": signature}})
-    return ProviderReply(
-        provider="gemini",
-        model="gemini-3.1-flash-image",
-        parts=(TextPart(text, provider_metadata=meta), ImageData(data, "image/png", provider_metadata=meta)),
-        finish_reason="STOP",
-        usage=Usage(input_tokens=200, image_tokens=1000),
-    )
-
-
-class FakeProvider:
-    """Answers from a queue of replies or exceptions and records every history it was given."""
-
-    configured = True
-
-    def __init__(self, name: str = "gemini") -> None:
-        self.name = name
-        self.queue: list[ProviderReply | Exception] = []
-        self.calls: list[list[Turn]] = []
-        self.gate: asyncio.Event | None = None
-        self.entered: asyncio.Queue[int] = asyncio.Queue()
-        self.keys: list[str | None] = []
-
-    def model_for(self, options: GenerationOptions) -> str:
-        return options.model
-
-    def worst_case_cost(self, options: GenerationOptions, *, input_images: int) -> float:
-        return 0.05 * (input_images + 1)  # a cent-sized figure, so budgets and caps are exercised
-
-    async def reply(
-        self,
-        history: Sequence[Turn],
-        options: GenerationOptions,
-        load_image: Callable[[ImagePart], bytes],
-        *,
-        api_key: SecretStr | None = None,
-    ) -> ProviderReply:
-        self.calls.append(list(history))
-        self.keys.append(api_key.get_secret_value() if api_key else None)
-        for turn in history:
-            for image in turn.images():
-                load_image(image)  # the bytes must be there to replay
-        self.entered.put_nowait(len(self.calls))
-        if self.gate is not None:
-            await self.gate.wait()
-        item = self.queue.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        return item
 
 
 @pytest.fixture
@@ -107,17 +44,6 @@ def provider() -> FakeProvider:
     return FakeProvider()
 
 
-def make_service(data_dir: Path, provider: FakeProvider) -> ChatService:
-    engine = make_engine(sqlite_url(data_dir))
-    migrate(engine)
-    return ChatService(engine=engine, blobs=BlobStore(data_dir / "images"), policy=single_try(provider))
-
-
-def single_try(*providers: FakeProvider) -> FallbackPolicy:
-    """No retries, so each queued item is one call (retries are tested in test_fallback)."""
-    return FallbackPolicy({p.name: p for p in providers}, retry=RetryPolicy(max_attempts=1))
-
-
 @pytest.fixture
 def service(data_dir: Path, provider: FakeProvider) -> ChatService:
     return make_service(data_dir, provider)
@@ -127,10 +53,6 @@ def stored_conversations(data_dir: Path) -> list:
     """Every stored conversation, whoever owns it."""
     with session_scope(make_engine(sqlite_url(data_dir))) as session:
         return list(session.exec(select(ConversationRow)).all())
-
-
-async def collect(steps) -> list[Conversation]:
-    return [step.conversation async for step in steps]
 
 
 async def test_send_stores_user_turn_before_calling_the_provider(service, provider):
@@ -304,13 +226,8 @@ async def test_turns_of_one_conversation_are_serialized(service, provider):
 async def test_painted_region_becomes_a_marked_copy_and_a_mask(service, provider):
     provider.queue += [reply_with_image(png((200, 200, 200), (40, 30))), reply_with_image(png((9, 9, 9)))]
     *_, first = await collect(service.send(ACTOR, None, "a grey wall", options=OPTIONS))
-    region = Image.new("L", (40, 30), 0)
-    region.paste(255, (0, 0, 10, 10))
-    out = io.BytesIO()
-    region.save(out, format="PNG")
-    stored, _ = await collect(
-        service.send(ACTOR, first.id, "paint it red", options=OPTIONS, painted=out.getvalue())
-    )
+    painted = painted_png((40, 30), (0, 0, 10, 10))
+    stored, _ = await collect(service.send(ACTOR, first.id, "paint it red", options=OPTIONS, painted=painted))
     user = stored.turns[-1]
     roles = [p.role.value for p in user.images()]
     assert roles == ["marked", "mask"]
@@ -333,11 +250,7 @@ async def test_fallback_answer_records_every_attempt(data_dir):
         provider="openai", model="gpt-image-2", parts=(ImageData(png((3, 3, 3)), "image/png"),)
     )
     openai.queue.append(fallback)
-    engine = make_engine(sqlite_url(data_dir))
-    migrate(engine)
-    service = ChatService(
-        engine=engine, blobs=BlobStore(data_dir / "images"), policy=single_try(gemini, openai)
-    )
+    service = make_service(data_dir, gemini, openai)
     *_, done = await collect(service.send(ACTOR, None, "warmer", options=OPTIONS))
     answer = (await service.load(ACTOR, done.id)).turns[-1]
     assert answer.provider == "openai" and answer.model == "gpt-image-2"

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from chat.access import Actor
-from chat.library import ConversationLibrary
-from chat.service import ChatService
 from chat.text import one_line
-from storage import BlobStore, make_engine, migrate, sqlite_url
-from tests.chat.test_service import OPTIONS, FakeProvider, collect, png, reply_with_image, single_try
+from tests.chat.test_service import OPTIONS
+from tests.fakes import FakeProvider, collect, make_library, make_service, migrated_engine, reply_with_image
+from tests.pictures import png
 
 FORGED = "Pink\u202e gpj.exe\x1b[31m\r\nsky\u2066\u2069\u202a\x00\x7f\x85"
 
@@ -20,13 +19,11 @@ def test_one_line_drops_every_control_and_bidi_character():
 
 
 async def test_titles_from_a_message_and_from_rename_are_clean(tmp_path):
-    engine = make_engine(sqlite_url(tmp_path))
-    migrate(engine)
-    blobs = BlobStore(tmp_path / "images")
+    engine = migrated_engine(tmp_path)
     provider = FakeProvider()
     provider.queue.append(reply_with_image(png((3, 3, 3))))
-    service = ChatService(engine=engine, blobs=blobs, policy=single_try(provider))
-    library = ConversationLibrary(engine=engine, blobs=blobs, gate=service.gate)
+    service = make_service(tmp_path, provider, engine=engine)
+    library = make_library(tmp_path, engine, service)
     owner = Actor("owner-" + "t" * 20)
     *_, sent = await collect(service.send(owner, None, FORGED, options=OPTIONS))
     assert sent.title == "Pink gpj.exe [31m sky"

@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from PIL import Image
 
 from chat.domain import (
     Attempt,
@@ -33,30 +32,26 @@ from chat.domain import (
 )
 from chat.errors import InputError
 from chat.transfer import ImportedConversation, ImportLimits, export_zip, import_zip
+from tests.pictures import encode, png, solid
 
 EXPORTED_AT = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 SIGNATURE = base64.b64encode(random.Random(1).randbytes(6000)).decode()
+SIZE = (16, 12)
 EXPORT_AGAIN = "Export the conversation from Retouch again and import the new file."
 
 
 # --- fixture helpers -------------------------------------------------------------------------
 
 
-def encode(colour: tuple[int, int, int], fmt: str, size: tuple[int, int] = (16, 12)) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", size, colour).save(out, format=fmt)
-    return out.getvalue()
-
-
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-PHOTO = encode((10, 120, 200), "PNG")
-EDITED = encode((250, 120, 200), "PNG")
-OPENAI_JPEG = encode((30, 200, 30), "JPEG")
-MASK = encode((0, 0, 0), "PNG")
-MARKED = encode((255, 0, 255), "PNG")
+PHOTO = png((10, 120, 200), SIZE)
+EDITED = png((250, 120, 200), SIZE)
+OPENAI_JPEG = encode(solid((30, 200, 30), SIZE), "JPEG")
+MASK = png((0, 0, 0), SIZE)
+MARKED = png((255, 0, 255), SIZE)
 IMAGES = {sha(data): data for data in (PHOTO, EDITED, OPENAI_JPEG, MASK, MARKED)}
 
 
@@ -613,7 +608,7 @@ def test_image_of_an_unsupported_type_is_refused(mime_type: str) -> None:
 
 
 def test_gif_images_are_accepted() -> None:
-    gif = encode((1, 2, 3), "GIF")
+    gif = encode(solid((1, 2, 3), SIZE), "GIF")
     entries = unzip(exported()) | {f"images/{sha(gif)}.gif": gif}
     transcript = json.loads(entries["transcript.json"])
     transcript["turns"][4]["parts"][0] |= {

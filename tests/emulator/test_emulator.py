@@ -25,6 +25,7 @@ from PIL import Image
 from tests.emulator import create_app, read_provenance
 from tests.emulator.fixtures import EmulatorControl, run_emulator
 from tests.emulator.state import StockImage
+from tests.pictures import png
 
 FLASH = "gemini-3.1-flash-image"
 PRO = "gemini-3-pro-image"
@@ -36,10 +37,8 @@ MISSING_SIGNATURE = "Image part is missing a thought_signature in content positi
 # ---------------------------------------------------------------- helpers
 
 
-def png(size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, "PNG")
-    return buffer.getvalue()
+SIZE = (64, 48)
+PHOTO = png((200, 30, 30), SIZE)
 
 
 def b64(data: bytes) -> str:
@@ -69,7 +68,7 @@ def request_body(
 
 def edit_request(prompt: str = "make it warmer", **config: Any) -> dict[str, Any]:
     return request_body(
-        user(image(png()), text(prompt)), config={"responseModalities": ["TEXT", "IMAGE"], **config}
+        user(image(PHOTO), text(prompt)), config={"responseModalities": ["TEXT", "IMAGE"], **config}
     )
 
 
@@ -267,7 +266,7 @@ INVALID_REQUESTS: list[tuple[str, Any, str, str]] = [
     ("part-without-data", request_body(user({"thought": False})), FLASH, "required oneof field 'data'"),
     (
         "part-with-two-data",
-        request_body(user({"text": "a", "inlineData": {"mimeType": "image/png", "data": b64(png())}})),
+        request_body(user({"text": "a", "inlineData": {"mimeType": "image/png", "data": b64(PHOTO)}})),
         FLASH,
         "oneof field 'data' is already set",
     ),
@@ -406,7 +405,7 @@ async def test_vertex_only_image_config_fields_are_400(client: httpx.AsyncClient
     ("data", "mime"),
     [
         (b"\x89PNG\r\n\x1a\n garbage", "image/png"),
-        (png()[:60], "image/png"),
+        (PHOTO[:60], "image/png"),
         (b"\xff\xd8\xff\xe0 nope", "image/jpeg"),
     ],
 )
@@ -452,7 +451,7 @@ async def test_all_developer_safety_settings_are_accepted(client: httpx.AsyncCli
 
 
 async def test_snake_case_and_url_safe_base64_give_the_same_answer(client: httpx.AsyncClient) -> None:
-    data = png((90, 70), (250, 251, 252))
+    data = png((250, 251, 252), (90, 70))
     camel_body = {
         "systemInstruction": {"parts": [{"text": "You edit photos."}]},
         "contents": [user(image(data), text("brighten"))],
@@ -505,7 +504,7 @@ async def test_sdk_style_mixed_casing_is_accepted(client: httpx.AsyncClient) -> 
                     {
                         "inlineData": {
                             "mime_type": "image/png",
-                            "data": base64.urlsafe_b64encode(png()).decode(),
+                            "data": base64.urlsafe_b64encode(PHOTO).decode(),
                         }
                     }
                 ],
@@ -538,7 +537,7 @@ async def test_output_pixels_follow_the_prompt(client: httpx.AsyncClient) -> Non
 async def test_provenance_describes_the_inputs(client: httpx.AsyncClient) -> None:
     import hashlib
 
-    first_input, second_input = png(color=(1, 2, 3)), png(color=(4, 5, 6))
+    first_input, second_input = png((1, 2, 3), SIZE), png((4, 5, 6), SIZE)
     body = request_body(user(image(first_input), image(second_input), text("merge them")))
     response = await generate(client, body)
     assert read_provenance(output_image(response)) == {
@@ -589,12 +588,12 @@ async def test_output_size(
     expected: tuple[int, int],
 ) -> None:
     config = {"imageConfig": image_config} if image_config else {}
-    body = request_body(user(image(png(input_size)), text("resize")), config=config)
+    body = request_body(user(image(png(size=input_size)), text("resize")), config=config)
     assert image_size(output_image(await generate(client, body))) == expected
 
 
 async def test_1k_edit_is_fast(client: httpx.AsyncClient) -> None:
-    body = request_body(user(image(png((1024, 1024))), text("fast")))
+    body = request_body(user(image(png(size=(1024, 1024))), text("fast")))
     await generate(client, body)  # warm-up
     started = time.perf_counter()
     assert (await generate(client, body)).status_code == 200
@@ -649,7 +648,7 @@ async def test_include_thoughts_adds_unsigned_thought_parts(client: httpx.AsyncC
 )
 async def test_usage_metadata(client: httpx.AsyncClient, model: str, size: str, image_tokens: int) -> None:
     body = request_body(
-        user(image(png()), image(png(color=(0, 0, 0))), text("x" * 40)),
+        user(image(PHOTO), image(png((0, 0, 0), SIZE)), text("x" * 40)),
         config={"imageConfig": {"imageSize": size}},
     )
     usage = (await generate(client, body, model=model)).json()["usageMetadata"]
@@ -774,7 +773,7 @@ async def test_swapped_signatures_are_not_valid(client: httpx.AsyncClient) -> No
 async def test_signature_on_a_different_image_is_not_valid(client: httpx.AsyncClient) -> None:
     first = edit_request()
     body = next_turn(first, await generate(client, first), "again")
-    body["contents"][1]["parts"][1]["inlineData"]["data"] = b64(png(color=(9, 9, 9)))
+    body["contents"][1]["parts"][1]["inlineData"]["data"] = b64(png((9, 9, 9), SIZE))
     response = await generate(client, body)
     assert (
         error_of(response)["message"]
@@ -830,7 +829,7 @@ async def test_dummy_signatures_work_for_text_only(client: httpx.AsyncClient, du
 async def test_hand_built_history_without_signatures_is_rejected(client: httpx.AsyncClient) -> None:
     body = request_body(
         user(text("draw a cat")),
-        {"role": "model", "parts": [image(png())]},
+        {"role": "model", "parts": [image(PHOTO)]},
         user(text("make it blue")),
     )
     response = await generate(client, body)
@@ -963,8 +962,8 @@ async def test_latency_setting() -> None:
 async def test_stock_answers_are_served_in_turn_and_replay_like_rendered_ones() -> None:
     """Benchmarks answer with ready images: no rendering on the app's CPU, signatures still valid."""
     stock = (
-        StockImage("image/png", png((48, 32), (255, 0, 0))),
-        StockImage("image/png", png((48, 32), (0, 0, 255))),
+        StockImage("image/png", png((255, 0, 0), (48, 32))),
+        StockImage("image/png", png((0, 0, 255), (48, 32))),
     )
     transport = httpx.ASGITransport(app=create_app(stock=stock))
     async with httpx.AsyncClient(transport=transport, base_url="http://stock") as http:
@@ -974,7 +973,7 @@ async def test_stock_answers_are_served_in_turn_and_replay_like_rendered_ones() 
         served = [base64.b64decode(p[-1]["inlineData"]["data"]) for p in (first, second, third)]
         assert served == [stock[0].data, stock[1].data, stock[0].data]
         replay = request_body(
-            user(image(png()), text("one")),
+            user(image(PHOTO), text("one")),
             {"role": "model", "parts": first},
             user(text("now bluer")),
             config={"responseModalities": ["TEXT", "IMAGE"]},

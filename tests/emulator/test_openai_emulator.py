@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import time
 from collections.abc import AsyncIterator
@@ -21,37 +20,15 @@ from PIL import Image
 from tests.emulator import create_app, read_provenance
 from tests.emulator.fixtures import EmulatorControl
 from tests.emulator.openai_models import MODELS
+from tests.pictures import encode, hole_png, opened, picture, picture_png
 
 GEMINI = "gemini-3.1-flash-image"
 FileItem = tuple[str, tuple[str, bytes, str]]
+SIZE = (64, 48)
+HOLE = (8, 8, 32, 24)  # where the usual mask lets the model edit
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def encode(image: Image.Image, fmt: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt)
-    return buffer.getvalue()
-
-
-def picture(size: tuple[int, int] = (64, 48), shift: int = 0) -> Image.Image:
-    """A picture where (nearly) every pixel differs from its neighbours, so unchanged pixels mean something."""
-    ramp = Image.linear_gradient("L").resize(size)
-    channels = (ramp, ramp.rotate(90).resize(size), Image.radial_gradient("L").resize(size))
-    image = Image.merge("RGB", channels)
-    return image.point(lambda v: (v + shift) % 256) if shift else image
-
-
-def png(size: tuple[int, int] = (64, 48), shift: int = 0) -> bytes:
-    return encode(picture(size, shift))
-
-
-def mask_png(size: tuple[int, int] = (64, 48), hole: tuple[int, int, int, int] = (8, 8, 32, 24)) -> bytes:
-    """Opaque everywhere except a fully transparent rectangle (left, top, right, bottom; exclusive)."""
-    mask = Image.new("RGBA", size, (0, 0, 0, 255))
-    mask.paste((0, 0, 0, 0), hole)
-    return encode(mask)
 
 
 def image_file(data: bytes, field: str = "image", name: str = "in.png", mime: str = "image/png") -> FileItem:
@@ -60,12 +37,6 @@ def image_file(data: bytes, field: str = "image", name: str = "in.png", mime: st
 
 def decoded(response: httpx.Response, index: int = 0) -> bytes:
     return base64.b64decode(response.json()["data"][index]["b64_json"])
-
-
-def opened(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
 
 
 def error_of(response: httpx.Response) -> dict[str, Any]:
@@ -106,7 +77,7 @@ async def edit(
     pairs = [("prompt", prompt)] if prompt is not None else []
     for name, value in fields.items():
         pairs += [(name, str(v)) for v in value] if isinstance(value, list) else [(name, str(value))]
-    body, content_type = multipart(pairs, [image_file(png())] if files is None else files)
+    body, content_type = multipart(pairs, [image_file(picture_png())] if files is None else files)
     headers = {"content-type": content_type}
     if key:
         headers["authorization"] = f"Bearer {key}"
@@ -267,12 +238,12 @@ def _files(*items: FileItem) -> list[FileItem]:
     return list(items)
 
 
-_OCTET = image_file(png(), mime="application/octet-stream")
+_OCTET = image_file(picture_png(), mime="application/octet-stream")
 _JUNK = image_file(b"\x89PNG\r\n\x1a\nnot really")
 _GIF = image_file(encode(picture(), "GIF"), name="in.gif")
-_RGB_MASK = image_file(png(), "mask", "mask.png")
+_RGB_MASK = image_file(picture_png(), "mask", "mask.png")
 _JPEG_MASK = image_file(encode(picture(), "JPEG"), "mask", "mask.jpg", "image/jpeg")
-_SMALL_MASK = image_file(mask_png((32, 24), (0, 0, 8, 8)), "mask", "mask.png")
+_SMALL_MASK = image_file(hole_png((32, 24), (0, 0, 8, 8)), "mask", "mask.png")
 _MISMATCH = "Invalid mask image: mask and image must have the same dimensions (mask: 32x24, image: 64x48)."
 
 # (id, form fields, files or None for one PNG, param, code, message fragment)
@@ -295,21 +266,21 @@ INVALID_EDITS: list[tuple[str, dict[str, Any], list[FileItem] | None, str | None
     (
         "17-images",
         {},
-        [image_file(png(), "image[]")] * 17,
+        [image_file(picture_png(), "image[]")] * 17,
         "image",
         "array_above_max_length",
         "maximum length 16",
     ),
-    ("mask-size", {}, [image_file(png()), _SMALL_MASK], "mask", "invalid_mask_image", _MISMATCH),
+    ("mask-size", {}, [image_file(picture_png()), _SMALL_MASK], "mask", "invalid_mask_image", _MISMATCH),
     (
         "mask-no-alpha",
         {},
-        [image_file(png()), _RGB_MASK],
+        [image_file(picture_png()), _RGB_MASK],
         "mask",
         "invalid_mask_image",
         "missing alpha channel",
     ),
-    ("mask-jpeg", {}, [image_file(png()), _JPEG_MASK], "mask", "invalid_mask_image", "must be a PNG"),
+    ("mask-jpeg", {}, [image_file(picture_png()), _JPEG_MASK], "mask", "invalid_mask_image", "must be a PNG"),
     ("mask-as-text", {"mask": "everything"}, None, "mask", "invalid_type", "expected a file"),
     ("n-zero", {"n": 0}, None, "n", "integer_below_min_value", "Expected a value >= 1"),
     ("n-eleven", {"n": 11}, None, "n", "integer_above_max_value", "Expected a value <= 10"),
@@ -471,12 +442,12 @@ async def test_oversized_image_and_mask_are_400(
 ) -> None:
     from tests.emulator import openai_request
 
-    data = png()
+    data = picture_png()
     monkeypatch.setattr(openai_request, "MAX_IMAGE_BYTES", len(data))  # the limit is "less than"
     too_big = error_of(await edit(client, files=[image_file(data)]))
     assert (too_big["param"], too_big["code"]) == ("image", "file_too_large")
     monkeypatch.setattr(openai_request, "MAX_IMAGE_BYTES", len(data) + 1)
-    mask = mask_png()
+    mask = hole_png(SIZE, HOLE)
     monkeypatch.setattr(openai_request, "MAX_MASK_BYTES", len(mask))
     too_big = error_of(await edit(client, files=[image_file(data), image_file(mask, "mask", "m.png")]))
     assert (too_big["param"], too_big["code"]) == ("mask", "file_too_large")
@@ -535,7 +506,7 @@ async def test_image_formats_are_accepted(client: httpx.AsyncClient) -> None:
     files = [
         image_file(encode(picture(), "JPEG"), "image[]", "a.jpg", "image/jpeg"),
         image_file(encode(picture(), "WEBP"), "image[]", "b.webp", "image/webp"),
-        image_file(png(), "image[]"),
+        image_file(picture_png(), "image[]"),
     ]
     assert (await edit(client, files=files)).status_code == 200
 
@@ -634,10 +605,10 @@ async def test_n_outputs_differ_but_share_size(client: httpx.AsyncClient) -> Non
 
 
 async def test_output_size_follows_request_or_first_input(client: httpx.AsyncClient) -> None:
-    files = [image_file(png((300, 200)), "image[]"), image_file(png((64, 64)), "image[]")]
+    files = [image_file(picture_png((300, 200)), "image[]"), image_file(picture_png((64, 64)), "image[]")]
     assert opened(decoded(await edit(client, files=files))).size == (300, 200)
     assert opened(decoded(await edit(client, files=files, size="1024x1536"))).size == (1024, 1536)
-    big = [image_file(png((4096, 1024)))]
+    big = [image_file(picture_png((4096, 1024)))]
     response = await edit(client, files=big)
     assert opened(decoded(response)).size == (2048, 512)
     assert response.json()["size"] == "2048x512"
@@ -663,8 +634,8 @@ async def test_transparent_background_is_rgba_with_transparent_frame(client: htt
 
 
 async def test_provenance_of_several_images_and_a_mask(client: httpx.AsyncClient) -> None:
-    inputs = [png(shift=0), encode(picture(shift=40), "JPEG"), png((20, 20))]
-    mask = mask_png()
+    inputs = [picture_png(shift=0), encode(picture(shift=40), "JPEG"), picture_png((20, 20))]
+    mask = hole_png(SIZE, HOLE)
     files = [
         image_file(inputs[0], "image[]", "a.png"),
         image_file(inputs[1], "image[]", "b.jpg", "image/jpeg"),
@@ -685,7 +656,7 @@ async def test_provenance_of_several_images_and_a_mask(client: httpx.AsyncClient
 
 
 async def test_single_image_field_and_repeated_image_fields_are_equivalent(client: httpx.AsyncClient) -> None:
-    data = png()
+    data = picture_png()
     single = await edit(client, files=[image_file(data, "image")])
     bracketed = await edit(client, files=[image_file(data, "image[]")])
     assert decoded(single) == decoded(bracketed)
@@ -694,7 +665,7 @@ async def test_single_image_field_and_repeated_image_fields_are_equivalent(clien
 async def test_mask_limits_the_edit_to_transparent_pixels(client: httpx.AsyncClient) -> None:
     source = picture()
     hole = (8, 8, 32, 24)
-    files = [image_file(encode(source)), image_file(mask_png(hole=hole), "mask", "mask.png")]
+    files = [image_file(encode(source)), image_file(hole_png(SIZE, hole), "mask", "mask.png")]
     output = opened(decoded(await edit(client, "paint a red door", files=files))).convert("RGB")
     assert output.size == source.size
     inside = outside_changed = 0
@@ -721,7 +692,7 @@ async def test_mask_from_a_palette_png_with_transparency(client: httpx.AsyncClie
     mask.putpalette([0, 0, 0, 255, 255, 255])
     mask.paste(0, (0, 0, 16, 16))
     mask.info["transparency"] = 0
-    files = [image_file(png()), image_file(encode(mask), "mask", "mask.png")]
+    files = [image_file(picture_png()), image_file(encode(mask), "mask", "mask.png")]
     output = opened(decoded(await edit(client, files=files))).convert("RGB")
     assert output.getpixel((40, 40)) == picture().getpixel((40, 40))
     assert output.getpixel((4, 4)) != picture().getpixel((4, 4))
@@ -755,7 +726,7 @@ async def test_usage_formula(client: httpx.AsyncClient) -> None:
         "output_tokens_details": {"image_tokens": 4160, "text_tokens": 0},
         "total_tokens": 4170,
     }
-    files = [image_file(png((1024, 1024)), "image[]"), image_file(png(), "image[]")]
+    files = [image_file(picture_png((1024, 1024)), "image[]"), image_file(picture_png(), "image[]")]
     edited = (await edit(client, "abcde", files=files, quality="low", size="1024x1536", n=2)).json()["usage"]
     # text ceil(5/4)=2; images 765 (1024x1024 -> 768x768, 4 tiles) + 255 (1 tile); output 408 * 2
     assert edited["input_tokens_details"] == {"text_tokens": 2, "image_tokens": 765 + 255}
@@ -906,7 +877,7 @@ async def test_latency_applies_to_openai() -> None:
 
 
 async def test_request_log_for_multipart_edits(client: httpx.AsyncClient) -> None:
-    first, second, mask = png(), png(shift=9), mask_png()
+    first, second, mask = picture_png(), picture_png(shift=9), hole_png(SIZE, HOLE)
     files = [
         image_file(first, "image[]", "one.png"),
         image_file(second, "image[]", "two.png"),
@@ -985,7 +956,7 @@ def test_session_server_serves_openai_and_shares_the_queue(
     emulator.queue_faults("gemini:500", "openai:503")
     url = f"{emulator_url}/v1/images/edits"
     headers = {"authorization": "Bearer k"}
-    files = [image_file(png())]
+    files = [image_file(picture_png())]
     assert httpx.post(url, data={"prompt": "x"}, files=files, headers=headers).status_code == 503
     assert httpx.post(url, data={"prompt": "x"}, files=files, headers=headers).status_code == 200
     assert [(e["provider"], e["status"]) for e in emulator.requests()] == [("openai", 503), ("openai", 200)]

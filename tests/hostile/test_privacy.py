@@ -23,10 +23,10 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from PIL import Image
 
 from tests.app_process import ROOT, AppRun, app_run
 from tests.hostile.events import Event, call, events
+from tests.pictures import png
 
 VICTIM = "victim-" + "v" * 20
 TITLE = "Quartz-heron secret plans"
@@ -48,7 +48,7 @@ def app(data_dir: Path, emulator_url: str) -> Iterator[AppRun]:
 def victim(app: AppRun, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Two conversations of the victim's with an uploaded photo, an answer and a share link."""
     photo = tmp_path_factory.mktemp("photo") / "street.png"
-    Image.new("RGB", (96, 64), (200, 30, 90)).save(photo)
+    photo.write_bytes(png((200, 30, 90), (96, 64)))
     client = Client(app.url, verbose=False, download_files=False)
     first = client.predict(
         "", f"{TITLE}: make the sky stormy", [handle_file(str(photo))], key=VICTIM, api_name="/send"

@@ -8,30 +8,17 @@ cannot turn up by chance in ids, hashes or timestamps (digits such as "4444" cou
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from gradio_client import Client
 
 from chat.errors import KEY_HIDDEN
-from tests.app_process import AppRun, app_run
+from tests.app_process import AppRun
 from tests.emulator.fixtures import EmulatorControl
 
 VISITOR_KEY = "invalid-visitor-key-Wq9Z"
 TAIL = "Wq9Z"
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("data")
-
-
-@pytest.fixture(scope="module")
-def app(data_dir: Path, emulator_url: str) -> Iterator[AppRun]:
-    with app_run(data_dir, emulator_url) as run:
-        yield run
 
 
 def test_the_emulator_echoes_a_rejected_key_as_the_real_api_does(emulator: EmulatorControl) -> None:

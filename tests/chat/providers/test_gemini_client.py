@@ -9,9 +9,10 @@ import pytest
 from pydantic import SecretStr
 
 from chat.domain import GenerationOptions, ImagePart, Role, TextPart, Turn
-from chat.errors import AuthError, BadRequestError, MissingKeyError, ProviderTimeoutError, UnavailableError
+from chat.errors import AuthError, BadRequestError, MissingKeyError, UnavailableError
 from chat.providers.gemini import GeminiClient
 from tests.chat.test_options import HOSTILE_MODEL_IDS
+from tests.fakes import TRANSPORT_FAILURES, raising, recording
 
 OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
 HISTORY = [Turn(role=Role.USER, parts=(TextPart("a red bicycle"),))]
@@ -34,11 +35,7 @@ def client(handler, key: str | None = "k-123") -> GeminiClient:
 
 
 async def test_posts_to_generate_content_with_key_header():
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json=OK_BODY)
+    seen, handler = recording(OK_BODY)
 
     reply = await client(handler).reply(HISTORY, OPTIONS, lambda part: b"")
     assert reply.final_image().data == b"img"
@@ -50,30 +47,17 @@ async def test_posts_to_generate_content_with_key_header():
 
 
 async def test_missing_key_fails_before_any_request():
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise AssertionError("no request expected")
-
+    handler = raising(AssertionError("no request expected"))
     with pytest.raises(MissingKeyError) as info:
         await client(handler, key=None).reply(HISTORY, OPTIONS, lambda part: b"")
     assert isinstance(info.value, AuthError)
     assert "GEMINI_API_KEY=" in info.value.user_message() and "nothing was sent" in info.value.user_message()
 
 
-@pytest.mark.parametrize(
-    ("exc", "kind"),
-    [
-        (httpx.ReadTimeout("slow"), ProviderTimeoutError),
-        (httpx.ConnectTimeout("slow"), ProviderTimeoutError),
-        (httpx.ConnectError("refused"), UnavailableError),
-        (httpx.RemoteProtocolError("reset"), UnavailableError),
-    ],
-)
+@pytest.mark.parametrize(("exc", "kind"), TRANSPORT_FAILURES)
 async def test_transport_failures_map_to_types(exc, kind):
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise exc
-
     with pytest.raises(kind):
-        await client(handler).reply(HISTORY, OPTIONS, lambda part: b"")
+        await client(raising(exc)).reply(HISTORY, OPTIONS, lambda part: b"")
 
 
 async def test_malformed_json_is_unavailable():
@@ -85,9 +69,8 @@ async def test_malformed_json_is_unavailable():
 
 
 async def test_http_error_body_is_mapped():
-    def handler(request: httpx.Request) -> httpx.Response:
-        body = {"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "restricted key"}}
-        return httpx.Response(403, json=body)
+    body = {"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "restricted key"}}
+    _, handler = recording(body, 403)
 
     with pytest.raises(AuthError) as info:
         await client(handler).reply(HISTORY, OPTIONS, lambda part: b"")
@@ -97,11 +80,7 @@ async def test_http_error_body_is_mapped():
 
 async def test_the_body_is_json_and_replayed_images_are_read_once_across_turns():
     """Every turn replays the latest images; their base64 text is kept, not rebuilt from disk."""
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json=OK_BODY)
+    seen, handler = recording(OK_BODY)
 
     photo = ImagePart("a" * 64, "image/png")
     history = [Turn(role=Role.USER, parts=(photo, TextPart("make the sky stormy")))]
@@ -124,11 +103,7 @@ async def test_the_body_is_json_and_replayed_images_are_read_once_across_turns()
 @pytest.mark.parametrize("model", HOSTILE_MODEL_IDS)
 async def test_a_malformed_model_id_sends_nothing(model: str):
     """Options built by any path: the id never reaches the URL (``../../v1/foo`` once POSTed /v1/foo)."""
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json=OK_BODY)
+    seen, handler = recording(OK_BODY)
 
     with pytest.raises(BadRequestError, match="nothing was sent"):
         await client(handler).reply(HISTORY, GenerationOptions(model=model), lambda part: b"")
@@ -136,9 +111,8 @@ async def test_a_malformed_model_id_sends_nothing(model: str):
 
 
 async def test_a_key_the_error_echoes_is_hidden():
-    def handler(request: httpx.Request) -> httpx.Response:
-        body = {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "key k-123 is not valid"}}
-        return httpx.Response(400, json=body)
+    body = {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "key k-123 is not valid"}}
+    _, handler = recording(body, 400)
 
     with pytest.raises(BadRequestError) as info:
         await client(handler).reply(HISTORY, OPTIONS, lambda part: b"")

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import io
-
 import httpx
 import pytest
-from PIL import Image
 from pydantic import SecretStr
 
 from chat.domain import GenerationOptions, ImagePart, ProviderReply, Role, TextPart, Turn, frozen_metadata
@@ -20,19 +17,15 @@ from chat.errors import (
     UnavailableError,
 )
 from chat.providers.gemini import GeminiClient
+from tests.pictures import png
 
 FLASH = GenerationOptions(model="gemini-3.1-flash-image")
 BLOBS: dict[str, bytes] = {}
+PHOTO = png((120, 80, 40), (64, 48))
 
 
 def load(part: ImagePart) -> bytes:
     return BLOBS[part.sha256]
-
-
-def photo() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (64, 48), (120, 80, 40)).save(out, format="PNG")
-    return out.getvalue()
 
 
 def user(text: str, *images: ImagePart) -> Turn:
@@ -65,7 +58,7 @@ async def gemini(emulator):
 
 
 async def test_three_turns_with_signatures_and_a_model_switch(gemini, emulator):
-    BLOBS["f" * 64] = photo()
+    BLOBS["f" * 64] = PHOTO
     history = [user("make the sky stormy", ImagePart("f" * 64, "image/png"))]
     for text, options in [
         ("now remove the car", FLASH),

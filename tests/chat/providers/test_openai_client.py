@@ -8,7 +8,7 @@ import json
 
 import httpx
 import pytest
-from PIL import Image, PngImagePlugin
+from PIL import Image
 from pydantic import SecretStr
 
 from chat.domain import (
@@ -25,26 +25,18 @@ from chat.errors import (
     BadRequestError,
     BlockedError,
     MissingKeyError,
-    ProviderTimeoutError,
     RateLimitedError,
     UnavailableError,
 )
 from chat.providers.openai import OpenAIImagesClient
 from tests.chat.test_options import HOSTILE_MODEL_IDS
+from tests.fakes import TRANSPORT_FAILURES, raising, recording
+from tests.pictures import png
 
-
-def png(size: tuple[int, int], color=(200, 30, 30, 255), text: str | None = None) -> bytes:
-    info = PngImagePlugin.PngInfo()
-    if text:
-        info.add_text("Comment", text)  # extra chunk: any re-encoding would change the bytes
-    out = io.BytesIO()
-    Image.new("RGBA", size, color).save(out, format="PNG", pnginfo=info)
-    return out.getvalue()
-
-
-PREVIOUS_BYTES = png((48, 32), text="made by gemini")
-UPLOAD_BYTES = png((16, 16), color=(0, 0, 255, 255))
-MASK_BYTES = png((12, 8), color=(0, 0, 0, 0))
+# A comment chunk in the previous output: any re-encoding would change its bytes.
+PREVIOUS_BYTES = png((200, 30, 30, 255), (48, 32), mode="RGBA", comment="made by gemini")
+UPLOAD_BYTES = png((0, 0, 255, 255), (16, 16), mode="RGBA")
+MASK_BYTES = png((0, 0, 0, 0), (12, 8), mode="RGBA")
 STORE = {hashlib.sha256(data).hexdigest(): data for data in (PREVIOUS_BYTES, UPLOAD_BYTES, MASK_BYTES)}
 PREVIOUS = ImagePart(hashlib.sha256(PREVIOUS_BYTES).hexdigest(), "image/png")
 UPLOAD = ImagePart(hashlib.sha256(UPLOAD_BYTES).hexdigest(), "image/png")
@@ -94,19 +86,8 @@ def multipart(request: httpx.Request) -> list[tuple[str, str | None, str | None,
     return parts
 
 
-def recording(status: int = 200, body=None, headers=None):
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        request.read()
-        seen.append(request)
-        return httpx.Response(status, json=OK_BODY if body is None else body, headers=headers)
-
-    return seen, handler
-
-
 async def test_edit_posts_the_previous_output_unmodified_as_multipart():
-    seen, handler = recording()
+    seen, handler = recording(OK_BODY)
     reply = await client(handler).reply(EDIT_HISTORY, OPTIONS, load)
     request = seen[0]
     assert request.method == "POST"
@@ -129,7 +110,7 @@ async def test_edit_posts_the_previous_output_unmodified_as_multipart():
 
 
 async def test_attachment_and_mask_fitted_to_the_first_image():
-    seen, handler = recording()
+    seen, handler = recording(OK_BODY)
     history = [
         *EDIT_HISTORY[:2],
         Turn(role=Role.USER, parts=(UPLOAD, MASK, TextPart("put this in the corner"))),
@@ -166,7 +147,7 @@ async def test_attachment_and_mask_fitted_to_the_first_image():
 
 
 async def test_no_image_uses_generations_json():
-    seen, handler = recording()
+    seen, handler = recording(OK_BODY)
     options = GenerationOptions(model="g", openai=OpenAIOptions(size="1024x1536", input_fidelity="low"))
     await client(handler, default_model="gpt-image-1-mini").reply(TEXT_ONLY, options, load)
     request = seen[0]
@@ -182,8 +163,7 @@ async def test_no_image_uses_generations_json():
 
 
 async def test_missing_key_fails_before_any_request():
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise AssertionError("no request expected")
+    handler = raising(AssertionError("no request expected"))
 
     def no_loading(part: ImagePart) -> bytes:
         raise AssertionError("nothing should be loaded")
@@ -196,28 +176,17 @@ async def test_missing_key_fails_before_any_request():
     assert client(handler).configured is True
 
 
-@pytest.mark.parametrize(
-    ("exc", "kind"),
-    [
-        (httpx.ReadTimeout("slow"), ProviderTimeoutError),
-        (httpx.ConnectTimeout("slow"), ProviderTimeoutError),
-        (httpx.ConnectError("refused"), UnavailableError),
-        (httpx.RemoteProtocolError("reset"), UnavailableError),
-    ],
-)
+@pytest.mark.parametrize(("exc", "kind"), TRANSPORT_FAILURES)
 async def test_transport_failures_map_to_types(exc, kind):
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise exc
-
     with pytest.raises(kind) as info:
-        await client(handler).reply(EDIT_HISTORY, OPTIONS, load)
+        await client(raising(exc)).reply(EDIT_HISTORY, OPTIONS, load)
     assert info.value.provider == "openai"
 
 
 async def test_rate_limit_reads_retry_after_header():
     _, handler = recording(
-        429,
         {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
+        429,
         headers={"retry-after": "20"},
     )
     with pytest.raises(RateLimitedError) as info:
@@ -228,7 +197,7 @@ async def test_rate_limit_reads_retry_after_header():
 
 async def test_moderation_block_is_blocked():
     body = {"error": {"message": "Rejected by the safety system", "type": "x", "code": "moderation_blocked"}}
-    _, handler = recording(400, body)
+    _, handler = recording(body, 400)
     with pytest.raises(BlockedError) as info:
         await client(handler).reply(EDIT_HISTORY, OPTIONS, load)
     assert info.value.reason == "moderation_blocked"
@@ -242,7 +211,7 @@ async def test_invalid_key_error_never_shows_the_key():
             "code": "invalid_api_key",
         }
     }
-    _, handler = recording(401, body)
+    _, handler = recording(body, 401)
     with pytest.raises(AuthError) as info:
         await client(handler).reply(TEXT_ONLY, OPTIONS, load)
     assert "sk-test-123" not in info.value.user_message()
@@ -269,7 +238,7 @@ async def test_server_error_without_json_is_unavailable():
 @pytest.mark.parametrize("model", HOSTILE_MODEL_IDS)
 @pytest.mark.parametrize("history", [EDIT_HISTORY, TEXT_ONLY], ids=["edit", "generation"])
 async def test_a_malformed_model_id_sends_nothing(model: str, history):
-    seen, handler = recording()
+    seen, handler = recording(OK_BODY)
 
     def no_loading(part: ImagePart) -> bytes:
         raise AssertionError("nothing should be loaded")
@@ -281,7 +250,7 @@ async def test_a_malformed_model_id_sends_nothing(model: str, history):
 
 
 async def test_a_malformed_default_model_sends_nothing():
-    seen, handler = recording()
+    seen, handler = recording(OK_BODY)
     with pytest.raises(BadRequestError):
         await client(handler, default_model="../../v1/foo").reply(TEXT_ONLY, OPTIONS, load)
     assert seen == []
@@ -291,7 +260,7 @@ async def test_the_key_the_call_used_is_hidden_wherever_the_error_quotes_it():
     body = {
         "error": {"message": "The key my-key-2026 was disabled by its organization.", "code": "key_disabled"}
     }
-    _, handler = recording(401, body)
+    _, handler = recording(body, 401)
     with pytest.raises(AuthError) as info:
         await client(handler, key="my-key-2026").reply(TEXT_ONLY, OPTIONS, load)
     assert info.value.detail == "401 key_disabled: The key [key hidden] was disabled by its organization"

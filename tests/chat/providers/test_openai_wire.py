@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
-import random
 
 import pytest
 from PIL import Image
@@ -41,6 +39,7 @@ from chat.providers.openai.wire import (
     parse_response,
     select_edit_inputs,
 )
+from tests.pictures import encode, noise, opened
 
 PHOTO = ImagePart("a" * 64, "image/jpeg")
 SECOND = ImagePart("c" * 64, "image/png")
@@ -63,16 +62,6 @@ def answer(*parts, provider: str = "gemini") -> Turn:
 
 def failed() -> Turn:
     return Turn(role=Role.ASSISTANT, parts=(), provider="gemini", error=TurnError("x", "503"))
-
-
-def png(size: tuple[int, int], mode: str = "RGBA", color=(0, 0, 0, 255)) -> bytes:
-    out = io.BytesIO()
-    Image.new(mode, size, color).save(out, format="PNG")
-    return out.getvalue()
-
-
-def open_png(data: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(data))
 
 
 class TestCatalog:
@@ -334,9 +323,7 @@ class TestFitMask:
     def test_alpha_mask_of_the_right_size_keeps_its_alpha(self):
         image = Image.new("RGBA", (32, 16), (0, 0, 0, 255))
         image.putpixel((3, 4), (0, 0, 0, 0))
-        out = io.BytesIO()
-        image.save(out, format="PNG")
-        fitted = open_png(fit_mask(out.getvalue(), (32, 16)))
+        fitted = opened(fit_mask(encode(image), (32, 16)))
         assert (fitted.format, fitted.mode, fitted.size) == ("PNG", "RGBA", (32, 16))
         assert fitted.getpixel((3, 4))[3] == 0
         assert fitted.getpixel((0, 0))[3] == 255
@@ -346,9 +333,7 @@ class TestFitMask:
         for x in range(2):
             for y in range(2):
                 image.putpixel((x, y), (0, 0, 0, 0))
-        out = io.BytesIO()
-        image.save(out, format="PNG")
-        fitted = open_png(fit_mask(out.getvalue(), (40, 20)))
+        fitted = opened(fit_mask(encode(image), (40, 20)))
         assert fitted.size == (40, 20)
         histogram = fitted.getchannel("A").histogram()
         assert [value for value, count in enumerate(histogram) if count] == [0, 255]
@@ -359,28 +344,22 @@ class TestFitMask:
         image = Image.new("L", (8, 8), 0)
         image.putpixel((1, 1), 255)
         image.putpixel((2, 2), 40)
-        out = io.BytesIO()
-        image.save(out, format="PNG")
-        fitted = open_png(fit_mask(out.getvalue(), (8, 8)))
+        fitted = opened(fit_mask(encode(image), (8, 8)))
         assert fitted.mode == "RGBA"
         assert [fitted.getpixel(p)[3] for p in ((1, 1), (2, 2), (0, 0))] == [0, 0, 255]
 
     def test_fully_opaque_rgba_is_read_as_a_painting(self):
         image = Image.new("RGBA", (8, 8), (0, 0, 0, 255))
         image.putpixel((5, 5), (255, 255, 255, 255))
-        out = io.BytesIO()
-        image.save(out, format="PNG")
-        fitted = open_png(fit_mask(out.getvalue(), (8, 8)))
+        fitted = opened(fit_mask(encode(image), (8, 8)))
         assert [fitted.getpixel(p)[3] for p in ((5, 5), (0, 0))] == [0, 255]
 
     def test_large_mask_stays_under_4_mb(self):
-        noisy = Image.frombytes("RGBA", (1040, 1024), random.Random(7).randbytes(1040 * 1024 * 4))
-        out = io.BytesIO()
-        noisy.save(out, format="PNG")
-        assert len(out.getvalue()) > 4 * 1024 * 1024
-        fitted = fit_mask(out.getvalue(), (1040, 1024))
+        noisy = encode(noise((1040, 1024), "RGBA", seed=7))
+        assert len(noisy) > 4 * 1024 * 1024
+        fitted = fit_mask(noisy, (1040, 1024))
         assert len(fitted) < 4 * 1024 * 1024
-        assert open_png(fitted).size == (1040, 1024)
+        assert opened(fitted).size == (1040, 1024)
 
 
 class TestParseResponse:

@@ -14,8 +14,8 @@ from chat.ui.files import FileMaker
 from chat.ui.layout import build_layout
 from chat.ui.library_events import LibraryHandlers
 from storage import BlobStore, make_engine, migrate, sqlite_url
-from tests.chat.test_service import FakeProvider, single_try
 from tests.chat.ui.test_events import CONFIG
+from tests.fakes import FakeProvider, single_try
 
 
 @pytest.fixture

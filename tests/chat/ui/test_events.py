@@ -15,7 +15,8 @@ from chat.errors import UnavailableError
 from chat.options import parse_options
 from chat.ui import build_ui
 from chat.ui.events import Handlers, UIConfig
-from tests.chat.test_service import png, reply_with_image
+from tests.fakes import FakeRequest, reply_with_image
+from tests.pictures import png
 
 DEFAULT_OPTIONS = {
     "model": "gemini-3.1-flash-image",
@@ -47,12 +48,6 @@ CONFIG = UIConfig(
 )
 OWNER = "owner-aaaaaaaaaaaaaaaaaaaa"
 MATE = "teammate-bbbbbbbbbbbbbbbbbb"
-
-
-class FakeRequest:
-    def __init__(self, query: dict[str, str] | None = None) -> None:
-        self.query_params = query or {}
-        self.headers = {"host": "retouch.test"}
 
 
 async def run(steps) -> list[dict]:

@@ -17,8 +17,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from chat.ui.events import Handlers
-from tests.chat.test_service import png, reply_with_image
 from tests.chat.ui.test_events import OWNER, FakeRequest, retry, submit
+from tests.fakes import reply_with_image
+from tests.pictures import png
 
 
 @dataclass
