@@ -166,8 +166,10 @@ class ChatService:
         else:
             # A new conversation is the actor's own, and must belong to someone: never to a share token.
             grant = Grant(self._new_id(), Access.OWNER)
-            new = NewConversation(grant.conversation_id, _title(text), actor.own_id())
-        images = await asyncio.to_thread(self._prepare, text, attachments)
+            owner_id = actor.own_id()
+        images = await asyncio.to_thread(self._prepare, text, attachments)  # refuses what is not text
+        if not conversation_id:
+            new = NewConversation(grant.conversation_id, _title(text), owner_id)
         keys = keys or {}
         existing = await asyncio.to_thread(self.writer.stored, grant.conversation_id) if new is None else None
         await self._admit(actor, options, keys, len(images) + 1, existing)
