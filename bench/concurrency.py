@@ -11,25 +11,29 @@ per ``RETOUCH_MODEL_CONCURRENCY`` in {8, 16, 32, 64}. 32 threads each build thei
 release to the last answer. A first round is a warm-up (the first call of each client, lazy
 start-up in the app) and is not counted; then ``--rounds`` rounds (default 3) are measured.
 The CPU seconds used by the app, the emulator and this process during each round are
-recorded too. Last, the same clients call a trivial endpoint at once (``floor_round``): the
+recorded too, and the app's CPU per answered turn (``app_cpu_ms_per_turn``: psutil user +
+system seconds of the app process during the round / answers with status ok). Last, the same clients call a trivial endpoint at once (``floor_round``): the
 queue's own cost, under which no /send round can go.
 
 
 A second client kind runs the same rounds through Gradio's REST call API (``/gradio_api/call/send``
 then its SSE stream) from one asyncio loop, to tell the app's share from gradio_client's own
 (its threads poll, and share this machine's CPUs with the app). ``--py-spy LIMIT`` then samples
-the app with py-spy during 3 more rounds and writes where its threads spend their time.
+the app with py-spy during 3 more rounds (raw HTTP, or ``--py-spy-client gradio_client``;
+``--py-spy-gil`` samples only the GIL holder) and writes where its threads spend their time;
+``python -m bench.cpu_breakdown`` sorts those samples into the app's cost centres.
 
 Writes ``bench/results/concurrency.json`` and ``concurrency.png`` (variants: ``concurrency_<variant>.*``).
 
     python -m bench.concurrency [--quick] [--users N] [--rounds N] [--limits 8 16 32 64] [--image-size 512]
-                                [--py-spy 32]
+                                [--py-spy 32 [--py-spy-client gradio_client] [--py-spy-gil]]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import shutil
@@ -91,7 +95,10 @@ def gradio_round(clients: list[Client], prompt: str, options: dict | None) -> li
 
     def user(index: int) -> tuple[float, str]:
         barrier.wait()
-        transcript = clients[index].predict("", f"{prompt} #{index}", None, options, api_name="/send")
+        try:
+            transcript = clients[index].predict("", f"{prompt} #{index}", None, options, api_name="/send")
+        except Exception as exc:  # noqa: BLE001 - one failed user (e.g. a timeout at 128 users), not the end
+            return time.perf_counter(), f"error: {type(exc).__name__}"
         return time.perf_counter(), transcript["turns"][-1]["status"]
 
     with ThreadPoolExecutor(max_workers=len(clients)) as pool:
@@ -110,7 +117,8 @@ def floor_round(clients: list[Client]) -> float:
 
     def user(client: Client) -> float:
         barrier.wait()
-        client.predict("bench-floor-owner-key-0123", "", api_name="/conversations")
+        with contextlib.suppress(Exception):  # a failed call counts as the time it failed at
+            client.predict("bench-floor-owner-key-0123", "", api_name="/conversations")
         return time.perf_counter()
 
     with ThreadPoolExecutor(max_workers=len(clients)) as pool:
@@ -118,7 +126,20 @@ def floor_round(clients: list[Client]) -> float:
 
 
 async def _raw_send(http: httpx.AsyncClient, url: str, text: str, options: dict | None) -> tuple[float, str]:
-    """Gradio's REST call API (POST then the event's SSE stream): the same queue, no client threads."""
+    """Gradio's REST call API (POST then the event's SSE stream): the same queue, no client threads.
+
+    A connection the app drops is one failed user (status ``transport error: <kind>``), not
+    the end of the benchmark (it happened with 128 users at once).
+    """
+    try:
+        return await _raw_send_once(http, url, text, options)
+    except httpx.TransportError as exc:
+        return time.perf_counter(), f"transport error: {type(exc).__name__}"
+
+
+async def _raw_send_once(
+    http: httpx.AsyncClient, url: str, text: str, options: dict | None
+) -> tuple[float, str]:
     joined = await http.post(
         f"{url}/gradio_api/call/send", json={"data": ["", text, None, options, None, "", "", ""]}
     )
@@ -156,22 +177,54 @@ def provider_latencies(log: Path, offset: int) -> tuple[list[float], int]:
 IDLE_LEAVES = ("EpollSelector.select", "Condition.wait", "_worker (concurrent/futures/thread.py:81)")
 
 
-def profile_app(app_pid: int, url: str, users: int, options: dict | None, out: Path, rounds: int = 3) -> None:
-    """py-spy on the app during ``rounds`` extra raw rounds (not counted).
+def profile_app(
+    app_pid: int,
+    url: str,
+    users: int,
+    options: dict | None,
+    out: Path,
+    rounds: int = 3,
+    *,
+    clients: list[Client] | None = None,
+    gil: bool = False,
+) -> dict[str, Any]:
+    """py-spy on the app during ``rounds`` extra rounds (not counted): raw HTTP, or ``clients``' /send.
 
     py-spy pauses the app for each sample (100 a second), so those rounds are slower; the
-    shares of time are what this is for.
+    shares of time are what this is for. ``gil``: sample only the thread holding the GIL
+    (py-spy ``--gil``), so samples x 10 ms is the app's Python CPU and every sample is one the
+    process spent computing; native code that releases the GIL (SQLite, large hashlib and zlib
+    calls, file and socket I/O) is then not sampled. Returns the app's CPU and answers during
+    the profiled rounds, to set the samples against.
     """
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     stacks = out.with_suffix(".collapsed")
     command = [spy, "record", "-p", str(app_pid), "-r", "100", "--threads", "-f", "raw", "-o", str(stacks)]
+    command += ["--gil"] if gil else []
     recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
+    before = cpu_seconds(app_pid)[app_pid]
+    answered = 0
     for number in range(rounds):
-        asyncio.run(raw_round(url, users, f"profiled round {number}", options))
+        prompt = f"profiled round {number}"
+        if clients is not None:
+            done = gradio_round(clients, prompt, options)
+        else:
+            done = asyncio.run(raw_round(url, users, prompt, options))
+        answered += sum(status == "ok" for _, status in done)
+    app_cpu = cpu_seconds(app_pid)[app_pid] - before
     recorder.send_signal(signal.SIGINT)
     recorder.wait(timeout=60)
-    out.write_text(summarise_stacks(stacks))
+    facts = {
+        "client": "gradio_client" if clients is not None else "raw_http",
+        "gil_only": gil,
+        "rounds": rounds,
+        "answered": answered,
+        "app_cpu_s": round(app_cpu, 3),
+        "app_cpu_ms_per_turn": round(app_cpu / max(answered, 1) * 1000, 2),
+    }
+    out.write_text(f"{json.dumps(facts)}\n" + summarise_stacks(stacks))
+    return facts
 
 
 def summarise_stacks(stacks: Path, top: int = 30) -> str:
@@ -212,9 +265,12 @@ def measure(
     emulator_pid: int,
     options: dict | None,
     profile_to: Path | None = None,
+    profile_client: str = "raw_http",
+    profile_gil: bool = False,
+    kinds: tuple[str, ...] = ("gradio_client", "raw_http"),
 ) -> dict[str, Any]:
     """Per client kind: a warm-up round (not counted), then ``rounds`` measured rounds."""
-    results: dict[str, list[dict[str, Any]]] = {"gradio_client": [], "raw_http": []}
+    results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     with tempfile.TemporaryDirectory(prefix="retouch-bench-") as tmp:
         extra = {"RETOUCH_MODEL_CONCURRENCY": str(limit)}
         with app_process(Path(tmp) / "data", emulator_url, extra_env=extra) as app:
@@ -236,9 +292,13 @@ def measure(
                     if number == 0:
                         continue  # warm-up: first call of each client, lazy start-up in the app
                     times = sorted(t for t, _ in done)
+                    answered = sum(status == "ok" for _, status in done)
+                    app_cpu = after[app.pid] - before[app.pid]
                     results[kind].append(
                         {
                             "wall_s": round(times[-1], 4),
+                            "answered": answered,
+                            "app_cpu_ms_per_turn": round(app_cpu / max(answered, 1) * 1000, 2),
                             "latencies_s": [round(t, 4) for t in times],
                             "statuses": sorted({status for _, status in done}),
                             "app_turn_latency_s": summary_ms(latencies),
@@ -258,9 +318,20 @@ def measure(
                         "app_cpu_s": round(cpu_seconds(app.pid)[app.pid] - before[app.pid], 3),
                     }
                 )
+            profiled = None
             if profile_to is not None:
-                profile_app(app.pid, app.url, users, options, profile_to)
+                profiled = profile_app(
+                    app.pid,
+                    app.url,
+                    users,
+                    options,
+                    profile_to,
+                    clients=clients if profile_client == "gradio_client" else None,
+                    gil=profile_gil,
+                )
     summary: dict[str, Any] = {"model_concurrency": limit, "default": limit == DEFAULT_LIMIT}
+    if profiled is not None:
+        summary["profiled_rounds"] = profiled
     summary["queue_floor"] = {
         "median_wall_s": round(statistics.median(f["wall_s"] for f in floors[1:]), 3),
         "rounds": floors[1:],  # the first was a warm-up
@@ -273,6 +344,18 @@ def measure(
             "max_wall_s": max(walls),
             "met": statistics.median(walls) <= TARGET_S,
             "all_ok": all(r["statuses"] == ["ok"] for r in measured),
+            # psutil CPU of the app process during the round / answers with status ok
+            "app_cpu_ms_per_turn": {
+                "median": round(statistics.median(r["app_cpu_ms_per_turn"] for r in measured), 2),
+                "min": min(r["app_cpu_ms_per_turn"] for r in measured),
+                "max": max(r["app_cpu_ms_per_turn"] for r in measured),
+                "total": round(
+                    sum(r["cpu_s"]["app"] for r in measured)
+                    / max(sum(r["answered"] for r in measured), 1)
+                    * 1000,
+                    2,
+                ),
+            },
             "rounds": measured,
         }
     return summary
@@ -294,7 +377,8 @@ def plot(summaries: list[dict[str, Any]], users: int, latency_ms: float, path: P
     bars = axes[0]
     names = [name_of(s) for s in summaries]
     width = 0.4
-    for offset, (kind, title) in enumerate(KINDS.items()):
+    measured = {kind: title for kind, title in KINDS.items() if kind in summaries[0]}
+    for offset, (kind, title) in enumerate(measured.items()):
         medians = [s[kind]["median_wall_s"] for s in summaries]
         low = [max(0.0, m - s[kind]["min_wall_s"]) for m, s in zip(medians, summaries, strict=True)]
         high = [max(0.0, s[kind]["max_wall_s"] - m) for m, s in zip(medians, summaries, strict=True)]
@@ -307,7 +391,7 @@ def plot(summaries: list[dict[str, Any]], users: int, latency_ms: float, path: P
     bars.set_ylabel("barrier -> last answer (s); median, min-max")
     bars.set_title(f"{users} simultaneous /send, provider latency {latency_ms:.0f} ms")
     bars.legend(fontsize=8)
-    for ax, (kind, title) in zip(axes[1:], KINDS.items(), strict=True):
+    for ax, (kind, title) in zip(axes[1:], measured.items(), strict=False):
         for name, s in zip(names, summaries, strict=True):
             latencies = s[kind]["rounds"][0]["latencies_s"]
             ax.plot(latencies, range(1, len(latencies) + 1), drawstyle="steps-post", label=name)
@@ -337,6 +421,22 @@ def main(argv: list[str] | None = None) -> None:
         help="after measuring this limit, profile the app with py-spy during 3 more raw rounds (not counted)",
     )
     parser.add_argument(
+        "--py-spy-client",
+        choices=tuple(KINDS),
+        default="raw_http",
+        help="which client kind the profiled rounds use",
+    )
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=("gradio_client", "raw_http"),
+        default=["gradio_client", "raw_http"],
+        help="which client kinds to measure",
+    )
+    parser.add_argument(
+        "--py-spy-gil", action="store_true", help="py-spy --gil: sample only the thread holding the GIL"
+    )
+    parser.add_argument(
         "--latency-ms", type=float, default=LATENCY_MS, help="the emulator's latency per answer"
     )
     parser.add_argument(
@@ -347,6 +447,12 @@ def main(argv: list[str] | None = None) -> None:
         "CPU, a real provider's does not); rendered: it renders each answer",
     )
     parser.add_argument("--tag", help="suffix for the result files of a variant run")
+    parser.add_argument(
+        "--max-wait-s",
+        type=float,
+        default=900.0,
+        help="wait at most this long for the machine to be quiet first (the load is recorded either way)",
+    )
     args = parser.parse_args(argv)
     options = {"image_size": args.image_size} if args.image_size else None
     # Variants get their own files: concurrency_<users>users_<size>.*
@@ -357,7 +463,7 @@ def main(argv: list[str] | None = None) -> None:
     name = NAME + suffix + (f"_{args.tag}" if args.tag else "")
     users, rounds, limits = (8, 1, [DEFAULT_LIMIT]) if args.quick else (args.users, args.rounds, args.limits)
 
-    quiet = {} if args.quick else wait_until_quiet()
+    quiet = {} if args.quick else wait_until_quiet(timeout_s=args.max_wait_s)
     answer_side = 512 if args.image_size == "512" else 1024
     with (
         tempfile.TemporaryDirectory(prefix="retouch-answers-") as answers,
@@ -380,6 +486,9 @@ def main(argv: list[str] | None = None) -> None:
                 result_path(f"{name}_app_profile_{limit}", args.quick, ".txt")
                 if limit == args.py_spy
                 else None,
+                args.py_spy_client,
+                args.py_spy_gil,
+                tuple(args.kinds),
             )
             for limit in limits
         ]
@@ -401,7 +510,9 @@ def main(argv: list[str] | None = None) -> None:
             "environment": {"before": quiet, "during": foreign.result},
             "target_s": TARGET_S,
             "limits_meeting_target": {
-                kind: [s["model_concurrency"] for s in summaries if s[kind]["met"]] for kind in KINDS
+                kind: [s["model_concurrency"] for s in summaries if s[kind]["met"]]
+                for kind in KINDS
+                if kind in summaries[0]
             },
             "summary": summaries,
         },
@@ -415,11 +526,12 @@ def main(argv: list[str] | None = None) -> None:
             "max s",
             "app turn p50 s",
             "CPU s app/emu/clients",
+            "app CPU ms/turn median (min-max)",
             "met",
         ]
     ]
     for s in summaries:
-        for kind in KINDS:
+        for kind in (kind for kind in KINDS if kind in s):
             k = s[kind]
             cpu = k["rounds"][0]["cpu_s"]
             rows.append(
@@ -431,6 +543,8 @@ def main(argv: list[str] | None = None) -> None:
                     k["max_wall_s"],
                     round(k["rounds"][0]["app_turn_latency_s"]["p50_ms"] / 1000, 2),
                     f"{cpu['app']}/{cpu['emulator']}/{cpu['clients']}",
+                    f"{k['app_cpu_ms_per_turn']['median']} ({k['app_cpu_ms_per_turn']['min']}-"
+                    f"{k['app_cpu_ms_per_turn']['max']})",
                     "yes" if k["met"] else "NO",
                 ]
             )

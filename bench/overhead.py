@@ -160,7 +160,16 @@ def main(argv: list[str] | None = None) -> None:
         "--answers", choices=("photo", "emulator"), default="photo", help="see bench/harness.py"
     )
     parser.add_argument("--profile", action="store_true", help="also write a pyinstrument report")
+    parser.add_argument(
+        "--default-bound-only", action="store_true", help="measure only the default bound (skip K=0)"
+    )
     parser.add_argument("--tag", help="suffix for the result files of a variant run")
+    parser.add_argument(
+        "--max-wait-s",
+        type=float,
+        default=900.0,
+        help="wait at most this long for the machine to be quiet first (the load is recorded either way)",
+    )
     args = parser.parse_args(argv)
     name = NAME + (f"_{args.tag}" if args.tag else "")
     turns, conversations = (6, 1) if args.quick else (args.turns, args.conversations)
@@ -168,9 +177,9 @@ def main(argv: list[str] | None = None) -> None:
     upload = jpeg_bytes(photo(SIZE, seed=1))
     results: dict[str, list[list[TurnRecord]]] = {}
     summaries: dict[str, Any] = {}
-    quiet = {} if args.quick else wait_until_quiet()
+    quiet = {} if args.quick else wait_until_quiet(timeout_s=args.max_wait_s)
     with ForeignCpu() as foreign:
-        for label, keep in configs():
+        for label, keep in configs()[:1] if args.default_bound_only else configs():
             runs, missing = asyncio.run(
                 measure(keep, turns=turns, conversations=conversations, answers=args.answers, upload=upload)
             )
