@@ -2,7 +2,7 @@
 
 The same ``python app.py`` runs on a laptop, on Hugging Face Spaces and in the Docker image:
 it listens where the environment says, answers ``/healthz`` next to the UI, and on SIGTERM
-or Ctrl-C lets running model calls finish (``chat/lifecycle.py``) before it exits 0.
+or Ctrl-C lets running model calls finish (``chat/server/lifecycle.py``) before it exits 0.
 """
 
 from __future__ import annotations
@@ -21,20 +21,20 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from starlette.middleware import Middleware
 
-from chat.cache import CachedProvider, ReplyCache
 from chat.config import Settings
-from chat.fallback import FallbackPolicy, RetryPolicy
-from chat.health import health_route
-from chat.images import ImageLimits
-from chat.library import ConversationLibrary
-from chat.lifecycle import DrainGate, Lifecycle
-from chat.limits import Guard, Limits
-from chat.maintenance import sweep_orphans
+from chat.conversation.cache import CachedProvider, ReplyCache
+from chat.conversation.fallback import FallbackPolicy, RetryPolicy
+from chat.conversation.service import ChatService, InputLimits
+from chat.limits.guard import Guard, Limits
+from chat.limits.visitors import TrustedProxies
+from chat.media.images import ImageLimits
 from chat.providers.gemini import GeminiClient
 from chat.providers.openai import OpenAIImagesClient
-from chat.service import ChatService, InputLimits
+from chat.server.health import health_route
+from chat.server.lifecycle import DrainGate, Lifecycle
+from chat.server.maintenance import sweep_orphans
+from chat.sharing.library import ConversationLibrary
 from chat.ui import UIConfig, build_ui
-from chat.visitors import TrustedProxies
 from storage import BlobStore, make_engine, migrate, sqlite_url
 
 log = logging.getLogger("retouch")
@@ -76,7 +76,7 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
         timeout_s=settings.openai_timeout_s,
     )
     # Gemini answers the same request with the same seed the same way: such a request is answered
-    # from storage (chat/cache.py). OpenAI takes no seed, so asking again is asking for a new image.
+    # from storage (chat/conversation/cache.py). OpenAI takes no seed, so asking again is asking for a new image.
     providers = (CachedProvider(gemini, ReplyCache(engine, blobs)), openai)
     policy = FallbackPolicy({provider.name: provider for provider in providers}, retry=retry_policy(settings))
     sweep_orphans(engine, blobs)  # before serving, so no turn is being written meanwhile
@@ -205,7 +205,7 @@ def serve(demo: gr.Blocks, settings: Settings, engine: Engine, lifecycle: Lifecy
 
 
 class GradioServer:
-    """A launched Gradio app as ``chat.lifecycle.Server``: the one place that reads Gradio's internals.
+    """A launched Gradio app as ``chat.server.lifecycle.Server``: the one place that reads Gradio's internals.
 
     Gradio has no public "how busy am I" or "stop gracefully" API, so this reads the queue
     (``Blocks._queue``) and the uvicorn server (``Blocks.server``) of the pinned gradio;
@@ -258,7 +258,7 @@ def main() -> None:
     os.umask(0o077)
     os.environ.setdefault("GRADIO_TEMP_DIR", str(private_dir(runtime_dir() / "gradio")))
     # uvicorn would believe X-Forwarded-For from any loopback peer and rewrite the client address;
-    # which proxies to believe is RETOUCH_TRUSTED_PROXIES' decision alone (chat/visitors.py).
+    # which proxies to believe is RETOUCH_TRUSTED_PROXIES' decision alone (chat/limits/visitors.py).
     os.environ["FORWARDED_ALLOW_IPS"] = ""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = read_settings()

@@ -40,19 +40,19 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-import chat.fallback as fallback_module
+import chat.conversation.fallback as fallback_module
+import chat.conversation.service as service_module
 import chat.providers.gemini.client as gemini_module
 import chat.providers.http as http_module
-import chat.service as service_module
 from bench.common import emulator_process, photo
-from chat.access import Actor, Gatekeeper
 from chat.config import DEFAULTS
+from chat.conversation.fallback import FallbackPolicy, RetryPolicy
+from chat.conversation.service import Attachment, ChatService
 from chat.domain import GenerationOptions, TurnStatus
-from chat.fallback import FallbackPolicy, RetryPolicy
-from chat.limits import Guard, Limits
+from chat.limits.guard import Guard, Limits
 from chat.providers.gemini import GeminiClient
 from chat.providers.openai import OpenAIImagesClient
-from chat.service import Attachment, ChatService
+from chat.sharing.access import Actor, Gatekeeper
 from storage import BlobStore, make_engine, migrate, sqlite_url
 from storage.blobs import BlobStore as BlobStoreClass
 from tests.emulator import DEFAULT_SECRET, signatures

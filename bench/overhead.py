@@ -6,7 +6,7 @@ latency. Each conversation uploads a 1024x1024 photo (JPEG) and then edits it fo
 the answers are 1024x1024 PNGs. A turn's overhead is its wall time (``service.send`` until the
 answer is stored) minus the time inside the httpx transport (request sent until the whole
 response body is read). After a 2-turn warm-up, ``--conversations`` conversations (default 3)
-are measured with the default replay bound (``chat.context.DEFAULT_KEEP_IMAGES``) and with no
+are measured with the default replay bound (``chat.providers.context.DEFAULT_KEEP_IMAGES``) and with no
 bound (keep_images=0).
 
 
@@ -40,7 +40,7 @@ from bench.common import (
     write_json,
 )
 from bench.harness import PROVIDER_HTTP, TurnRecord, bench_service, instrumented
-from chat.context import DEFAULT_KEEP_IMAGES
+from chat.providers.context import DEFAULT_KEEP_IMAGES
 
 NAME = "overhead"
 TARGET_P50_MS = 30.0

@@ -38,7 +38,7 @@ from bench.common import (
     write_json,
 )
 from bench.harness import TurnRecord, bench_service
-from chat.context import DEFAULT_KEEP_IMAGES
+from chat.providers.context import DEFAULT_KEEP_IMAGES
 
 NAME = "replay_growth"
 TARGET_RATIO = 2.0

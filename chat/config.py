@@ -5,7 +5,7 @@ Each setting is read under its documented names only: ``RETOUCH_*``, the provide
 (set on Spaces). A bare ``HOST``, ``PORT`` or ``DATA_DIR`` belongs to someone else.
 
 Every default of a setting is written once, in its field here (the replay bound by the name of
-the module that decided it, chat/context.py).
+the module that decided it, chat/providers/context.py).
 Code that needs a setting's default reads it from ``DEFAULTS``: the runtime values built from
 settings (``ImageLimits``, ``InputLimits``, ``ImportLimits``, ``RetryPolicy``, the guard's
 ``Limits``, the provider clients, ``UIConfig``) take their own defaults from it, so a test that
@@ -23,9 +23,9 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from chat.catalog import MODEL_ID_RULE, is_model_id
-from chat.context import DEFAULT_KEEP_IMAGES
-from chat.visitors import TrustedProxies
+from chat.limits.visitors import TrustedProxies
+from chat.providers.context import DEFAULT_KEEP_IMAGES
+from chat.providers.model_ids import MODEL_ID_RULE, is_model_id
 
 __all__ = ["DEFAULTS", "PERSISTENT_DATA_DIR", "Settings", "default_data_dir"]
 
@@ -83,16 +83,16 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(8000, validation_alias="RETOUCH_MAX_PROMPT_CHARS")
     max_images_per_message: int = Field(6, validation_alias="RETOUCH_MAX_IMAGES_PER_MESSAGE")
 
-    # Abuse limits for public demos (see chat/limits.py).
+    # Abuse limits for public demos (see chat/limits/guard.py).
     rate_per_minute: int = Field(10, ge=1, validation_alias="RETOUCH_RATE_PER_MINUTE")
     rate_per_day: int = Field(300, ge=1, validation_alias="RETOUCH_RATE_PER_DAY")
     global_rate_per_minute: int = Field(120, ge=1, validation_alias="RETOUCH_GLOBAL_RATE_PER_MINUTE")
     daily_spend_usd: float | None = Field(None, ge=0, validation_alias="RETOUCH_DAILY_SPEND_USD")
     queue_max_size: int = Field(64, ge=1, validation_alias="RETOUCH_QUEUE_MAX_SIZE")
-    # Images replayed per request (chat/context.py); 0 replays every image (no bound).
+    # Images replayed per request (chat/providers/context.py); 0 replays every image (no bound).
     keep_images: int = Field(DEFAULT_KEEP_IMAGES, ge=0, validation_alias="RETOUCH_KEEP_IMAGES")
     # Proxies whose X-Forwarded-For is believed (addresses or networks, comma-separated); see
-    # chat/visitors.py. Empty: the direct peer is the visitor; on Spaces, its private networks.
+    # chat/limits/visitors.py. Empty: the direct peer is the visitor; on Spaces, its private networks.
     trusted_proxies: str | None = Field(None, validation_alias="RETOUCH_TRUSTED_PROXIES")
     # The key the browser's owner id is encrypted with; several replicas must share it.
     browser_secret: SecretStr | None = Field(None, validation_alias="RETOUCH_BROWSER_SECRET")

@@ -211,7 +211,7 @@ def token_count(value: Any) -> int:
 
 @dataclass(frozen=True)
 class Usage:
-    """What an answered call used, in neutral terms, and what it probably cost (chat/pricing.py).
+    """What an answered call used, in neutral terms, and what it probably cost (chat/providers/pricing.py).
 
     ``output_tokens`` is text only: images and thoughts are counted apart, as they are priced apart.
     """

@@ -14,7 +14,7 @@ RetouchError
     └── NoImageError         answered, but without an image; ``reply`` keeps what came back
 
 ConversationNotFoundError    (a LookupError) storage has no row for the id; never shown as is:
-                             chat/access.py turns it into an AccessError. Storage raises it, so it
+                             chat/sharing/access.py turns it into an AccessError. Storage raises it, so it
                              lives here, the one module storage may share with the domain.
 
 A provider's own words (``detail``) reach the chat, the database and the attempts of a turn, so

@@ -23,6 +23,8 @@ import httpx
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
+from chat.conversation.fallback import FallbackPolicy, RetryPolicy
+from chat.conversation.service import ChatService, Step
 from chat.domain import (
     GenerationOptions,
     ImageData,
@@ -34,11 +36,9 @@ from chat.domain import (
     frozen_metadata,
 )
 from chat.errors import ProviderTimeoutError, UnavailableError
-from chat.fallback import FallbackPolicy, RetryPolicy
-from chat.library import ConversationLibrary
 from chat.providers.gemini import GeminiClient
 from chat.providers.openai import OpenAIImagesClient
-from chat.service import ChatService, Step
+from chat.sharing.library import ConversationLibrary
 from storage import BlobStore, make_engine, migrate, sqlite_url
 
 __all__ = [

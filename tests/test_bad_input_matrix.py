@@ -1,6 +1,6 @@
 """Every kind of bad input, sent through ChatService.send: a clear refusal, or a correct normalisation.
 
-Why: chat/images.py is unit-tested file by file, but what a user meets is the whole path: the
+Why: chat/media/images.py is unit-tested file by file, but what a user meets is the whole path: the
 service must refuse before it writes anything (no conversation row, no turn, no blob file; a
 half-stored message would break replay later), and what it normalises is exactly what is
 stored, what the provider is sent, and what a fresh process reads back. Each table row says
@@ -26,10 +26,10 @@ from PIL import Image
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from chat.access import Actor
+from chat.conversation.service import Attachment, ChatService
 from chat.domain import GenerationOptions, ImageData, ImagePart, ProviderReply, TextPart, Turn
 from chat.errors import InputError
-from chat.service import Attachment, ChatService
+from chat.sharing.access import Actor
 from chat.ui.render import to_messages, to_transcript
 from storage import BlobStore, make_engine, session_scope, sqlite_url
 from tests.fakes import last, make_service

@@ -43,8 +43,8 @@ from sqlalchemy import create_engine
 import app as entry
 import chat.config
 from chat.config import Settings
-from chat.health import health_route
-from chat.lifecycle import DrainGate, DrainReport, Lifecycle
+from chat.server.health import health_route
+from chat.server.lifecycle import DrainGate, DrainReport, Lifecycle
 from storage import MIGRATIONS
 from storage.db import DB_FILENAME
 from tests.app_process import AppRun, app_env, free_port, launched

@@ -18,7 +18,9 @@ from tests.app_process import running_app
 from tests.emulator import read_provenance
 from tests.pictures import png
 
-FULL_REPLAY = "0"  # this test proves exact replay of everything; the default bounds images (chat/context.py)
+FULL_REPLAY = (
+    "0"  # this test proves exact replay of everything; the default bounds images (chat/providers/context.py)
+)
 
 
 def test_three_turns_restart_fourth_turn_replays_history(tmp_path, emulator):

@@ -15,13 +15,13 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
-from chat.access import Actor
-from chat.cache import CachedProvider, ReplyCache
+from chat.conversation.cache import CachedProvider, ReplyCache
+from chat.conversation.fallback import FallbackPolicy
+from chat.conversation.service import Attachment, ChatService
 from chat.domain import GenerationOptions, TurnStatus
 from chat.errors import InputError
-from chat.fallback import FallbackPolicy
 from chat.providers.gemini import GeminiClient
-from chat.service import Attachment, ChatService
+from chat.sharing.access import Actor
 from chat.ui.render import attempts_summary
 from storage import BlobStore, make_engine, migrate, sqlite_url
 from tests.fakes import emulator_providers, last, make_service, no_sleep

@@ -40,12 +40,12 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
-from chat.access import Actor
+from chat.conversation.fallback import FallbackPolicy, RetryPolicy
+from chat.conversation.service import Attachment, ChatService
 from chat.domain import GenerationOptions, OpenAIOptions, Role, Route, TurnStatus
-from chat.fallback import FallbackPolicy, RetryPolicy
 from chat.providers.gemini import GeminiClient
 from chat.providers.openai import OpenAIImagesClient
-from chat.service import Attachment, ChatService
+from chat.sharing.access import Actor
 from chat.ui.render import attempts_summary, to_transcript
 from storage import BlobStore, make_engine, migrate, sqlite_url
 from tests.fakes import last

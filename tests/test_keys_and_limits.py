@@ -9,13 +9,13 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from chat.access import Actor
+from chat.conversation.fallback import FallbackPolicy
+from chat.conversation.service import ChatService
 from chat.domain import GenerationOptions
 from chat.errors import LimitError
-from chat.fallback import FallbackPolicy
-from chat.limits import Guard, Limits
+from chat.limits.guard import Guard, Limits
 from chat.providers.gemini import GeminiClient
-from chat.service import ChatService
+from chat.sharing.access import Actor
 from tests.fakes import FakeClock, emulator_providers, last, make_library, make_service, migrated_engine
 
 OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")

@@ -16,9 +16,9 @@ import tracemalloc
 import httpx
 from sqlalchemy import text
 
-from chat.access import Actor
+from chat.conversation.fallback import FallbackPolicy
 from chat.domain import GenerationOptions, Role
-from chat.fallback import FallbackPolicy
+from chat.sharing.access import Actor
 from tests.fakes import emulator_providers, make_service, migrated_engine, no_sleep
 
 SESSIONS = 20

@@ -6,11 +6,11 @@ import pytest
 
 import app as entry
 from chat.config import DEFAULTS, Settings
-from chat.fallback import RetryPolicy
-from chat.images import ImageLimits
-from chat.limits import Limits
-from chat.service import InputLimits
-from chat.transfer import ImportLimits
+from chat.conversation.fallback import RetryPolicy
+from chat.conversation.service import InputLimits
+from chat.limits.guard import Limits
+from chat.media.images import ImageLimits
+from chat.sharing.transfer import ImportLimits
 
 NOT_SPACES: dict[str, str] = {}
 

@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 import httpx
 from pydantic import SecretStr
 
-from chat.catalog import MODEL_ID_RULE, is_model_id
 from chat.domain import ProviderReply
 from chat.errors import (
     BadRequestError,
@@ -21,6 +20,7 @@ from chat.errors import (
     ProviderTimeoutError,
     UnavailableError,
 )
+from chat.providers.model_ids import MODEL_ID_RULE, is_model_id
 
 __all__ = [
     "api_key_for",

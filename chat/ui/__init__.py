@@ -6,8 +6,8 @@ from typing import Any
 
 import gradio as gr
 
-from chat.library import ConversationLibrary
-from chat.service import ChatService
+from chat.conversation.service import ChatService
+from chat.sharing.library import ConversationLibrary
 from chat.ui.api import ApiHandlers
 from chat.ui.events import Handlers, UIConfig
 from chat.ui.files import FileMaker

@@ -16,18 +16,18 @@ from typing import Any, NoReturn
 
 import gradio as gr
 
-from chat.access import OWNER_ID, Actor, new_owner_id
+from chat.conversation.options import parse_options
+from chat.conversation.service import ChatService, Step
 from chat.domain import Conversation, GenerationOptions
 from chat.errors import AccessError, InputError, RetouchError
-from chat.images import painted_from_mask
-from chat.library import ConversationLibrary
-from chat.options import parse_options
-from chat.service import ChatService, Step
+from chat.limits.visitors import TrustedProxies
+from chat.media.images import painted_from_mask
+from chat.sharing.access import OWNER_ID, Actor, new_owner_id
+from chat.sharing.library import ConversationLibrary
 from chat.ui.events import client_address, visitor_keys
 from chat.ui.files import FileMaker
 from chat.ui.render import to_transcript
 from chat.ui.uploads import file_path, read_uploads
-from chat.visitors import TrustedProxies
 
 __all__ = ["ApiHandlers"]
 

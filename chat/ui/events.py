@@ -20,19 +20,19 @@ from typing import Any
 import gradio as gr
 from pydantic import SecretStr
 
-from chat.access import Access, Actor, Grant
 from chat.config import DEFAULTS
+from chat.conversation.options import parse_options
+from chat.conversation.service import ChatService, Step
 from chat.domain import Conversation, GenerationOptions, Role, Route, ShareLink
 from chat.errors import RetouchError
-from chat.images import painted_region, region_png
-from chat.library import ConversationLibrary
-from chat.options import parse_options
-from chat.service import ChatService, Step
+from chat.limits.visitors import TrustedProxies
+from chat.media.images import painted_region, region_png
+from chat.sharing.access import Access, Actor, Grant
+from chat.sharing.library import ConversationLibrary
 from chat.ui.files import FileMaker
 from chat.ui.layout import Layout, model_choices
 from chat.ui.render import chat_label, to_messages, versions
 from chat.ui.uploads import read_uploads
-from chat.visitors import TrustedProxies
 
 __all__ = ["Handlers", "Show", "Shown", "UIConfig", "client_address", "log_refusal"]
 

@@ -8,7 +8,7 @@ from typing import cast
 
 import gradio as gr
 
-from chat.options import AUTO
+from chat.conversation.options import AUTO
 from chat.providers.gemini.catalog import GEMINI_MODELS, SAFETY_THRESHOLDS, gemini_model
 from chat.providers.openai.catalog import OPENAI_FIXED_SIZES, OPENAI_MODELS
 from chat.ui.owner import owner_state

@@ -7,11 +7,11 @@ from typing import Any
 
 import gradio as gr
 
-from chat.access import Access, Actor, Grant
+from chat.conversation.service import ChatService
 from chat.domain import Conversation
 from chat.errors import InputError, RetouchError
-from chat.library import ConversationLibrary
-from chat.service import ChatService
+from chat.sharing.access import Access, Actor, Grant
+from chat.sharing.library import ConversationLibrary
 from chat.ui.events import Handlers, Show, Shown, log_refusal
 from chat.ui.files import FileMaker
 from chat.ui.render import versions

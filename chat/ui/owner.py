@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from chat.access import browser_owner_id
+from chat.sharing.access import browser_owner_id
 
 __all__ = ["owner_state"]
 

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from chat.conversation.service import Attachment
 from chat.errors import InputError
-from chat.images import describe_size
-from chat.service import Attachment
+from chat.media.images import describe_size
 
 __all__ = ["file_path", "read_uploads", "upload_root"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from chat.answers import answer_turn
+from chat.conversation.answers import answer_turn
+from chat.conversation.fallback import Outcome
 from chat.domain import Attempt, GenerationOptions, ImageData, ImageRole, ProviderReply, TextPart, Usage
 from chat.errors import NoImageError, UnavailableError
-from chat.fallback import Outcome
 from tests.pictures import png
 
 NOW = datetime(2026, 12, 2, tzinfo=UTC)

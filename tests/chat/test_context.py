@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 from pydantic import SecretStr
 
-from chat.context import split_history
 from chat.domain import GenerationOptions, ImagePart, Role, TextPart, Turn, frozen_metadata
+from chat.providers.context import split_history
 from chat.providers.gemini import GeminiClient
 from chat.providers.gemini.wire import build_contents
 from tests.chat.providers.test_gemini_emulator import BLOBS, PHOTO, answer, load, user

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from chat.conversation.fallback import FallbackPolicy, RetryPolicy
 from chat.domain import GenerationOptions, ProviderReply, Role, Route, TextPart, Turn
 from chat.errors import (
     AuthError,
@@ -15,7 +16,6 @@ from chat.errors import (
     RateLimitedError,
     UnavailableError,
 )
-from chat.fallback import FallbackPolicy, RetryPolicy
 from tests.fakes import FakeClock, FakeProvider, reply_with_image
 from tests.pictures import png
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from chat.errors import InputError
-from chat.images import ImageLimits, image_size, prepare_upload, verify_image
+from chat.media.images import ImageLimits, image_size, prepare_upload, verify_image
 from tests.pictures import encode, noise, opened, with_ihdr_size
 
 LIMITS = ImageLimits()

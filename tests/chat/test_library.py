@@ -11,13 +11,13 @@ from collections import Counter
 
 import pytest
 
-from chat.access import Actor, new_owner_id, new_share_token
+from chat.conversation.service import Attachment, ChatService, InputLimits
 from chat.domain import ImagePart, Role
 from chat.errors import AccessError, InputError, LimitError
-from chat.images import ImageLimits
-from chat.library import ConversationLibrary
-from chat.limits import Guard, Limits
-from chat.service import Attachment, ChatService, InputLimits
+from chat.limits.guard import Guard, Limits
+from chat.media.images import ImageLimits
+from chat.sharing.access import Actor, new_owner_id, new_share_token
+from chat.sharing.library import ConversationLibrary
 from tests.chat.test_service import OPTIONS
 from tests.fakes import FakeProvider, collect, make_library, make_service, migrated_engine, reply_with_image
 from tests.pictures import png

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import time
 
-from chat.access import Actor
-from chat.maintenance import sweep_orphans
-from chat.service import Attachment
+from chat.conversation.service import Attachment
+from chat.server.maintenance import sweep_orphans
+from chat.sharing.access import Actor
 from storage import BlobStore
 from tests.chat.test_service import OPTIONS
 from tests.fakes import FakeProvider, collect, make_library, make_service, migrated_engine, reply_with_image

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from chat.catalog import MODEL_ID_MAX_CHARS, MODEL_ID_RULE, is_model_id
+from chat.conversation.options import AUTO, MAX_STOP_SEQUENCE_CHARS, MAX_STOP_SEQUENCES, parse_options
 from chat.domain import GenerationOptions, OpenAIOptions, Route
 from chat.errors import InputError
-from chat.options import AUTO, MAX_STOP_SEQUENCE_CHARS, MAX_STOP_SEQUENCES, parse_options
 from chat.providers.gemini.catalog import GEMINI_MODELS, SAFETY_THRESHOLDS
+from chat.providers.model_ids import MODEL_ID_MAX_CHARS, MODEL_ID_RULE, is_model_id
 from chat.providers.openai.catalog import OPENAI_MODELS
 
 DEFAULT = "gemini-3.1-flash-image"

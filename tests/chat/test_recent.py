@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from chat.conversation.recent import RecentConversations, conversation_chars
 from chat.domain import Conversation, Role, TextPart, Turn, frozen_metadata
-from chat.recent import RecentConversations, conversation_chars
 
 
 def conversation(conversation_id: str, signature_chars: int = 10) -> Conversation:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from sqlmodel import select
 
-from chat.access import Access, Actor, Grant
+from chat.conversation.service import Attachment, ChatService
 from chat.domain import (
     GenerationOptions,
     ImageData,
@@ -23,7 +23,7 @@ from chat.domain import (
 )
 from chat.errors import AccessError, InputError, NoImageError, UnavailableError
 from chat.providers.gemini.wire import build_contents
-from chat.service import Attachment, ChatService
+from chat.sharing.access import Access, Actor, Grant
 from storage import make_engine, session_scope, sqlite_url
 from storage import repository as repo_module
 from storage.models import ConversationRow

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chat.access import Actor
+from chat.sharing.access import Actor
 from chat.text import one_line
 from tests.chat.test_service import OPTIONS
 from tests.fakes import FakeProvider, collect, make_library, make_service, migrated_engine, reply_with_image

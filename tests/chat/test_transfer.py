@@ -31,7 +31,7 @@ from chat.domain import (
     frozen_metadata,
 )
 from chat.errors import InputError
-from chat.transfer import ImportedConversation, ImportLimits, export_zip, import_zip
+from chat.sharing.transfer import ImportedConversation, ImportLimits, export_zip, import_zip
 from tests.pictures import encode, png, solid
 
 EXPORTED_AT = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)

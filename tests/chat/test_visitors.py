@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat.visitors import TrustedProxies
+from chat.limits.visitors import TrustedProxies
 
 
 def test_without_trusted_proxies_the_peer_is_the_visitor_whatever_the_header_says():

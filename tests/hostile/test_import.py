@@ -30,7 +30,7 @@ from PIL import Image
 from chat.config import DEFAULTS
 from chat.domain import Conversation, ImageData, ImagePart, Role, TextPart, Turn
 from chat.providers.gemini.wire import parse_response
-from chat.transfer import ImportLimits, export_zip
+from chat.sharing.transfer import ImportLimits, export_zip
 from tests.app_process import AppRun
 from tests.emulator.fixtures import EmulatorControl
 from tests.hostile.events import Event, EventResult, call, events

@@ -14,8 +14,8 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from chat.catalog import MODEL_ID_RULE
 from chat.config import DEFAULTS
+from chat.providers.model_ids import MODEL_ID_RULE
 from tests.app_process import AppRun
 from tests.chat.test_options import HOSTILE_MODEL_IDS
 from tests.emulator.fixtures import EmulatorControl

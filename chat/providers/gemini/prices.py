@@ -7,7 +7,7 @@ and the entry says so.
 from __future__ import annotations
 
 from chat.domain import GenerationOptions
-from chat.pricing import Price
+from chat.providers.pricing import Price
 
 __all__ = ["GEMINI_PRICES", "PRICES_AS_OF", "gemini_price", "worst_case_cost"]
 

@@ -25,7 +25,6 @@ from typing import Any
 
 import pybase64
 
-from chat.context import split_history
 from chat.domain import (
     GenerationOptions,
     ImageData,
@@ -52,6 +51,7 @@ from chat.errors import (
     RateLimitedError,
     UnavailableError,
 )
+from chat.providers.context import split_history
 from chat.providers.encoded_images import EncodedImages
 from chat.providers.gemini.catalog import SAFETY_CATEGORIES, gemini_model
 from chat.providers.gemini.prices import gemini_price
@@ -99,7 +99,7 @@ def build_contents(
 ) -> list[dict[str, Any]]:
     """The ``contents`` array for answering the trailing user turn(s) of ``turns`` with ``model``.
 
-    ``keep_images`` bounds the images replayed (see chat/context.py); older turns go as text.
+    ``keep_images`` bounds the images replayed (see chat/providers/context.py); older turns go as text.
     ``encoded`` keeps the base64 text of images between calls.
     """
 

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from chat.config import DEFAULTS
 from chat.domain import GenerationOptions, ImagePart, OpenAIOptions, ProviderReply, Turn, extension_for
 from chat.errors import InputError
-from chat.images import image_size
+from chat.media.images import image_size
 from chat.providers.http import api_key_for, checked_model, map_transport_errors, read_reply
 from chat.providers.openai.prices import worst_case_cost
 from chat.providers.openai.wire import (

@@ -6,7 +6,7 @@ gpt-image-1's published rates, used as the estimate for every model until replac
 
 from __future__ import annotations
 
-from chat.pricing import Price
+from chat.providers.pricing import Price
 
 __all__ = ["OPENAI_PRICE", "PRICES_AS_OF", "worst_case_cost"]
 

@@ -50,7 +50,7 @@ from chat.errors import (
     RateLimitedError,
     UnavailableError,
 )
-from chat.images import png_bytes
+from chat.media.images import png_bytes
 from chat.providers.http import parse_duration
 from chat.providers.openai.catalog import OPENAI_BACKGROUNDS, openai_model
 from chat.providers.openai.prices import OPENAI_PRICE

@@ -306,7 +306,7 @@ class TestParseResponse:
             ),
         )
         assert reply.finish_reason == "STOP"
-        # 10 prompt tokens at $0.50/1M and 1,120 text tokens out at $3/1M (chat/pricing.py)
+        # 10 prompt tokens at $0.50/1M and 1,120 text tokens out at $3/1M (chat/providers/pricing.py)
         assert reply.usage == Usage(
             input_tokens=10, output_tokens=1120, cost_usd=(10 * 0.5 + 1120 * 3.0) / 1e6
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from chat.catalog import MODEL_ID_RULE
 from chat.errors import (
     KEY_HIDDEN,
     AuthError,
@@ -17,6 +16,7 @@ from chat.errors import (
     redact,
 )
 from chat.providers.http import checked_model, read_reply
+from chat.providers.model_ids import MODEL_ID_RULE
 from tests.chat.test_options import HOSTILE_MODEL_IDS, REAL_MODEL_IDS
 
 OPENAI_401 = "Incorrect API key provided: {}. You can find your API key at https://platform.openai.com/account/api-keys."

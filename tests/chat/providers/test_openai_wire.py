@@ -383,7 +383,7 @@ class TestParseResponse:
         assert reply.model == "gpt-image-2"
         assert reply.finish_reason is None
         assert reply.parts == (ImageData(b"img", "image/webp"),)
-        # gpt-image-1's rates (chat/pricing.py): text in $5, image in $10, image out $40 per 1M
+        # gpt-image-1's rates (chat/providers/pricing.py): text in $5, image in $10, image out $40 per 1M
         expected = (10 * 5.0 + 40 * 10.0 + 4160 * 40.0) / 1e6
         assert reply.usage == Usage(input_tokens=50, image_tokens=4160, cost_usd=expected)
         assert reply.usage.total_tokens == 4210

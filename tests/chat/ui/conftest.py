@@ -7,8 +7,8 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from chat.library import ConversationLibrary
-from chat.service import ChatService
+from chat.conversation.service import ChatService
+from chat.sharing.library import ConversationLibrary
 from chat.ui.events import Handlers
 from chat.ui.files import FileMaker
 from chat.ui.layout import build_layout

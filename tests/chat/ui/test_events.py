@@ -10,9 +10,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from chat.access import Access, Actor, browser_owner_id
+from chat.conversation.options import parse_options
 from chat.errors import UnavailableError
-from chat.options import parse_options
+from chat.sharing.access import Access, Actor, browser_owner_id
 from chat.ui import build_ui
 from chat.ui.events import Handlers, UIConfig
 from tests.fakes import FakeRequest, reply_with_image

@@ -18,6 +18,7 @@ from dataclasses import replace
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
+from chat.conversation.fallback import ImageProvider
 from chat.domain import (
     GenerationOptions,
     ImageData,
@@ -28,7 +29,6 @@ from chat.domain import (
     Turn,
     Usage,
 )
-from chat.fallback import ImageProvider
 from storage import BlobStore, session_scope
 from storage import repository as repo
 

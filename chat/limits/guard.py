@@ -2,7 +2,7 @@
 
 A turn counts against the visitor's address *and* their owner key (or share token), so
 neither rotating keys from one address nor rotating addresses with one key resets a limit
-(addresses: chat/visitors.py). Rate limits count turns in sliding windows, in memory (a
+(addresses: chat/limits/visitors.py). Rate limits count turns in sliding windows, in memory (a
 restart forgives everyone, which is fine for minutes). The spend cap counts estimated dollars on the *server's* keys per
 UTC day in the database, so it survives restarts; visitors who bring their own keys are
 not counted against it. Every refusal is a LimitError with a sentence the visitor can act on.
@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from chat.access import Actor
 from chat.config import DEFAULTS
 from chat.errors import LimitError
+from chat.sharing.access import Actor
 from storage import repository as repo
 from storage import session_scope
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from chat.conversation.fallback import Outcome
+from chat.conversation.turns import NewImage
 from chat.domain import (
     Attempt,
     GenerationOptions,
@@ -24,8 +26,6 @@ from chat.domain import (
     frozen_metadata,
 )
 from chat.errors import NoImageError, UnavailableError
-from chat.fallback import Outcome
-from chat.turns import NewImage
 
 __all__ = ["INTERNAL", "answer_turn", "failed_turn"]
 

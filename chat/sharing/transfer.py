@@ -60,7 +60,7 @@ from chat.domain import (
     known_metadata,
 )
 from chat.errors import InputError
-from chat.images import describe_size, image_size, verify_image
+from chat.media.images import describe_size, image_size, verify_image
 from chat.text import one_line
 from storage.blobs import validate_sha256
 from storage.models import TITLE_MAX_LENGTH

@@ -1,6 +1,6 @@
 """A visitor's conversations: list, rename, delete, share, fork, export and import.
 
-Turn-taking lives in ``chat.service``; this is everything around it. Every method checks
+Turn-taking lives in ``chat.conversation.service``; this is everything around it. Every method checks
 the actor's rights through the Gatekeeper first, so the UI and the API cannot differ.
 """
 
@@ -16,14 +16,14 @@ from typing import TypeVar
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from chat.access import Access, Actor, Gatekeeper, Grant, new_share_token
+from chat.conversation.service import InputLimits, new_conversation_id
+from chat.conversation.turns import NewConversation, NewImage, TurnWriter
 from chat.domain import Conversation, ConversationSummary, ShareLink
 from chat.errors import AccessError, InputError
-from chat.limits import Guard, counted_as
-from chat.service import InputLimits, new_conversation_id
+from chat.limits.guard import Guard, counted_as
+from chat.sharing.access import Access, Actor, Gatekeeper, Grant, new_share_token
+from chat.sharing.transfer import ImportedConversation, ImportLimits, export_zip, import_zip
 from chat.text import one_line
-from chat.transfer import ImportedConversation, ImportLimits, export_zip, import_zip
-from chat.turns import NewConversation, NewImage, TurnWriter
 from storage import BlobStore, session_scope
 from storage import repository as repo
 from storage.models import TITLE_MAX_LENGTH
@@ -140,7 +140,7 @@ class ConversationLibrary:
         return await asyncio.to_thread(self._export, conversation_id)
 
     async def import_zip(self, actor: Actor, data: bytes) -> Conversation:
-        """A new conversation of the actor's own from an exported zip (chat/transfer.py checks it)."""
+        """A new conversation of the actor's own from an exported zip (chat/sharing/transfer.py checks it)."""
         owner_id = actor.own_id()
         await self._admit(actor, "copy")
         imported = await asyncio.to_thread(import_zip, data, limits=self._import_limits)

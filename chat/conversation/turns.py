@@ -3,7 +3,7 @@
 Images first, to the blob store and outside any transaction; then the rows in one transaction:
 the conversation if it is new, the image rows, the turns, and what the answer cost on the
 server's keys. So a turn is never stored without its images, and the write lock is held for
-rows only. The writer also remembers each conversation as it last wrote it (chat/recent.py),
+rows only. The writer also remembers each conversation as it last wrote it (chat/conversation/recent.py),
 so the next turn of a conversation does not read it back.
 """
 
@@ -16,10 +16,10 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
+from chat.conversation.recent import RecentConversations
 from chat.domain import Conversation, ImagePart, ImageRole, Metadata, Turn, frozen_metadata
-from chat.images import image_size
-from chat.limits import Guard
-from chat.recent import RecentConversations
+from chat.limits.guard import Guard
+from chat.media.images import image_size
 from storage import BlobStore, session_scope
 from storage import repository as repo
 

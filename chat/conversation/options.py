@@ -6,11 +6,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from chat.catalog import MODEL_ID_RULE, is_model_id
 from chat.config import DEFAULTS
 from chat.domain import GenerationOptions, OpenAIOptions, Route
 from chat.errors import InputError
 from chat.providers.gemini.catalog import SAFETY_THRESHOLDS, gemini_model
+from chat.providers.model_ids import MODEL_ID_RULE, is_model_id
 from chat.providers.openai.catalog import OPENAI_BACKGROUNDS, openai_model
 
 __all__ = ["AUTO", "parse_options"]

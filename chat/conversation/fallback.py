@@ -33,7 +33,7 @@ from chat.errors import (
     RateLimitedError,
     UnavailableError,
 )
-from chat.images import verify_image
+from chat.media.images import verify_image
 
 __all__ = ["FallbackPolicy", "ImageProvider", "Outcome", "RetryPolicy"]
 

@@ -1,7 +1,7 @@
 """Whether a turn may run, decided before anything is stored or sent.
 
 In order: the conversation's own budget (what it has cost plus the most the next turn could
-cost), then the visitor's rate limits and the server's daily spend cap (chat/limits.py), where
+cost), then the visitor's rate limits and the server's daily spend cap (chat/limits/guard.py), where
 a turn counts at its worst case unless the visitor's own keys cover every provider it may call.
 """
 
@@ -11,11 +11,11 @@ from collections.abc import Mapping
 
 from pydantic import SecretStr
 
-from chat.access import Actor
+from chat.conversation.fallback import ROUTES, FallbackPolicy
 from chat.domain import GenerationOptions, Turn
 from chat.errors import InputError
-from chat.fallback import ROUTES, FallbackPolicy
-from chat.limits import Guard, counted_as
+from chat.limits.guard import Guard, counted_as
+from chat.sharing.access import Actor
 
 __all__ = ["Admission", "server_cost"]
 

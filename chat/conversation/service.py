@@ -1,8 +1,8 @@
 """ChatService: a turn from the user's message to the stored answer, for the UI and the API alike.
 
-Each job is its own module: who may (chat/access.py), whether the turn may run (chat/admission.py),
-who answers (chat/fallback.py), what the outcome becomes (chat/answers.py, pure) and how turns
-are stored (chat/turns.py). This joins them in order. One conversation's turns are serialized by
+Each job is its own module: who may (chat/sharing/access.py), whether the turn may run (chat/limits/admission.py),
+who answers (chat/conversation/fallback.py), what the outcome becomes (chat/conversation/answers.py, pure) and how turns
+are stored (chat/conversation/turns.py). This joins them in order. One conversation's turns are serialized by
 a per-conversation lock; the user's turn is committed before the provider is called, so a
 failure never loses it.
 """
@@ -23,10 +23,10 @@ from pathlib import Path
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
-from chat.access import GONE, Access, Actor, Gatekeeper, Grant
-from chat.admission import Admission, server_cost
-from chat.answers import INTERNAL, answer_turn, failed_turn
 from chat.config import DEFAULTS
+from chat.conversation.answers import INTERNAL, answer_turn, failed_turn
+from chat.conversation.fallback import FallbackPolicy
+from chat.conversation.turns import NewConversation, NewImage, TurnWriter
 from chat.domain import (
     Conversation,
     GenerationOptions,
@@ -39,11 +39,11 @@ from chat.domain import (
     through_last_user_turn,
 )
 from chat.errors import AccessError, InputError
-from chat.fallback import FallbackPolicy
-from chat.images import ImageLimits, PreparedImage, mask_images, prepare_upload, read_region
-from chat.limits import Guard
+from chat.limits.admission import Admission, server_cost
+from chat.limits.guard import Guard
+from chat.media.images import ImageLimits, PreparedImage, mask_images, prepare_upload, read_region
+from chat.sharing.access import GONE, Access, Actor, Gatekeeper, Grant
 from chat.text import one_line
-from chat.turns import NewConversation, NewImage, TurnWriter
 from storage import BlobStore
 from storage import repository as repo
 

@@ -55,7 +55,7 @@ class Access(StrEnum):
 class Actor:
     owner_id: str | None  # None: a share token is all they hold
     share_token: str | None = None
-    visitor: str = ""  # the client's address, for rate limits (chat/visitors.py)
+    visitor: str = ""  # the client's address, for rate limits (chat/limits/visitors.py)
 
     def own_id(self) -> str:
         """The owner id new conversations get; refused for someone who holds only a share link."""

@@ -1,0 +1,1 @@
+"""Image bytes in and out: uploads decoded and checked, painted regions as masks and marked copies."""

@@ -1,0 +1,1 @@
+"""The process around the app: graceful shutdown, health checks, maintenance sweeps."""
