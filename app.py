@@ -96,7 +96,13 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
         proxies=TrustedProxies.for_environment(settings.trusted_proxies, os.environ),
     )
     demo = build_ui(service, library, config)
-    demo.queue(default_concurrency_limit=settings.model_concurrency, max_size=settings.queue_max_size)
+    # Queue positions go to waiting visitors once a second, not to every one of them each time any
+    # job finishes ("auto"): with 128 waiting that was 128 x 128 messages per round (bench/RESULTS.md).
+    demo.queue(
+        default_concurrency_limit=settings.model_concurrency,
+        max_size=settings.queue_max_size,
+        status_update_rate=1,
+    )
     return demo
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 
 from chat.config import DEFAULTS
 from chat.conversation.answers import INTERNAL, answer_turn, failed_turn
-from chat.conversation.fallback import FallbackPolicy
+from chat.conversation.fallback import FallbackPolicy, Outcome
 from chat.conversation.turns import NewConversation, NewImage, TurnWriter
 from chat.domain import (
     Conversation,
@@ -160,26 +160,14 @@ class ChatService:
         (the brush strokes); it becomes a mask for OpenAI and a marked copy for Gemini.
         Bad input raises InputError before anything is written.
         """
-        new: NewConversation | None = None
-        if conversation_id:
-            grant = await asyncio.to_thread(self.gate.grant, actor, conversation_id, write=True)
-        else:
-            # A new conversation is the actor's own, and must belong to someone: never to a share token.
-            grant = Grant(self._new_id(), Access.OWNER)
-            owner_id = actor.own_id()
-        images = await asyncio.to_thread(self._prepare, text, attachments)  # refuses what is not text
-        if not conversation_id:
-            new = NewConversation(grant.conversation_id, _title(text), owner_id)
         keys = keys or {}
-        existing = await asyncio.to_thread(self.writer.stored, grant.conversation_id) if new is None else None
-        await self._admit(actor, options, keys, len(images) + 1, existing)
+        grant, new, images = await asyncio.to_thread(
+            self._admitted_message, actor, conversation_id, text, attachments, options, keys
+        )
         async with self._lock(grant.conversation_id):
-            if new is None:  # read again under the lock: another turn may have landed meanwhile
-                existing = await asyncio.to_thread(self.writer.stored, grant.conversation_id)
-            target = new or existing
-            if target is None:
-                raise AccessError(GONE)  # deleted since access was granted
-            conversation = await asyncio.to_thread(self._store_message, target, text.strip(), images, painted)
+            conversation = await asyncio.to_thread(
+                self._store_message, new or grant.conversation_id, text.strip(), images, painted
+            )
             yield Step(grant, conversation)
             yield Step(grant, await self._answer(conversation, options, keys))
 
@@ -196,10 +184,8 @@ class ChatService:
         A variant is a new answer after the previous one; replay uses the newest answer,
         and the user's message is never duplicated.
         """
-        grant = await asyncio.to_thread(self.gate.grant, actor, conversation_id, write=True)
         keys = keys or {}
-        stored = await asyncio.to_thread(self.writer.stored, conversation_id)
-        await self._admit(actor, options, keys, 2, stored)
+        grant = await asyncio.to_thread(self._admitted_retry, actor, conversation_id, options, keys)
         async with self._lock(conversation_id):
             conversation = await asyncio.to_thread(self.writer.stored, conversation_id)
             if conversation is None or not any(t.role is Role.USER for t in conversation.turns):
@@ -216,18 +202,47 @@ class ChatService:
 
     # --- steps ---------------------------------------------------------------------------
 
-    async def _admit(
+    # Each step below is blocking and runs in one worker-thread hop: a turn hands off to a thread
+    # three times (before the lock, the message, the answer), not once per query.
+
+    def _admitted_message(
+        self,
+        actor: Actor,
+        conversation_id: str | None,
+        text: str,
+        attachments: Sequence[Attachment],
+        options: GenerationOptions,
+        keys: Mapping[str, SecretStr],
+    ) -> tuple[Grant, NewConversation | None, list[PreparedImage]]:
+        """Who may write, the message's checks and admission: everything decided before the lock."""
+        if conversation_id:
+            grant, owner_id = self.gate.grant(actor, conversation_id, write=True), None
+        else:
+            # A new conversation is the actor's own, and must belong to someone: never to a share token.
+            grant, owner_id = Grant(self._new_id(), Access.OWNER), actor.own_id()
+        images = self._prepare(text, attachments)  # refuses what is not text, before a title is made of it
+        new = NewConversation(grant.conversation_id, _title(text), owner_id) if owner_id else None
+        self._admit(actor, options, keys, len(images) + 1, None if new else grant.conversation_id)
+        return grant, new, images
+
+    def _admitted_retry(
+        self, actor: Actor, conversation_id: str, options: GenerationOptions, keys: Mapping[str, SecretStr]
+    ) -> Grant:
+        grant = self.gate.grant(actor, conversation_id, write=True)
+        self._admit(actor, options, keys, 2, conversation_id)
+        return grant
+
+    def _admit(
         self,
         actor: Actor,
         options: GenerationOptions,
         keys: Mapping[str, SecretStr],
         input_images: int,
-        conversation: Conversation | None,
+        conversation_id: str | None,
     ) -> None:
-        spent = conversation.cost_usd() if conversation else 0.0
-        await asyncio.to_thread(
-            self._admission.admit, actor, options, keys, input_images=input_images, spent=spent
-        )
+        stored = self.writer.stored(conversation_id) if conversation_id else None
+        spent = stored.cost_usd() if stored else 0.0
+        self._admission.admit(actor, options, keys, input_images=input_images, spent=spent)
 
     def _prepare(self, text: str, attachments: Sequence[Attachment]) -> list[PreparedImage]:
         if not isinstance(text, str):  # an API caller may send any JSON
@@ -248,12 +263,19 @@ class ChatService:
 
     def _store_message(
         self,
-        conversation: Conversation | NewConversation,
+        to: NewConversation | str,
         text: str,
         uploads: list[PreparedImage],
         painted: bytes | None,
     ) -> Conversation:
-        """The user's turn: their photos, the painted region as a marked copy and a mask, their text."""
+        """The user's turn: their photos, the painted region as a marked copy and a mask, their text.
+
+        ``to`` is a new conversation, or the id of a stored one, read here under its lock (another
+        turn may have landed since access was granted).
+        """
+        conversation = self.writer.stored(to) if isinstance(to, str) else to
+        if conversation is None:
+            raise AccessError(GONE)  # deleted since access was granted
         images = [NewImage.of(upload.data, upload.mime_type) for upload in uploads]
         parts: list[Part] = [image.part(role=ImageRole.INPUT) for image in images]
         if painted:
@@ -275,15 +297,28 @@ class ChatService:
         self, conversation: Conversation, options: GenerationOptions, keys: Mapping[str, SecretStr]
     ) -> Conversation:
         started = time.monotonic()
-        images: list[NewImage] = []
         try:
             history = through_last_user_turn(conversation.turns)
-            outcome = await self._policy.answer(history, options, self._load_image, keys=keys)
-            turn, images = await asyncio.to_thread(
-                answer_turn, outcome, options, model_for=self._policy.model_for, now=self._clock()
-            )
+            outcome: Outcome | None = await self._policy.answer(history, options, self._load_image, keys=keys)
         except Exception:
             log.exception("turn failed in conversation %s", conversation.id)
+            outcome = None
+        return await asyncio.to_thread(self._record, conversation, outcome, options, started)
+
+    def _record(
+        self, conversation: Conversation, outcome: Outcome | None, options: GenerationOptions, started: float
+    ) -> Conversation:
+        """The answer (or why there is none) stored with what it cost on the server's keys."""
+        images: list[NewImage] = []
+        turn = None
+        if outcome is not None:
+            try:
+                turn, images = answer_turn(
+                    outcome, options, model_for=self._policy.model_for, now=self._clock()
+                )
+            except Exception:
+                log.exception("turn failed in conversation %s", conversation.id)
+        if turn is None:
             turn = failed_turn(
                 "internal",
                 INTERNAL,
@@ -296,7 +331,7 @@ class ChatService:
         log.info(
             turn_log_line(conversation.id, turn, latency_ms=(time.monotonic() - started) * 1000, cost=cost)
         )
-        return await asyncio.to_thread(self.writer.append, conversation, [turn], images, server_cost=cost)
+        return self.writer.append(conversation, [turn], images, server_cost=cost)
 
     def _load_image(self, part: ImagePart) -> bytes:
         return self._blobs.read(part.sha256, part.mime_type)

@@ -80,10 +80,17 @@ class ApiHandlers:
         """
         new_key = "" if key or conversation_id else new_owner_id()
         try:
-            actor = await self._actor(key or new_key, request)
+            # A key made just now is nobody's share token: no need to look it up.
+            actor = (
+                Actor(new_key, visitor=self._address(request)) if new_key else await self._actor(key, request)
+            )
             parsed = self._parse(options)
             paths = [file_path(f) for f in images or []]
-            attachments = await asyncio.to_thread(read_uploads, paths, max_bytes=self._max_upload_bytes)
+            attachments = (
+                await asyncio.to_thread(read_uploads, paths, max_bytes=self._max_upload_bytes)
+                if paths
+                else []
+            )
             painted = None
             if mask is not None:
                 [mask_file] = await asyncio.to_thread(
@@ -200,10 +207,13 @@ class ApiHandlers:
         """Who is calling: a share token is only ever a token; any other well-formed key is an owner key."""
         if not isinstance(key, str) or not OWNER_ID.fullmatch(key):
             raise AccessError(BAD_KEY)
-        address = client_address(request, self._proxies)
+        address = self._address(request)
         if await asyncio.to_thread(self._gate.is_share_token, key):
             return Actor(owner_id=None, share_token=key, visitor=address)
         return Actor(owner_id=key, visitor=address)
+
+    def _address(self, request: gr.Request | None) -> str:
+        return client_address(request, self._proxies)
 
 
 def _refuse(endpoint: str, exc: RetouchError) -> NoReturn:
