@@ -49,27 +49,13 @@ def answer_turn(
             return _answered(reply, options, outcome.attempts, notice=notice, now=now)
         except ValueError:  # an image in the answer does not decode
             corrupt = UnavailableError(reply.provider, "the image in the answer was corrupt")
-            turn = failed_turn(
-                corrupt.kind,
-                corrupt.user_message(),
-                options,
-                provider=reply.provider,
-                model_for=model_for,
-                attempts=outcome.attempts,
-                now=now,
-            )
-            return turn, []
-    if outcome.error is None:
+            kind, message, provider = corrupt.kind, corrupt.user_message(), reply.provider
+    elif outcome.error is not None:
+        kind, message, provider = outcome.error.kind, outcome.user_message(), outcome.error.provider
+    else:
         raise LookupError("no provider is available for this route")
-    error = outcome.error
     turn = failed_turn(
-        error.kind,
-        outcome.user_message(),
-        options,
-        provider=error.provider,
-        model_for=model_for,
-        attempts=outcome.attempts,
-        now=now,
+        kind, message, options, provider=provider, model_for=model_for, attempts=outcome.attempts, now=now
     )
     return turn, []
 

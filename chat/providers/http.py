@@ -24,6 +24,7 @@ from chat.providers.model_ids import MODEL_ID_RULE, is_model_id
 
 __all__ = [
     "api_key_for",
+    "call_timeout",
     "checked_model",
     "json_or_none",
     "map_transport_errors",
@@ -41,6 +42,11 @@ def parse_duration(value: object) -> float | None:
     if isinstance(value, str) and (match := _DURATION.match(value)):
         return float(match.group(1))
     return None
+
+
+def call_timeout(seconds: float) -> httpx.Timeout:
+    """A model call's timeout: the whole call may take ``seconds``; connecting, at most 15 of them."""
+    return httpx.Timeout(seconds, connect=min(seconds, 15.0))
 
 
 def api_key_for(provider: str, env_name: str, visitor: SecretStr | None, server: SecretStr | None) -> str:

@@ -22,7 +22,7 @@ from chat.providers.gemini.wire import (
     error_from_response,
 )
 from chat.providers.gemini.wire import parse_response as parse_reply
-from chat.providers.http import api_key_for, checked_model, map_transport_errors, read_reply
+from chat.providers.http import api_key_for, call_timeout, checked_model, map_transport_errors, read_reply
 
 __all__ = ["GeminiClient"]
 
@@ -49,7 +49,7 @@ class GeminiClient:
         self._api_key = api_key
         self._base_url = base_url.rstrip("/")
         self._api_version = api_version
-        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 15.0))
+        self._timeout = call_timeout(timeout_s)
 
     @property
     def configured(self) -> bool:

@@ -17,7 +17,7 @@ from chat.config import DEFAULTS
 from chat.domain import GenerationOptions, ImagePart, OpenAIOptions, ProviderReply, Turn, extension_for
 from chat.errors import InputError
 from chat.media.images import image_size
-from chat.providers.http import api_key_for, checked_model, map_transport_errors, read_reply
+from chat.providers.http import api_key_for, call_timeout, checked_model, map_transport_errors, read_reply
 from chat.providers.openai.prices import worst_case_cost
 from chat.providers.openai.wire import (
     PROVIDER,
@@ -54,7 +54,7 @@ class OpenAIImagesClient:
         self._api_key = api_key
         self._base_url = base_url.rstrip("/")
         self._default_model = default_model
-        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 15.0))
+        self._timeout = call_timeout(timeout_s)
         self._safety_identifier = safety_identifier
 
     @property
