@@ -23,6 +23,9 @@ from chat.domain import Conversation, ImagePart
 __all__ = ["FileMaker"]
 
 KEEP_SECONDS = 3600
+THUMBNAIL_SIDE = (
+    256  # "My conversations" shows small tiles: a 3 MB master there costs Gradio a hash per render
+)
 
 
 class FileMaker:
@@ -54,7 +57,24 @@ class FileMaker:
         return str(target)
 
     def thumbnail(self, part: ImagePart | None) -> str:
-        return self.image(part) if part else str(self._placeholder)
+        """A small WebP of a stored image (made once, then reused like a staged copy): call after checking access."""
+        if part is None:
+            return str(self._placeholder)
+        target = self._staged / f"thumbnail-{part.sha256}.webp"
+        try:
+            os.utime(target)
+            return str(target)
+        except FileNotFoundError:
+            pass
+        partial = self._staged / f".{secrets.token_hex(8)}.part"
+        with Image.open(self._image_path(part)) as image:
+            small = image.convert(
+                "RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB"
+            )
+            small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+            small.save(partial, format="WEBP", quality=80)
+        os.replace(partial, target)
+        return str(target)
 
     def compare(self, conversation: Conversation | None, index: int | None) -> tuple[str, str] | None:
         """(the image before this version, this version) for the before/after slider."""
