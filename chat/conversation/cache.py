@@ -52,7 +52,8 @@ def request_key(provider: str, model: str, history: Sequence[Turn], options: Gen
         }
         for turn in history
     ]
-    payload = {"provider": provider, "model": model, "options": options.to_dict(), "history": replayed}
+    sent = {key: value for key, value in options.to_dict().items() if key != "budget_usd"}  # never sent
+    payload = {"provider": provider, "model": model, "options": sent, "history": replayed}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
