@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, SQLModel, col, select
 
 from chat.domain import (
     Attempt,
@@ -260,25 +261,23 @@ def save_image(
     size_bytes: int,
     now: datetime,
 ) -> None:
-    """Record an image stored in the BlobStore; a second call for the same sha is a no-op."""
+    """Record an image stored in the BlobStore; a second call for the same sha is a no-op.
+
+    One statement (``INSERT … ON CONFLICT DO NOTHING``): two sessions storing the same image at
+    once both succeed, and neither reads first.
+    """
     validate_sha256(sha256)
-    if session.get(ImageRow, sha256) is not None:
-        return
-    row = ImageRow(
-        sha256=sha256,
-        mime_type=mime_type,
-        width=width,
-        height=height,
-        size_bytes=size_bytes,
-        created_at=aware_utc(now),
+    values = {
+        "sha256": sha256,
+        "mime_type": mime_type,
+        "width": width,
+        "height": height,
+        "size_bytes": size_bytes,
+        "created_at": aware_utc(now),
+    }
+    session.execute(
+        _insert(session, ImageRow).values(values).on_conflict_do_nothing(index_elements=["sha256"])
     )
-    try:
-        # A savepoint, so losing an insert race with another session keeps our transaction alive.
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        if session.get(ImageRow, sha256) is None:
-            raise
 
 
 def list_conversations(
@@ -365,14 +364,11 @@ def spent_on(*, session: Session, day: str) -> float:
 
 
 def add_spend(*, session: Session, day: str, usd: float) -> float:
-    """Add to a day's spend and return the new total."""
-    row = session.get(DailySpendRow, day)
-    if row is None:
-        row = DailySpendRow(day=day, usd=0.0)
-        session.add(row)
-    row.usd += usd
-    session.flush()
-    return row.usd
+    """Add to a day's spend and return the new total, in one atomic upsert (no read, no lost update)."""
+    insert = _insert(session, DailySpendRow).values(day=day, usd=usd)
+    total = col(DailySpendRow.usd)
+    upsert = insert.on_conflict_do_update(index_elements=["day"], set_={"usd": total + insert.excluded.usd})
+    return float(session.execute(upsert.returning(total)).scalar_one())
 
 
 def claim_conversation(*, session: Session, conversation_id: str, owner_id: str) -> None:
@@ -473,6 +469,16 @@ def delete_conversation(*, session: Session, conversation_id: str) -> bool:
     result = session.exec(delete(ConversationRow).where(col(ConversationRow.id) == conversation_id))
     session.flush()
     return bool(result.rowcount)
+
+
+def _insert(session: Session, table: type[SQLModel]) -> Any:
+    """The dialect's INSERT, which knows ``ON CONFLICT`` (SQLite and PostgreSQL spell it alike)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"no upsert for the {dialect} dialect")
 
 
 def _check_owner(owner_id: str) -> None:
