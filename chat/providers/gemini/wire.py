@@ -340,6 +340,5 @@ def error_from_response(status: int, body: Any) -> ProviderError:
 def _error_object(body: Any) -> Mapping[str, Any]:
     if isinstance(body, list) and body:
         body = body[0]
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return body["error"]
-    return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
