@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import gradio as gr
 
@@ -121,7 +120,7 @@ class LibraryHandlers:
             value=path, visible=True
         ), f"Exported {len(data) / 1e6:.1f} MB: images and a JSON transcript."
 
-    async def on_import(self, owner: str, upload: Any, request: gr.Request) -> PageUpdate:
+    async def on_import(self, owner: str, upload: object, request: gr.Request) -> PageUpdate:
         actor = Actor(owner)
         try:
             [zip_file] = await asyncio.to_thread(read_uploads, [upload], max_bytes=MAX_IMPORT_BYTES)
