@@ -337,7 +337,7 @@ def error_from_response(status: int, body: object) -> ProviderError:
     return BadRequestError(PROVIDER, detail, status_code=status)
 
 
-def _error_object(body: Any) -> Mapping[str, Any]:
+def _error_object(body: object) -> Mapping[str, Any]:
     if isinstance(body, list) and body:
         body = body[0]
     error = body.get("error") if isinstance(body, dict) else None
