@@ -204,7 +204,7 @@ class ImageData:
 ReplyPart = TextPart | ImageData
 
 
-def token_count(value: Any) -> int:
+def token_count(value: object) -> int:
     """A token count as a provider reported it; anything but a positive integer counts as none."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
@@ -251,7 +251,7 @@ class Route(StrEnum):
     OPENAI = "openai"
 
 
-def _text(value: Any) -> bool:
+def _text(value: object) -> bool:
     return isinstance(value, str)
 
 
@@ -259,7 +259,7 @@ def _text(value: Any) -> bool:
 #: Only what a provider must get back: Gemini's ``thoughtSignature`` (also spelt the proto way) beside
 #: the part's one data field (gemini-api.md §2, §4). Nothing else is kept: a key such as ``inlineData``
 #: or ``text``, replayed beside the part, would replace the part's own data on the wire.
-KNOWN_METADATA: Mapping[str, Mapping[str, Callable[[Any], bool]]] = MappingProxyType(
+KNOWN_METADATA: Mapping[str, Mapping[str, Callable[[object], bool]]] = MappingProxyType(
     {"gemini": MappingProxyType({"thoughtSignature": _text, "thought_signature": _text})}
 )
 

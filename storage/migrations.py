@@ -295,7 +295,7 @@ _SIGNATURE_KEYS = ("thoughtSignature", "thought_signature")
 def _m007_usage(provider: str | None, raw: dict[str, Any], cost: float | None) -> dict[str, Any]:
     """Gemini's usageMetadata or OpenAI's usage as the neutral counts (frozen here, as they were read)."""
 
-    def count(value: Any) -> int:
+    def count(value: object) -> int:
         return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
     if provider == "gemini":

@@ -114,7 +114,7 @@ def _openai(data: Mapping[str, Any], default_model: str) -> OpenAIOptions:
     )
 
 
-def _model_id(label: str, value: Any, default: str) -> str:
+def _model_id(label: str, value: object, default: str) -> str:
     """The id asked for (blank or "auto": the default), exactly as given: it ends up in a URL path.
 
     Surrounding spaces are refused rather than trimmed, so what is checked is what would be sent.
@@ -149,7 +149,7 @@ def _as_int(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
-def _choice(label: str, value: Any, allowed: tuple[str, ...], model_id: str) -> str | None:
+def _choice(label: str, value: object, allowed: tuple[str, ...], model_id: str) -> str | None:
     if value is None or value == "" or value == AUTO:
         return None
     if value not in allowed:
@@ -160,7 +160,7 @@ def _choice(label: str, value: Any, allowed: tuple[str, ...], model_id: str) -> 
     return str(value)
 
 
-def _stop_sequences(value: Any) -> tuple[str, ...]:
+def _stop_sequences(value: object) -> tuple[str, ...]:
     """One per line of a text, or a list of texts; blank ones are dropped."""
     if value is None:
         return ()
@@ -178,7 +178,7 @@ def _stop_sequences(value: Any) -> tuple[str, ...]:
     return cleaned
 
 
-def _shown(value: Any) -> str:
+def _shown(value: object) -> str:
     """A refused value quoted on one line: control characters escaped, cut when long."""
     text = repr(value)[1:-1] if isinstance(value, str) else str(value)
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "\u2026"

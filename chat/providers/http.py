@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
@@ -94,7 +95,7 @@ async def read_reply(
     *,
     api_key: str,
     error: Callable[[object], ProviderError],
-    parse: Callable[[dict], ProviderReply],
+    parse: Callable[[dict[str, Any]], ProviderReply],
 ) -> ProviderReply:
     """The answer decoded and parsed in a worker thread: an answer with a 1K image is ~3 MB of JSON
     (~4 ms), and the event loop serves every other request meanwhile. A status other than 200
@@ -111,7 +112,7 @@ def _read_reply(
     response: httpx.Response,
     provider: str,
     error: Callable[[object], ProviderError],
-    parse: Callable[[dict], ProviderReply],
+    parse: Callable[[dict[str, Any]], ProviderReply],
 ) -> ProviderReply:
     payload = json_or_none(response)
     if response.status_code != 200:

@@ -6,6 +6,7 @@ Each provider's models and what they accept are in its own package (``chat.provi
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 __all__ = ["MODEL_ID_MAX_CHARS", "MODEL_ID_RULE", "is_model_id"]
 
@@ -24,6 +25,6 @@ MODEL_ID_RULE = (
 )
 
 
-def is_model_id(value: object) -> bool:
+def is_model_id(value: object) -> TypeGuard[str]:
     """Whether ``value`` is shaped like a model id (``MODEL_ID_RULE``), whole string, no trimming."""
     return isinstance(value, str) and len(value) <= MODEL_ID_MAX_CHARS and bool(_MODEL_ID.fullmatch(value))

@@ -688,8 +688,10 @@ def _described(error: Mapping[str, Any]) -> tuple[str, str]:
         where, loc = f"turn {loc[1] + 1}", loc[2:]
         while loc:
             head = loc.pop(0)
-            if head in _CONTAINERS and loc and isinstance(loc[0], int):
-                where += f", {_CONTAINERS[head]} {loc.pop(0) + 1}"
+            index = loc[0] if loc else None  # by name: mypy would keep loc[0] narrowed after the pop
+            if head in _CONTAINERS and isinstance(index, int):
+                loc.pop(0)
+                where += f", {_CONTAINERS[head]} {index + 1}"
                 if head == "parts" and loc and loc[0] in ("text", "image"):
                     loc.pop(0)  # the discriminator's tag
             elif head == "error" and (not loc or error["type"] != "model_type"):

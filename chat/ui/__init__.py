@@ -30,7 +30,8 @@ SET_URL_JS = """(id, token) => {
 
 def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfig) -> gr.Blocks:
     # Gradio's copies of what a page showed go after an hour unused (checked every 15 minutes).
-    with gr.Blocks(title="Retouch", delete_cache=(900, 3600)) as demo:
+    demo = gr.Blocks(title="Retouch", delete_cache=(900, 3600))
+    with demo:  # not `as demo`: Blocks.__enter__ is untyped, so that name would be Any
         ui = build_layout(
             config.default_model,
             config.default_openai_model,

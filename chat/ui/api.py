@@ -64,13 +64,13 @@ class ApiHandlers:
         conversation_id: str,
         text: str,
         images: list[gr.FileData] | None = None,
-        options: dict | None = None,
+        options: dict[str, Any] | None = None,
         mask: gr.FileData | None = None,
         key: str = "",
         gemini_key: str = "",
         openai_key: str = "",
         request: gr.Request | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Send a message ("" as conversation_id starts a new one); returns the transcript.
 
         images: photos to attach. mask: a PNG the size of the current image whose transparent
@@ -117,12 +117,12 @@ class ApiHandlers:
     async def retry(
         self,
         conversation_id: str,
-        options: dict | None = None,
+        options: dict[str, Any] | None = None,
         key: str = "",
         gemini_key: str = "",
         openai_key: str = "",
         request: gr.Request | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Answer the last message again (after a failure, or for another variant); returns the transcript."""
         try:
             actor = await self._actor(key, request)
@@ -133,7 +133,7 @@ class ApiHandlers:
             _refuse("retry", exc)
         return to_transcript(final)
 
-    async def conversation(self, conversation_id: str, key: str = "") -> dict:
+    async def conversation(self, conversation_id: str, key: str = "") -> dict[str, Any]:
         """The stored transcript of a conversation."""
         try:
             return to_transcript(await self._service.load(await self._actor(key), conversation_id))
@@ -173,7 +173,7 @@ class ApiHandlers:
         key: str = "",
         owner_key: str = "",
         request: gr.Request | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Copy a conversation (up to turn index ``through_turn``, or all with -1) into one of your own.
 
         key: your owner key, or a share token of the conversation; with a share token, owner_key
@@ -190,7 +190,7 @@ class ApiHandlers:
             _refuse("fork", exc)
         return to_transcript(copy)
 
-    async def conversations(self, key: str, query: str = "") -> list[dict]:
+    async def conversations(self, key: str, query: str = "") -> list[dict[str, Any]]:
         """Your conversations, newest first."""
         try:
             summaries = await self._library.list(await self._actor(key), query)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.blocks import Block
 from pydantic import SecretStr
 
 from chat.config import DEFAULTS
@@ -34,9 +35,13 @@ from chat.ui.layout import Layout, model_choices
 from chat.ui.render import chat_label, to_messages, versions
 from chat.ui.uploads import read_uploads
 
-__all__ = ["Handlers", "Show", "Shown", "UIConfig", "client_address", "log_refusal"]
+__all__ = ["Handlers", "PageUpdate", "Show", "Shown", "UIConfig", "client_address", "log_refusal"]
 
 log = logging.getLogger("retouch.ui")
+
+#: What a handler returns: the parts of the page it changed, each with its new value or a
+#: component carrying new properties (Gradio applies it to the outputs it names).
+PageUpdate = dict[Block, Any]
 
 NO_KEYS = (
     "To start, paste your Gemini API key (free at https://aistudio.google.com/apikey) under "
@@ -111,7 +116,7 @@ class Handlers:
     # --- what every view update touches --------------------------------------------------------
 
     @property
-    def view_outputs(self) -> list[Any]:
+    def view_outputs(self) -> list[Block]:
         ui, lib = self._ui, self._ui.library
         return [
             ui.chatbot,
@@ -144,11 +149,11 @@ class Handlers:
         request: gr.Request | None = None,
         working_model: str | None = None,
         links: Sequence[ShareLink] | None = None,
-    ) -> dict[Any, Any]:
+    ) -> PageUpdate:
         """The parts of the page ``show`` names, for one conversation (or none) as ``shown.actor``
         may see it, from what the caller already holds: only links and the gallery are read.
         ``links`` are the open conversation's, if the caller knows them (a new one has none)."""
-        update: dict[Any, Any] = {self._ui.status: status, self._ui.owner: shown.actor.owner_id}
+        update: PageUpdate = {self._ui.status: status, self._ui.owner: shown.actor.owner_id}
         if Show.CHAT in show:
             update |= self._chat(shown, working_model)
         if Show.ACCESS in show:
@@ -161,7 +166,7 @@ class Handlers:
             update |= await self.gallery(shown.actor)
         return update
 
-    def _chat(self, shown: Shown, working_model: str | None) -> dict[Any, Any]:
+    def _chat(self, shown: Shown, working_model: str | None) -> PageUpdate:
         ui, conversation = self._ui, shown.conversation
         image = conversation.latest_image() if conversation else None
         unanswered = bool(conversation and conversation.turns and conversation.turns[-1].role is Role.USER)
@@ -177,7 +182,7 @@ class Handlers:
             ui.painter: gr.ImageEditor(value=self._files.image(image) if image else None),
         }
 
-    def _rights(self, shown: Shown) -> dict[Any, Any]:
+    def _rights(self, shown: Shown) -> PageUpdate:
         ui, lib, conversation, access = self._ui, self._ui.library, shown.conversation, shown.access
         owner = access is Access.OWNER or conversation is None
         writable = access is None or access.can_write()
@@ -190,7 +195,7 @@ class Handlers:
             lib.title: conversation.title if conversation else "",
         }
 
-    def _versions(self, conversation: Conversation | None) -> dict[Any, Any]:
+    def _versions(self, conversation: Conversation | None) -> PageUpdate:
         choices = [(label, seq) for label, seq in versions(conversation)] if conversation else []
         slider = self._ui.versions.slider
         return {
@@ -200,7 +205,7 @@ class Handlers:
 
     async def _links(
         self, shown: Shown, request: gr.Request | None, links: Sequence[ShareLink] | None
-    ) -> dict[Any, Any]:
+    ) -> PageUpdate:
         lib = self._ui.library
         text, choices = "", []
         if shown.grant is not None and shown.access is Access.OWNER:
@@ -213,7 +218,7 @@ class Handlers:
             choices = [(f"{link.kind} \u2026{link.token[-6:]}", link.token) for link in links]
         return {lib.links: text, lib.revoke_choice: gr.Dropdown(choices=choices, value=None)}
 
-    async def gallery(self, actor: Actor, query: str = "") -> dict[Any, Any]:
+    async def gallery(self, actor: Actor, query: str = "") -> PageUpdate:
         """ "My conversations", each with the image its chat shows last (stored on its row)."""
         summaries = await self._library.list(actor, query)
         items = [(self._files.thumbnail(s.thumbnail), s.title) for s in summaries]
@@ -221,7 +226,7 @@ class Handlers:
 
     # --- page ----------------------------------------------------------------------------
 
-    async def on_load(self, owner_id: str, request: gr.Request) -> dict[Any, Any]:
+    async def on_load(self, owner_id: str, request: gr.Request) -> PageUpdate:
         """Open what the URL names: ?c=<id> (your own) or ?s=<token> (shared with you)."""
         token = (request.query_params.get("s") or "").strip() or None
         conversation_id = (request.query_params.get("c") or "").strip()
@@ -240,7 +245,7 @@ class Handlers:
             shown = Shown(Actor(owner_id))
         return await self.view(shown, status=status, request=request)
 
-    async def on_new(self, owner: str) -> dict[Any, Any]:
+    async def on_new(self, owner: str) -> PageUpdate:
         """An empty page; "My conversations" has not changed."""
         view = await self.view(
             Shown(Actor(owner)), Show.ALL & ~Show.GALLERY, status=self._config.key_status()
@@ -249,7 +254,7 @@ class Handlers:
 
     async def on_open(
         self, owner: str, ids: list[str], evt: gr.SelectData, request: gr.Request
-    ) -> dict[Any, Any]:
+    ) -> PageUpdate:
         """A click in "My conversations" (which stays as it is)."""
         actor = Actor(owner)
         try:
@@ -259,7 +264,7 @@ class Handlers:
             return await self.view(Shown(actor), status=message, request=request)
         return await self.view(Shown(actor, conversation, grant), Show.ALL & ~Show.GALLERY, request=request)
 
-    def on_model_change(self, model_id: str) -> tuple[Any, Any]:
+    def on_model_change(self, model_id: str) -> tuple[gr.Dropdown, gr.Dropdown]:
         ratios, sizes = model_choices(model_id)
         return gr.Dropdown(choices=ratios, value="auto"), gr.Dropdown(choices=sizes, value="auto")
 
@@ -268,15 +273,15 @@ class Handlers:
     async def on_submit(
         self,
         request: gr.Request,
-        message: dict | None,
+        message: dict[str, Any] | None,
         conversation_id: str,
         share_token: str,
         owner: str,
-        painter: dict | None,
+        painter: dict[str, Any] | None,
         gemini_key: str,
         openai_key: str,
         **options: Any,
-    ) -> AsyncIterator[dict[Any, Any]]:
+    ) -> AsyncIterator[PageUpdate]:
         """Yields the page twice: with the message stored (and a "working" bubble), then answered.
 
         Inputs come by name (``inputs_kwargs``), the options under the names parse_options takes.
@@ -319,7 +324,7 @@ class Handlers:
         gemini_key: str,
         openai_key: str,
         **options: Any,
-    ) -> AsyncIterator[dict[Any, Any]]:
+    ) -> AsyncIterator[PageUpdate]:
         actor = Actor(owner, share_token or None, client_address(request, self._config.proxies))
         try:
             parsed = self._options(options)
@@ -335,7 +340,7 @@ class Handlers:
         except RetouchError as exc:
             yield await self._refusal(actor, conversation_id, exc)
 
-    async def _refusal(self, actor: Actor, conversation_id: str, exc: RetouchError) -> dict[Any, Any]:
+    async def _refusal(self, actor: Actor, conversation_id: str, exc: RetouchError) -> PageUpdate:
         """Show why, for this moment only: nothing of a refused message is stored; the box keeps it."""
         log_refusal("turn", exc)
         shown, show = Shown(actor), Show.ALL
@@ -404,7 +409,7 @@ def _working_model(options: GenerationOptions) -> str:
     return (options.openai.model or "OpenAI") if options.route is Route.OPENAI else options.model
 
 
-def _painted(painter: dict | None) -> bytes | None:
+def _painted(painter: dict[str, Any] | None) -> bytes | None:
     """The brush strokes of the painter as a white-on-black PNG, or None if nothing was painted."""
     if not painter or painter.get("background") is None:
         return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import gradio as gr
 
@@ -12,7 +12,7 @@ from chat.domain import Conversation
 from chat.errors import InputError, RetouchError
 from chat.sharing.access import Access, Actor, Grant
 from chat.sharing.library import ConversationLibrary
-from chat.ui.events import Handlers, Show, Shown, log_refusal
+from chat.ui.events import Handlers, PageUpdate, Show, Shown, log_refusal
 from chat.ui.files import FileMaker
 from chat.ui.render import versions
 from chat.ui.uploads import read_uploads
@@ -31,36 +31,38 @@ class LibraryHandlers:
         self._library = library
         self._files = files
 
-    async def on_search(self, owner: str, query: str) -> dict:
+    async def on_search(self, owner: str, query: str) -> PageUpdate:
         return await self._page.gallery(Actor(owner), query if isinstance(query, str) else "")
 
-    async def on_rename(self, owner: str, conversation_id: str, title: str, request: gr.Request) -> dict:
+    async def on_rename(
+        self, owner: str, conversation_id: str, title: str, request: gr.Request
+    ) -> PageUpdate:
         return await self._owner_action(owner, conversation_id, request, RENAMED, self._library.rename, title)
 
-    async def on_share_view(self, owner: str, conversation_id: str, request: gr.Request) -> dict:
+    async def on_share_view(self, owner: str, conversation_id: str, request: gr.Request) -> PageUpdate:
         return await self._owner_action(
             owner, conversation_id, request, Show.LINKS, self._library.share, "view"
         )
 
-    async def on_share_continue(self, owner: str, conversation_id: str, request: gr.Request) -> dict:
+    async def on_share_continue(self, owner: str, conversation_id: str, request: gr.Request) -> PageUpdate:
         share = self._library.share
         return await self._owner_action(owner, conversation_id, request, Show.LINKS, share, "continue")
 
     async def on_duplicate(
         self, owner: str, conversation_id: str, share_token: str, request: gr.Request
-    ) -> dict:
+    ) -> PageUpdate:
         return await self.on_fork(owner, conversation_id, share_token, None, request)
 
     async def on_revoke(
         self, owner: str, conversation_id: str, token: str | None, request: gr.Request
-    ) -> dict:
+    ) -> PageUpdate:
         if not token:
             return await self._page.view(Shown(Actor(owner)), Show(0), status="Choose a link to revoke.")
         return await self._owner_action(
             owner, conversation_id, request, Show.LINKS, self._library.revoke, token
         )
 
-    async def on_delete(self, owner: str, conversation_id: str) -> dict:
+    async def on_delete(self, owner: str, conversation_id: str) -> PageUpdate:
         actor = Actor(owner)
         try:
             await self._library.delete(actor, conversation_id)
@@ -72,7 +74,7 @@ class LibraryHandlers:
 
     async def on_fork(
         self, owner: str, conversation_id: str, share_token: str, through: int | None, request: gr.Request
-    ) -> dict:
+    ) -> PageUpdate:
         """ "Duplicate" (through=None) or "Edit from here" (a version's turn index)."""
         actor = Actor(owner, share_token or None)
         try:
@@ -90,7 +92,7 @@ class LibraryHandlers:
 
     async def on_version(
         self, owner: str, conversation_id: str, share_token: str, index: int | None
-    ) -> tuple:
+    ) -> tuple[tuple[str, str] | None, gr.DownloadButton]:
         actor = Actor(owner, share_token or None)
         if index is None or not conversation_id:
             return None, gr.DownloadButton(value=None)
@@ -105,7 +107,7 @@ class LibraryHandlers:
         png = await asyncio.to_thread(self._files.png, conversation, index, labels[index])
         return self._files.compare(conversation, index), gr.DownloadButton(value=png)
 
-    async def on_export(self, owner: str, conversation_id: str, share_token: str) -> tuple[Any, str]:
+    async def on_export(self, owner: str, conversation_id: str, share_token: str) -> tuple[gr.File, str]:
         if not conversation_id:
             return gr.File(visible=False), "Open a conversation to export it."
         try:
@@ -118,7 +120,7 @@ class LibraryHandlers:
             value=path, visible=True
         ), f"Exported {len(data) / 1e6:.1f} MB: images and a JSON transcript."
 
-    async def on_import(self, owner: str, upload: Any, request: gr.Request) -> dict:
+    async def on_import(self, owner: str, upload: object, request: gr.Request) -> PageUpdate:
         actor = Actor(owner)
         try:
             [zip_file] = await asyncio.to_thread(read_uploads, [upload], max_bytes=MAX_IMPORT_BYTES)
@@ -130,7 +132,15 @@ class LibraryHandlers:
         status = f"Imported \u201c{conversation.title}\u201d ({len(conversation.turns)} turns)."
         return await self._page.view(_own(owner, conversation), status=status, request=request, links=())
 
-    async def _owner_action(self, owner, conversation_id, request, changed: Show, action, *args) -> dict:
+    async def _owner_action(
+        self,
+        owner: str,
+        conversation_id: str,
+        request: gr.Request,
+        changed: Show,
+        action: Callable[[Actor, str, str], Awaitable[object]],
+        *args: str,
+    ) -> PageUpdate:
         """Do it, then show what it ``changed``; a refusal shows the conversation afresh (or none)."""
         actor = Actor(owner)
         try:
@@ -145,8 +155,14 @@ class LibraryHandlers:
         return await self._show(actor, conversation_id, request, changed)
 
     async def _show(
-        self, actor: Actor, conversation_id: str, request, show: Show = Show.ALL, *, status: str = ""
-    ) -> dict:
+        self,
+        actor: Actor,
+        conversation_id: str,
+        request: gr.Request,
+        show: Show = Show.ALL,
+        *,
+        status: str = "",
+    ) -> PageUpdate:
         try:
             grant, conversation = await self._service.open(actor, conversation_id)
         except RetouchError as exc:

@@ -19,5 +19,5 @@ def owner_state(secret: str) -> gr.BrowserState:
     new one. (Set on the instance: Gradio writes a ``.pyi`` file next to any Component subclass.)
     """
     state = gr.BrowserState(None, storage_key="retouch-owner", secret=secret)
-    state.preprocess = browser_owner_id  # type: ignore[assignment]
+    state.preprocess = browser_owner_id  # type: ignore[method-assign, assignment]  # per instance: see above
     return state

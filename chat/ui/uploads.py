@@ -6,7 +6,6 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from chat.conversation.service import Attachment
 from chat.errors import InputError
@@ -19,11 +18,11 @@ def upload_root() -> Path:
     return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
 
 
-def file_path(value: Any) -> str:
+def file_path(value: object) -> str:
     return value.get("path", "") if isinstance(value, dict) else str(getattr(value, "path", value))
 
 
-def read_uploads(paths: Sequence[Any], *, max_bytes: int) -> list[Attachment]:
+def read_uploads(paths: Sequence[object], *, max_bytes: int) -> list[Attachment]:
     """Read uploaded files, refusing anything outside Gradio's upload folder or over the size limit."""
     root = upload_root()
     attachments = []

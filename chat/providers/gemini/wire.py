@@ -263,7 +263,7 @@ def parse_response(body: Mapping[str, Any], *, model: str) -> ProviderReply:
     return reply
 
 
-def usage_from(raw: Any, *, model: str) -> Usage:
+def usage_from(raw: object, *, model: str) -> Usage:
     """``usageMetadata`` as neutral counts, priced: image output apart, thinking billed as text output."""
     if not isinstance(raw, Mapping):
         return Usage()
@@ -313,7 +313,7 @@ def _decode_base64(encoded: str) -> bytes:
 # --- HTTP error -> error type --------------------------------------------------------------
 
 
-def error_from_response(status: int, body: Any) -> ProviderError:
+def error_from_response(status: int, body: object) -> ProviderError:
     """Map an HTTP error and Google's error envelope to exactly one error type."""
     error = _error_object(body)
     message = str(error.get("message") or f"HTTP {status}")
@@ -337,9 +337,8 @@ def error_from_response(status: int, body: Any) -> ProviderError:
     return BadRequestError(PROVIDER, detail, status_code=status)
 
 
-def _error_object(body: Any) -> Mapping[str, Any]:
+def _error_object(body: object) -> Mapping[str, Any]:
     if isinstance(body, list) and body:
         body = body[0]
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return body["error"]
-    return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}

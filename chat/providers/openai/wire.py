@@ -262,7 +262,7 @@ def parse_response(body: Mapping[str, Any], *, model: str, output_format: str | 
     )
 
 
-def usage_from(raw: Any) -> Usage:
+def usage_from(raw: object) -> Usage:
     """``usage`` as neutral counts, priced: text and image input apart, image output apart."""
     if not isinstance(raw, Mapping):
         return Usage()
@@ -282,7 +282,7 @@ def usage_from(raw: Any) -> Usage:
 # --- HTTP error -> error type --------------------------------------------------------------
 
 
-def error_from_response(status: int, body: Any, headers: Mapping[str, str]) -> ProviderError:
+def error_from_response(status: int, body: object, headers: Mapping[str, str]) -> ProviderError:
     """Map an HTTP error and OpenAI's ``{"error": {...}}`` envelope to exactly one error type."""
     error = body.get("error") if isinstance(body, Mapping) else None
     error = error if isinstance(error, Mapping) else {}
