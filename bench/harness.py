@@ -42,6 +42,7 @@ from pydantic import SecretStr
 
 import chat.conversation.fallback as fallback_module
 import chat.conversation.service as service_module
+import chat.conversation.turns as turns_module
 import chat.providers.gemini.client as gemini_module
 import chat.providers.http as http_module
 from bench.common import emulator_process, photo
@@ -116,17 +117,21 @@ class PhaseClock:
 PHASES: tuple[tuple[Any, str, str], ...] = (
     (ChatService, "_prepare", "decode upload"),
     (Gatekeeper, "grant", "access check"),
-    (Guard, "admit", "rate limits"),
-    (ChatService, "_store_user_turn", "store user turn"),
+    # Since 7c9aba1 admission reads the stored conversation (what it has cost) before the lock.
+    (ChatService, "_admit", "admission (load conversation, rate limits)"),
+    (Guard, "admit", "  rate limits"),
+    (ChatService, "_store_message", "store user turn"),
     (GeminiClient, "_body", "request body (contents, base64, JSON)"),
     (gemini_module, "build_contents", "  build contents (read + base64)"),
     (http_module, "json_or_none", "JSON decode answer"),
     (gemini_module, "parse_reply", "parse answer (base64 decode)"),
     (fallback_module, "_check_images", "check answer image (PNG CRCs)"),
-    (ChatService, "_outcome_turn", "answer -> turn (blob write)"),
-    (ChatService, "_record", "store answer + spend (SQLite)"),
+    # Since 7c9aba1 the answer is made into a turn, its blob written and the rows stored in one
+    # worker job (ChatService._record); before, "answer -> turn (blob write)" was a step of its own.
+    (ChatService, "_record", "answer -> turn, blob write, store answer + spend"),
+    (service_module, "answer_turn", "  answer -> turn (sha256, image header)"),
     (Guard, "charge", "  spend"),
-    (service_module, "image_size", "  image header"),
+    (turns_module, "image_size", "  image header"),
     (BlobStoreClass, "put", "  blob write (+fsync)"),
     (service_module.repo, "get_conversation", "  load conversation"),
     (service_module.repo, "append_to", "  append turn rows"),
