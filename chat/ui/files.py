@@ -42,37 +42,42 @@ class FileMaker:
     def image(self, part: ImagePart) -> str:
         """A private copy of a stored image for Gradio to serve: call only after checking access."""
         source = self._image_path(part)
-        target = self._staged / source.name
-        try:
-            os.utime(target)  # in use again: not swept for another hour
-            return str(target)
-        except FileNotFoundError:
-            pass
-        partial = self._staged / f".{secrets.token_hex(8)}.part"
-        try:
-            os.link(source, partial)
-        except OSError:  # another file system, or links not allowed: copy the bytes
-            shutil.copyfile(source, partial)
-        os.replace(partial, target)
-        return str(target)
+
+        def link(partial: Path) -> None:
+            try:
+                os.link(source, partial)
+            except OSError:  # another file system, or links not allowed: copy the bytes
+                shutil.copyfile(source, partial)
+
+        return self._staged_file(source.name, link)
 
     def thumbnail(self, part: ImagePart | None) -> str:
         """A small WebP of a stored image (made once, then reused like a staged copy): call after checking access."""
         if part is None:
             return str(self._placeholder)
-        target = self._staged / f"thumbnail-{part.sha256}.webp"
+        source = self._image_path(part)
+
+        def shrink(partial: Path) -> None:
+            with Image.open(source) as image:
+                small = image.convert(
+                    "RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB"
+                )
+                small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+                small.save(partial, format="WEBP", quality=80)
+
+        return self._staged_file(f"thumbnail-{part.sha256}.webp", shrink)
+
+    def _staged_file(self, name: str, write: Callable[[Path], None]) -> str:
+        """``name`` in the staging folder: touched if there (in use again: not swept for another
+        hour), else written by ``write`` under a temporary name and moved into place whole."""
+        target = self._staged / name
         try:
             os.utime(target)
             return str(target)
         except FileNotFoundError:
             pass
         partial = self._staged / f".{secrets.token_hex(8)}.part"
-        with Image.open(self._image_path(part)) as image:
-            small = image.convert(
-                "RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB"
-            )
-            small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-            small.save(partial, format="WEBP", quality=80)
+        write(partial)
         os.replace(partial, target)
         return str(target)
 
