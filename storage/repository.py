@@ -173,11 +173,19 @@ def append_turns(*, session: Session, conversation_id: str, turns: Sequence[Turn
     One INSERT batch for the turns, one for all their parts: a 1,000-turn import holds the
     write lock for a fraction of the time a turn-by-turn loop takes.
     """
-    if not turns:
-        return
+    if turns:
+        _add_turns(session, conversation_id, turns, now)
+
+
+def _add_turn(session: Session, conversation_id: str, turn: Turn, now: datetime) -> TurnRow:
+    return _add_turns(session, conversation_id, [turn], now)[0]
+
+
+def _add_turns(session: Session, conversation_id: str, turns: Sequence[Turn], now: datetime) -> list[TurnRow]:
+    """The turns' rows, then all their parts, then the conversation's time and thumbnail."""
+    now = aware_utc(now)
     conversation = _conversation_row(session, conversation_id)
     first = _next_seq(session, conversation_id)
-    now = aware_utc(now)
     turn_rows = [_turn_row(conversation_id, first + n, turn, now) for n, turn in enumerate(turns)]
     session.add_all(turn_rows)
     session.flush()
@@ -189,21 +197,7 @@ def append_turns(*, session: Session, conversation_id: str, turns: Sequence[Turn
     conversation.updated_at = now
     _set_thumbnail(conversation, turns)
     session.flush()
-
-
-def _add_turn(session: Session, conversation_id: str, turn: Turn, now: datetime) -> TurnRow:
-    now = aware_utc(now)
-    conversation = _conversation_row(session, conversation_id)
-    turn_row = _turn_row(conversation_id, _next_seq(session, conversation_id), turn, now)
-    session.add(turn_row)
-    session.flush()
-    session.add_all(
-        _part_to_row(_row_id(turn_row), position, part) for position, part in enumerate(turn.parts)
-    )
-    conversation.updated_at = now
-    _set_thumbnail(conversation, [turn])
-    session.flush()
-    return turn_row
+    return turn_rows
 
 
 def _set_thumbnail(row: ConversationRow, appended: Sequence[Turn]) -> None:
