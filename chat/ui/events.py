@@ -221,7 +221,9 @@ class Handlers:
     async def gallery(self, actor: Actor, query: str = "") -> PageUpdate:
         """ "My conversations", each with the image its chat shows last (stored on its row)."""
         summaries = await self._library.list(actor, query)
-        items = [(self._files.thumbnail(s.thumbnail), s.title) for s in summaries]
+        # A thumbnail not made yet is a Pillow resize: in a worker thread, off the event loop.
+        thumbnails = await asyncio.to_thread(lambda: [self._files.thumbnail(s.thumbnail) for s in summaries])
+        items = list(zip(thumbnails, (s.title for s in summaries), strict=True))
         return {self._ui.library.gallery: items, self._ui.library.ids: [s.id for s in summaries]}
 
     # --- page ----------------------------------------------------------------------------
