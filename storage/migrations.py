@@ -394,6 +394,25 @@ def m008_conversation_thumbnail(conn: Connection) -> None:
         )
 
 
+def m009_conversation_turn_count(conn: Connection) -> None:
+    # How many turns a conversation holds, kept on its row: appending a turn increments it in the
+    # same UPDATE that stamps the conversation's time (storage.repository), which numbers the
+    # turn without a max(seq) query, and takes the row's lock first where the database has row
+    # locks, so two writers of one conversation cannot draw the same number.
+    _add_column(conn, "conversation", Column("turn_count", Integer, nullable=False, server_default="0"))
+    metadata = MetaData()
+    conversation = Table(
+        "conversation", metadata, Column("id", String(32), primary_key=True), Column("turn_count", Integer)
+    )
+    turn = Table("turn", metadata, Column("conversation_id", String(32)), Column("seq", Integer))
+    next_seq = (
+        select(func.coalesce(func.max(turn.c.seq) + 1, 0))
+        .where(turn.c.conversation_id == conversation.c.id)
+        .scalar_subquery()
+    )
+    conn.execute(conversation.update().values(turn_count=next_seq))
+
+
 #: Every migration, oldest first; append only.
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
@@ -404,4 +423,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     m006_turn_cost_and_request_hash,
     m007_part_roles_and_neutral_usage,
     m008_conversation_thumbnail,
+    m009_conversation_turn_count,
 )

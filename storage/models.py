@@ -54,6 +54,8 @@ class ConversationRow(SQLModel, table=True):
     # The image its chat shows last, for "My conversations" (m008): set with each appended turn.
     thumbnail_sha256: str | None = Field(default=None, max_length=64)
     thumbnail_mime_type: str | None = Field(default=None, max_length=100)
+    # How many turns it holds (m009): the next turn's seq, counted up by the append that stores it.
+    turn_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class ShareLinkRow(SQLModel, table=True):

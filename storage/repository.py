@@ -8,20 +8,23 @@ Replay invariant (see ``chat.domain``): ``get_conversation`` returns exactly wha
 ``append_turn`` was given - same turns, same part order, provider metadata verbatim - because
 that is what a provider adapter sends back to the model.
 
-Appending assumes one writer per conversation at a time (the service holds a lock per
-conversation); a concurrent writer that loses the race for a ``seq`` gets an IntegrityError
-from the unique constraint rather than a silently reordered history.
+Appending numbers turns from the conversation row's ``turn_count``, counted up by the same
+statement that stamps its time: on SQLite every write transaction holds the database's write
+lock, on PostgreSQL that UPDATE holds the row's lock until commit, so two appends to one
+conversation take turns and never draw the same ``seq`` (the unique constraint would refuse it).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func
+from sqlalchemy import Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, SQLModel, col, select
 
 from chat.domain import (
@@ -141,7 +144,8 @@ def append_turn(*, session: Session, conversation_id: str, turn: Turn, now: date
     Every ImagePart must already have an image row (``save_image``); the foreign key rejects
     it otherwise. ``created_at`` is the turn's own if set, else ``now``.
     """
-    return _add_turn(session, conversation_id, turn, now).seq
+    _, (row,) = _add_turns(session, conversation_id, [turn], now)
+    return int(row["seq"])
 
 
 def append_to(*, session: Session, conversation: Conversation, turn: Turn, now: datetime) -> Conversation:
@@ -151,17 +155,16 @@ def append_to(*, session: Session, conversation: Conversation, turn: Turn, now: 
     every write. ``conversation`` must be the stored one (callers hold its lock); if the stored
     turns moved on anyway, it is loaded again.
     """
-    stored = _conversation_row(session, conversation.id)  # held: _add_turn finds it without a query
-    row = _add_turn(session, conversation.id, turn, now)
-    if row.seq != len(conversation.turns):
+    stored, (row,) = _add_turns(session, conversation.id, [turn], now)
+    if row["seq"] != len(conversation.turns):
         reloaded = get_conversation(session=session, conversation_id=conversation.id)
         if reloaded is None:
             raise ConversationNotFoundError(conversation.id)
         return reloaded
     return Conversation(
-        id=stored.id,
+        id=conversation.id,
         title=stored.title,
-        turns=(*conversation.turns, _turn_from_row(row, list(turn.parts))),
+        turns=(*conversation.turns, _turn_from_row(TurnRow(**row), list(turn.parts))),
         created_at=stored.created_at,
         updated_at=stored.updated_at,
     )
@@ -177,72 +180,94 @@ def append_turns(*, session: Session, conversation_id: str, turns: Sequence[Turn
         _add_turns(session, conversation_id, turns, now)
 
 
-def _add_turn(session: Session, conversation_id: str, turn: Turn, now: datetime) -> TurnRow:
-    return _add_turns(session, conversation_id, [turn], now)[0]
+@dataclass(frozen=True)
+class _Appended:
+    """The conversation row as the append left it."""
+
+    title: str
+    created_at: datetime
+    updated_at: datetime
 
 
-def _add_turns(session: Session, conversation_id: str, turns: Sequence[Turn], now: datetime) -> list[TurnRow]:
-    """The turns' rows, then all their parts, then the conversation's time and thumbnail."""
+def _add_turns(
+    session: Session, conversation_id: str, turns: Sequence[Turn], now: datetime
+) -> tuple[_Appended, list[dict[str, Any]]]:
+    """Three statements, whatever the number of turns: the conversation row, then the turns'
+    rows, then all their parts; returned with the turns' row values (with their ids).
+
+    The first is one ``UPDATE … RETURNING`` of the conversation: its time, its thumbnail, and
+    its turn count, which numbers the new turns. Where the database has row locks (PostgreSQL),
+    it also holds that row until commit, so a second writer of the same conversation waits
+    and then numbers after these turns. Rows are written as Core statements: the ORM's unit
+    of work cost ~4 ms a turn here (bench/RESULTS.md, issue 12).
+    """
     now = aware_utc(now)
-    conversation = _conversation_row(session, conversation_id)
-    first = _next_seq(session, conversation_id)
-    turn_rows = [_turn_row(conversation_id, first + n, turn, now) for n, turn in enumerate(turns)]
-    session.add_all(turn_rows)
-    session.flush()
-    session.add_all(
-        _part_to_row(_row_id(row), position, part)
-        for row, turn in zip(turn_rows, turns, strict=True)
-        for position, part in enumerate(turn.parts)
-    )
-    conversation.updated_at = now
-    _set_thumbnail(conversation, turns)
-    session.flush()
-    return turn_rows
-
-
-def _set_thumbnail(row: ConversationRow, appended: Sequence[Turn]) -> None:
-    """Keep the row's thumbnail the image the chat shows last (``Conversation.latest_image``), so
-    "My conversations" never reads parts: only a turn appended with a shown image changes it."""
-    latest = Conversation(row.id, row.title, tuple(appended)).latest_image()
+    conversation = _table(ConversationRow)
+    values: dict[str, Any] = {"updated_at": now, "turn_count": conversation.c.turn_count + len(turns)}
+    # The thumbnail is the image the chat shows last, kept on the row so "My conversations" never
+    # reads parts: only turns appended with a shown image change it.
+    latest = Conversation(conversation_id, "", tuple(turns)).latest_image()
     if latest is not None:
-        row.thumbnail_sha256, row.thumbnail_mime_type = latest.sha256, latest.mime_type
-
-
-def _conversation_row(session: Session, conversation_id: str) -> ConversationRow:
-    conversation = session.get(ConversationRow, conversation_id)
-    if conversation is None:
+        values |= {"thumbnail_sha256": latest.sha256, "thumbnail_mime_type": latest.mime_type}
+    stored = session.execute(
+        conversation.update()
+        .where(conversation.c.id == conversation_id)
+        .values(values)
+        .returning(conversation.c.title, conversation.c.created_at, conversation.c.turn_count)
+    ).one_or_none()
+    if stored is None:
         raise ConversationNotFoundError(conversation_id)
-    return conversation
+    _forget_loaded(session, conversation_id)
+    first = stored.turn_count - len(turns)
+    rows = [_turn_values(conversation_id, first + n, turn, now) for n, turn in enumerate(turns)]
+    turn_table = _table(TurnRow)
+    ids = session.execute(
+        turn_table.insert().returning(turn_table.c.id, sort_by_parameter_order=True), rows
+    ).scalars()
+    for row, turn_id in zip(rows, ids, strict=True):
+        row["id"] = turn_id
+    parts = [
+        _part_values(row["id"], position, part)
+        for row, turn in zip(rows, turns, strict=True)
+        for position, part in enumerate(turn.parts)
+    ]
+    if parts:
+        session.execute(_table(PartRow).insert(), parts)
+    return _Appended(stored.title, stored.created_at, now), rows
 
 
-def _next_seq(session: Session, conversation_id: str) -> int:
-    last = session.exec(select(func.max(TurnRow.seq)).where(TurnRow.conversation_id == conversation_id)).one()
-    return 0 if last is None else last + 1
+def _table(model: type[SQLModel]) -> Table:
+    """A model's table, for Core statements."""
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]  # set by SQLModel for table=True
 
 
-def _row_id(row: TurnRow) -> int:
-    assert row.id is not None, "flushed rows have ids"
-    return row.id
+def _forget_loaded(session: Session, conversation_id: str) -> None:
+    """Expire the session's copy of the conversation row, if it holds one: the UPDATE above went
+    around the ORM, and a later ``session.get`` must not hand back the old time and count."""
+    loaded = session.identity_map.get(identity_key(ConversationRow, conversation_id))
+    if loaded is not None:
+        session.expire(loaded)
 
 
-def _turn_row(conversation_id: str, seq: int, turn: Turn, now: datetime) -> TurnRow:
-    return TurnRow(
-        conversation_id=conversation_id,
-        seq=seq,
-        role=turn.role.value,
-        status=turn.status.value,
-        provider=turn.provider,
-        model=turn.model,
-        finish_reason=turn.finish_reason,
-        error_kind=turn.error.kind if turn.error else None,
-        error_message=turn.error.message if turn.error else None,
-        notice=turn.notice,
-        options=plain_data(turn.options),
-        usage=turn.usage.to_dict() if turn.usage else {},
-        attempts=[attempt.to_dict() for attempt in turn.attempts],
-        request_hash=turn.request_hash,
-        created_at=now if turn.created_at is None else aware_utc(turn.created_at),
-    )
+def _turn_values(conversation_id: str, seq: int, turn: Turn, now: datetime) -> dict[str, Any]:
+    """A turn's row as the values of an INSERT (no id: the database gives it)."""
+    return {
+        "conversation_id": conversation_id,
+        "seq": seq,
+        "role": turn.role.value,
+        "status": turn.status.value,
+        "provider": turn.provider,
+        "model": turn.model,
+        "finish_reason": turn.finish_reason,
+        "error_kind": turn.error.kind if turn.error else None,
+        "error_message": turn.error.message if turn.error else None,
+        "notice": turn.notice,
+        "options": plain_data(turn.options),
+        "usage": turn.usage.to_dict() if turn.usage else {},
+        "attempts": [attempt.to_dict() for attempt in turn.attempts],
+        "request_hash": turn.request_hash,
+        "created_at": now if turn.created_at is None else aware_utc(turn.created_at),
+    }
 
 
 def save_image(
@@ -278,14 +303,11 @@ def list_conversations(
     *, session: Session, owner_id: str, query: str = "", limit: int = 50
 ) -> list[ConversationSummary]:
     """One owner's conversations, most recently updated first, each with its number of turns and
-    the image its chat shows last (kept on the row); ``query`` matches titles. One query.
+    the image its chat shows last (both kept on the row); ``query`` matches titles. One query.
     There is no "everyone's": the owner is required."""
     _check_owner(owner_id)
-    turn_count = func.count(col(TurnRow.id))
     statement = (
-        select(ConversationRow, turn_count)
-        .outerjoin(TurnRow, col(TurnRow.conversation_id) == col(ConversationRow.id))
-        .group_by(col(ConversationRow.id))  # the other columns depend on it (SQLite and Postgres agree)
+        select(ConversationRow)
         .order_by(col(ConversationRow.updated_at).desc(), col(ConversationRow.id))
         .where(ConversationRow.owner_id == owner_id)
         .limit(limit)
@@ -299,10 +321,10 @@ def list_conversations(
             id=row.id,
             title=row.title,
             updated_at=row.updated_at,
-            turn_count=count,
+            turn_count=row.turn_count,
             thumbnail=_thumbnail(row),
         )
-        for row, count in session.exec(statement).all()
+        for row in session.exec(statement).all()
     ]
 
 
@@ -486,28 +508,30 @@ def _checked_title(title: str) -> str:
     return title
 
 
-def _part_to_row(turn_id: int, position: int, part: Part) -> PartRow:
-    metadata = plain_data(part.provider_metadata)
+def _part_values(turn_id: int, position: int, part: Part) -> dict[str, Any]:
+    """A part's row as the values of an INSERT: every column, so one statement takes them all."""
+    values = {
+        "turn_id": turn_id,
+        "position": position,
+        "thought": part.thought,
+        "provider_metadata": plain_data(part.provider_metadata),
+    }
     if isinstance(part, TextPart):
-        return PartRow(
-            turn_id=turn_id,
-            position=position,
-            kind=_TEXT,
-            text=part.text,
-            thought=part.thought,
-            provider_metadata=metadata,
-        )
+        return values | {
+            "kind": _TEXT,
+            "text": part.text,
+            "image_sha256": None,
+            "mime_type": None,
+            "role": None,
+        }
     validate_sha256(part.sha256)
-    return PartRow(
-        turn_id=turn_id,
-        position=position,
-        kind=_IMAGE,
-        image_sha256=part.sha256,
-        mime_type=part.mime_type,
-        role=part.role.value,
-        thought=part.thought,
-        provider_metadata=metadata,
-    )
+    return values | {
+        "kind": _IMAGE,
+        "text": None,
+        "image_sha256": part.sha256,
+        "mime_type": part.mime_type,
+        "role": part.role.value,
+    }
 
 
 def _part_from_row(row: PartRow) -> Part:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import stat
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,8 @@ from sqlalchemy import Connection, Engine, create_engine, inspect, text
 from sqlmodel import SQLModel
 
 import storage.migrations
-from chat.domain import ImageRole, Usage
-from storage import get_conversation, migrate, schema_version, session_scope
+from chat.domain import ImageRole, Role, TextPart, Turn, Usage
+from storage import append_turn, get_conversation, migrate, schema_version, session_scope
 from storage.db import DB_FILENAME
 
 ALL = [
@@ -26,6 +27,7 @@ ALL = [
     "m006_turn_cost_and_request_hash",
     "m007_part_roles_and_neutral_usage",
     "m008_conversation_thumbnail",
+    "m009_conversation_turn_count",
 ]
 
 
@@ -65,7 +67,7 @@ def test_every_migration_function_is_listed_in_order() -> None:
 
 def test_blank_database_gets_every_migration(engine: Engine, data_dir: Path) -> None:
     # the ``engine`` fixture has run migrate() on a blank file
-    assert schema_version(engine) == len(ALL) == 8
+    assert schema_version(engine) == len(ALL) == 9
     assert _pragma(engine, "journal_mode") == "wal"
     assert _pragma(engine, "foreign_keys") == 1
     assert _pragma(engine, "busy_timeout") == 30000
@@ -357,3 +359,40 @@ def test_thumbnails_are_backfilled_as_the_chat_shows_its_latest_image(
         "text-only": (None, None),
     }
     assert thumbnails["painted"][0] == shas["b"]
+
+
+def test_turn_counts_are_backfilled_from_the_stored_turns(open_engine: Callable[[], Engine]) -> None:
+    """Each conversation's count is its next seq (an empty one's is 0), and the next append
+    numbers after it."""
+    engine = open_engine()
+    migrate(engine, until="m008_conversation_thumbnail")
+    ts = "2025-12-31 23:00:00.000000"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO conversation (id, title, created_at, updated_at, owner_id) "
+                "VALUES (:id, 't', :ts, :ts, 'owner-of-both-conversations')"
+            ),
+            [{"id": id_, "ts": ts} for id_ in ("three", "empty")],
+        )
+        conn.execute(
+            text(
+                "INSERT INTO turn (conversation_id, seq, role, status, options, created_at) "
+                "VALUES ('three', :seq, 'user', 'ok', '{}', :ts)"
+            ),
+            [{"seq": seq, "ts": ts} for seq in range(3)],
+        )
+
+    assert migrate(engine) == ["m009_conversation_turn_count"]
+
+    with engine.connect() as conn:
+        counts = dict(conn.execute(text("SELECT id, turn_count FROM conversation")).all())
+    assert counts == {"three": 3, "empty": 0}
+    with session_scope(engine) as session:
+        seq = append_turn(
+            session=session,
+            conversation_id="three",
+            turn=Turn(Role.USER, (TextPart("again"),)),
+            now=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+    assert seq == 3
