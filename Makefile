@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint emulator browser bench
+.PHONY: run test test-fast lint emulator browser postgres bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,7 +23,15 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 	  || { echo "Browser tests need Debian's chromium: run 'apt-get install chromium' as root."; exit 1; }
 
-test: lint browser
+# The PostgreSQL tests start their own throw-away cluster (tests/postgres.py) with Debian's
+# binaries; installing the package must not start its default cluster (policy-rc.d says no).
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	  || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d \
+	       && apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; rc=$$?; rm -f /usr/sbin/policy-rc.d; test $$rc -eq 0; } \
+	  || { echo "The PostgreSQL tests need Debian's postgresql: run 'apt-get install postgresql' as root."; exit 1; }
+
+test: lint browser postgres
 	$(PY) -m pytest -q
 
 # The fast layer: no emulator, app process or browser (tests/conftest.py marks those "system").

@@ -50,7 +50,9 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite files get their directory, 0o600 mode, pragmas and a writer lock."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url)
+        # A pooled connection may have died with its server (a restart, a failover): test each
+        # one as it leaves the pool, so the request gets a new connection rather than an error.
+        return create_engine(url, pool_pre_ping=True)
     db_file = _sqlite_file(parsed)
     if db_file is not None:
         _create_private_file(db_file)

@@ -39,7 +39,8 @@ from chat.errors import ProviderTimeoutError, UnavailableError
 from chat.providers.gemini import GeminiClient
 from chat.providers.openai import OpenAIImagesClient
 from chat.sharing.library import ConversationLibrary
-from storage import BlobStore, make_engine, migrate, sqlite_url
+from storage import BlobStore, make_engine, migrate
+from tests.databases import database_url
 
 __all__ = [
     "TRANSPORT_FAILURES",
@@ -192,7 +193,8 @@ def raising(error: Exception) -> Handler:
 
 
 def migrated_engine(data_dir: Path) -> Engine:
-    engine = make_engine(sqlite_url(data_dir))
+    """The test's database (SQLite in ``data_dir``, or its PostgreSQL database), migrated."""
+    engine = make_engine(database_url(data_dir))
     migrate(engine)
     return engine
 

@@ -14,6 +14,8 @@ from storage import session_scope
 from storage.models import ConversationRow
 from tests.fakes import FakeProvider, collect, make_service, migrated_engine
 
+pytestmark = pytest.mark.both_databases
+
 ACTOR = Actor("owner-of-the-admission-tests")
 OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
+
 from chat.conversation.cache import request_key
 from chat.domain import GenerationOptions, Role, TextPart, Turn
+
+pytestmark = pytest.mark.both_databases
 
 HISTORY = [
     Turn(role=Role.USER, parts=(TextPart("warmer light"),), created_at=datetime(2026, 1, 1, tzinfo=UTC))

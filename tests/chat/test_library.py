@@ -22,6 +22,8 @@ from tests.chat.test_service import OPTIONS
 from tests.fakes import FakeProvider, collect, make_library, make_service, migrated_engine, reply_with_image
 from tests.pictures import png
 
+pytestmark = pytest.mark.both_databases
+
 OWNER = Actor("owner-" + "a" * 20)
 MATE = "mate-" + "b" * 20
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from chat.conversation.service import Attachment
 from chat.server.maintenance import sweep_orphans
 from chat.sharing.access import Actor
@@ -12,6 +14,8 @@ from storage import BlobStore
 from tests.chat.test_service import OPTIONS
 from tests.fakes import FakeProvider, collect, make_library, make_service, migrated_engine, reply_with_image
 from tests.pictures import png
+
+pytestmark = pytest.mark.both_databases
 
 OWNER = Actor("owner-" + "a" * 20)
 

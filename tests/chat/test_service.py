@@ -24,11 +24,14 @@ from chat.domain import (
 from chat.errors import AccessError, InputError, NoImageError, UnavailableError
 from chat.providers.gemini.wire import build_contents
 from chat.sharing.access import Access, Actor, Grant
-from storage import make_engine, session_scope, sqlite_url
+from storage import make_engine, session_scope
 from storage import repository as repo_module
 from storage.models import ConversationRow
+from tests.databases import database_url
 from tests.fakes import FakeProvider, collect, make_service, reply_with_image
 from tests.pictures import painted_png, png
+
+pytestmark = pytest.mark.both_databases
 
 OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
 ACTOR = Actor("owner-of-the-test-conversations")
@@ -51,8 +54,12 @@ def service(data_dir: Path, provider: FakeProvider) -> ChatService:
 
 def stored_conversations(data_dir: Path) -> list:
     """Every stored conversation, whoever owns it."""
-    with session_scope(make_engine(sqlite_url(data_dir))) as session:
-        return list(session.exec(select(ConversationRow)).all())
+    engine = make_engine(database_url(data_dir))
+    try:
+        with session_scope(engine) as session:
+            return list(session.exec(select(ConversationRow)).all())
+    finally:
+        engine.dispose()
 
 
 async def test_send_stores_user_turn_before_calling_the_provider(service, provider):

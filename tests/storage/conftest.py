@@ -1,4 +1,4 @@
-"""Storage fixtures: a fresh, fully migrated SQLite file per test, disposed afterwards."""
+"""Storage fixtures: a fresh, fully migrated database per test (SQLite, or PostgreSQL too: tests/databases.py), disposed afterwards."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from storage import BlobStore, make_engine, migrate, sqlite_url
+from storage import BlobStore, make_engine, migrate
+from tests.databases import database_url
 
 
 @pytest.fixture
@@ -18,11 +19,11 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def open_engine(data_dir: Path) -> Iterator[Callable[[], Engine]]:
-    """Open (another) engine on the test's database file; every one is disposed at teardown."""
+    """Open (another) engine on the test's database; every one is disposed at teardown."""
     engines: list[Engine] = []
 
     def _open() -> Engine:
-        engine = make_engine(sqlite_url(data_dir))
+        engine = make_engine(database_url(data_dir))
         engines.append(engine)
         return engine
 

@@ -16,6 +16,8 @@ import storage.db
 from storage import make_engine, reader, session_scope, sqlite_url
 from storage.models import ConversationRow
 
+pytestmark = pytest.mark.both_databases
+
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -41,6 +43,7 @@ def test_session_scope_rolls_back_on_error(engine: Engine) -> None:
         assert session.scalar(select(func.count()).select_from(ConversationRow)) == 0
 
 
+@pytest.mark.sqlite_only
 def test_in_memory_sqlite_gets_pragmas_and_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     engine = make_engine("sqlite://")
@@ -52,13 +55,33 @@ def test_in_memory_sqlite_gets_pragmas_and_no_file(tmp_path: Path, monkeypatch: 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_other_databases_are_passed_through(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.sqlite_only
+def test_other_databases_get_connections_tested_as_they_leave_the_pool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     monkeypatch.setattr(storage.db, "create_engine", lambda *args, **kwargs: calls.append((args, kwargs)))
 
     make_engine("postgresql+psycopg://retouch@db.internal/retouch")
 
-    assert calls == [(("postgresql+psycopg://retouch@db.internal/retouch",), {})]
+    assert calls == [(("postgresql+psycopg://retouch@db.internal/retouch",), {"pool_pre_ping": True})]
+
+
+def test_a_connection_the_server_dropped_is_replaced_not_reported(engine: Engine, database: str) -> None:
+    """After a PostgreSQL restart (here: the server ends every other session), the next unit of
+    work gets a new connection instead of failing once per pooled connection."""
+    if database != "postgresql":
+        pytest.skip("SQLite has no server to lose")
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(ConversationRow)) == 0
+    with engine.connect() as admin:  # a second connection, which ends the pooled one
+        admin.exec_driver_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        admin.commit()
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(ConversationRow)) == 0
 
 
 def _enters_while_a_writer_holds(holder: Engine, other: Engine, *, read_only: bool = False) -> bool:
@@ -81,6 +104,7 @@ def _enters_while_a_writer_holds(holder: Engine, other: Engine, *, read_only: bo
     return got_in
 
 
+@pytest.mark.sqlite_only
 def test_a_second_writer_waits_for_the_engines_lock_not_in_sqlite(engine: Engine) -> None:
     assert not _enters_while_a_writer_holds(engine, engine)
 
@@ -94,6 +118,7 @@ def test_each_engine_has_its_own_writer_lock(engine: Engine, open_engine: Callab
     assert _enters_while_a_writer_holds(engine, open_engine())
 
 
+@pytest.mark.sqlite_only
 def test_the_reader_begins_without_taking_sqlites_write_lock(engine: Engine, data_dir: Path) -> None:
     writer = sqlite3.connect(data_dir / "retouch.sqlite3", isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")  # another process is writing

@@ -39,6 +39,8 @@ from storage import (
 from storage.models import ImageRow, PartRow, TurnRow
 from storage.repository import append_to, append_turns, copy_conversation
 
+pytestmark = pytest.mark.both_databases
+
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 OWNER = "owner-aaaaaaaaaaaaaaaa"
 # Real thought signatures are opaque base64 blobs that can run to megabytes.
@@ -434,4 +436,4 @@ def test_listing_conversations_is_one_query(engine: Engine, blobs: BlobStore) ->
     finally:
         event.remove(engine, "before_cursor_execute", listen)
     assert [s.thumbnail for s in listed] == [ImagePart(image.sha256, "image/png")] * 3
-    assert [s for s in statements if s.lstrip().upper().startswith("SELECT")] == statements[1:2]
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1, statements

@@ -13,9 +13,9 @@ from chat.ui.events import Handlers
 from chat.ui.files import FileMaker
 from chat.ui.layout import build_layout
 from chat.ui.library_events import LibraryHandlers
-from storage import BlobStore, make_engine, migrate, sqlite_url
+from storage import BlobStore
 from tests.chat.ui.test_events import CONFIG
-from tests.fakes import FakeProvider, single_try
+from tests.fakes import FakeProvider, migrated_engine, single_try
 
 
 @pytest.fixture
@@ -33,9 +33,7 @@ def provider() -> FakeProvider:
 
 @pytest.fixture
 def engine(tmp_path: Path):
-    engine = make_engine(sqlite_url(tmp_path / "data"))
-    migrate(engine)
-    return engine
+    return migrated_engine(tmp_path / "data")
 
 
 @pytest.fixture
