@@ -104,10 +104,10 @@ def test_hide_takes_out_the_key_a_call_used() -> None:
     assert "Toxic" not in error.detail and "Toxic" not in str(error) and "Toxic" not in error.user_message()
 
 
-async def test_read_reply_hides_the_key_the_call_used_from_the_error() -> None:
+def test_read_reply_hides_the_key_the_call_used_from_the_error() -> None:
     response = httpx.Response(401, json={"error": {"message": "the key visitor-key-Wq9Z is not valid here"}})
     with pytest.raises(AuthError) as info:
-        await read_reply(
+        read_reply(
             response,
             "openai",
             api_key="visitor-key-Wq9Z",
