@@ -2,7 +2,8 @@
 
 The same ``python app.py`` runs on a laptop, on Hugging Face Spaces and in the Docker image:
 it listens where the environment says, answers ``/healthz`` next to the UI, and on SIGTERM
-or Ctrl-C lets running model calls finish (``chat/server/lifecycle.py``) before it exits 0.
+or Ctrl-C lets running model calls finish (``chat/server/lifecycle.py``), then closes the
+provider threads and HTTP client, and exits 0.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import secrets
 import stat
 import tempfile
 from collections.abc import Mapping
+from contextlib import ExitStack
 from pathlib import Path
 
 import gradio as gr
@@ -29,6 +31,7 @@ from chat.limits.guard import Guard, Limits
 from chat.limits.visitors import TrustedProxies
 from chat.media.images import ImageLimits
 from chat.providers.gemini import GeminiClient
+from chat.providers.http import CallThreads
 from chat.providers.openai import OpenAIImagesClient
 from chat.server.health import health_route
 from chat.server.lifecycle import DrainGate, Lifecycle
@@ -48,21 +51,26 @@ def open_database(settings: Settings) -> Engine:
     return engine
 
 
-def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
-    """Everything wired, nothing launched (tests use this too)."""
+def build_app(settings: Settings, *, resources: ExitStack, engine: Engine | None = None) -> gr.Blocks:
+    """Everything wired, nothing launched; what must be closed when the app stops goes on ``resources``."""
     if engine is None:
         engine = open_database(settings)
     # One pool for both providers; every model call in flight may keep its connection (a new TLS
     # handshake per call would cost time and CPU), Gemini's and OpenAI's fallback at once.
     pooled = 2 * settings.model_concurrency
-    http = httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=max(100, pooled), max_keepalive_connections=pooled)
+    http = resources.enter_context(
+        httpx.Client(limits=httpx.Limits(max_connections=max(100, pooled), max_keepalive_connections=pooled))
     )
+    # The threads model calls block in (chat/providers/http.py): the queue runs at most
+    # model_concurrency model events at once, and one event's calls run one after another.
+    threads = CallThreads(settings.model_concurrency)
+    resources.callback(threads.close)  # closed before the client (last in, first out)
 
     blobs = BlobStore(settings.blob_dir)  # one store: the service, the library and the reply cache
     gemini = GeminiClient(
         http,
         api_key=settings.gemini_api_key,
+        threads=threads,
         base_url=settings.gemini_base_url,
         timeout_s=settings.request_timeout_s,
         keep_images=settings.keep_images or None,
@@ -71,6 +79,7 @@ def build_app(settings: Settings, *, engine: Engine | None = None) -> gr.Blocks:
     openai = OpenAIImagesClient(
         http,
         api_key=settings.openai_api_key,
+        threads=threads,
         base_url=settings.openai_base_url,
         default_model=settings.openai_image_model,
         timeout_s=settings.openai_timeout_s,
@@ -269,12 +278,13 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = read_settings()
     engine = open_database(settings)
-    demo = build_app(settings, engine=engine)
-    lifecycle = Lifecycle()
-    lifecycle.install_signal_handlers()
-    serve(demo, settings, engine, lifecycle)
-    lifecycle.wait_for_stop()
-    report = lifecycle.shutdown(GradioServer(demo), settings.shutdown_grace_s)
+    with ExitStack() as resources:  # the provider threads and HTTP client, closed once the server has stopped
+        demo = build_app(settings, resources=resources, engine=engine)
+        lifecycle = Lifecycle()
+        lifecycle.install_signal_handlers()
+        serve(demo, settings, engine, lifecycle)
+        lifecycle.wait_for_stop()
+        report = lifecycle.shutdown(GradioServer(demo), settings.shutdown_grace_s)
     log.info(report.summary())
 
 

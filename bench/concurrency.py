@@ -174,7 +174,12 @@ def provider_latencies(log: Path, offset: int) -> tuple[list[float], int]:
     return latencies, len(text)
 
 
-IDLE_LEAVES = ("EpollSelector.select", "Condition.wait", "_worker (concurrent/futures/thread.py:81)")
+IDLE_LEAVES = (
+    "EpollSelector.select",
+    "Condition.wait",
+    "_worker (concurrent/futures/thread.py:81)",
+    "CallThreads._work",  # waiting for a call (SimpleQueue.get)
+)
 
 
 def profile_app(
@@ -232,6 +237,7 @@ def summarise_stacks(stacks: Path, top: int = 30) -> str:
     groups = {
         "event loop (uvicorn's thread)": "Server.run (",
         "worker threads (asyncio.to_thread)": ": asyncio_",
+        "provider call threads (chat/providers/http.py CallThreads)": ": provider-call-",
     }
     lines = [f"py-spy samples of the app ({stacks.name}); idle waits left out\n"]
     for title, marker in groups.items():

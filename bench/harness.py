@@ -161,7 +161,7 @@ def instrumented(clock: PhaseClock) -> Iterator[list[str]]:
             setattr(owner, attribute, original)
 
 
-class TimedClient(httpx.AsyncClient):
+class TimedClient(httpx.Client):
     """Times building the httpx request (the body is already bytes; ``json=`` would encode here)."""
 
     def __init__(self, clock: PhaseClock, **kwargs: Any) -> None:
@@ -185,24 +185,24 @@ class Call:
     rewrite_s: float  # of which: the harness's own work (photo-like answer, counting), not the provider's
 
 
-class TimedTransport(httpx.AsyncBaseTransport):
+class TimedTransport(httpx.BaseTransport):
     """Request sent -> response body read; optionally rewrites the answer image (see module doc)."""
 
     def __init__(self, clock: PhaseClock, rewrite: Callable[[bytes], bytes] | None = None) -> None:
-        self._inner = httpx.AsyncHTTPTransport(
+        self._inner = httpx.HTTPTransport(
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
         )
         self._clock = clock
         self._rewrite = rewrite
         self.calls: list[Call] = []
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
         started = time.perf_counter()
-        response = await self._inner.handle_async_request(request)
+        response = self._inner.handle_request(request)
         try:
-            body = b"".join([chunk async for chunk in response.aiter_raw()])
+            body = b"".join(response.iter_raw())
         finally:
-            await response.aclose()
+            response.close()
         rewrite_started = time.perf_counter()
         if self._rewrite is not None and response.status_code == 200:
             body = self._rewrite(body)
@@ -222,8 +222,8 @@ class TimedTransport(httpx.AsyncBaseTransport):
         self._clock.add(PROVIDER_HTTP, finished - started)
         return httpx.Response(response.status_code, headers=headers, content=body, request=request)
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    def close(self) -> None:
+        self._inner.close()
 
 
 class PhotoAnswers:
@@ -358,7 +358,9 @@ async def bench_service(
         engine = make_engine(sqlite_url(data_dir))
         migrate(engine)
         transport = TimedTransport(clock, rewrite)
-        async with TimedClient(clock, transport=transport) as http:
+        with TimedClient(clock, transport=transport) as http:
+            # No CallThreads (app.py has them): each call hops through asyncio.to_thread, which
+            # bench.overhead's --profile runs inline; turns run one at a time, so no pool is needed.
             gemini = GeminiClient(
                 http, api_key=SecretStr("test-key"), base_url=url, timeout_s=180, keep_images=keep_images
             )

@@ -218,7 +218,7 @@ def make_service(
 
 
 def emulator_providers(
-    http: httpx.AsyncClient, emulator_url: str, key: str, **client_options: Any
+    http: httpx.Client, emulator_url: str, key: str, **client_options: Any
 ) -> dict[str, GeminiClient | OpenAIImagesClient]:
     """The real Gemini and OpenAI clients, both at the emulator on ``key`` (``client_options``: e.g. ``timeout_s``)."""
     return {

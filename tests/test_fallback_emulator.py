@@ -34,7 +34,7 @@ PHOTO = png((90, 140, 200), (96, 64))
 
 @pytest.fixture
 async def service(tmp_path, emulator):
-    async with httpx.AsyncClient() as http:
+    with httpx.Client() as http:
         providers = emulator_providers(http, emulator.url, "test-key", timeout_s=10)
         policy = FallbackPolicy(providers, sleep=no_sleep, jitter=lambda d: d)
         yield make_service(tmp_path, policy=policy)
@@ -166,7 +166,7 @@ async def test_identical_request_with_a_fixed_seed_is_served_from_the_cache(tmp_
     engine = make_engine(sqlite_url(tmp_path / "cache"))
     migrate(engine)
     blobs = BlobStore(tmp_path / "cache" / "images")
-    async with httpx.AsyncClient() as http:
+    with httpx.Client() as http:
         gemini = CachedProvider(
             GeminiClient(http, api_key=SecretStr("test-key"), base_url=emulator.url),
             ReplyCache(engine, blobs),

@@ -365,19 +365,19 @@ CASES = [
 # --- the harness -------------------------------------------------------------------------------
 
 
-class CountingTransport(httpx.AsyncBaseTransport):
+class CountingTransport(httpx.BaseTransport):
     """Counts the HTTP requests a provider's client makes, whatever the far end does with them."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+    def __init__(self, inner: httpx.BaseTransport) -> None:
         self.inner = inner
         self.calls = 0
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.calls += 1
-        return await self.inner.handle_async_request(request)
+        return self.inner.handle_request(request)
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    def close(self) -> None:
+        self.inner.close()
 
 
 def truncated_gemini_answer(request: httpx.Request) -> httpx.Response:
@@ -427,8 +427,8 @@ async def resetting_server() -> AsyncIterator[str]:
 FRESH_CONNECTIONS = httpx.Limits(max_keepalive_connections=0)
 
 
-def plain_http() -> httpx.AsyncHTTPTransport:
-    return httpx.AsyncHTTPTransport(verify=False, limits=FRESH_CONNECTIONS)
+def plain_http() -> httpx.HTTPTransport:
+    return httpx.HTTPTransport(verify=False, limits=FRESH_CONNECTIONS)
 
 
 async def transport_for(
@@ -463,8 +463,8 @@ async def wire(
 
     g_transport, g_url = await transport_for(gemini, emulator_url, stack)
     o_transport, o_url = await transport_for(openai, emulator_url, stack)
-    g_http = await stack.enter_async_context(httpx.AsyncClient(transport=g_transport))
-    o_http = await stack.enter_async_context(httpx.AsyncClient(transport=o_transport))
+    g_http = stack.enter_context(httpx.Client(transport=g_transport))
+    o_http = stack.enter_context(httpx.Client(transport=o_transport))
     clients = {
         "gemini": GeminiClient(
             g_http, api_key=SecretStr(SERVER_KEY), base_url=g_url, timeout_s=gemini.timeout_s

@@ -31,7 +31,7 @@ def engine(tmp_path):
 
 @pytest.fixture
 async def service(tmp_path, engine, emulator):
-    async with httpx.AsyncClient() as http:
+    with httpx.Client() as http:
         policy = FallbackPolicy(emulator_providers(http, emulator.url, SERVER_KEY))
         yield make_service(tmp_path, policy=policy, engine=engine)
 
@@ -116,7 +116,7 @@ def test_spend_cap_stops_server_keys_but_not_visitors_own(engine):
 
 
 def guarded_service(
-    tmp_path, engine, emulator, http: httpx.AsyncClient, daily_spend_usd: float
+    tmp_path, engine, emulator, http: httpx.Client, daily_spend_usd: float
 ) -> tuple[ChatService, Guard]:
     """Gemini on the server's key behind a daily spend cap."""
     gemini = GeminiClient(http, api_key=SecretStr(SERVER_KEY), base_url=emulator.url)
@@ -126,7 +126,7 @@ def guarded_service(
 
 
 async def test_limits_refuse_before_anything_is_stored_or_sent(tmp_path, engine, emulator):
-    async with httpx.AsyncClient() as http:
+    with httpx.Client() as http:
         service, guard = guarded_service(tmp_path, engine, emulator, http, daily_spend_usd=0.01)
         with pytest.raises(LimitError, match="today's budget"):
             await last(service.send(Actor("x" * 20), None, "a lighthouse", options=OPTIONS))
@@ -138,7 +138,7 @@ async def test_limits_refuse_before_anything_is_stored_or_sent(tmp_path, engine,
 
 
 async def test_an_answer_on_the_server_key_and_its_cost_are_stored_together(tmp_path, engine, emulator):
-    async with httpx.AsyncClient() as http:
+    with httpx.Client() as http:
         service, guard = guarded_service(tmp_path, engine, emulator, http, daily_spend_usd=5.0)
         done = await last(service.send(Actor("x" * 20), None, "a lighthouse", options=OPTIONS))
     answer = done.turns[-1]

@@ -61,7 +61,7 @@ async def test_two_hundred_turns_twenty_sessions_ten_percent_faults(tmp_path, em
         for s in range(SESSIONS)
     }
     faulty = sum("[fault:" in p for ps in prompts.values() for p in ps)
-    async with httpx.AsyncClient() as http:
+    with httpx.Client() as http:
         providers = emulator_providers(http, emulator.url, "k" * 16, timeout_s=20)
         policy = FallbackPolicy(providers, sleep=no_sleep, jitter=lambda d: d)
         service = make_service(tmp_path, policy=policy, engine=engine)

@@ -1,14 +1,26 @@
 """The shared HTTP edge: transport failures mapped to our error types in one place, model ids
-checked before they reach a URL or a body, and the key a call used kept out of its errors."""
+checked before they reach a URL or a body, the key a call used kept out of its errors, and the
+threads a call blocks in.
+
+A provider call is one hop to a worker thread (``in_worker``) that does all of its blocking
+work with a synchronous ``httpx.Client``: build the body, POST, read the answer, decode and
+parse it. The event loop only awaits the call's future: reading a ~3 MB answer through
+``httpx.AsyncClient`` cost ~5 ms of the loop's CPU (a trip through the loop per 64 KiB read),
+the same read in a thread ~3 ms, and none of it on the loop (``python -m bench.httpx_read``).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import json
+import queue
 import re
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -24,14 +36,18 @@ from chat.errors import (
 from chat.providers.model_ids import MODEL_ID_RULE, is_model_id
 
 __all__ = [
+    "CallThreads",
     "api_key_for",
     "call_timeout",
     "checked_model",
+    "in_worker",
     "json_or_none",
     "map_transport_errors",
     "parse_duration",
     "read_reply",
 ]
+
+T = TypeVar("T")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*s?\s*$")
 
@@ -78,8 +94,8 @@ def json_or_none(response: httpx.Response) -> object:
         return None
 
 
-@asynccontextmanager
-async def map_transport_errors(provider: str) -> AsyncIterator[None]:
+@contextmanager
+def map_transport_errors(provider: str) -> Iterator[None]:
     """Re-raise httpx's network failures as the provider error a user and the fallback understand."""
     try:
         yield
@@ -89,7 +105,7 @@ async def map_transport_errors(provider: str) -> AsyncIterator[None]:
         raise UnavailableError(provider, f"connection failed ({type(exc).__name__})") from exc
 
 
-async def read_reply(
+def read_reply(
     response: httpx.Response,
     provider: str,
     *,
@@ -97,26 +113,87 @@ async def read_reply(
     error: Callable[[object], ProviderError],
     parse: Callable[[dict[str, Any]], ProviderReply],
 ) -> ProviderReply:
-    """The answer decoded and parsed in a worker thread: an answer with a 1K image is ~3 MB of JSON
-    (~4 ms), and the event loop serves every other request meanwhile. A status other than 200
-    raises ``error(body)``; a body that is not JSON is the provider being unavailable. Either way
+    """The answer decoded and parsed (blocking: an answer with a 1K image is ~3 MB of JSON, ~4 ms;
+    call it in the worker thread that made the call). A status other than 200 raises
+    ``error(body)``; a body that is not JSON is the provider being unavailable. Either way
     ``api_key``, the key the call used, is hidden from the error if the provider echoed it."""
     try:
-        return await asyncio.to_thread(_read_reply, response, provider, error, parse)
+        payload = json_or_none(response)
+        if response.status_code != 200:
+            raise error(payload)
+        if not isinstance(payload, dict):
+            raise UnavailableError(provider, "the answer was not valid JSON", status_code=200)
+        return parse(payload)
     except ProviderError as exc:
         exc.hide(api_key)
         raise
 
 
-def _read_reply(
-    response: httpx.Response,
-    provider: str,
-    error: Callable[[object], ProviderError],
-    parse: Callable[[dict[str, Any]], ProviderReply],
-) -> ProviderReply:
-    payload = json_or_none(response)
-    if response.status_code != 200:
-        raise error(payload)
-    if not isinstance(payload, dict):
-        raise UnavailableError(provider, "the answer was not valid JSON", status_code=200)
-    return parse(payload)
+async def in_worker(threads: CallThreads | None, call: Callable[[], T]) -> T:
+    """``call()`` in one of ``threads``; in asyncio's default executor when there are none (tests, benches).
+
+    A thread cannot be cancelled: if the awaiting task is, the call still runs until it is
+    answered or its timeout (``call_timeout``) ends it, and its answer is dropped. The timeout
+    bounds it, and it is rare: Gradio (the pinned 6.x, ``queueing.py``) does not cancel a
+    running event when its browser goes away (it marks the event gone and stops iterating it
+    after the current step); it cancels the task only through ``/cancel`` (a client's
+    ``Job.cancel()``, another event's ``cancels=``, which this app has none of) and when its
+    queue stops. Meanwhile the call keeps its thread, so a new call may wait for one.
+    """
+    if threads is None:
+        return await asyncio.to_thread(call)
+    return await threads.run(call)
+
+
+class CallThreads:
+    """``workers`` threads that provider calls block in, each for a call's whole latency (seconds).
+
+    Not asyncio's default executor: that has min(32, CPUs + 4) threads (6 on 2 cores), shared
+    with every short ``asyncio.to_thread`` job, which would wait behind provider calls. The
+    app makes ``settings.model_concurrency`` of them: Gradio's queue runs at most that many
+    model events at once, and one event's calls (retries, the fallback) run one after another.
+
+    The threads are daemon threads, so a call still running when the app stops (its job cut
+    off after the shutdown grace) does not hold up the exit until its timeout, as a
+    ``ThreadPoolExecutor``'s worker would: the interpreter joins those at exit.
+    """
+
+    def __init__(self, workers: int, *, name: str = "provider-call") -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # a call is queued before close()'s stops, or refused
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{n}", daemon=True) for n in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    async def run(self, call: Callable[[], T]) -> T:
+        """``call()`` in the next free thread, in this task's context; cancelled before it starts, it never runs."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        context = contextvars.copy_context()
+
+        def job() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(context.run(call))
+            except BaseException as exc:  # handed to the awaiting task, as an executor does
+                future.set_exception(exc)
+
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the provider call threads are closed")
+            self._jobs.put(job)
+        return await asyncio.wrap_future(future)
+
+    def close(self) -> None:
+        """Take no more calls; idle threads end now, busy ones after their call (not waited for)."""
+        with self._lock:
+            self._closed = True
+            for _ in self._threads:
+                self._jobs.put(None)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()

@@ -69,7 +69,7 @@ async def test_a_long_conversation_stays_bounded_and_is_accepted_by_the_emulator
     BLOBS["e" * 64] = PHOTO
     options = GenerationOptions(model="gemini-3.1-flash-image")
     history = [user("make the sky stormy", ImagePart("e" * 64, "image/png"))]
-    async with httpx.AsyncClient() as http:
+    with httpx.Client() as http:
         gemini = GeminiClient(http, api_key=SecretStr("k"), base_url=emulator.url, keep_images=3)
         for n in range(12):
             reply = await gemini.reply(history, options, load)

@@ -1,9 +1,9 @@
-"""Gemini ``generateContent`` over an injected ``httpx.AsyncClient``: build, send, parse."""
+"""Gemini ``generateContent`` over an injected ``httpx.Client``: build, send, parse, in one worker thread."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
+from functools import partial
 from urllib.parse import quote
 
 import httpx
@@ -22,7 +22,15 @@ from chat.providers.gemini.wire import (
     error_from_response,
 )
 from chat.providers.gemini.wire import parse_response as parse_reply
-from chat.providers.http import api_key_for, call_timeout, checked_model, map_transport_errors, read_reply
+from chat.providers.http import (
+    CallThreads,
+    api_key_for,
+    call_timeout,
+    checked_model,
+    in_worker,
+    map_transport_errors,
+    read_reply,
+)
 
 __all__ = ["GeminiClient"]
 
@@ -34,9 +42,10 @@ class GeminiClient:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: httpx.Client,
         *,
         api_key: SecretStr | None,
+        threads: CallThreads | None = None,  # None: asyncio's default executor (tests, benches)
         base_url: str = DEFAULTS.gemini_base_url,
         api_version: str = "v1beta",
         timeout_s: float = DEFAULTS.request_timeout_s,
@@ -46,6 +55,7 @@ class GeminiClient:
         self._keep_images = keep_images
         self._encoded = EncodedImages() if encoded is None else encoded
         self._http = http
+        self._threads = threads
         self._api_key = api_key
         self._base_url = base_url.rstrip("/")
         self._api_version = api_version
@@ -69,10 +79,33 @@ class GeminiClient:
         *,
         api_key: SecretStr | None = None,
     ) -> ProviderReply:
-        """Answer the trailing user turn(s) of ``history``; ``api_key`` (a visitor's own) wins over ours."""
+        """Answer the trailing user turn(s) of ``history``; ``api_key`` (a visitor's own) wins over ours.
+
+        Everything after the checks runs in one worker thread (``in_worker``, which says what a
+        cancelled call does): the body, the POST, reading, decoding and parsing the answer.
+        """
         checked_model(PROVIDER, options.model)
-        body = await asyncio.to_thread(self._body, history, options, load_image)
-        return await self._post(body, model=options.model, api_key=api_key)
+        key = api_key_for(PROVIDER, "GEMINI_API_KEY", api_key, self._api_key)
+        return await in_worker(self._threads, partial(self._call, history, options, load_image, key))
+
+    def _call(
+        self, history: Sequence[Turn], options: GenerationOptions, load_image: ImageLoader, key: str
+    ) -> ProviderReply:
+        """Blocking: build the body, send it, read and parse the answer."""
+        body = self._body(history, options, load_image)
+        model = options.model
+        # One path segment, whatever the id: checked already, and quoted in case that check ever loosens.
+        url = f"{self._base_url}/{self._api_version}/models/{quote(model, safe='')}:generateContent"
+        headers = {"x-goog-api-key": key, "content-type": "application/json"}
+        with map_transport_errors(PROVIDER):
+            response = self._http.post(url, content=body, headers=headers, timeout=self._timeout)
+        return read_reply(
+            response,
+            PROVIDER,
+            api_key=key,
+            error=lambda body: error_from_response(response.status_code, body),
+            parse=lambda body: parse_reply(body, model=model),
+        )
 
     def _body(self, history: Sequence[Turn], options: GenerationOptions, load_image: ImageLoader) -> bytes:
         """The JSON request body, encoded by orjson: ~1 ms for two 1K images where ``json.dumps`` takes ~15."""
@@ -80,18 +113,3 @@ class GeminiClient:
             history, load_image, model=options.model, keep_images=self._keep_images, encoded=self._encoded
         )
         return orjson.dumps(build_request(contents, options))
-
-    async def _post(self, body: bytes, *, model: str, api_key: SecretStr | None = None) -> ProviderReply:
-        key = api_key_for(PROVIDER, "GEMINI_API_KEY", api_key, self._api_key)
-        # One path segment, whatever the id: checked already, and quoted in case that check ever loosens.
-        url = f"{self._base_url}/{self._api_version}/models/{quote(model, safe='')}:generateContent"
-        headers = {"x-goog-api-key": key, "content-type": "application/json"}
-        async with map_transport_errors(PROVIDER):
-            response = await self._http.post(url, content=body, headers=headers, timeout=self._timeout)
-        return await read_reply(
-            response,
-            PROVIDER,
-            api_key=key,
-            error=lambda body: error_from_response(response.status_code, body),
-            parse=lambda body: parse_reply(body, model=model),
-        )

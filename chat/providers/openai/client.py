@@ -1,4 +1,4 @@
-"""OpenAI Images API over an injected ``httpx.AsyncClient``: the fallback when Gemini fails.
+"""OpenAI Images API over an injected ``httpx.Client``, in one worker thread: the fallback when Gemini fails.
 
 Each call is self-contained (OpenAI keeps no image conversation): the previous output goes in
 as the first input image, byte for byte as stored, so an edit continues from what the user sees.
@@ -6,8 +6,8 @@ as the first input image, byte for byte as stored, so an edit continues from wha
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import httpx
@@ -17,7 +17,15 @@ from chat.config import DEFAULTS
 from chat.domain import GenerationOptions, ImagePart, OpenAIOptions, ProviderReply, Turn, extension_for
 from chat.errors import InputError
 from chat.media.images import image_size
-from chat.providers.http import api_key_for, call_timeout, checked_model, map_transport_errors, read_reply
+from chat.providers.http import (
+    CallThreads,
+    api_key_for,
+    call_timeout,
+    checked_model,
+    in_worker,
+    map_transport_errors,
+    read_reply,
+)
 from chat.providers.openai.prices import worst_case_cost
 from chat.providers.openai.wire import (
     PROVIDER,
@@ -42,15 +50,17 @@ class OpenAIImagesClient:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: httpx.Client,
         *,
         api_key: SecretStr | None,
+        threads: CallThreads | None = None,  # None: asyncio's default executor (tests, benches)
         base_url: str = DEFAULTS.openai_base_url,
         default_model: str = DEFAULTS.openai_image_model,
         timeout_s: float = DEFAULTS.openai_timeout_s,
         safety_identifier: str | None = None,
     ) -> None:
         self._http = http
+        self._threads = threads
         self._api_key = api_key
         self._base_url = base_url.rstrip("/")
         self._default_model = default_model
@@ -77,24 +87,32 @@ class OpenAIImagesClient:
     ) -> ProviderReply:
         """Answer the trailing user turn(s): an edit of the current image, or a generation.
 
-        ``api_key`` (a visitor's own) wins over the server's.
+        ``api_key`` (a visitor's own) wins over the server's. Everything after the checks runs in
+        one worker thread (``in_worker``, which says what a cancelled call does): the form (blob
+        reads, mask resizing), the POST, reading, decoding and parsing the answer.
         """
-        settings = options.openai
         model = checked_model(PROVIDER, self.model_for(options))
         key = api_key_for(PROVIDER, "OPENAI_API_KEY", api_key, self._api_key)
+        call = partial(self._call, history, options.openai, model, load_image, key)
+        return await in_worker(self._threads, call)
+
+    def _call(
+        self, history: Sequence[Turn], settings: OpenAIOptions, model: str, load_image: ImageLoader, key: str
+    ) -> ProviderReply:
+        """Blocking: build the request, send it, read and parse the answer."""
         inputs = select_edit_inputs(history)
         headers = {"Authorization": f"Bearer {key}"}
         if inputs.images:
-            data, files = await asyncio.to_thread(self._edit_form, inputs, settings, model, load_image)
+            data, files = self._edit_form(inputs, settings, model, load_image)
             request: dict[str, Any] = {"data": data, "files": files}
             url = f"{self._base_url}/images/edits"
         else:
             body = build_generation_body(inputs.prompt, settings, model=model, user=self._safety_identifier)
             request = {"json": body}
             url = f"{self._base_url}/images/generations"
-        async with map_transport_errors(PROVIDER):
-            response = await self._http.post(url, headers=headers, timeout=self._timeout, **request)
-        return await read_reply(
+        with map_transport_errors(PROVIDER):
+            response = self._http.post(url, headers=headers, timeout=self._timeout, **request)
+        return read_reply(
             response,
             PROVIDER,
             api_key=key,
@@ -105,7 +123,7 @@ class OpenAIImagesClient:
     def _edit_form(
         self, inputs: EditInputs, settings: OpenAIOptions, model: str, load_image: ImageLoader
     ) -> tuple[dict[str, str], list[FormFile]]:
-        """Blocking part (blob reads, mask resizing): run in a worker thread."""
+        """The multipart form: blob reads, mask resizing."""
         images = [
             (f"image-{i}.{extension_for(part.mime_type)}", load_image(part), part.mime_type)
             for i, part in enumerate(inputs.images, start=1)

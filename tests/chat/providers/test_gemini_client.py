@@ -30,7 +30,7 @@ OK_BODY = {
 
 
 def client(handler, key: str | None = "k-123") -> GeminiClient:
-    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    http = httpx.Client(transport=httpx.MockTransport(handler))
     return GeminiClient(http, api_key=SecretStr(key) if key else None, base_url="https://gl.test/")
 
 

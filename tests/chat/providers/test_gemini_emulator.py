@@ -53,7 +53,7 @@ def answer(reply: ProviderReply, options: GenerationOptions) -> Turn:
 
 @pytest.fixture
 async def gemini(emulator):
-    async with httpx.AsyncClient() as http:
+    with httpx.Client() as http:
         yield GeminiClient(http, api_key=SecretStr("test-key"), base_url=emulator.url, timeout_s=5)
 
 
@@ -103,7 +103,7 @@ async def test_fault_maps_to_one_error_type(gemini, emulator, trigger, error):
 
 async def test_timeout(emulator):
     emulator.queue_faults("slow:1")
-    async with httpx.AsyncClient() as http:
+    with httpx.Client() as http:
         client = GeminiClient(http, api_key=SecretStr("k"), base_url=emulator.url, timeout_s=0.2)
         with pytest.raises(ProviderTimeoutError):
             await client.reply([user("x")], FLASH, load)
@@ -111,7 +111,7 @@ async def test_timeout(emulator):
 
 @pytest.mark.parametrize(("key", "error"), [("invalid-key", AuthError), ("denied-key", AuthError)])
 async def test_bad_keys(emulator, key, error):
-    async with httpx.AsyncClient() as http:
+    with httpx.Client() as http:
         client = GeminiClient(http, api_key=SecretStr(key), base_url=emulator.url)
         with pytest.raises(error):
             await client.reply([user("x")], FLASH, load)
@@ -124,7 +124,7 @@ async def test_shut_down_model_is_a_bad_request(gemini):
 
 
 async def test_unreachable_server_is_unavailable():
-    async with httpx.AsyncClient() as http:
+    with httpx.Client() as http:
         client = GeminiClient(http, api_key=SecretStr("k"), base_url="http://127.0.0.1:9")
         with pytest.raises(UnavailableError):
             await client.reply([user("x")], FLASH, load)

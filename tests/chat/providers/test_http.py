@@ -1,6 +1,10 @@
-"""The shared HTTP edge: keys hidden from provider errors, model ids checked before anything is sent."""
+"""The shared HTTP edge: keys hidden from provider errors, model ids checked before anything is sent,
+and the threads provider calls block in."""
 
 from __future__ import annotations
+
+import asyncio
+import threading
 
 import httpx
 import pytest
@@ -15,7 +19,7 @@ from chat.errors import (
     RateLimitedError,
     redact,
 )
-from chat.providers.http import checked_model, read_reply
+from chat.providers.http import CallThreads, checked_model, in_worker, read_reply
 from chat.providers.model_ids import MODEL_ID_RULE
 from tests.chat.test_options import HOSTILE_MODEL_IDS, REAL_MODEL_IDS
 
@@ -100,10 +104,10 @@ def test_hide_takes_out_the_key_a_call_used() -> None:
     assert "Toxic" not in error.detail and "Toxic" not in str(error) and "Toxic" not in error.user_message()
 
 
-async def test_read_reply_hides_the_key_the_call_used_from_the_error() -> None:
+def test_read_reply_hides_the_key_the_call_used_from_the_error() -> None:
     response = httpx.Response(401, json={"error": {"message": "the key visitor-key-Wq9Z is not valid here"}})
     with pytest.raises(AuthError) as info:
-        await read_reply(
+        read_reply(
             response,
             "openai",
             api_key="visitor-key-Wq9Z",
@@ -128,3 +132,67 @@ def test_checked_model_refuses_hostile_ids_as_a_bad_request(model: str) -> None:
     assert info.value.user_message() == (
         f"OpenAI could not accept this request: the model id is malformed (use {MODEL_ID_RULE}); nothing was sent"
     )
+
+
+# --- the threads provider calls block in ------------------------------------------------------
+
+
+@pytest.fixture
+def threads():
+    threads = CallThreads(2, name="test-call")
+    yield threads
+    threads.close()
+
+
+async def test_a_call_runs_in_one_of_the_daemon_threads_and_hands_back_its_result_or_error(threads) -> None:
+    ran_in = await in_worker(threads, threading.current_thread)
+    assert ran_in.name.startswith("test-call-") and ran_in.daemon
+    assert ran_in is not threading.current_thread()
+
+    def fails() -> None:
+        raise AuthError("openai", "no")
+
+    with pytest.raises(AuthError):
+        await in_worker(threads, fails)
+
+
+async def test_no_more_calls_run_at_once_than_there_are_threads(threads) -> None:
+    release = threading.Event()
+    running: list[int] = []
+
+    def call(n: int) -> int:
+        running.append(n)
+        release.wait(5)
+        return n
+
+    calls = [asyncio.ensure_future(in_worker(threads, lambda n=n: call(n))) for n in range(3)]
+    await asyncio.sleep(0.2)
+    assert sorted(running) == [0, 1]  # the third waits for a thread
+    release.set()
+    assert await asyncio.gather(*calls) == [0, 1, 2]
+
+
+async def test_a_call_cancelled_before_a_thread_takes_it_never_runs(threads) -> None:
+    release = threading.Event()
+    ran: list[str] = []
+    busy = [asyncio.ensure_future(in_worker(threads, lambda: release.wait(5))) for _ in range(2)]
+    await asyncio.sleep(0.1)
+    waiting = asyncio.ensure_future(in_worker(threads, lambda: ran.append("late")))
+    await asyncio.sleep(0.1)
+    waiting.cancel()
+    await asyncio.sleep(0.1)  # the cancel reaches the queued call through the loop
+    release.set()
+    await asyncio.gather(*busy)
+    await in_worker(threads, lambda: None)  # the queue has moved past the cancelled call
+    assert ran == [] and waiting.cancelled()
+
+
+async def test_closed_threads_end_and_take_no_more_calls() -> None:
+    threads = CallThreads(2, name="test-closed")
+    await in_worker(threads, lambda: None)
+    threads.close()
+    for thread in [t for t in threading.enumerate() if t.name.startswith("test-closed-")]:
+        thread.join(5)
+        assert not thread.is_alive()
+    with pytest.raises(RuntimeError, match="closed"):
+        await in_worker(threads, lambda: None)

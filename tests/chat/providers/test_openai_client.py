@@ -61,7 +61,7 @@ def load(part: ImagePart) -> bytes:
 
 
 def client(handler, key: str | None = "sk-test-123", **kwargs) -> OpenAIImagesClient:
-    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    http = httpx.Client(transport=httpx.MockTransport(handler))
     return OpenAIImagesClient(
         http, api_key=SecretStr(key) if key else None, base_url="https://oa.test/v1/", **kwargs
     )
