@@ -20,10 +20,12 @@ Invariant: what storage loads is exactly what a provider adapter replays.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -199,6 +201,12 @@ class ImageData:
     _: KW_ONLY
     thought: bool = False
     provider_metadata: Metadata = field(default_factory=frozen_metadata)
+
+    @cached_property
+    def sha256(self) -> str:
+        """Its content address, worked out once (~1 ms for a 1K PNG): the provider adapter that keys
+        the image's base64 text by it and the writer that stores the image share it."""
+        return hashlib.sha256(self.data).hexdigest()
 
 
 ReplyPart = TextPart | ImageData

@@ -94,7 +94,7 @@ def _answered(
     parts: list[Part] = []
     for part in reply.parts:
         if isinstance(part, ImageData):
-            images.append(NewImage.of(part.data, part.mime_type))
+            images.append(NewImage.of(part.data, part.mime_type, sha256=part.sha256))
             parts.append(
                 images[-1].part(role=ImageRole.ANSWER, thought=part.thought, metadata=part.provider_metadata)
             )

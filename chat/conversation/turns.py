@@ -37,10 +37,11 @@ class NewImage:
     height: int
 
     @classmethod
-    def of(cls, data: bytes, mime_type: str) -> NewImage:
-        """ValueError if ``data`` is not an image (its header is read, not the pixels)."""
+    def of(cls, data: bytes, mime_type: str, *, sha256: str | None = None) -> NewImage:
+        """ValueError if ``data`` is not an image (its header is read, not the pixels); ``sha256``
+        is the data's, when the caller worked it out already."""
         width, height = image_size(data)
-        return cls(hashlib.sha256(data).hexdigest(), mime_type, data, width, height)
+        return cls(sha256 or hashlib.sha256(data).hexdigest(), mime_type, data, width, height)
 
     def part(self, *, role: ImageRole, thought: bool = False, metadata: Metadata | None = None) -> ImagePart:
         return ImagePart(

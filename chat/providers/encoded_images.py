@@ -3,7 +3,9 @@
 Every Gemini turn re-sends the last K images as base64 inside the JSON body: the same images
 turn after turn, each read from disk and encoded again (a 1024x1024 PNG is 2-3 MB).
 Images are content-addressed and never change, so their text is kept by sha256, least
-recently used first out, within a bound on the characters held.
+recently used first out, within a bound on the characters held. An answer's image arrives as
+base64 text already: the adapter keeps that text (``keep``), so the next turn, which replays
+it, neither reads the image back nor encodes it again.
 """
 
 from __future__ import annotations
@@ -43,11 +45,13 @@ class EncodedImages:
                 return text
         text = pybase64.b64encode_as_string(load_image(part))
 
-        if len(text) <= self._max_chars:
-            self._keep(part.sha256, text)
+        self.keep(part.sha256, text)
         return text
 
-    def _keep(self, sha256: str, text: str) -> None:
+    def keep(self, sha256: str, text: str) -> None:
+        """Hold ``text``, the standard base64 of the image whose content address is ``sha256``."""
+        if len(text) > self._max_chars:
+            return
         with self._lock:
             if sha256 in self._texts:  # another thread encoded it meanwhile
                 return

@@ -104,7 +104,7 @@ class GeminiClient:
             PROVIDER,
             api_key=key,
             error=lambda body: error_from_response(response.status_code, body),
-            parse=lambda body: parse_reply(body, model=model),
+            parse=lambda body: parse_reply(body, model=model, encoded=self._encoded),
         )
 
     def _body(self, history: Sequence[Turn], options: GenerationOptions, load_image: ImageLoader) -> bytes:

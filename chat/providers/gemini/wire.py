@@ -233,8 +233,13 @@ def _image_config(options: GenerationOptions) -> dict[str, str]:
 # --- response -> reply ---------------------------------------------------------------------
 
 
-def parse_response(body: Mapping[str, Any], *, model: str) -> ProviderReply:
-    """A successful reply with an image, or the error saying why there is none."""
+def parse_response(
+    body: Mapping[str, Any], *, model: str, encoded: EncodedImages | None = None
+) -> ProviderReply:
+    """A successful reply with an image, or the error saying why there is none.
+
+    ``encoded`` keeps each answer image's base64 text as it came, for the next request to replay.
+    """
     candidates = body.get("candidates") or []
     feedback = body.get("promptFeedback") or {}
     if not candidates:
@@ -251,7 +256,7 @@ def parse_response(body: Mapping[str, Any], *, model: str) -> ProviderReply:
     reply = ProviderReply(
         provider=PROVIDER,
         model=body.get("modelVersion") or model,
-        parts=tuple(_reply_part(p) for p in raw_parts),
+        parts=tuple(_reply_part(p, encoded) for p in raw_parts),
         finish_reason=finish,
         usage=usage_from(body.get("usageMetadata"), model=body.get("modelVersion") or model),
         response_id=body.get("responseId"),
@@ -282,7 +287,7 @@ def usage_from(raw: object, *, model: str) -> Usage:
     )
 
 
-def _reply_part(raw: Mapping[str, Any]) -> ReplyPart:
+def _reply_part(raw: Mapping[str, Any], encoded: EncodedImages | None) -> ReplyPart:
     """One answer part: its data, its thought flag, and what Gemini must get back (``KNOWN_METADATA``)."""
     thought = raw.get("thought") is True
     echoed = known_metadata({PROVIDER: {k: v for k, v in raw.items() if k not in _DATA_KEYS}})
@@ -292,22 +297,27 @@ def _reply_part(raw: Mapping[str, Any]) -> ReplyPart:
             raise UnavailableError(PROVIDER, f"unexpected part in the answer: {sorted(raw)}")
         return TextPart(raw["text"], thought=thought, provider_metadata=echoed)
     mime = inline.get("mimeType") or inline.get("mime_type") or "image/png"
+    text = str(inline.get("data", ""))
     try:
-        data = _decode_base64(str(inline.get("data", "")))
+        data, standard = _decode_base64(text)
     except (binascii.Error, ValueError) as exc:
         raise UnavailableError(PROVIDER, "the image in the answer was corrupt (bad base64)") from exc
-    return ImageData(data, mime, thought=thought, provider_metadata=echoed)
+    image = ImageData(data, mime, thought=thought, provider_metadata=echoed)
+    if standard and encoded is not None:
+        encoded.keep(image.sha256, text)
+    return image
 
 
-def _decode_base64(encoded: str) -> bytes:
-    """Standard base64, as Gemini sends it, on the fast path (pybase64: ~0.2 ms for a 1K PNG, ~8 in binascii).
+def _decode_base64(text: str) -> tuple[bytes, bool]:
+    """The bytes, and whether ``text`` was standard base64 (as Gemini sends it, and as a request
+    carries it), which takes the fast path (pybase64: ~0.2 ms for a 1K PNG, ~8 in binascii).
 
     Protobuf JSON also allows the URL-safe alphabet and missing padding: those take the slow path.
     """
     try:
-        return pybase64.b64decode(encoded, validate=True)
+        return pybase64.b64decode(text, validate=True), True
     except binascii.Error:
-        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True)
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True), False
 
 
 # --- HTTP error -> error type --------------------------------------------------------------

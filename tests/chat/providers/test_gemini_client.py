@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import httpx
 import pytest
 from pydantic import SecretStr
 
-from chat.domain import GenerationOptions, ImagePart, Role, TextPart, Turn
+from chat.domain import GenerationOptions, ImagePart, ImageRole, Role, TextPart, Turn
 from chat.errors import AuthError, BadRequestError, MissingKeyError, UnavailableError
 from chat.providers.gemini import GeminiClient
 from tests.chat.test_options import HOSTILE_MODEL_IDS
@@ -117,3 +118,27 @@ async def test_a_key_the_error_echoes_is_hidden():
     with pytest.raises(BadRequestError) as info:
         await client(handler).reply(HISTORY, OPTIONS, lambda part: b"")
     assert info.value.detail == "400 INVALID_ARGUMENT: key [key hidden] is not valid"
+
+
+async def test_the_next_request_replays_an_answer_image_as_it_came_without_reading_it_back():
+    """The answer's base64 text is kept by its content address: replaying the image costs no
+    read from the blob store and no encoding."""
+    seen, handler = recording(OK_BODY)
+    gemini = client(handler)
+    reply = await gemini.reply(HISTORY, OPTIONS, lambda part: b"")
+    image = reply.final_image()
+    answer = Turn(
+        Role.ASSISTANT,
+        (ImagePart(image.sha256, image.mime_type, role=ImageRole.ANSWER),),
+        provider="gemini",
+        model=OPTIONS.model,
+    )
+    follow_up = Turn(Role.USER, (TextPart("now in blue"),))
+
+    def no_reads(part: ImagePart) -> bytes:
+        raise AssertionError(f"read {part.sha256[:12]} back")
+
+    await gemini.reply([*HISTORY, answer, follow_up], OPTIONS, no_reads)
+    replayed = json.loads(seen[1].content)["contents"][1]["parts"]
+    assert replayed == [{"inlineData": {"mimeType": "image/png", "data": "aW1n"}}]
+    assert image.sha256 == hashlib.sha256(b"img").hexdigest()
