@@ -343,9 +343,15 @@ def clear_log(admin: httpx.Client) -> None:
 
 @asynccontextmanager
 async def bench_service(
-    keep_images: int | None, *, answers: str = "photo", turns: int = 30, size: int = 1024
+    keep_images: int | None,
+    *,
+    answers: str = "photo",
+    turns: int = 30,
+    size: int = 1024,
+    database_url: str | None = None,
 ) -> AsyncIterator[Bench]:
-    """A fresh data directory, emulator thread and service with ``keep_images`` (None: no bound)."""
+    """A fresh data directory, emulator process and service with ``keep_images`` (None: no bound);
+    the database is SQLite in that directory unless ``database_url`` names another (empty) one."""
     clock = PhaseClock()
     rewrite = PhotoAnswers(size, turns) if answers == "photo" else None
     with (
@@ -355,7 +361,7 @@ async def bench_service(
     ):
         url = emulator.url
         data_dir = Path(tmp)
-        engine = make_engine(sqlite_url(data_dir))
+        engine = make_engine(database_url or sqlite_url(data_dir))
         migrate(engine)
         transport = TimedTransport(clock, rewrite)
         with TimedClient(clock, transport=transport) as http:

@@ -7,7 +7,8 @@ the answers are 1024x1024 PNGs. A turn's overhead is its wall time (``service.se
 answer is stored) minus the time inside the httpx transport (request sent until the whole
 response body is read). After a 2-turn warm-up, ``--conversations`` conversations (default 3)
 are measured with the default replay bound (``chat.providers.context.DEFAULT_KEEP_IMAGES``) and with no
-bound (keep_images=0).
+bound (keep_images=0). ``--postgres`` stores in PostgreSQL instead (a throw-away cluster of
+Debian's PostgreSQL on loopback, ``tests/postgres.py``, with fsync and synchronous commit on).
 
 
 Writes ``bench/results/overhead.json`` (every turn, with a breakdown of the app's time by
@@ -15,13 +16,14 @@ step) and ``overhead.png`` (overhead vs turn number, and the breakdown per turn)
 adds a pyinstrument report of one default-bound conversation (``overhead_profile.txt``), run
 with ``asyncio.to_thread`` inlined so the work done in worker threads shows up in it.
 
-    python -m bench.overhead [--quick] [--conversations N] [--turns N] [--profile] [--tag NAME]
+    python -m bench.overhead [--quick] [--conversations N] [--turns N] [--profile] [--postgres] [--tag NAME]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +43,7 @@ from bench.common import (
 )
 from bench.harness import PROVIDER_HTTP, TurnRecord, bench_service, instrumented
 from chat.providers.context import DEFAULT_KEEP_IMAGES
+from tests.postgres import start_postgres
 
 NAME = "overhead"
 TARGET_P50_MS = 30.0
@@ -54,9 +57,15 @@ def configs() -> list[tuple[str, int | None]]:
 
 
 async def measure(
-    keep_images: int | None, *, turns: int, conversations: int, answers: str, upload: bytes
+    keep_images: int | None,
+    *,
+    turns: int,
+    conversations: int,
+    answers: str,
+    upload: bytes,
+    database_url: str | None = None,
 ) -> tuple[list[list[TurnRecord]], list[str]]:
-    async with bench_service(keep_images, answers=answers, turns=turns) as bench:
+    async with bench_service(keep_images, answers=answers, turns=turns, database_url=database_url) as bench:
         with instrumented(bench.clock) as missing:
             await bench.conversation(WARMUP_TURNS, upload)
             runs = [await bench.conversation(turns, upload) for _ in range(conversations)]
@@ -163,6 +172,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--default-bound-only", action="store_true", help="measure only the default bound (skip K=0)"
     )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="store in PostgreSQL (a throw-away cluster on loopback, fsync on, as a server would run) instead of SQLite",
+    )
     parser.add_argument("--tag", help="suffix for the result files of a variant run")
     parser.add_argument(
         "--max-wait-s",
@@ -178,10 +192,21 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, list[list[TurnRecord]]] = {}
     summaries: dict[str, Any] = {}
     quiet = {} if args.quick else wait_until_quiet(timeout_s=args.max_wait_s)
-    with ForeignCpu() as foreign:
+    with ForeignCpu() as foreign, contextlib.ExitStack() as stack:
+        server = None
+        if args.postgres:
+            server = start_postgres(durable=True)
+            stack.callback(server.stop)
         for label, keep in configs()[:1] if args.default_bound_only else configs():
             runs, missing = asyncio.run(
-                measure(keep, turns=turns, conversations=conversations, answers=args.answers, upload=upload)
+                measure(
+                    keep,
+                    turns=turns,
+                    conversations=conversations,
+                    answers=args.answers,
+                    upload=upload,
+                    database_url=server.url(server.fresh_database()) if server else None,
+                )
             )
             results[label] = runs
             summaries[label] = summarise(runs, keep, missing, turns)
@@ -196,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         args.quick,
         {
             "setup": {
+                "database": "postgresql" if args.postgres else "sqlite",
                 "image_size": SIZE,
                 "upload_bytes": len(upload),
                 "turns": turns,

@@ -3,7 +3,7 @@
 ``make test`` installs Debian's ``postgresql`` package where it is missing; this module only
 uses its binaries (``initdb`` and ``postgres``, found on PATH or under /usr/lib/postgresql).
 The cluster lives in a temporary directory, listens on 127.0.0.1 on a free port, trusts local
-connections and skips fsync (a test database needs no durability). It stops by itself: when
+connections and skips fsync (a test database needs no durability; ``durable=True`` for benchmarks). It stops by itself: when
 the test run ends (``stop``), when the process that started it dies (the kernel sends it a
 signal: ``PR_SET_PDEATHSIG``), and at the latest after ``MAX_LIFETIME_S`` (``timeout``).
 
@@ -77,8 +77,11 @@ class PostgresServer:
         )
 
 
-def start_postgres() -> PostgresServer:
-    """initdb a new cluster and start it; ready to take connections when this returns."""
+def start_postgres(*, durable: bool = False) -> PostgresServer:
+    """initdb a new cluster and start it; ready to take connections when this returns.
+
+    ``durable``: fsync and synchronous commit on, as a server would run (benchmarks); tests skip them.
+    """
     bin_dir = _bin_dir()
     directory = Path(tempfile.mkdtemp(prefix="retouch-pg-"))
     user = _run_as()
@@ -107,9 +110,10 @@ def start_postgres() -> PostgresServer:
         "timeout", "-s", "INT", str(MAX_LIFETIME_S),
         str(bin_dir / "postgres"), "-D", str(data), "-p", str(port),
         "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={directory}",
-        "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
         "-c", "max_connections=200",
     ]  # fmt: skip
+    if not durable:
+        command += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
     log = open(directory / "server.log", "wb")  # noqa: SIM115 - the server writes it while it runs
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, user=user, preexec_fn=_die_with_parent
