@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import FrozenInstanceError, replace
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -32,6 +33,7 @@ from storage import (
     delete_conversation,
     get_conversation,
     list_conversations,
+    migrate,
     rename_conversation,
     save_image,
     session_scope,
@@ -437,3 +439,29 @@ def test_listing_conversations_is_one_query(engine: Engine, blobs: BlobStore) ->
         event.remove(engine, "before_cursor_execute", listen)
     assert [s.thumbnail for s in listed] == [ImagePart(image.sha256, "image/png")] * 3
     assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1, statements
+
+
+def test_two_hundred_concurrent_appends_from_two_engines_are_all_stored_in_order(
+    open_engine: Callable[[], Engine],
+) -> None:
+    """Two replicas appending to one conversation at once: every append gets its own number (the
+    conversation row's count, taken under its lock), none fails on the unique (conversation, seq)."""
+    engines = [open_engine(), open_engine()]
+    migrate(engines[0])
+    with session_scope(engines[0]) as session:
+        create_conversation(session=session, conversation_id="busy", title="t", now=NOW, owner_id=OWNER)
+
+    def append(n: int) -> int:
+        with session_scope(engines[n % 2]) as session:
+            return append_turn(
+                session=session, conversation_id="busy", turn=Turn(Role.USER, (TextPart(f"m{n}"),)), now=NOW
+            )
+
+    with ThreadPoolExecutor(16) as pool:
+        seqs = list(pool.map(append, range(200)))
+
+    assert sorted(seqs) == list(range(200))
+    with session_scope(engines[1], read_only=True) as session:
+        stored = get_conversation(session=session, conversation_id="busy")
+    assert stored is not None and len(stored.turns) == 200
+    assert sorted(t.text() for t in stored.turns) == sorted(f"m{n}" for n in range(200))
