@@ -24,7 +24,12 @@ from sqlmodel import Field, SQLModel, UTCDateTime
 
 __all__ = [
     "CONVERSATION_ID_MAX_LENGTH",
+    "ERROR_KIND_MAX_LENGTH",
+    "FINISH_REASON_MAX_LENGTH",
+    "MIME_TYPE_MAX_LENGTH",
+    "MODEL_MAX_LENGTH",
     "OWNER_ID_MAX_LENGTH",
+    "PROVIDER_MAX_LENGTH",
     "TITLE_MAX_LENGTH",
     "ConversationRow",
     "DailySpendRow",
@@ -38,6 +43,12 @@ __all__ = [
 CONVERSATION_ID_MAX_LENGTH = 32
 OWNER_ID_MAX_LENGTH = 100
 TITLE_MAX_LENGTH = 200
+# PostgreSQL enforces VARCHAR lengths (SQLite does not): what an import may carry is checked against them.
+PROVIDER_MAX_LENGTH = 64
+MODEL_MAX_LENGTH = 200
+FINISH_REASON_MAX_LENGTH = 64
+ERROR_KIND_MAX_LENGTH = 200
+MIME_TYPE_MAX_LENGTH = 100
 
 
 class ConversationRow(SQLModel, table=True):
@@ -88,7 +99,7 @@ class ImageRow(SQLModel, table=True):
     __tablename__ = "image"
 
     sha256: str = Field(primary_key=True, max_length=64)
-    mime_type: str = Field(max_length=100)
+    mime_type: str = Field(max_length=MIME_TYPE_MAX_LENGTH)
     width: int
     height: int
     size_bytes: int
@@ -109,10 +120,10 @@ class TurnRow(SQLModel, table=True):
     seq: int
     role: str = Field(max_length=16)
     status: str = Field(max_length=16)
-    provider: str | None = Field(default=None, max_length=64)
-    model: str | None = Field(default=None, max_length=200)
-    finish_reason: str | None = Field(default=None, max_length=64)
-    error_kind: str | None = Field(default=None, max_length=200)
+    provider: str | None = Field(default=None, max_length=PROVIDER_MAX_LENGTH)
+    model: str | None = Field(default=None, max_length=MODEL_MAX_LENGTH)
+    finish_reason: str | None = Field(default=None, max_length=FINISH_REASON_MAX_LENGTH)
+    error_kind: str | None = Field(default=None, max_length=ERROR_KIND_MAX_LENGTH)
     error_message: str | None = Field(default=None, sa_type=Text)
     notice: str | None = Field(default=None, sa_type=Text)  # answered without an image: why (m007)
     options: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
@@ -137,7 +148,7 @@ class PartRow(SQLModel, table=True):
     kind: str = Field(max_length=16)
     text: str | None = Field(default=None, sa_type=Text)
     image_sha256: str | None = Field(default=None, foreign_key="image.sha256", index=True, max_length=64)
-    mime_type: str | None = Field(default=None, max_length=100)
+    mime_type: str | None = Field(default=None, max_length=MIME_TYPE_MAX_LENGTH)
     role: str | None = Field(default=None, max_length=16)  # images: chat.domain.ImageRole (m007)
     thought: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     provider_metadata: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)

@@ -63,7 +63,14 @@ from chat.errors import InputError
 from chat.media.images import describe_size, image_size, verify_image
 from chat.text import one_line
 from storage.blobs import validate_sha256
-from storage.models import TITLE_MAX_LENGTH
+from storage.models import (
+    ERROR_KIND_MAX_LENGTH,
+    FINISH_REASON_MAX_LENGTH,
+    MIME_TYPE_MAX_LENGTH,
+    MODEL_MAX_LENGTH,
+    PROVIDER_MAX_LENGTH,
+    TITLE_MAX_LENGTH,
+)
 
 __all__ = [
     "FORMAT",
@@ -584,6 +591,17 @@ def _when(value: str | None) -> str | None:
     return value
 
 
+def _at_most(characters: int) -> AfterValidator:
+    """No longer than the column that keeps it (PostgreSQL would refuse the row, mid-import)."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and len(value) > characters:
+            raise PydanticCustomError("too_long", "longer than {max} characters", {"max": characters})
+        return value
+
+    return AfterValidator(check)
+
+
 _Str = Annotated[str, _typed(str, "a string")]
 _OptionalStr = Annotated[str | None, _typed((str, type(None)), "a string or null")]
 _Bool = Annotated[bool, _typed(bool, "true or false")]
@@ -608,7 +626,7 @@ class _TextPartIn(_In):
 class _ImagePartIn(_In):
     kind: Literal["image"]
     sha256: Annotated[_Str, AfterValidator(_sha256)]
-    mime_type: _Str
+    mime_type: Annotated[_Str, _at_most(MIME_TYPE_MAX_LENGTH)]
     file: _Str
     role: ImageRole = ImageRole.INPUT
     thought: _Bool = False
@@ -616,7 +634,7 @@ class _ImagePartIn(_In):
 
 
 class _ErrorIn(_In):
-    kind: _Str
+    kind: Annotated[_Str, _at_most(ERROR_KIND_MAX_LENGTH)]
     message: _Str
 
 
@@ -638,9 +656,9 @@ class _UsageIn(_In):
 
 class _TurnIn(_In):
     role: Role
-    provider: _OptionalStr = None
-    model: _OptionalStr = None
-    finish_reason: _OptionalStr = None
+    provider: Annotated[_OptionalStr, _at_most(PROVIDER_MAX_LENGTH)] = None
+    model: Annotated[_OptionalStr, _at_most(MODEL_MAX_LENGTH)] = None
+    finish_reason: Annotated[_OptionalStr, _at_most(FINISH_REASON_MAX_LENGTH)] = None
     error: _ErrorIn | None = None
     notice: _OptionalStr = None
     usage: _UsageIn | None = None
@@ -721,4 +739,6 @@ def _problem(error: Mapping[str, Any], key: str | None) -> str:
         return f"unknown {key} \u201c{error.get('input')}\u201d"
     if kind == "bad_value":
         return str(error["msg"])
+    if kind == "too_long":
+        return f"{named} is longer than {ctx['max']} characters"
     return f"{named} is not valid"

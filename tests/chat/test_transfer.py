@@ -514,6 +514,18 @@ def test_transcript_with_an_unsupported_version_is_refused(version: object, show
         (lambda t: t["turns"][0].update(role="system"), "turn 1: unknown role \u201csystem\u201d"),
         (lambda t: t["turns"][0].pop("role"), "turn 1: \u201crole\u201d is missing"),
         (lambda t: t["turns"][1].update(model=3), "turn 2: \u201cmodel\u201d must be a string or null"),
+        (
+            lambda t: t["turns"][1].update(provider="p" * 65),
+            "turn 2: \u201cprovider\u201d is longer than 64 characters",
+        ),
+        (
+            lambda t: t["turns"][1].update(model="m" * 201),
+            "turn 2: \u201cmodel\u201d is longer than 200 characters",
+        ),
+        (
+            lambda t: t["turns"][3]["error"].update(kind="k" * 201),
+            "turn 4, error: \u201ckind\u201d is longer than 200 characters",
+        ),
         (lambda t: t["turns"][1].update(usage=[]), "turn 2: \u201cusage\u201d must be an object"),
         (
             lambda t: t["turns"][1].update(created_at="yesterday"),
