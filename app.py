@@ -142,6 +142,7 @@ def guard_limits(settings: Settings, environ: Mapping[str, str] = os.environ) ->
         per_visitor_per_day=settings.rate_per_day,
         global_per_minute=settings.global_rate_per_minute,
         daily_spend_usd=settings.spend_cap(environ),
+        reservation_ttl_s=settings.longest_turn_s,
     )
 
 

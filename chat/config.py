@@ -110,6 +110,12 @@ class Settings(BaseSettings):
             return self.daily_spend_usd
         return 5.0 if environ.get("SYSTEM") == "spaces" else 0.0
 
+    @property
+    def longest_turn_s(self) -> float:
+        """The longest one turn can take: every attempt at each provider's timeout, plus the waits
+        between them. A turn's spend reservation outlives its replica by no more than this."""
+        return self.retry_attempts * (self.request_timeout_s + self.openai_timeout_s) + self.retry_max_total_s
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies(cls, value: str | None) -> str | None:

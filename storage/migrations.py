@@ -413,6 +413,33 @@ def m009_conversation_turn_count(conn: Connection) -> None:
     conn.execute(conversation.update().values(turn_count=next_seq))
 
 
+def m011_shared_limits(conn: Connection) -> None:
+    # The rate limits and the daily cap, shared by every replica on the database
+    # (chat/limits/guard.py). A rate event is one turn counted in one bucket (a visitor's address,
+    # their key, or everyone), kept until ``forget_at``, when no window counts it any more. A spend
+    # reservation is a turn in flight on the server's keys, counted at its worst case against the
+    # daily cap until the turn's answer settles it, or until ``expires_at`` if its replica died.
+    metadata = MetaData()
+    rate_event = Table(
+        "rate_event",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("bucket", String(64), nullable=False),
+        Column("at", DateTime(timezone=True), nullable=False),
+        Column("forget_at", DateTime(timezone=True), nullable=False),
+    )
+    Index("ix_rate_event_bucket", rate_event.c.bucket)
+    Index("ix_rate_event_forget_at", rate_event.c.forget_at)
+    Table(
+        "spend_reservation",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("usd", Float, nullable=False),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+    )
+    metadata.create_all(conn, checkfirst=False)
+
+
 #: Every migration, oldest first; append only.
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
@@ -424,4 +451,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     m007_part_roles_and_neutral_usage,
     m008_conversation_thumbnail,
     m009_conversation_turn_count,
+    m011_shared_limits,
 )

@@ -35,8 +35,10 @@ __all__ = [
     "DailySpendRow",
     "ImageRow",
     "PartRow",
+    "RateEventRow",
     "SchemaMigrationRow",
     "ShareLinkRow",
+    "SpendReservationRow",
     "TurnRow",
 ]
 
@@ -93,6 +95,28 @@ class DailySpendRow(SQLModel, table=True):
 
     day: str = Field(primary_key=True, max_length=10)
     usd: float
+
+
+class SpendReservationRow(SQLModel, table=True):
+    """A turn in flight on the server's keys, counted at its worst case against the daily cap (m011)
+    until its answer settles it, or until ``expires_at`` if its replica died."""
+
+    __tablename__ = "spend_reservation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    usd: float
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class RateEventRow(SQLModel, table=True):
+    """One turn counted in one rate-limit bucket (m011), until ``forget_at``, when no window counts it."""
+
+    __tablename__ = "rate_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    bucket: str = Field(max_length=64, index=True)
+    at: datetime = Field(sa_type=UTCDateTime)
+    forget_at: datetime = Field(sa_type=UTCDateTime, index=True)
 
 
 class ImageRow(SQLModel, table=True):

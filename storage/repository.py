@@ -17,12 +17,12 @@ conversation take turns and never draw the same ``seq`` (the unique constraint w
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete
+from sqlalchemy import Table, delete, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, SQLModel, col, select
@@ -55,12 +55,16 @@ from storage.models import (
     DailySpendRow,
     ImageRow,
     PartRow,
+    RateEventRow,
     ShareLinkRow,
+    SpendReservationRow,
     TurnRow,
 )
 
 __all__ = [
+    "BucketCount",
     "ConversationNotFoundError",
+    "add_events",
     "add_spend",
     "append_to",
     "append_turn",
@@ -68,15 +72,20 @@ __all__ = [
     "claim_conversation",
     "conversation_owner",
     "copy_conversation",
+    "count_events",
     "create_conversation",
     "create_share_link",
     "delete_conversation",
+    "drop_reservation",
     "get_conversation",
     "is_share_token",
     "list_conversations",
+    "reserve_spend",
     "resolve_share_link",
     "revoke_share_link",
+    "serialize_admissions",
     "share_links",
+    "spend_with_reservations",
     "spent_on",
     "image_shas",
     "unreferenced_images",
@@ -385,6 +394,88 @@ def add_spend(*, session: Session, day: str, usd: float) -> float:
     total = col(DailySpendRow.usd)
     upsert = insert.on_conflict_do_update(index_elements=["day"], set_={"usd": total + insert.excluded.usd})
     return float(session.execute(upsert.returning(total)).scalar_one())
+
+
+def spend_with_reservations(*, session: Session, day: str, now: datetime) -> float:
+    """A day's spend plus what every turn still in flight reserved (its cost will land on the day
+    its answer does, most likely this one), forgetting reservations that expired by ``now``
+    (their replicas died); call it under ``serialize_admissions``.
+
+    The sum is one statement, so it reads one snapshot: a turn's settlement (its reservation
+    dropped, its cost added, in one transaction) is counted whole or not at all.
+    """
+    reservation = _table(SpendReservationRow)
+    session.execute(delete(reservation).where(reservation.c.expires_at <= aware_utc(now)))
+    spent = select(DailySpendRow.usd).where(DailySpendRow.day == day).scalar_subquery()
+    reserved = select(func.sum(reservation.c.usd)).scalar_subquery()
+    return float(
+        session.execute(select(func.coalesce(spent, 0.0) + func.coalesce(reserved, 0.0))).scalar_one()
+    )
+
+
+def reserve_spend(*, session: Session, usd: float, expires_at: datetime) -> int:
+    """Count ``usd`` against the cap until the reservation is dropped or expires; its id."""
+    reservation = _table(SpendReservationRow)
+    inserted = reservation.insert().values(usd=usd, expires_at=aware_utc(expires_at))
+    return int(session.execute(inserted.returning(reservation.c.id)).scalar_one())
+
+
+def drop_reservation(*, session: Session, reservation_id: int) -> None:
+    """The turn is settled (or cut off): its reservation stops counting. Dropping it twice is a no-op."""
+    session.execute(delete(_table(SpendReservationRow)).where(col(SpendReservationRow.id) == reservation_id))
+
+
+def serialize_admissions(*, session: Session) -> None:
+    """Make this transaction the only admission under way until it commits.
+
+    Every admission reads the counts it then adds to (rate events, reserved spend), so two at
+    once must take turns. SQLite's write transaction holds the database's lock already; on
+    PostgreSQL a transaction-level advisory lock does, released by the commit or rollback.
+    One lock for all, not one per bucket: every turn also counts in the global bucket.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(_ADMISSION_LOCK))))
+
+
+_ADMISSION_LOCK = "retouch: admission"  # named, so it never meets another advisory lock's key
+
+
+@dataclass(frozen=True)
+class BucketCount:
+    """One rate-limit bucket's events that are not forgotten yet, and those since a moment."""
+
+    live: int
+    since: int
+    oldest_since: datetime | None
+
+
+def count_events(
+    *, session: Session, buckets: Sequence[str], now: datetime, since: datetime
+) -> dict[str, BucketCount]:
+    """Forget every event whose time is past (any bucket's: the table holds only what some window
+    still counts), then count ``buckets``' live events and those after ``since``. Two statements."""
+    event = _table(RateEventRow)
+    now = aware_utc(now)
+    session.execute(delete(event).where(event.c.forget_at <= now))
+    recent = event.c.at > aware_utc(since)
+    rows = session.execute(
+        select(
+            event.c.bucket,
+            func.count(),
+            func.count().filter(recent),
+            func.min(event.c.at).filter(recent),
+        )
+        .where(event.c.bucket.in_(buckets), event.c.forget_at > now)
+        .group_by(event.c.bucket)
+    ).all()
+    return {bucket: BucketCount(live, since_, oldest) for bucket, live, since_, oldest in rows}
+
+
+def add_events(*, session: Session, at: datetime, forget_at: Mapping[str, datetime]) -> None:
+    """One event at ``at`` in each bucket, kept until its bucket's ``forget_at``; one statement."""
+    rows = [{"bucket": b, "at": aware_utc(at), "forget_at": aware_utc(t)} for b, t in forget_at.items()]
+    if rows:
+        session.execute(_table(RateEventRow).insert(), rows)
 
 
 def claim_conversation(*, session: Session, conversation_id: str, owner_id: str) -> None:

@@ -49,3 +49,10 @@ def test_each_setting_reaches_the_value_built_from_it(setting, built) -> None:
     settings = Settings(_env_file=None, **{setting: 7})
 
     assert built(settings) == 7 != built(DEFAULTS)
+
+
+def test_a_reservation_against_the_cap_outlives_its_replica_by_the_longest_turn() -> None:
+    settings = Settings(_env_file=None, request_timeout_s=7, openai_timeout_s=11, retry_attempts=2)
+
+    assert entry.guard_limits(settings, NOT_SPACES).reservation_ttl_s == 2 * (7 + 11) + 60
+    assert Limits().reservation_ttl_s == 3 * (180 + 300) + 60

@@ -4,7 +4,8 @@ Each job is its own module: who may (chat/sharing/access.py), whether the turn m
 who answers (chat/conversation/fallback.py), what the outcome becomes (chat/conversation/answers.py, pure) and how turns
 are stored (chat/conversation/turns.py). This joins them in order. One conversation's turns are serialized by
 a per-conversation lock; the user's turn is committed before the provider is called, so a
-failure never loses it.
+failure never loses it. What admission reserved against the daily cap is settled by the answer's
+transaction, or released when the turn ends without one.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from chat.domain import (
 )
 from chat.errors import AccessError, InputError
 from chat.limits.admission import Admission, server_cost
-from chat.limits.guard import Guard
+from chat.limits.guard import Guard, Reservation
 from chat.media.images import ImageLimits, PreparedImage, mask_images, prepare_upload, read_region
 from chat.sharing.access import GONE, Access, Actor, Gatekeeper, Grant
 from chat.text import one_line
@@ -161,15 +162,20 @@ class ChatService:
         Bad input raises InputError before anything is written.
         """
         keys = keys or {}
-        grant, new, images = await asyncio.to_thread(
+        grant, new, images, reservation = await asyncio.to_thread(
             self._admitted_message, actor, conversation_id, text, attachments, options, keys
         )
-        async with self._lock(grant.conversation_id):
-            conversation = await asyncio.to_thread(
-                self._store_message, new or grant.conversation_id, text.strip(), images, painted
-            )
-            yield Step(grant, conversation)
-            yield Step(grant, await self._answer(conversation, options, keys))
+        try:
+            async with self._lock(grant.conversation_id):
+                conversation = await asyncio.to_thread(
+                    self._store_message, new or grant.conversation_id, text.strip(), images, painted
+                )
+                yield Step(grant, conversation)
+                answered = await self._answer(conversation, options, keys, reservation)
+                reservation = None  # settled with the answer
+                yield Step(grant, answered)
+        finally:
+            await self._release(reservation)
 
     async def retry(
         self,
@@ -185,13 +191,26 @@ class ChatService:
         and the user's message is never duplicated.
         """
         keys = keys or {}
-        grant = await asyncio.to_thread(self._admitted_retry, actor, conversation_id, options, keys)
-        async with self._lock(conversation_id):
-            conversation = await asyncio.to_thread(self.writer.stored, conversation_id)
-            if conversation is None or not any(t.role is Role.USER for t in conversation.turns):
-                raise InputError("There is nothing to retry yet: send a message first.")
-            yield Step(grant, conversation)
-            yield Step(grant, await self._answer(conversation, options, keys))
+        grant, reservation = await asyncio.to_thread(
+            self._admitted_retry, actor, conversation_id, options, keys
+        )
+        try:
+            async with self._lock(conversation_id):
+                conversation = await asyncio.to_thread(self.writer.stored, conversation_id)
+                if conversation is None or not any(t.role is Role.USER for t in conversation.turns):
+                    raise InputError("There is nothing to retry yet: send a message first.")
+                yield Step(grant, conversation)
+                answered = await self._answer(conversation, options, keys, reservation)
+                reservation = None  # settled with the answer
+                yield Step(grant, answered)
+        finally:
+            await self._release(reservation)
+
+    async def _release(self, reservation: Reservation | None) -> None:
+        """A turn that ends without its answer stored (refused under the lock, cut off, closed by
+        the caller) gives back what it reserved; if even this never runs, the reservation expires."""
+        if reservation is not None:
+            await asyncio.to_thread(self._admission.release, reservation)
 
     def _lock(self, conversation_id: str) -> asyncio.Lock:
         lock = self._locks.get(conversation_id)
@@ -213,7 +232,7 @@ class ChatService:
         attachments: Sequence[Attachment],
         options: GenerationOptions,
         keys: Mapping[str, SecretStr],
-    ) -> tuple[Grant, NewConversation | None, list[PreparedImage]]:
+    ) -> tuple[Grant, NewConversation | None, list[PreparedImage], Reservation | None]:
         """Who may write, the message's checks and admission: everything decided before the lock."""
         if conversation_id:
             grant, owner_id = self.gate.grant(actor, conversation_id, write=True), None
@@ -222,15 +241,16 @@ class ChatService:
             grant, owner_id = Grant(self._new_id(), Access.OWNER), actor.own_id()
         images = self._prepare(text, attachments)  # refuses what is not text, before a title is made of it
         new = NewConversation(grant.conversation_id, _title(text), owner_id) if owner_id else None
-        self._admit(actor, options, keys, len(images) + 1, None if new else grant.conversation_id)
-        return grant, new, images
+        reservation = self._admit(
+            actor, options, keys, len(images) + 1, None if new else grant.conversation_id
+        )
+        return grant, new, images, reservation
 
     def _admitted_retry(
         self, actor: Actor, conversation_id: str, options: GenerationOptions, keys: Mapping[str, SecretStr]
-    ) -> Grant:
+    ) -> tuple[Grant, Reservation | None]:
         grant = self.gate.grant(actor, conversation_id, write=True)
-        self._admit(actor, options, keys, 2, conversation_id)
-        return grant
+        return grant, self._admit(actor, options, keys, 2, conversation_id)
 
     def _admit(
         self,
@@ -239,10 +259,10 @@ class ChatService:
         keys: Mapping[str, SecretStr],
         input_images: int,
         conversation_id: str | None,
-    ) -> None:
+    ) -> Reservation | None:
         stored = self.writer.stored(conversation_id) if conversation_id else None
         spent = stored.cost_usd() if stored else 0.0
-        self._admission.admit(actor, options, keys, input_images=input_images, spent=spent)
+        return self._admission.admit(actor, options, keys, input_images=input_images, spent=spent)
 
     def _prepare(self, text: str, attachments: Sequence[Attachment]) -> list[PreparedImage]:
         if not isinstance(text, str):  # an API caller may send any JSON
@@ -294,7 +314,11 @@ class ChatService:
         return self.writer.append(conversation, [turn], images)
 
     async def _answer(
-        self, conversation: Conversation, options: GenerationOptions, keys: Mapping[str, SecretStr]
+        self,
+        conversation: Conversation,
+        options: GenerationOptions,
+        keys: Mapping[str, SecretStr],
+        reservation: Reservation | None,
     ) -> Conversation:
         started = time.monotonic()
         try:
@@ -303,12 +327,18 @@ class ChatService:
         except Exception:
             log.exception("turn failed in conversation %s", conversation.id)
             outcome = None
-        return await asyncio.to_thread(self._record, conversation, outcome, options, started)
+        return await asyncio.to_thread(self._record, conversation, outcome, options, started, reservation)
 
     def _record(
-        self, conversation: Conversation, outcome: Outcome | None, options: GenerationOptions, started: float
+        self,
+        conversation: Conversation,
+        outcome: Outcome | None,
+        options: GenerationOptions,
+        started: float,
+        reservation: Reservation | None,
     ) -> Conversation:
-        """The answer (or why there is none) stored with what it cost on the server's keys."""
+        """The answer (or why there is none) stored with what it cost on the server's keys, which
+        settles what the turn reserved (a failed turn's cost is 0)."""
         images: list[NewImage] = []
         turn = None
         if outcome is not None:
@@ -331,7 +361,7 @@ class ChatService:
         log.info(
             turn_log_line(conversation.id, turn, latency_ms=(time.monotonic() - started) * 1000, cost=cost)
         )
-        return self.writer.append(conversation, [turn], images, server_cost=cost)
+        return self.writer.append(conversation, [turn], images, server_cost=cost, reservation=reservation)
 
     def _load_image(self, part: ImagePart) -> bytes:
         return self._blobs.read(part.sha256, part.mime_type)

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from chat.conversation.recent import RecentConversations
 from chat.domain import Conversation, ImagePart, ImageRole, Metadata, Turn, frozen_metadata
-from chat.limits.guard import Guard
+from chat.limits.guard import Guard, Reservation
 from chat.media.images import image_size
 from storage import BlobStore, session_scope
 from storage import repository as repo
@@ -87,8 +87,10 @@ class TurnWriter:
         images: Sequence[NewImage] = (),
         *,
         server_cost: float = 0.0,
+        reservation: Reservation | None = None,
     ) -> Conversation:
-        """``turns`` at the end of ``to`` (created first if new), with their images and their cost.
+        """``turns`` at the end of ``to`` (created first if new), with their images and their cost,
+        which settles what the turn reserved against the daily cap (``reservation``).
 
         One turn comes back appended to the conversation given, without reading it again; many (an
         import) are read back after the transaction, so the write lock is held no longer than needed.
@@ -98,8 +100,8 @@ class TurnWriter:
                 raise ValueError(f"image {image.sha256[:12]} changed before it was stored")
         now = self._clock()
         with session_scope(self._engine) as session:
-            if self._guard is not None and server_cost:
-                self._guard.charge(server_cost, session=session)
+            if self._guard is not None:
+                self._guard.settle(reservation, server_cost, session=session)
             for image in images:
                 repo.save_image(
                     session=session,

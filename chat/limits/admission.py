@@ -3,6 +3,8 @@
 In order: the conversation's own budget (what it has cost plus the most the next turn could
 cost), then the visitor's rate limits and the server's daily spend cap (chat/limits/guard.py), where
 a turn counts at its worst case unless the visitor's own keys cover every provider it may call.
+That worst case is reserved against the cap; the answer's transaction settles it
+(chat/conversation/turns.py), and a turn cut off before its answer is stored releases it here.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pydantic import SecretStr
 from chat.conversation.fallback import ROUTES, FallbackPolicy
 from chat.domain import GenerationOptions, Turn
 from chat.errors import InputError
-from chat.limits.guard import Guard, counted_as
+from chat.limits.guard import Guard, Reservation, counted_as
 from chat.sharing.access import Actor
 
 __all__ = ["Admission", "server_cost"]
@@ -33,8 +35,9 @@ class Admission:
         *,
         input_images: int,
         spent: float,
-    ) -> None:
-        """InputError over the budget, LimitError over a rate limit or the cap; blocking (the guard's rows)."""
+    ) -> Reservation | None:
+        """InputError over the budget, LimitError over a rate limit or the cap; blocking (the guard's rows).
+        What the turn reserved against the daily cap comes back, for its answer to settle."""
         worst = self._policy.worst_case_cost(options, input_images=input_images)
         if options.budget_usd is not None and spent + worst > options.budget_usd:
             raise InputError(
@@ -42,9 +45,14 @@ class Admission:
                 f"and the next edit could cost up to ${worst:.2f}. Raise the budget under Options to go on."
             )
         if self._guard is None:
-            return
+            return None
         covered = all(name in keys for name in ROUTES[options.route])
-        self._guard.admit(counted_as(actor), server_cost=0.0 if covered else worst)
+        return self._guard.admit(counted_as(actor), server_cost=0.0 if covered else worst)
+
+    def release(self, reservation: Reservation) -> None:
+        """The turn ended without an answer stored (cut off, or refused after admission): blocking."""
+        if self._guard is not None:
+            self._guard.release(reservation)
 
 
 def server_cost(turn: Turn) -> float:

@@ -2,16 +2,24 @@
 
 A turn counts against the visitor's address *and* their owner key (or share token), so
 neither rotating keys from one address nor rotating addresses with one key resets a limit
-(addresses: chat/limits/visitors.py). Rate limits count turns in sliding windows, in memory (a
-restart forgives everyone, which is fine for minutes). The spend cap counts estimated dollars on the *server's* keys per
-UTC day in the database, so it survives restarts; visitors who bring their own keys are
-not counted against it. Every refusal is a LimitError with a sentence the visitor can act on.
+(addresses: chat/limits/visitors.py). Rate limits count turns in sliding windows, as rows in the
+database, so every replica on it counts the same turns (a bucket is kept under its sha256: fixed
+width, and no address or key copied into one more table). The spend cap counts estimated dollars
+on the *server's* keys per UTC day in the database; visitors who bring their own keys are not
+counted against it. Every refusal is a LimitError with a sentence the visitor can act on.
+
+Admission is one write transaction, and admissions take turns (``repo.serialize_admissions``):
+each reads counts and adds to them, and two replicas admitting at once must never both pass when
+only one fits. A turn on the server's keys *reserves* its worst case there, against the cap; the
+answer's own transaction settles it (the reservation dropped, the real cost added), and a turn cut
+off before its answer releases it. A reservation whose replica died stops counting after
+``reservation_ttl_s``, the longest a turn can take.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,10 +33,12 @@ from chat.sharing.access import Actor
 from storage import repository as repo
 from storage import session_scope
 
-__all__ = ["Guard", "Limits", "counted_as"]
+__all__ = ["Guard", "Limits", "Reservation", "counted_as"]
 
 MINUTE = 60.0
 DAY = 86_400.0
+#: The bucket every turn counts in as well (no visitor is "": ``admit`` leaves out what is missing).
+EVERYONE = ""
 
 
 def counted_as(actor: Actor, work: str = "edit") -> list[str]:
@@ -43,6 +53,15 @@ class Limits:
     per_visitor_per_day: int = DEFAULTS.rate_per_day
     global_per_minute: int = DEFAULTS.global_rate_per_minute
     daily_spend_usd: float = 0.0  # 0 = no cap
+    reservation_ttl_s: float = DEFAULTS.longest_turn_s
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A turn's worst case, counted against today's cap until the turn is settled or released."""
+
+    id: int
+    usd: float
 
 
 class Guard:
@@ -56,46 +75,70 @@ class Guard:
         self._limits = limits
         self._engine = engine
         self._clock = clock
-        self._visitors: dict[str, deque[float]] = defaultdict(deque)
-        self._everyone: deque[float] = deque()
 
-    def admit(self, visitors: Sequence[str], *, server_cost: float, what: str = "edits") -> None:
+    def admit(
+        self, visitors: Sequence[str], *, server_cost: float, what: str = "edits"
+    ) -> Reservation | None:
         """Count one turn for each of ``visitors`` (the client's address, their owner key…), or refuse
         it if any of them is at its limit: rotating keys from one address, or addresses with one key,
-        gains nothing. ``server_cost`` is the turn's worst case on our keys."""
+        gains nothing. ``server_cost`` is the turn's worst case on our keys: reserved against the
+        daily cap, if there is one (the reservation comes back). A refusal counts and reserves nothing."""
         now = self._clock()
-        buckets = [self._visitors[visitor] for visitor in dict.fromkeys(v for v in visitors if v)]
-        _forget(self._everyone, now - MINUTE)
-        for mine in buckets:
-            self._check_visitor(mine, now, what)
-        if len(self._everyone) >= self._limits.global_per_minute:
-            raise LimitError("Retouch is very busy right now. Please try again in a minute.")
-        if server_cost > 0 and self._limits.daily_spend_usd > 0:
-            spent = self.spent_today()
-            if spent + server_cost > self._limits.daily_spend_usd:
-                raise LimitError(
-                    f"This demo has used today's budget for its own API keys (${self._limits.daily_spend_usd:.2f}). "
-                    "Paste your own Gemini or OpenAI key under \u201cYour API keys\u201d to continue, "
-                    "or come back tomorrow."
-                )
-        for mine in buckets:
-            mine.append(now)
-        self._everyone.append(now)
+        mine = [_bucket(visitor) for visitor in dict.fromkeys(v for v in visitors if v)]
+        everyone = _bucket(EVERYONE)
+        with session_scope(self._engine) as session:
+            repo.serialize_admissions(session=session)
+            counts = repo.count_events(
+                session=session, buckets=[*mine, everyone], now=_at(now), since=_at(now - MINUTE)
+            )
+            for bucket in mine:
+                self._check_visitor(counts.get(bucket), now, what)
+            if _live(counts.get(everyone)) >= self._limits.global_per_minute:
+                raise LimitError("Retouch is very busy right now. Please try again in a minute.")
+            reservation = self._reserve(session, server_cost, now)
+            kept = {bucket: _at(now + DAY) for bucket in mine} | {everyone: _at(now + MINUTE)}
+            repo.add_events(session=session, at=_at(now), forget_at=kept)
+        return reservation
 
-    def _check_visitor(self, mine: deque[float], now: float, what: str) -> None:
-        _forget(mine, now - DAY)
-        recent = [t for t in mine if t > now - MINUTE]
-        if len(recent) >= self._limits.per_visitor_per_minute:
-            wait = MINUTE - (now - recent[0])
+    def _check_visitor(self, count: repo.BucketCount | None, now: float, what: str) -> None:
+        if count is None:
+            return
+        if count.since >= self._limits.per_visitor_per_minute and count.oldest_since is not None:
+            wait = MINUTE - (now - count.oldest_since.timestamp())
             raise LimitError(
-                f"You have made {len(recent)} {what} in the last minute, the most this demo allows. "
+                f"You have made {count.since} {what} in the last minute, the most this demo allows. "
                 f"Please wait {max(1, round(wait))} s."
             )
-        if len(mine) >= self._limits.per_visitor_per_day:
+        if count.live >= self._limits.per_visitor_per_day:
             raise LimitError(
                 f"You have reached today's limit of {self._limits.per_visitor_per_day} {what} on this demo. "
                 "Run Retouch yourself (see the README) for unlimited use."
             )
+
+    def _reserve(self, session: Session, usd: float, now: float) -> Reservation | None:
+        cap = self._limits.daily_spend_usd
+        if usd <= 0 or cap <= 0:
+            return None
+        if repo.spend_with_reservations(session=session, day=_day(now), now=_at(now)) + usd > cap:
+            raise LimitError(
+                f"This demo has used today's budget for its own API keys (${cap:.2f}). "
+                "Paste your own Gemini or OpenAI key under \u201cYour API keys\u201d to continue, "
+                "or come back tomorrow."
+            )
+        expires_at = _at(now + self._limits.reservation_ttl_s)
+        return Reservation(repo.reserve_spend(session=session, usd=usd, expires_at=expires_at), usd)
+
+    def settle(self, reservation: Reservation | None, usd: float, *, session: Session) -> None:
+        """The turn is answered (or failed, at 0): its reservation gives way to what it really cost,
+        in the answer's transaction, so the two are stored together."""
+        if reservation is not None:
+            repo.drop_reservation(session=session, reservation_id=reservation.id)
+        self.charge(usd, session=session)
+
+    def release(self, reservation: Reservation) -> None:
+        """A turn cut off before its answer was stored: what it reserved stops counting."""
+        with session_scope(self._engine) as session:
+            repo.drop_reservation(session=session, reservation_id=reservation.id)
 
     def charge(self, usd: float, *, session: Session | None = None) -> None:
         """Add what an answered call cost on the server's keys; in ``session`` when given, so the
@@ -103,19 +146,27 @@ class Guard:
         if usd <= 0:
             return
         if session is not None:
-            repo.add_spend(session=session, day=self._today(), usd=usd)
+            repo.add_spend(session=session, day=_day(self._clock()), usd=usd)
             return
         with session_scope(self._engine) as own:
-            repo.add_spend(session=own, day=self._today(), usd=usd)
+            repo.add_spend(session=own, day=_day(self._clock()), usd=usd)
 
     def spent_today(self) -> float:
         with session_scope(self._engine, read_only=True) as session:
-            return repo.spent_on(session=session, day=self._today())
-
-    def _today(self) -> str:
-        return datetime.fromtimestamp(self._clock(), UTC).date().isoformat()
+            return repo.spent_on(session=session, day=_day(self._clock()))
 
 
-def _forget(times: deque[float], before: float) -> None:
-    while times and times[0] <= before:
-        times.popleft()
+def _bucket(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def _live(count: repo.BucketCount | None) -> int:
+    return count.live if count is not None else 0
+
+
+def _at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _day(seconds: float) -> str:
+    return _at(seconds).date().isoformat()

@@ -8,6 +8,7 @@ import gradio as gr
 import pytest
 
 from chat.conversation.service import ChatService
+from chat.limits.guard import Guard, Limits
 from chat.sharing.library import ConversationLibrary
 from chat.ui.events import Handlers
 from chat.ui.files import FileMaker
@@ -37,9 +38,19 @@ def engine(tmp_path: Path):
 
 
 @pytest.fixture
-def service(engine, tmp_path: Path, provider: FakeProvider) -> ChatService:
+def guard(request: pytest.FixtureRequest, engine) -> Guard | None:
+    """No limits, unless a test asks for them with the daily cap as the parameter (``indirect``)."""
+    cap = getattr(request, "param", None)
+    return None if cap is None else Guard(Limits(daily_spend_usd=cap), engine=engine)
+
+
+@pytest.fixture
+def service(engine, tmp_path: Path, provider: FakeProvider, guard: Guard | None) -> ChatService:
     return ChatService(
-        engine=engine, blobs=BlobStore(tmp_path / "data" / "images"), policy=single_try(provider)
+        engine=engine,
+        blobs=BlobStore(tmp_path / "data" / "images"),
+        policy=single_try(provider),
+        guard=guard,
     )
 
 

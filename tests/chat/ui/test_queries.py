@@ -6,6 +6,10 @@ read of "My conversations"; nothing re-checks access, and no read takes the writ
 Figures before this was so (commit f656f2b, same events): a send 11 transactions (2 of them
 writes) and 18 SELECTs; a load with ?c= or a gallery click 5 and 8; a retry 10 and 15; a new
 share link 7 and 10; "New conversation" 1 and 2.
+
+The guard (rate limits, the daily cap) adds its admission, one write transaction, to a send.
+Before its counts were shared (the rate limits in memory, the cap read, then checked): 4
+transactions (2 writes) and 2 SELECTs without a cap, 5 (2 writes) and 3 SELECTs with one.
 """
 
 from __future__ import annotations
@@ -85,6 +89,23 @@ async def test_a_send_on_an_existing_conversation_is_four_transactions(page, pro
     assert ui.library.gallery not in stored and ui.versions.choice not in stored
     assert ui.library.links not in stored and ui.library.title not in stored
     assert stored[ui.chatbot][-1]["metadata"]["status"] == "pending"
+
+
+@pytest.mark.parametrize(
+    ("guard", "selects"), [(0.0, 3), (5.0, 4)], indirect=["guard"], ids=["limits", "limits and a cap"]
+)
+async def test_the_guard_adds_one_write_to_a_send_its_admission(page, provider, counts, selects):
+    ui, handlers, _ = page
+    conversation_id = await a_conversation(handlers, ui, provider)
+    provider.queue.append(reply_with_image(png((8, 8, 8)), text="Orange now."))
+    counts.take()
+    await submit(handlers, "make it orange", conversation_id)
+    sent = counts.take()
+    # the rate limits (and the turn's reservation against the cap) in one transaction before the
+    # message; the answer's write settles the reservation
+    assert (sent.transactions, sent.writes) == (5, 3), sent.statements
+    # the rate counts (and the spend with what is reserved), besides the two a send always makes
+    assert sent.selects == selects, sent.statements
 
 
 async def test_reads_of_the_other_common_events_never_take_the_write_lock(page, provider, counts):
