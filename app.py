@@ -35,7 +35,7 @@ from chat.providers.http import CallThreads
 from chat.providers.openai import OpenAIImagesClient
 from chat.server.health import health_route
 from chat.server.lifecycle import DrainGate, Lifecycle
-from chat.server.maintenance import sweep_orphans
+from chat.server.maintenance import grace_for, sweep_orphans
 from chat.sharing.library import ConversationLibrary
 from chat.ui import UIConfig, build_ui
 from storage import BlobStore, make_engine, migrate, sqlite_url
@@ -88,7 +88,8 @@ def build_app(settings: Settings, *, resources: ExitStack, engine: Engine | None
     # from storage (chat/conversation/cache.py). OpenAI takes no seed, so asking again is asking for a new image.
     providers = (CachedProvider(gemini, ReplyCache(engine, blobs)), openai)
     policy = FallbackPolicy({provider.name: provider for provider in providers}, retry=retry_policy(settings))
-    sweep_orphans(engine, blobs)  # before serving, so no turn is being written meanwhile
+    # Before serving; other replicas may be writing turns meanwhile, which the grace keeps safe.
+    sweep_orphans(engine, blobs, grace_s=grace_for(settings.longest_turn_s))
     guard = Guard(guard_limits(settings), engine=engine)
     service = ChatService(engine=engine, blobs=blobs, policy=policy, limits=limits, guard=guard)
     library = ConversationLibrary(

@@ -134,6 +134,13 @@ class Settings(BaseSettings):
     def blob_dir(self) -> Path:
         return self.data_dir / "images"
 
+    @property
+    def longest_turn_s(self) -> float:
+        """The longest one turn's model calls can take: every call to each provider at its timeout,
+        plus the waits between retries (no retry starts past ``retry_max_total_s``)."""
+        calls = self.retry_attempts * (self.request_timeout_s + self.openai_timeout_s)
+        return calls + self.retry_max_total_s
+
 
 #: The documented defaults, read from no environment and no .env file: the single source of the
 #: defaults of the dataclasses and clients built from settings. Never the app's settings (app.py
