@@ -148,7 +148,9 @@ def guard_limits(settings: Settings, environ: Mapping[str, str] = os.environ) ->
 
 def browser_secret(settings: Settings) -> str:
     """The key Gradio encrypts the browser's owner id with: ``RETOUCH_BROWSER_SECRET`` (which every
-    replica must share), else one made once per data directory, so it survives restarts.
+    replica must share), else one made once per data directory, so it survives restarts and
+    replicas sharing the data directory (as they must: the images are there) share it too, with
+    no copy in the database (README, "Several replicas").
 
     The file is written 0600 under a temporary name (``O_EXCL``), then linked into place: it
     never exists with wider rights or without its content, and of two processes starting at
