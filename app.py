@@ -35,7 +35,7 @@ from chat.providers.http import CallThreads
 from chat.providers.openai import OpenAIImagesClient
 from chat.server.health import health_route
 from chat.server.lifecycle import DrainGate, Lifecycle
-from chat.server.maintenance import sweep_orphans
+from chat.server.maintenance import grace_for, sweep_orphans
 from chat.sharing.library import ConversationLibrary
 from chat.ui import UIConfig, build_ui
 from storage import BlobStore, make_engine, migrate, sqlite_url
@@ -88,7 +88,8 @@ def build_app(settings: Settings, *, resources: ExitStack, engine: Engine | None
     # from storage (chat/conversation/cache.py). OpenAI takes no seed, so asking again is asking for a new image.
     providers = (CachedProvider(gemini, ReplyCache(engine, blobs)), openai)
     policy = FallbackPolicy({provider.name: provider for provider in providers}, retry=retry_policy(settings))
-    sweep_orphans(engine, blobs)  # before serving, so no turn is being written meanwhile
+    # Before serving; other replicas may be writing turns meanwhile, which the grace keeps safe.
+    sweep_orphans(engine, blobs, grace_s=grace_for(settings.longest_turn_s))
     guard = Guard(guard_limits(settings), engine=engine)
     service = ChatService(engine=engine, blobs=blobs, policy=policy, limits=limits, guard=guard)
     library = ConversationLibrary(
@@ -148,7 +149,9 @@ def guard_limits(settings: Settings, environ: Mapping[str, str] = os.environ) ->
 
 def browser_secret(settings: Settings) -> str:
     """The key Gradio encrypts the browser's owner id with: ``RETOUCH_BROWSER_SECRET`` (which every
-    replica must share), else one made once per data directory, so it survives restarts.
+    replica must share), else one made once per data directory, so it survives restarts and
+    replicas sharing the data directory (as they must: the images are there) share it too, with
+    no copy in the database (README, "Several replicas").
 
     The file is written 0600 under a temporary name (``O_EXCL``), then linked into place: it
     never exists with wider rights or without its content, and of two processes starting at

@@ -112,8 +112,9 @@ class Settings(BaseSettings):
 
     @property
     def longest_turn_s(self) -> float:
-        """The longest one turn can take: every attempt at each provider's timeout, plus the waits
-        between them. A turn's spend reservation outlives its replica by no more than this."""
+        """The longest one turn's model calls can take: every attempt at each provider's timeout, plus
+        the waits between them. A turn's spend reservation outlives its replica by no more than this,
+        and the orphan sweep leaves younger image files alone."""
         return self.retry_attempts * (self.request_timeout_s + self.openai_timeout_s) + self.retry_max_total_s
 
     @field_validator("trusted_proxies")

@@ -5,13 +5,19 @@ output referenced by many turns costs one file. Files are written to a temporary
 target directory, fsynced and renamed into place, so a crash never leaves a half-written image
 under a real name. The hash is validated before it becomes part of a path: a row (or a
 request) can never point outside ``root``.
+
+A file's modification time says when it was last put: putting bytes that are already stored
+renews it, and the orphan sweep (``remove_stale``) deletes only files older than its grace, so
+a file a turn is about to refer to again is never taken from under it, on any replica.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -59,15 +65,38 @@ class BlobStore:
                 found.append((sha, path))
         return found
 
-    def delete(self, sha256: str, mime_type: str) -> None:
-        self.path(sha256, mime_type).unlink(missing_ok=True)
+    def remove_stale(self, path: Path, *, older_than: float) -> bool:
+        """Delete ``path`` (one of ``files()``) if it was last put before ``older_than`` (a Unix
+        time); whether it went.
+
+        The file is moved aside before it is looked at again: a ``put`` that renewed it before
+        the move shows in the moved file, which then goes back; a ``put`` after the move finds
+        no file and writes it anew. Either way the file is there once the ``put`` returns.
+        """
+        aside = path.with_name(f".{path.name}.{secrets.token_hex(4)}.sweep")
+        try:
+            if path.stat().st_mtime >= older_than:
+                return False
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return False
+        if aside.stat().st_mtime >= older_than:
+            with contextlib.suppress(FileExistsError):  # put again meanwhile, as a new file
+                os.link(aside, path)
+            aside.unlink()
+            return False
+        aside.unlink()
+        return True
 
     def put(self, data: bytes, mime_type: str) -> str:
         """Store ``data`` (once) and return its sha256 hex digest."""
         sha256 = hashlib.sha256(data).hexdigest()
         target = self.path(sha256, mime_type)
-        if target.is_file():
+        try:
+            os.utime(target)  # stored already: put again now (see the module docstring)
             return sha256
+        except FileNotFoundError:
+            pass
         self.root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
         target.parent.mkdir(mode=_DIR_MODE, exist_ok=True)
         _write_atomically(target, data)

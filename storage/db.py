@@ -29,7 +29,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
 
-__all__ = ["DB_FILENAME", "make_engine", "reader", "session_scope", "sqlite_url"]
+__all__ = ["DB_FILENAME", "make_engine", "reader", "session_scope", "sqlite_file", "sqlite_url"]
 
 DB_FILENAME = "retouch.sqlite3"
 _WRITER_LOCK = "retouch_writer_lock"  # execution option: the engine's writer lock (module docstring)
@@ -53,7 +53,7 @@ def make_engine(url: str) -> Engine:
         # A pooled connection may have died with its server (a restart, a failover): test each
         # one as it leaves the pool, so the request gets a new connection rather than an error.
         return create_engine(url, pool_pre_ping=True)
-    db_file = _sqlite_file(parsed)
+    db_file = sqlite_file(parsed)
     if db_file is not None:
         _create_private_file(db_file)
     engine = create_engine(url, connect_args={"check_same_thread": False})
@@ -89,7 +89,7 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
             raise
 
 
-def _sqlite_file(url: URL) -> Path | None:
+def sqlite_file(url: URL) -> Path | None:
     """The database file of a SQLite URL, or None for in-memory and ``file:`` URI databases."""
     database = url.database
     if not database or database == ":memory:" or url.query.get("uri") or database.startswith("file:"):

@@ -11,7 +11,13 @@ transaction. Rules:
   (or an ``ALTER TABLE`` compiled for the connection's dialect), so it means the same thing
   forever and stays dialect-neutral (SQLite now, Postgres later).
 - A test checks that a fully migrated database matches ``storage.models``.
-- Run ``migrate`` from one process at startup, before serving requests.
+
+Every replica runs ``migrate`` at startup, before serving requests: it holds the migrations lock
+(``storage/locks.py``: an advisory lock on PostgreSQL, a file lock beside a SQLite file) from
+reading the ``schema_migration`` table to the last migration, so one replica migrates and the
+others wait, then find nothing left to do. Alembic would replace the named functions with a
+revision graph and its own version table, but it takes no lock either (concurrent upgrades are
+left to the deployer), so the named migrations stay and existing databases upgrade as before.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ from sqlalchemy import (
 from sqlalchemy.schema import CreateColumn
 from sqlmodel import UTCDateTime
 
+from storage import locks
+
 __all__ = ["MIGRATIONS", "migrate", "schema_version"]
 
 Migration = Callable[[Connection], None]
@@ -58,23 +66,28 @@ _schema_migration = Table(
 
 
 def migrate(engine: Engine, *, until: str | None = None) -> list[str]:
-    """Apply pending migrations in order, stopping after ``until`` if given; return their names."""
+    """Apply pending migrations in order, stopping after ``until`` if given; return their names.
+
+    The migrations lock is held throughout: another process migrating the same database waits.
+    """
     names = [fn.__name__ for fn in MIGRATIONS]
     if until is not None and until not in names:
         raise ValueError(f"unknown migration {until!r}; known: {names}")
-    with engine.begin() as conn:
-        _schema_migration.create(conn, checkfirst=True)
-        already = set(conn.scalars(select(_schema_migration.c.name)))
-    applied: list[str] = []
-    for fn in MIGRATIONS:
-        if fn.__name__ not in already:
-            with engine.begin() as conn:
-                fn(conn)
-                record = {"name": fn.__name__, "applied_at": datetime.now(UTC)}
-                conn.execute(_schema_migration.insert().values(record))
-            applied.append(fn.__name__)
-        if fn.__name__ == until:
-            break
+    with locks.exclusive(engine, locks.MIGRATIONS):
+        # Read under the lock: the replica that held it before may just have applied them all.
+        with engine.begin() as conn:
+            _schema_migration.create(conn, checkfirst=True)
+            already = set(conn.scalars(select(_schema_migration.c.name)))
+        applied: list[str] = []
+        for fn in MIGRATIONS:
+            if fn.__name__ not in already:
+                with engine.begin() as conn:
+                    fn(conn)
+                    record = {"name": fn.__name__, "applied_at": datetime.now(UTC)}
+                    conn.execute(_schema_migration.insert().values(record))
+                applied.append(fn.__name__)
+            if fn.__name__ == until:
+                break
     return applied
 
 

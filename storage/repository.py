@@ -24,6 +24,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, delete, func
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, SQLModel, col, select
 
@@ -88,8 +89,7 @@ __all__ = [
     "spend_with_reservations",
     "spent_on",
     "image_shas",
-    "unreferenced_images",
-    "delete_image",
+    "delete_unreferenced_images",
     "turn_for_request",
     "rename_conversation",
     "save_image",
@@ -289,10 +289,13 @@ def save_image(
     size_bytes: int,
     now: datetime,
 ) -> None:
-    """Record an image stored in the BlobStore; a second call for the same sha is a no-op.
+    """Record an image stored in the BlobStore; a second call for the same sha only renews ``created_at``.
 
-    One statement (``INSERT … ON CONFLICT DO NOTHING``): two sessions storing the same image at
-    once both succeed, and neither reads first.
+    One statement (``INSERT … ON CONFLICT DO UPDATE``): two sessions storing the same image at
+    once both succeed, and neither reads first. Renewing ``created_at`` makes an image a turn
+    stores again young for the orphan sweep (``delete_unreferenced_images``); on PostgreSQL it
+    also locks the row until the turn commits, so a sweep deleting it at that moment waits,
+    then finds it young and keeps it.
     """
     validate_sha256(sha256)
     values = {
@@ -303,8 +306,11 @@ def save_image(
         "size_bytes": size_bytes,
         "created_at": aware_utc(now),
     }
+    insert = _insert(session, ImageRow).values(values)
     session.execute(
-        _insert(session, ImageRow).values(values).on_conflict_do_nothing(index_elements=["sha256"])
+        insert.on_conflict_do_update(
+            index_elements=["sha256"], set_={"created_at": insert.excluded.created_at}
+        )
     )
 
 
@@ -367,20 +373,24 @@ def image_shas(*, session: Session) -> set[str]:
     return set(session.exec(select(ImageRow.sha256)).all())
 
 
-def unreferenced_images(*, session: Session, created_before: datetime) -> list[tuple[str, str]]:
-    """(sha256, mime) of image rows no part refers to any more (their conversations were deleted)."""
+def delete_unreferenced_images(*, session: Session, created_before: datetime) -> int:
+    """Delete the image rows stored before ``created_before`` that no part refers to (their
+    conversations were deleted); how many went.
+
+    One statement, so the age is checked as each row is deleted (``save_image`` renews it). On
+    PostgreSQL a part that a concurrent transaction just added makes the foreign key refuse the
+    whole statement: then nothing is deleted this time (a savepoint keeps the caller's
+    transaction usable), and the next sweep tries again.
+    """
     used = select(PartRow.image_sha256).where(col(PartRow.image_sha256).is_not(None))
-    rows = session.exec(
-        select(ImageRow.sha256, ImageRow.mime_type).where(
-            col(ImageRow.sha256).not_in(used), col(ImageRow.created_at) < aware_utc(created_before)
-        )
-    ).all()
-    return [(sha, mime) for sha, mime in rows]
-
-
-def delete_image(*, session: Session, sha256: str) -> None:
-    session.exec(delete(ImageRow).where(col(ImageRow.sha256) == sha256))
-    session.flush()
+    statement = delete(ImageRow).where(
+        col(ImageRow.sha256).not_in(used), col(ImageRow.created_at) < aware_utc(created_before)
+    )
+    try:
+        with session.begin_nested():
+            return len(session.execute(statement.returning(col(ImageRow.sha256))).all())
+    except IntegrityError:
+        return 0
 
 
 def spent_on(*, session: Session, day: str) -> float:

@@ -102,7 +102,9 @@ class TurnWriter:
         with session_scope(self._engine) as session:
             if self._guard is not None:
                 self._guard.settle(reservation, server_cost, session=session)
-            for image in images:
+            # In one order everywhere: storing an image locks its row (repository.save_image), so two
+            # turns storing the same images lock them in the same order and never deadlock.
+            for image in sorted(images, key=lambda image: image.sha256):
                 repo.save_image(
                     session=session,
                     sha256=image.sha256,

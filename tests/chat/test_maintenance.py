@@ -7,10 +7,11 @@ import time
 
 import pytest
 
+from chat.config import Settings
 from chat.conversation.service import Attachment
-from chat.server.maintenance import sweep_orphans
+from chat.server.maintenance import MIN_GRACE_S, SweepReport, grace_for, sweep_orphans
 from chat.sharing.access import Actor
-from storage import BlobStore
+from storage import BlobStore, locks
 from tests.chat.test_service import OPTIONS
 from tests.fakes import FakeProvider, collect, make_library, make_service, migrated_engine, reply_with_image
 from tests.pictures import png
@@ -52,3 +53,26 @@ async def test_orphans_go_and_everything_in_use_stays(tmp_path):
     assert not any(blobs.exists(sha, "image/png") for sha in doomed_images)
     assert later.rows_removed == len(doomed_images) == 2
     assert not blobs.exists(fresh, "image/png")  # hours later, still unreferenced: gone too
+
+
+def test_a_sweep_while_another_replica_sweeps_skips_and_removes_nothing(tmp_path):
+    sweeping = migrated_engine(tmp_path)  # the other replica, on the same database
+    engine = migrated_engine(tmp_path)
+    blobs = BlobStore(tmp_path / "images")
+    leftover = blobs.put(png((5, 5, 5)), "image/png")
+    old = time.time() - 7200
+    os.utime(blobs.path(leftover, "image/png"), (old, old))
+
+    with locks.exclusive(sweeping, locks.SWEEP):
+        skipped = sweep_orphans(engine, blobs, grace_s=3600)
+    assert skipped == SweepReport(files_removed=0, rows_removed=0, skipped=True)
+    assert blobs.exists(leftover, "image/png")
+
+    assert sweep_orphans(engine, blobs, grace_s=3600) == SweepReport(files_removed=1, rows_removed=0)
+    assert not blobs.exists(leftover, "image/png")
+
+
+def test_the_grace_is_an_hour_or_the_longest_turn_if_longer():
+    assert grace_for(Settings(_env_file=None).longest_turn_s) == MIN_GRACE_S == 3600  # 1500 s by default
+    slow = Settings(_env_file=None, request_timeout_s=900, openai_timeout_s=900, retry_max_total_s=300)
+    assert grace_for(slow.longest_turn_s) == 3 * (900 + 900) + 300

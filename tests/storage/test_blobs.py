@@ -12,6 +12,7 @@ import pytest
 from storage import BlobStore
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"pixels" * 100
+LONG_AGO = 1_000_000_000.0  # a file's time in 2001
 
 
 def _files(root: Path) -> list[Path]:
@@ -44,15 +45,17 @@ def test_extension_follows_mime_type(blobs: BlobStore, mime_type: str, ext: str)
     assert blobs.read(sha, mime_type) == b"data"
 
 
-def test_put_is_idempotent_and_does_not_rewrite(blobs: BlobStore) -> None:
+def test_put_is_idempotent_does_not_rewrite_and_renews_the_files_time(blobs: BlobStore) -> None:
     sha = blobs.put(PNG, "image/png")
-    before = blobs.path(sha, "image/png").stat()
+    path = blobs.path(sha, "image/png")
+    os.utime(path, (LONG_AGO, LONG_AGO))
+    before = path.stat()
 
     assert blobs.put(PNG, "image/png") == sha
 
-    after = blobs.path(sha, "image/png").stat()
-    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-    assert _files(blobs.root) == [blobs.path(sha, "image/png")]
+    after = path.stat()
+    assert after.st_ino == before.st_ino and after.st_mtime > LONG_AGO  # young again for the sweep
+    assert _files(blobs.root) == [path]
 
 
 def test_put_leaves_no_temporary_files(blobs: BlobStore) -> None:
@@ -110,3 +113,43 @@ def test_files_are_private(blobs: BlobStore) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(blobs.root.stat().st_mode) == 0o700
+
+
+def _stored_long_ago(blobs: BlobStore) -> Path:
+    path = blobs.path(blobs.put(PNG, "image/png"), "image/png")
+    os.utime(path, (LONG_AGO, LONG_AGO))
+    return path
+
+
+def test_remove_stale_deletes_only_files_last_put_before_the_cutoff(blobs: BlobStore) -> None:
+    old = _stored_long_ago(blobs)
+    young = blobs.path(blobs.put(PNG + b"new", "image/png"), "image/png")
+
+    assert blobs.remove_stale(young, older_than=LONG_AGO + 1) is False
+    assert blobs.remove_stale(old, older_than=LONG_AGO + 1) is True
+    assert blobs.remove_stale(old, older_than=LONG_AGO + 1) is False  # gone already
+    assert _files(blobs.root) == [young]
+
+
+def test_a_put_while_the_sweep_removes_the_file_keeps_it(
+    blobs: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another replica's turn puts the same image again between the sweep's look and its move
+    (first), or just after the move (second): the file is there when ``put`` has returned."""
+    move = os.rename
+    for put_before_the_move in (True, False):
+        path = _stored_long_ago(blobs)
+
+        def racing_move(source: Path, target: Path, *, first: bool = put_before_the_move) -> None:
+            if first:
+                blobs.put(PNG, "image/png")
+            move(source, target)
+            if not first:
+                blobs.put(PNG, "image/png")
+
+        monkeypatch.setattr(os, "rename", racing_move)
+        blobs.remove_stale(path, older_than=LONG_AGO + 1)
+        monkeypatch.setattr(os, "rename", move)
+
+        assert blobs.read(hashlib.sha256(PNG).hexdigest(), "image/png") == PNG
+        assert _files(blobs.root) == [path]  # nothing left aside

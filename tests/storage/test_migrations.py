@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,8 +17,18 @@ from sqlmodel import SQLModel
 
 import storage.migrations
 from chat.domain import ImageRole, Role, TextPart, Turn, Usage
-from storage import append_turn, get_conversation, migrate, schema_version, session_scope
+from storage import (
+    append_turn,
+    get_conversation,
+    make_engine,
+    migrate,
+    schema_version,
+    session_scope,
+    sqlite_url,
+)
 from storage.db import DB_FILENAME
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.both_databases
 
@@ -168,20 +180,27 @@ def _insert_m001_conversation(conn: Connection) -> None:
     )
 
 
-def test_migrated_schema_matches_sqlmodel_metadata(
-    engine: Engine, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    """What the migrations made is what storage.models describes, on this dialect."""
-    if engine.dialect.name == "postgresql":
+def _expected_schema(
+    dialect: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> dict[str, dict[str, Any]]:
+    """The schema storage.models describes, as a database of ``dialect`` reflects it."""
+    if dialect == "postgresql":
         server = request.getfixturevalue("postgres")
         reference = create_engine(server.url(server.fresh_database()))
     else:
         reference = create_engine(f"sqlite:///{tmp_path / 'reference.sqlite3'}")
     try:
         SQLModel.metadata.create_all(reference)
-        expected = _schema(reference)
+        return _schema(reference)
     finally:
         reference.dispose()
+
+
+def test_migrated_schema_matches_sqlmodel_metadata(
+    engine: Engine, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """What the migrations made is what storage.models describes, on this dialect."""
+    expected = _expected_schema(engine.dialect.name, tmp_path, request)
 
     migrated = _schema(engine)
 
@@ -411,3 +430,62 @@ def test_turn_counts_are_backfilled_from_the_stored_turns(open_engine: Callable[
             now=datetime(2026, 1, 1, tzinfo=UTC),
         )
     assert seq == 3
+
+
+# Two replicas starting at once on a blank database: each process imports storage, says it is
+# ready, and migrates when its standard input says go (both are told together).
+_MIGRATE_ON_GO = """
+import sys
+from storage import make_engine, migrate
+print("ready", flush=True)
+sys.stdin.readline()
+engine = make_engine(sys.argv[1])
+migrate(engine)
+engine.dispose()
+"""
+TRIALS = 10
+
+
+@pytest.mark.system  # processes
+def test_two_processes_migrating_a_blank_database_at_once_both_succeed(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """One migrates, the other waits for the lock and finds nothing left to do, 10 times of 10."""
+    expected = _expected_schema(database, tmp_path, request)
+    if database == "postgresql":
+        server = request.getfixturevalue("postgres")
+        urls = [server.url(server.fresh_database()) for _ in range(TRIALS)]
+    else:
+        urls = [sqlite_url(tmp_path / f"trial-{trial}") for trial in range(TRIALS)]
+
+    for trial, url in enumerate(urls):
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", _MIGRATE_ON_GO, url],
+                cwd=ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        for process in processes:
+            assert process.stdout is not None and process.stdout.readline() == "ready\n"
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.close()
+        ends = [(process.wait(timeout=60), process.stderr.read()) for process in processes if process.stderr]
+        assert [code for code, _ in ends] == [0, 0], f"trial {trial}: {[err for _, err in ends]}"
+
+        engine = make_engine(url)
+        try:
+            assert _schema(engine) == expected, f"trial {trial}"
+            with engine.connect() as conn:
+                recorded = (
+                    conn.execute(text("SELECT name FROM schema_migration ORDER BY name")).scalars().all()
+                )
+            assert recorded == ALL, f"trial {trial}"
+        finally:
+            engine.dispose()

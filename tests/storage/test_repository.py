@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import FrozenInstanceError, replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -39,7 +41,13 @@ from storage import (
     session_scope,
 )
 from storage.models import ImageRow, PartRow, TurnRow
-from storage.repository import append_to, append_turns, copy_conversation
+from storage.repository import (
+    append_to,
+    append_turns,
+    copy_conversation,
+    delete_unreferenced_images,
+    image_shas,
+)
 
 pytestmark = pytest.mark.both_databases
 
@@ -248,6 +256,155 @@ def test_save_image_is_idempotent(engine: Engine, blobs: BlobStore) -> None:
         assert _count(session, ImageRow) == 1
         assert session.get(ImageRow, first.sha256).size_bytes == 4
     assert again == first
+
+
+def test_unreferenced_image_rows_go_once_old_and_storing_one_again_renews_it(engine: Engine) -> None:
+    """A deleted conversation's image that a turn stores again is young again for the sweep."""
+    later = NOW + timedelta(hours=2)
+    with session_scope(engine) as session:
+        conversation = create_conversation(
+            session=session, conversation_id="c1", title="t", now=NOW, owner_id=OWNER
+        )
+        for data in (b"kept", b"unused", b"again"):
+            save_image(
+                session=session,
+                sha256=_sha(data),
+                mime_type="image/png",
+                width=1,
+                height=1,
+                size_bytes=4,
+                now=NOW,
+            )
+        append_to(session=session, conversation=conversation, turn=_user_turn(_png(b"kept")), now=NOW)
+    with session_scope(engine) as session:
+        save_image(
+            session=session,
+            sha256=_sha(b"again"),
+            mime_type="image/png",
+            width=1,
+            height=1,
+            size_bytes=4,
+            now=later,
+        )
+
+    with session_scope(engine) as session:
+        assert delete_unreferenced_images(session=session, created_before=NOW) == 0  # nothing that old
+        assert delete_unreferenced_images(session=session, created_before=later) == 1
+        assert image_shas(session=session) == {_sha(b"kept"), _sha(b"again")}
+
+
+def test_a_sweep_racing_a_new_reference_to_an_old_image_deletes_nothing(
+    engine: Engine, open_engine: Callable[[], Engine], database: str
+) -> None:
+    """PostgreSQL: a part added by a transaction still open when the sweep looked makes the
+    foreign key refuse the sweep's delete; the sweep deletes nothing and the turn commits."""
+    if database != "postgresql":
+        pytest.skip("SQLite runs one write transaction at a time")
+    sweeper = open_engine()
+    with session_scope(engine) as session:
+        conversation = create_conversation(
+            session=session, conversation_id="c1", title="t", now=NOW, owner_id=OWNER
+        )
+        save_image(
+            session=session,
+            sha256=_sha(b"old"),
+            mime_type="image/png",
+            width=1,
+            height=1,
+            size_bytes=3,
+            now=NOW,
+        )
+    swept: list[int] = []
+
+    def sweep() -> None:
+        with session_scope(sweeper) as session:
+            swept.append(delete_unreferenced_images(session=session, created_before=NOW + timedelta(hours=2)))
+
+    with session_scope(engine) as session:  # e.g. a fork copying a part, without save_image
+        append_to(session=session, conversation=conversation, turn=_user_turn(_png(b"old")), now=NOW)
+        session.flush()
+        racing = threading.Thread(target=sweep)
+        racing.start()
+        _wait_until_a_session_waits_for_a_lock(engine)
+    racing.join(30)
+
+    assert swept == [0]
+    with session_scope(engine, read_only=True) as session:
+        assert image_shas(session=session) == {_sha(b"old")}
+        assert [t.text() for t in get_conversation(session=session, conversation_id="c1").turns] == [
+            _user_turn(_png(b"old")).text()
+        ]
+
+
+def test_a_turn_storing_an_old_unused_image_again_keeps_it_from_a_sweep_meanwhile(
+    engine: Engine, open_engine: Callable[[], Engine], database: str
+) -> None:
+    """PostgreSQL: storing the image again locks its row until the turn commits, so a sweep
+    deleting it at that moment waits, then finds it young: the turn's part is not refused."""
+    if database != "postgresql":
+        pytest.skip("SQLite runs one write transaction at a time")
+    sweeper = open_engine()
+    later = NOW + timedelta(hours=3)
+    with session_scope(engine) as session:
+        conversation = create_conversation(
+            session=session, conversation_id="c1", title="t", now=NOW, owner_id=OWNER
+        )
+        save_image(
+            session=session,
+            sha256=_sha(b"old"),
+            mime_type="image/png",
+            width=1,
+            height=1,
+            size_bytes=3,
+            now=NOW,
+        )
+    swept: list[int] = []
+
+    def sweep() -> None:
+        with session_scope(sweeper) as session:
+            swept.append(
+                delete_unreferenced_images(session=session, created_before=later - timedelta(hours=1))
+            )
+
+    with session_scope(engine) as session:
+        save_image(
+            session=session,
+            sha256=_sha(b"old"),
+            mime_type="image/png",
+            width=1,
+            height=1,
+            size_bytes=3,
+            now=later,
+        )
+        racing = threading.Thread(target=sweep)
+        racing.start()
+        _wait_until_a_session_waits_for_a_lock(engine, unless=lambda: bool(swept))
+        append_to(session=session, conversation=conversation, turn=_user_turn(_png(b"old")), now=later)
+    racing.join(30)
+
+    assert swept == [0]
+    with session_scope(engine, read_only=True) as session:
+        assert image_shas(session=session) == {_sha(b"old")}
+
+
+def _wait_until_a_session_waits_for_a_lock(
+    engine: Engine, unless: Callable[[], bool] = lambda: False
+) -> None:
+    deadline = time.monotonic() + 30
+    with engine.connect() as conn:
+        query = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        while not conn.execute(query).scalar() and not unless():
+            assert time.monotonic() < deadline, "the sweep never waited for the turn's lock"
+            conn.rollback()
+            time.sleep(0.01)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _png(data: bytes) -> ImagePart:
+    return ImagePart(sha256=_sha(data), mime_type="image/png")
 
 
 def test_save_image_rejects_malformed_sha(engine: Engine) -> None:
