@@ -30,6 +30,7 @@ ALL = [
     "m007_part_roles_and_neutral_usage",
     "m008_conversation_thumbnail",
     "m009_conversation_turn_count",
+    "m010_conversation_leases",
 ]
 
 
@@ -69,7 +70,7 @@ def test_every_migration_function_is_listed_in_order() -> None:
 
 def test_blank_database_gets_every_migration(engine: Engine, data_dir: Path) -> None:
     # the ``engine`` fixture has run migrate() on a blank file
-    assert schema_version(engine) == len(ALL) == 9
+    assert schema_version(engine) == len(ALL) == 10
     with engine.connect() as conn:
         recorded = conn.execute(text("SELECT name FROM schema_migration ORDER BY name")).scalars().all()
     assert recorded == ALL
@@ -397,7 +398,7 @@ def test_turn_counts_are_backfilled_from_the_stored_turns(open_engine: Callable[
             [{"seq": seq, "ts": ts} for seq in range(3)],
         )
 
-    assert migrate(engine) == ["m009_conversation_turn_count"]
+    assert migrate(engine, until="m009_conversation_turn_count") == ["m009_conversation_turn_count"]
 
     with engine.connect() as conn:
         counts = dict(conn.execute(text("SELECT id, turn_count FROM conversation")).all())
