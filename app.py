@@ -26,6 +26,7 @@ from starlette.middleware import Middleware
 from chat.config import Settings
 from chat.conversation.cache import CachedProvider, ReplyCache
 from chat.conversation.fallback import FallbackPolicy, RetryPolicy
+from chat.conversation.leases import Leases
 from chat.conversation.service import ChatService, InputLimits
 from chat.limits.guard import Guard, Limits
 from chat.limits.visitors import TrustedProxies
@@ -90,7 +91,12 @@ def build_app(settings: Settings, *, resources: ExitStack, engine: Engine | None
     policy = FallbackPolicy({provider.name: provider for provider in providers}, retry=retry_policy(settings))
     sweep_orphans(engine, blobs)  # before serving, so no turn is being written meanwhile
     guard = Guard(guard_limits(settings), engine=engine)
-    service = ChatService(engine=engine, blobs=blobs, policy=policy, limits=limits, guard=guard)
+    leases = Leases(
+        engine, ttl_s=settings.lease_ttl_s
+    )  # one turn at a time per conversation, on every replica
+    service = ChatService(
+        engine=engine, blobs=blobs, policy=policy, limits=limits, guard=guard, leases=leases
+    )
     library = ConversationLibrary(
         engine=engine, blobs=blobs, gate=service.gate, input_limits=limits, guard=guard, writer=service.writer
     )
