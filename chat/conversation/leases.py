@@ -25,14 +25,13 @@ to well within a ttl (NTP does).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
@@ -174,7 +173,7 @@ class Leases:
             except asyncio.CancelledError:
                 # The caller went away (a closed page) while a try ran in its thread: if that try
                 # took the lease, give it up, or the conversation would wait a whole ttl for nobody.
-                with contextlib.suppress(Exception):
+                with suppress(Exception):
                     if (late := await trying) is not None:
                         await asyncio.to_thread(self._give_up, late)
                 raise
