@@ -26,6 +26,7 @@ from starlette.middleware import Middleware
 from chat.config import Settings
 from chat.conversation.cache import CachedProvider, ReplyCache
 from chat.conversation.fallback import FallbackPolicy, RetryPolicy
+from chat.conversation.leases import Leases
 from chat.conversation.service import ChatService, InputLimits
 from chat.limits.guard import Guard, Limits
 from chat.limits.visitors import TrustedProxies
@@ -91,7 +92,12 @@ def build_app(settings: Settings, *, resources: ExitStack, engine: Engine | None
     # Before serving; other replicas may be writing turns meanwhile, which the grace keeps safe.
     sweep_orphans(engine, blobs, grace_s=grace_for(settings.longest_turn_s))
     guard = Guard(guard_limits(settings), engine=engine)
-    service = ChatService(engine=engine, blobs=blobs, policy=policy, limits=limits, guard=guard)
+    leases = Leases(
+        engine, ttl_s=settings.lease_ttl_s
+    )  # one turn at a time per conversation, on every replica
+    service = ChatService(
+        engine=engine, blobs=blobs, policy=policy, limits=limits, guard=guard, leases=leases
+    )
     library = ConversationLibrary(
         engine=engine, blobs=blobs, gate=service.gate, input_limits=limits, guard=guard, writer=service.writer
     )

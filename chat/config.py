@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     # The key the browser's owner id is encrypted with; several replicas must share it.
     browser_secret: SecretStr | None = Field(None, validation_alias="RETOUCH_BROWSER_SECRET")
     shutdown_grace_s: float = Field(30.0, ge=0, validation_alias="RETOUCH_SHUTDOWN_GRACE")
+    # How long a turn's hold on its conversation outlives its replica (chat/conversation/leases.py):
+    # renewed every third of it while the turn runs, so only a dead (or stalled) replica lets it lapse.
+    lease_ttl_s: float = Field(30.0, gt=0, validation_alias="RETOUCH_LEASE_TTL_S")
 
     def __init__(self, **values: Any) -> None:
         """``Settings(data_dir=..., port=...)`` in code (tests) still works: each field name

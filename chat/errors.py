@@ -4,6 +4,8 @@ RetouchError
 ├── InputError               the user's own input is unusable (not an image, too big, empty)
 ├── AccessError              the caller may not do this (not theirs, revoked link, read-only)
 ├── LimitError               a rate limit or the daily spend cap; nothing was sent
+├── ConversationMovedError   the stored conversation has turns the writer's copy lacks: a turn
+│                            whose lease was lost is not put after someone else's (storage raises it)
 └── ProviderError            a provider call failed; carries provider, HTTP status, detail
     ├── AuthError            key missing, invalid or not allowed (401/403, API_KEY_INVALID)
     ├── BadRequestError      the request itself is wrong (400, 404 unknown model); never retried
@@ -34,6 +36,7 @@ __all__ = [
     "AuthError",
     "BadRequestError",
     "BlockedError",
+    "ConversationMovedError",
     "ConversationNotFoundError",
     "InputError",
     "LimitError",
@@ -85,6 +88,18 @@ class AccessError(RetouchError):
 
 class LimitError(RetouchError):
     """A limit was reached; nothing was sent to any provider."""
+
+
+class ConversationMovedError(RetouchError):
+    """Another turn was stored after the copy a writer appends to: its lease had expired (its
+    replica stalled for a whole lease), and another replica took the conversation over."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(
+            "Another message reached this conversation first, so yours was not added. "
+            "Reload the conversation and send it again."
+        )
+        self.conversation_id = conversation_id
 
 
 class ConversationNotFoundError(LookupError):

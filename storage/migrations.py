@@ -426,6 +426,27 @@ def m009_conversation_turn_count(conn: Connection) -> None:
     conn.execute(conversation.update().values(turn_count=next_seq))
 
 
+def m010_conversation_leases(conn: Connection) -> None:
+    # One turn at a time per conversation across replicas: the turn in flight holds the
+    # conversation's row here (chat/conversation/leases.py), taken with one upsert that succeeds
+    # only where no live lease is, renewed while the turn runs, deleted when it ends. A replica
+    # that dies leaves a row that expires, and the next turn takes it over.
+    metadata = MetaData()
+    Table("conversation", metadata, Column("id", String(32), primary_key=True))
+    Table(
+        "conversation_lease",
+        metadata,
+        Column(
+            "conversation_id",
+            String(32),
+            ForeignKey("conversation.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        Column("holder", String(100), nullable=False),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+    ).create(conn)
+
+
 def m011_shared_limits(conn: Connection) -> None:
     # The rate limits and the daily cap, shared by every replica on the database
     # (chat/limits/guard.py). A rate event is one turn counted in one bucket (a visitor's address,
@@ -464,5 +485,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     m007_part_roles_and_neutral_usage,
     m008_conversation_thumbnail,
     m009_conversation_turn_count,
+    m010_conversation_leases,
     m011_shared_limits,
 )

@@ -24,21 +24,23 @@ from sqlmodel import Field, SQLModel, UTCDateTime
 
 __all__ = [
     "CONVERSATION_ID_MAX_LENGTH",
+    "ConversationLeaseRow",
+    "ConversationRow",
+    "DailySpendRow",
     "ERROR_KIND_MAX_LENGTH",
     "FINISH_REASON_MAX_LENGTH",
+    "ImageRow",
+    "LEASE_HOLDER_MAX_LENGTH",
     "MIME_TYPE_MAX_LENGTH",
     "MODEL_MAX_LENGTH",
     "OWNER_ID_MAX_LENGTH",
     "PROVIDER_MAX_LENGTH",
-    "TITLE_MAX_LENGTH",
-    "ConversationRow",
-    "DailySpendRow",
-    "ImageRow",
     "PartRow",
     "RateEventRow",
     "SchemaMigrationRow",
     "ShareLinkRow",
     "SpendReservationRow",
+    "TITLE_MAX_LENGTH",
     "TurnRow",
 ]
 
@@ -51,6 +53,7 @@ MODEL_MAX_LENGTH = 200
 FINISH_REASON_MAX_LENGTH = 64
 ERROR_KIND_MAX_LENGTH = 200
 MIME_TYPE_MAX_LENGTH = 100
+LEASE_HOLDER_MAX_LENGTH = 100
 
 
 class ConversationRow(SQLModel, table=True):
@@ -69,6 +72,23 @@ class ConversationRow(SQLModel, table=True):
     thumbnail_mime_type: str | None = Field(default=None, max_length=100)
     # How many turns it holds (m009): the next turn's seq, counted up by the append that stores it.
     turn_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+
+
+class ConversationLeaseRow(SQLModel, table=True):
+    """Which turn may write to a conversation now, across every replica (m010): a row per turn in
+    flight, taken atomically, renewed while the turn runs, deleted when it ends; a row whose
+    ``expires_at`` has passed belongs to a replica that died and may be taken over."""
+
+    __tablename__ = "conversation_lease"
+
+    conversation_id: str = Field(
+        primary_key=True,
+        foreign_key="conversation.id",
+        ondelete="CASCADE",
+        max_length=CONVERSATION_ID_MAX_LENGTH,
+    )
+    holder: str = Field(max_length=LEASE_HOLDER_MAX_LENGTH)  # "<replica>:<random>", new for each turn
+    expires_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class ShareLinkRow(SQLModel, table=True):

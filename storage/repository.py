@@ -12,6 +12,11 @@ Appending numbers turns from the conversation row's ``turn_count``, counted up b
 statement that stamps its time: on SQLite every write transaction holds the database's write
 lock, on PostgreSQL that UPDATE holds the row's lock until commit, so two appends to one
 conversation take turns and never draw the same ``seq`` (the unique constraint would refuse it).
+``turn_count`` is also the conversation's version: a copy holding that many turns is current.
+
+Leases (``conversation_lease``, one row per turn in flight) are taken, renewed and released
+with one statement each, never read first: which of two replicas got a lease is decided by the
+database, in the statement that takes it. Times are the caller's, so tests give them.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func
+from sqlalchemy import Table, delete, func, literal
+from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.util import identity_key
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, SQLModel, UTCDateTime, col, select
 
 from chat.domain import (
     Attempt,
@@ -46,12 +53,13 @@ from chat.domain import (
     frozen_metadata,
     plain_data,
 )
-from chat.errors import ConversationNotFoundError
+from chat.errors import ConversationMovedError, ConversationNotFoundError
 from storage.blobs import validate_sha256
 from storage.models import (
     CONVERSATION_ID_MAX_LENGTH,
     OWNER_ID_MAX_LENGTH,
     TITLE_MAX_LENGTH,
+    ConversationLeaseRow,
     ConversationRow,
     DailySpendRow,
     ImageRow,
@@ -64,7 +72,9 @@ from storage.models import (
 
 __all__ = [
     "BucketCount",
+    "ConversationMovedError",
     "ConversationNotFoundError",
+    "acquire_lease",
     "add_events",
     "add_spend",
     "append_to",
@@ -77,22 +87,27 @@ __all__ = [
     "create_conversation",
     "create_share_link",
     "delete_conversation",
+    "delete_unreferenced_images",
     "drop_reservation",
     "get_conversation",
+    "image_shas",
     "is_share_token",
     "list_conversations",
+    "live_lease_count",
+    "live_leases",
+    "release_lease",
+    "rename_conversation",
+    "renew_lease",
     "reserve_spend",
     "resolve_share_link",
     "revoke_share_link",
+    "save_image",
     "serialize_admissions",
     "share_links",
     "spend_with_reservations",
     "spent_on",
-    "image_shas",
-    "delete_unreferenced_images",
+    "turn_count",
     "turn_for_request",
-    "rename_conversation",
-    "save_image",
 ]
 
 _TEXT = "text"
@@ -158,18 +173,15 @@ def append_turn(*, session: Session, conversation_id: str, turn: Turn, now: date
 
 
 def append_to(*, session: Session, conversation: Conversation, turn: Turn, now: datetime) -> Conversation:
-    """Append ``turn`` and return the conversation as ``get_conversation`` would, without reloading it.
+    """Append ``turn`` right after the turns of ``conversation`` and return the conversation as
+    ``get_conversation`` would, without reloading it (a reload costs a query over every turn and
+    part, more with every turn, on every write).
 
-    Reloading costs a query over every turn and part, a cost that grows with the conversation, on
-    every write. ``conversation`` must be the stored one (callers hold its lock); if the stored
-    turns moved on anyway, it is loaded again.
+    ``conversation`` must be the stored one, checked under its lease: if the stored conversation
+    holds other turns (a writer that lost its lease, while another replica appended), nothing is
+    written and ConversationMovedError says so, rather than the turn landing after someone else's.
     """
-    stored, (row,) = _add_turns(session, conversation.id, [turn], now)
-    if row["seq"] != len(conversation.turns):
-        reloaded = get_conversation(session=session, conversation_id=conversation.id)
-        if reloaded is None:
-            raise ConversationNotFoundError(conversation.id)
-        return reloaded
+    stored, (row,) = _add_turns(session, conversation.id, [turn], now, after=len(conversation.turns))
     return Conversation(
         id=conversation.id,
         title=stored.title,
@@ -199,7 +211,7 @@ class _Appended:
 
 
 def _add_turns(
-    session: Session, conversation_id: str, turns: Sequence[Turn], now: datetime
+    session: Session, conversation_id: str, turns: Sequence[Turn], now: datetime, *, after: int | None = None
 ) -> tuple[_Appended, list[dict[str, Any]]]:
     """Three statements, whatever the number of turns: the conversation row, then the turns'
     rows, then all their parts; returned with the turns' row values (with their ids).
@@ -207,8 +219,9 @@ def _add_turns(
     The first is one ``UPDATE … RETURNING`` of the conversation: its time, its thumbnail, and
     its turn count, which numbers the new turns. Where the database has row locks (PostgreSQL),
     it also holds that row until commit, so a second writer of the same conversation waits
-    and then numbers after these turns. Rows are written as Core statements: the ORM's unit
-    of work cost ~4 ms a turn here (bench/RESULTS.md, issue 12).
+    and then numbers after these turns. With ``after``, it updates only a conversation of that
+    many turns (ConversationMovedError otherwise). Rows are written as Core statements: the
+    ORM's unit of work cost ~4 ms a turn here (bench/RESULTS.md, issue 12).
     """
     now = aware_utc(now)
     conversation = _table(ConversationRow)
@@ -218,13 +231,17 @@ def _add_turns(
     latest = Conversation(conversation_id, "", tuple(turns)).latest_image()
     if latest is not None:
         values |= {"thumbnail_sha256": latest.sha256, "thumbnail_mime_type": latest.mime_type}
+    update = conversation.update().where(conversation.c.id == conversation_id)
+    if after is not None:
+        update = update.where(conversation.c.turn_count == after)
     stored = session.execute(
-        conversation.update()
-        .where(conversation.c.id == conversation_id)
-        .values(values)
-        .returning(conversation.c.title, conversation.c.created_at, conversation.c.turn_count)
+        update.values(values).returning(
+            conversation.c.title, conversation.c.created_at, conversation.c.turn_count
+        )
     ).one_or_none()
     if stored is None:
+        if after is not None and turn_count(session=session, conversation_id=conversation_id) is not None:
+            raise ConversationMovedError(conversation_id)
         raise ConversationNotFoundError(conversation_id)
     _forget_loaded(session, conversation_id)
     first = stored.turn_count - len(turns)
@@ -277,6 +294,87 @@ def _turn_values(conversation_id: str, seq: int, turn: Turn, now: datetime) -> d
         "request_hash": turn.request_hash,
         "created_at": now if turn.created_at is None else aware_utc(turn.created_at),
     }
+
+
+def turn_count(*, session: Session, conversation_id: str) -> int | None:
+    """How many turns the conversation holds (its version: a copy with as many is current), or
+    None if there is no such conversation; one single-column SELECT."""
+    conversation = _table(ConversationRow)
+    return session.execute(
+        core_select(conversation.c.turn_count).where(conversation.c.id == conversation_id)
+    ).scalar_one_or_none()
+
+
+def acquire_lease(
+    *, session: Session, conversation_id: str, holder: str, now: datetime, expires_at: datetime
+) -> bool:
+    """Take the conversation's lease for ``holder`` until ``expires_at``, if no live one is there.
+
+    One ``INSERT … ON CONFLICT DO UPDATE … WHERE expired … RETURNING``: a free conversation's row
+    is inserted, an expired one is taken over, a live one is left alone (no row comes back). Two
+    replicas racing both run it, and the database lets exactly one through. ConversationNotFoundError
+    if there is no such conversation (the row is inserted only beside its conversation).
+    """
+    lease = _table(ConversationLeaseRow)
+    conversation = _table(ConversationRow)
+    values = core_select(
+        conversation.c.id,
+        literal(holder, lease.c.holder.type),
+        literal(aware_utc(expires_at), UTCDateTime()),
+    ).where(conversation.c.id == conversation_id)
+    insert = _insert(session, ConversationLeaseRow).from_select(
+        ["conversation_id", "holder", "expires_at"], values
+    )
+    taken = session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["conversation_id"],
+            set_={"holder": insert.excluded.holder, "expires_at": insert.excluded.expires_at},
+            where=lease.c.expires_at <= aware_utc(now),
+        ).returning(lease.c.holder)
+    ).scalar_one_or_none()
+    if taken is None and turn_count(session=session, conversation_id=conversation_id) is None:
+        raise ConversationNotFoundError(conversation_id)
+    return taken == holder
+
+
+def renew_lease(*, session: Session, conversation_id: str, holder: str, expires_at: datetime) -> bool:
+    """Move ``holder``'s lease on to ``expires_at``; False if the lease is no longer theirs."""
+    lease = _table(ConversationLeaseRow)
+    renewed = session.execute(
+        lease.update()
+        .where(lease.c.conversation_id == conversation_id, lease.c.holder == holder)
+        .values(expires_at=aware_utc(expires_at))
+    )
+    return bool(cast(CursorResult[Any], renewed).rowcount)
+
+
+def release_lease(*, session: Session, conversation_id: str, holder: str) -> bool:
+    """Give ``holder``'s lease up; False if it was not theirs any more (taken over after expiry)."""
+    lease = _table(ConversationLeaseRow)
+    released = session.execute(
+        lease.delete().where(lease.c.conversation_id == conversation_id, lease.c.holder == holder)
+    )
+    return bool(cast(CursorResult[Any], released).rowcount)
+
+
+def live_leases(*, session: Session, conversation_ids: Sequence[str], now: datetime) -> set[str]:
+    """Which of ``conversation_ids`` have a turn in flight on some replica (a lease not expired)."""
+    if not conversation_ids:
+        return set()
+    lease = _table(ConversationLeaseRow)
+    rows = session.execute(
+        core_select(lease.c.conversation_id).where(
+            lease.c.conversation_id.in_(list(conversation_ids)), lease.c.expires_at > aware_utc(now)
+        )
+    )
+    return set(rows.scalars())
+
+
+def live_lease_count(*, session: Session, now: datetime) -> int:
+    """How many turns are in flight on all replicas together (for the health check)."""
+    lease = _table(ConversationLeaseRow)
+    count = core_select(func.count()).select_from(lease).where(lease.c.expires_at > aware_utc(now))
+    return int(session.execute(count).scalar_one())
 
 
 def save_image(

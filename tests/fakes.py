@@ -3,7 +3,8 @@ service wiring around them (pictures live in ``tests.pictures``, processes in ``
 
 - ``FakeProvider`` answers from a queue; ``reply_with_image`` builds what it answers;
   ``single_try`` puts providers behind a policy without retries.
-- ``FakeClock`` is time that moves only when slept on (or set).
+- ``FakeClock`` is time that moves only when slept on (or set); ``UTCClock`` is a datetime one
+  moved by hand, and ``ParkedSleeps`` sleeps that wait until the test wakes them, one at a time.
 - ``FakeRequest`` stands in for the ``gr.Request`` a handler is given.
 - ``recording`` and ``raising`` are ``httpx.MockTransport`` handlers; ``TRANSPORT_FAILURES``
   pairs the transport errors with the error each provider client maps them to.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,8 @@ __all__ = [
     "FakeClock",
     "FakeProvider",
     "FakeRequest",
+    "ParkedSleeps",
+    "UTCClock",
     "collect",
     "emulator_providers",
     "last",
@@ -140,6 +144,50 @@ class FakeClock:
 
     async def sleep(self, seconds: float) -> None:
         self.pause(seconds)
+
+
+class UTCClock:
+    """Aware UTC time that moves only when ``advance`` is called."""
+
+    def __init__(self, now: datetime = datetime(2026, 1, 1, tzinfo=UTC)) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class ParkedSleeps:
+    """Sleeps that take no time of their own: each waits, parked, until ``wake`` lets the oldest
+    one go, so a test decides when (and, with a ``UTCClock``, at what time) each sleeper goes on."""
+
+    def __init__(self) -> None:
+        self.parked: asyncio.Queue[tuple[float, asyncio.Future[None]]] = asyncio.Queue()
+        self.slept: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        woken = asyncio.get_running_loop().create_future()
+        self.parked.put_nowait((seconds, woken))
+        await woken
+
+    async def next(self) -> tuple[float, Callable[[], None]]:
+        """The oldest parked sleep (waited for, 10 s at most) and what wakes it; sleeps cancelled
+        meanwhile are passed over."""
+        seconds, woken = await asyncio.wait_for(self.parked.get(), timeout=10)
+        while woken.cancelled():
+            seconds, woken = await asyncio.wait_for(self.parked.get(), timeout=10)
+        self.slept.append(seconds)
+        return seconds, lambda: woken.set_result(None)
+
+    async def wake(self, clock: UTCClock | None = None) -> float:
+        """Let the oldest sleeper go, moving ``clock`` on by what it slept; returns that."""
+        seconds, go = await self.next()
+        if clock is not None:
+            clock.advance(seconds)
+        go()
+        return seconds
 
 
 async def no_sleep(seconds: float) -> None:

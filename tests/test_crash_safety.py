@@ -1,4 +1,9 @@
-"""SIGKILL in the middle of a model call loses nothing: the message is there, marked interrupted, Retry works."""
+"""SIGKILL in the middle of a model call loses nothing: the message is there, marked interrupted, Retry works.
+
+The killed process leaves its turn's lease behind; it expires a lease ttl after its last renewal
+(2 s here, ``RETOUCH_LEASE_TTL_S``), and until then the message reads as in progress and Retry
+waits for it, as it would on another replica.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ DEADLINE_S = 30
 
 def test_killed_mid_call_keeps_the_message_and_retry_answers_it(tmp_path, emulator):
     data_dir = tmp_path / "data"
-    with app_process(data_dir, emulator.url) as (url, process):
+    with app_process(data_dir, emulator.url, RETOUCH_LEASE_TTL_S="2") as (url, process):
         client = Client(url, verbose=False, download_files=False)
         first = client.predict("", "a lighthouse at dusk", api_name="/send")
         conversation_id, key = first["conversation_id"], first["owner_key"]

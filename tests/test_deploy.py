@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,8 @@ import chat.config
 from chat.config import Settings
 from chat.server.health import health_route
 from chat.server.lifecycle import DrainGate, DrainReport, Lifecycle
-from storage import MIGRATIONS
+from storage import MIGRATIONS, create_conversation, session_scope
+from storage import repository as repo
 from storage.db import DB_FILENAME
 from tests.app_process import AppRun, app_env, free_port, launched
 from tests.emulator.fixtures import EmulatorControl, run_emulator
@@ -56,7 +58,13 @@ pytestmark = pytest.mark.system  # real servers, processes and image builds
 STARTUP_TIMEOUT_S = 90
 PIP_TIMEOUT_S = 600
 SPACES_COLORS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
-HEALTHY = {"status": "ok", "schema_version": len(MIGRATIONS), "database": "ok"}
+HEALTHY = {
+    "status": "ok",
+    "schema_version": len(MIGRATIONS),
+    "database": "ok",
+    "leases": "ok",
+    "live_leases": 0,
+}
 
 
 # --- reading the deployment files ---------------------------------------------------------------
@@ -401,6 +409,27 @@ def test_healthz_reports_the_schema_version_after_querying_the_database(engine):
 
     assert (response.status_code, response.json()) == (200, HEALTHY)
     assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_healthz_counts_the_turns_holding_a_lease_on_every_replica_and_needs_the_lease_table(engine):
+    now = datetime.now(UTC)
+    with session_scope(engine) as session:
+        for conversation_id, expires in (("running", now + timedelta(seconds=30)), ("died", now)):
+            create_conversation(
+                session=session, conversation_id=conversation_id, title="t", now=now, owner_id="o" * 20
+            )
+            repo.acquire_lease(
+                session=session, conversation_id=conversation_id, holder="r", now=now, expires_at=expires
+            )
+    assert health_client(engine).get("/healthz").json() == {**HEALTHY, "live_leases": 1}
+
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE conversation_lease")
+    response = health_client(engine).get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["leases"] == "error" and response.json()["reason"].startswith(
+        "lease table unreadable ("
+    )
 
 
 def test_healthz_is_503_when_the_database_file_is_gone_and_does_not_recreate_it(engine, tmp_path):

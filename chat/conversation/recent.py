@@ -1,8 +1,9 @@
 """The conversations this process wrote last, kept so that the next turn need not load them.
 
 Loading a conversation is a query over every turn and part, a cost that grows with it. Only
-the chat service appends turns, under the conversation's lock, so what it wrote is what a load
-would return (``repository.append_to`` reloads if the stored turns moved on anyway). Bounded by
+the chat service appends turns, under the conversation's lease, so what it wrote is what a load
+would return, unless another replica appended since: the writer checks a copy against the stored
+turn count, read under the lease, before using it (chat/conversation/turns.py). Bounded by
 count and by the characters of text and provider metadata held: thought signatures are opaque
 and may be large.
 """
@@ -55,6 +56,10 @@ class RecentConversations:
             self._chars += chars
             while len(self._entries) > self._max_conversations or self._chars > self._max_chars:
                 self._drop(next(iter(self._entries)))
+
+    def forget(self, conversation_id: str) -> None:
+        with self._lock:
+            self._drop(conversation_id)
 
     def _drop(self, conversation_id: str) -> None:
         entry = self._entries.pop(conversation_id, None)

@@ -2,10 +2,12 @@
 
 Each job is its own module: who may (chat/sharing/access.py), whether the turn may run (chat/limits/admission.py),
 who answers (chat/conversation/fallback.py), what the outcome becomes (chat/conversation/answers.py, pure) and how turns
-are stored (chat/conversation/turns.py). This joins them in order. One conversation's turns are serialized by
-a per-conversation lock; the user's turn is committed before the provider is called, so a
-failure never loses it. What admission reserved against the daily cap is settled by the answer's
-transaction, or released when the turn ends without one.
+are stored (chat/conversation/turns.py). This joins them in order. One conversation's turns are serialized,
+on every replica, by its lease (chat/conversation/leases.py), taken in the transaction that checks
+who may write; what depends on the stored conversation (its budget, the image a mask is painted
+on, the history sent) is read under it. The user's turn is committed before the provider is
+called, so a failure never loses it. What admission reserved against the daily cap is settled by
+the answer's transaction, or released when the turn ends without one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import json
 import logging
 import secrets
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,10 +24,12 @@ from pathlib import Path
 
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from chat.config import DEFAULTS
 from chat.conversation.answers import INTERNAL, answer_turn, failed_turn
 from chat.conversation.fallback import FallbackPolicy, Outcome
+from chat.conversation.leases import Lease, Leases
 from chat.conversation.turns import NewConversation, NewImage, TurnWriter
 from chat.domain import (
     Conversation,
@@ -39,13 +42,13 @@ from chat.domain import (
     Turn,
     through_last_user_turn,
 )
-from chat.errors import AccessError, InputError
+from chat.errors import AccessError, ConversationMovedError, InputError
 from chat.limits.admission import Admission, server_cost
 from chat.limits.guard import Guard, Reservation
 from chat.media.images import ImageLimits, PreparedImage, mask_images, prepare_upload, read_region
 from chat.sharing.access import GONE, Access, Actor, Gatekeeper, Grant
 from chat.text import one_line
-from storage import BlobStore
+from storage import BlobStore, session_scope
 from storage import repository as repo
 
 __all__ = ["Attachment", "ChatService", "InputLimits", "Step", "new_conversation_id"]
@@ -65,13 +68,16 @@ class Attachment:
 
 @dataclass(frozen=True)
 class Step:
-    """A turn's progress as the caller shows it: the conversation as stored, and the actor's grant.
+    """A turn's progress (or an opened conversation) as the caller shows it: the conversation as
+    stored, the actor's grant, and whether a turn of it is being answered right now on any replica
+    (so an unanswered message reads as in progress rather than interrupted).
 
     The grant is the one checked when the turn began, so the caller never asks again.
     """
 
     grant: Grant
     conversation: Conversation
+    answering: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,41 +109,44 @@ class ChatService:
         guard: Guard | None = None,
         clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = new_conversation_id,
+        leases: Leases | None = None,
     ) -> None:
+        self._engine = engine
         self._blobs = blobs
         self._policy = policy
         self._limits = limits
         self._clock = clock
         self._new_id = new_id
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._leases = leases or Leases(engine, clock=clock)
         self._admission = Admission(policy, guard)
         self.writer = TurnWriter(engine=engine, blobs=blobs, clock=clock, guard=guard)
         self.gate = Gatekeeper(engine)
 
     # --- reads ---------------------------------------------------------------------------
 
-    async def open(self, actor: Actor, conversation_id: str) -> tuple[Grant, Conversation]:
-        """The conversation and what ``actor`` may do with it; AccessError if nothing."""
-        grant, conversation = await asyncio.to_thread(
-            self.gate.read,  # one read-only transaction for both
+    async def open(self, actor: Actor, conversation_id: str) -> Step:
+        """The conversation, what ``actor`` may do with it and whether it is being answered; AccessError if nothing."""
+        grant, (conversation, answering) = await asyncio.to_thread(
+            self.gate.read,  # one read-only transaction for all three
             actor,
             conversation_id,
-            lambda session: repo.get_conversation(session=session, conversation_id=conversation_id),
+            lambda session: self._read(session, conversation_id),
         )
         if conversation is None:
             raise AccessError(GONE)
-        return grant, conversation
+        return Step(grant, conversation, answering)
 
-    def busy(self, conversation_id: str) -> bool:
-        """A turn of this conversation is being answered right now (in this process).
-
-        After a crash nothing is busy, so an unanswered message then reads as interrupted.
-        """
-        lock = self._locks.get(conversation_id)
-        return lock is not None and lock.locked()
+    def _read(self, session: Session, conversation_id: str) -> tuple[Conversation | None, bool]:
+        """The stored conversation; for an unanswered one, whether some replica's turn holds its
+        lease (after a crash the lease expires, and the message then reads as interrupted)."""
+        conversation = repo.get_conversation(session=session, conversation_id=conversation_id)
+        unanswered = (
+            conversation is not None and conversation.turns and conversation.turns[-1].role is Role.USER
+        )
+        return conversation, bool(unanswered) and self._leases.live(session, conversation_id)
 
     async def load(self, actor: Actor, conversation_id: str) -> Conversation:
-        return (await self.open(actor, conversation_id))[1]
+        return (await self.open(actor, conversation_id)).conversation
 
     def image_path(self, part: ImagePart) -> Path:
         return self._blobs.path(part.sha256, part.mime_type)
@@ -159,21 +168,31 @@ class ChatService:
 
         ``painted`` is a PNG the size of the current image, white where the edit should go
         (the brush strokes); it becomes a mask for OpenAI and a marked copy for Gemini.
-        Bad input raises InputError before anything is written.
+        Bad input raises InputError before anything is written, and before waiting for the lease;
+        access is checked with the lease, in one transaction.
         """
         keys = keys or {}
-        grant, new, images, reservation = await asyncio.to_thread(
-            self._admitted_message, actor, conversation_id, text, attachments, options, keys
-        )
+        to = None
+        if conversation_id:
+            images = await asyncio.to_thread(self._prepare, text, attachments)
+            held = self._leases.hold(conversation_id, self._writer_check(actor, conversation_id))
+        else:
+            # A new conversation is the actor's own, and must belong to someone: never to a share token.
+            owner_id = actor.own_id()
+            images = await asyncio.to_thread(self._prepare, text, attachments)  # before a title is made of it
+            to = NewConversation(self._new_id(), _title(text), owner_id)
+            held = self._leases.hold_new(to.id, Grant(to.id, Access.OWNER))
+        reservation = None
         try:
-            async with self._lock(grant.conversation_id):
-                conversation = await asyncio.to_thread(
-                    self._store_message, new or grant.conversation_id, text.strip(), images, painted
+            async with held as lease:
+                grant = lease.checked
+                conversation, reservation = await asyncio.to_thread(
+                    self._store_message, actor, lease, to, text.strip(), images, painted, options, keys
                 )
-                yield Step(grant, conversation)
-                answered = await self._answer(conversation, options, keys, reservation)
+                yield Step(grant, conversation, answering=True)
+                conversation, answering = await self._answer(conversation, options, keys, lease, reservation)
                 reservation = None  # settled with the answer
-                yield Step(grant, answered)
+                yield Step(grant, conversation, answering)
         finally:
             await self._release(reservation)
 
@@ -191,78 +210,45 @@ class ChatService:
         and the user's message is never duplicated.
         """
         keys = keys or {}
-        grant, reservation = await asyncio.to_thread(
-            self._admitted_retry, actor, conversation_id, options, keys
-        )
+        reservation = None
         try:
-            async with self._lock(conversation_id):
-                conversation = await asyncio.to_thread(self.writer.stored, conversation_id)
-                if conversation is None or not any(t.role is Role.USER for t in conversation.turns):
-                    raise InputError("There is nothing to retry yet: send a message first.")
-                yield Step(grant, conversation)
-                answered = await self._answer(conversation, options, keys, reservation)
+            async with self._leases.hold(
+                conversation_id, self._writer_check(actor, conversation_id)
+            ) as lease:
+                conversation, reservation = await asyncio.to_thread(
+                    self._admitted_retry, actor, lease, options, keys
+                )
+                yield Step(lease.checked, conversation, answering=True)
+                conversation, answering = await self._answer(conversation, options, keys, lease, reservation)
                 reservation = None  # settled with the answer
-                yield Step(grant, answered)
+                yield Step(lease.checked, conversation, answering)
         finally:
             await self._release(reservation)
 
     async def _release(self, reservation: Reservation | None) -> None:
-        """A turn that ends without its answer stored (refused under the lock, cut off, closed by
+        """A turn that ends without its answer stored (refused under the lease, cut off, closed by
         the caller) gives back what it reserved; if even this never runs, the reservation expires."""
         if reservation is not None:
             await asyncio.to_thread(self._admission.release, reservation)
 
-    def _lock(self, conversation_id: str) -> asyncio.Lock:
-        lock = self._locks.get(conversation_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[conversation_id] = lock
-        return lock
+    def _writer_check(self, actor: Actor, conversation_id: str) -> Callable[[Session], Grant]:
+        """Who may write, checked in the transaction that takes the turn's lease."""
+        return lambda session: self.gate.check(session, actor, conversation_id, write=True)
 
     # --- steps ---------------------------------------------------------------------------
 
     # Each step below is blocking and runs in one worker-thread hop: a turn hands off to a thread
-    # three times (before the lock, the message, the answer), not once per query.
-
-    def _admitted_message(
-        self,
-        actor: Actor,
-        conversation_id: str | None,
-        text: str,
-        attachments: Sequence[Attachment],
-        options: GenerationOptions,
-        keys: Mapping[str, SecretStr],
-    ) -> tuple[Grant, NewConversation | None, list[PreparedImage], Reservation | None]:
-        """Who may write, the message's checks and admission: everything decided before the lock."""
-        if conversation_id:
-            grant, owner_id = self.gate.grant(actor, conversation_id, write=True), None
-        else:
-            # A new conversation is the actor's own, and must belong to someone: never to a share token.
-            grant, owner_id = Grant(self._new_id(), Access.OWNER), actor.own_id()
-        images = self._prepare(text, attachments)  # refuses what is not text, before a title is made of it
-        new = NewConversation(grant.conversation_id, _title(text), owner_id) if owner_id else None
-        reservation = self._admit(
-            actor, options, keys, len(images) + 1, None if new else grant.conversation_id
-        )
-        return grant, new, images, reservation
+    # for the upload checks, each try for the lease, the message and the answer, not once per query.
 
     def _admitted_retry(
-        self, actor: Actor, conversation_id: str, options: GenerationOptions, keys: Mapping[str, SecretStr]
-    ) -> tuple[Grant, Reservation | None]:
-        grant = self.gate.grant(actor, conversation_id, write=True)
-        return grant, self._admit(actor, options, keys, 2, conversation_id)
-
-    def _admit(
-        self,
-        actor: Actor,
-        options: GenerationOptions,
-        keys: Mapping[str, SecretStr],
-        input_images: int,
-        conversation_id: str | None,
-    ) -> Reservation | None:
-        stored = self.writer.stored(conversation_id) if conversation_id else None
-        spent = stored.cost_usd() if stored else 0.0
-        return self._admission.admit(actor, options, keys, input_images=input_images, spent=spent)
+        self, actor: Actor, lease: Lease[Grant], options: GenerationOptions, keys: Mapping[str, SecretStr]
+    ) -> tuple[Conversation, Reservation | None]:
+        conversation = self.writer.stored(lease.conversation_id, lease.turn_count)
+        if conversation is None or not any(t.role is Role.USER for t in conversation.turns):
+            raise InputError("There is nothing to retry yet: send a message first.")
+        return conversation, self._admission.admit(
+            actor, options, keys, input_images=2, spent=conversation.cost_usd()
+        )
 
     def _prepare(self, text: str, attachments: Sequence[Attachment]) -> list[PreparedImage]:
         if not isinstance(text, str):  # an API caller may send any JSON
@@ -283,19 +269,48 @@ class ChatService:
 
     def _store_message(
         self,
-        to: NewConversation | str,
+        actor: Actor,
+        lease: Lease[Grant],
+        new: NewConversation | None,
+        text: str,
+        uploads: list[PreparedImage],
+        painted: bytes | None,
+        options: GenerationOptions,
+        keys: Mapping[str, SecretStr],
+    ) -> tuple[Conversation, Reservation | None]:
+        """Admission, then the user's turn: their photos, the painted region as a marked copy and a
+        mask, their text.
+
+        ``new`` is the conversation this write creates (and claims ``lease`` of); else the version
+        read under the lease says whether the copy in memory is current (another replica may have
+        appended since this one wrote it). What admission reserved comes back with the stored
+        message, or is released if the message is not stored.
+        """
+        if new is not None:
+            conversation: Conversation | NewConversation = new
+            spent = 0.0
+        else:
+            stored = self.writer.stored(lease.conversation_id, lease.turn_count)
+            if stored is None:
+                raise AccessError(GONE)  # deleted since access was granted
+            conversation, spent = stored, stored.cost_usd()
+        reservation = self._admission.admit(actor, options, keys, input_images=len(uploads) + 1, spent=spent)
+        try:
+            return self._message(conversation, lease, new, text, uploads, painted), reservation
+        except BaseException:
+            if reservation is not None:
+                self._admission.release(reservation)
+            raise
+
+    def _message(
+        self,
+        conversation: Conversation | NewConversation,
+        lease: Lease[Grant],
+        new: NewConversation | None,
         text: str,
         uploads: list[PreparedImage],
         painted: bytes | None,
     ) -> Conversation:
-        """The user's turn: their photos, the painted region as a marked copy and a mask, their text.
-
-        ``to`` is a new conversation, or the id of a stored one, read here under its lock (another
-        turn may have landed since access was granted).
-        """
-        conversation = self.writer.stored(to) if isinstance(to, str) else to
-        if conversation is None:
-            raise AccessError(GONE)  # deleted since access was granted
         images = [NewImage.of(upload.data, upload.mime_type) for upload in uploads]
         parts: list[Part] = [image.part(role=ImageRole.INPUT) for image in images]
         if painted:
@@ -311,15 +326,18 @@ class ChatService:
         if text:
             parts.append(TextPart(text))
         turn = Turn(role=Role.USER, parts=tuple(parts), created_at=self._clock())
-        return self.writer.append(conversation, [turn], images)
+        return self.writer.append(conversation, [turn], images, claim=lease if new else None)
 
     async def _answer(
         self,
         conversation: Conversation,
         options: GenerationOptions,
         keys: Mapping[str, SecretStr],
+        lease: Lease[Grant],
         reservation: Reservation | None,
-    ) -> Conversation:
+    ) -> tuple[Conversation, bool]:
+        """The answer stored (and the lease given up with it, the reservation settled), and whether the conversation is
+        still being answered (only by another replica, after this one lost its lease)."""
         started = time.monotonic()
         try:
             history = through_last_user_turn(conversation.turns)
@@ -327,7 +345,9 @@ class ChatService:
         except Exception:
             log.exception("turn failed in conversation %s", conversation.id)
             outcome = None
-        return await asyncio.to_thread(self._record, conversation, outcome, options, started, reservation)
+        return await asyncio.to_thread(
+            self._record, conversation, outcome, options, started, lease, reservation
+        )
 
     def _record(
         self,
@@ -335,8 +355,9 @@ class ChatService:
         outcome: Outcome | None,
         options: GenerationOptions,
         started: float,
+        lease: Lease[Grant],
         reservation: Reservation | None,
-    ) -> Conversation:
+    ) -> tuple[Conversation, bool]:
         """The answer (or why there is none) stored with what it cost on the server's keys, which
         settles what the turn reserved (a failed turn's cost is 0)."""
         images: list[NewImage] = []
@@ -361,7 +382,22 @@ class ChatService:
         log.info(
             turn_log_line(conversation.id, turn, latency_ms=(time.monotonic() - started) * 1000, cost=cost)
         )
-        return self.writer.append(conversation, [turn], images, server_cost=cost, reservation=reservation)
+        try:
+            answered = self.writer.append(
+                conversation, [turn], images, server_cost=cost, reservation=reservation, release=lease
+            )
+            return answered, False
+        except ConversationMovedError:
+            # The lease lapsed during the call and another replica's turn was stored: this answer
+            # would follow it, as if it answered that one. The stored conversation is shown instead.
+            log.warning(
+                "answer not stored: conversation %s moved on after its lease was lost", conversation.id
+            )
+            with session_scope(self._engine, read_only=True) as session:
+                stored, answering = self._read(session, conversation.id)
+            if stored is None:
+                raise AccessError(GONE) from None  # deleted meanwhile
+            return stored, answering
 
     def _load_image(self, part: ImagePart) -> bytes:
         return self._blobs.read(part.sha256, part.mime_type)

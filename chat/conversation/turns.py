@@ -4,7 +4,10 @@ Images first, to the blob store and outside any transaction; then the rows in on
 the conversation if it is new, the image rows, the turns, and what the answer cost on the
 server's keys. So a turn is never stored without its images, and the write lock is held for
 rows only. The writer also remembers each conversation as it last wrote it (chat/conversation/recent.py),
-so the next turn of a conversation does not read it back.
+so the next turn of a conversation does not read it back unless another replica wrote since.
+
+A turn's lease (chat/conversation/leases.py) is claimed in the transaction that creates its
+conversation and released in the one that stores its answer, so neither costs a transaction of its own.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from chat.conversation.leases import Lease
 from chat.conversation.recent import RecentConversations
 from chat.domain import Conversation, ImagePart, ImageRole, Metadata, Turn, frozen_metadata
+from chat.errors import ConversationMovedError
 from chat.limits.guard import Guard, Reservation
 from chat.media.images import image_size
 from storage import BlobStore, session_scope
@@ -72,10 +78,11 @@ class TurnWriter:
         self._guard = guard
         self._written = RecentConversations()
 
-    def stored(self, conversation_id: str) -> Conversation | None:
-        """The conversation as stored: as this writer last wrote it, else loaded."""
+    def stored(self, conversation_id: str, turn_count: int | None) -> Conversation | None:
+        """The conversation as stored: as this writer last wrote it if that copy holds the
+        ``turn_count`` turns stored now (read under the turn's lease), else loaded."""
         conversation = self._written.get(conversation_id)
-        if conversation is not None:
+        if conversation is not None and len(conversation.turns) == turn_count:
             return conversation
         with session_scope(self._engine, read_only=True) as session:
             return repo.get_conversation(session=session, conversation_id=conversation_id)
@@ -88,16 +95,49 @@ class TurnWriter:
         *,
         server_cost: float = 0.0,
         reservation: Reservation | None = None,
+        claim: Lease[Any] | None = None,
+        release: Lease[Any] | None = None,
     ) -> Conversation:
         """``turns`` at the end of ``to`` (created first if new), with their images and their cost,
-        which settles what the turn reserved against the daily cap (``reservation``).
+        which settles what the turn reserved against the daily cap (``reservation``); ``claim`` is
+        the lease of a conversation this write creates, ``release`` the lease of a turn this write ends.
 
         One turn comes back appended to the conversation given, without reading it again; many (an
         import) are read back after the transaction, so the write lock is held no longer than needed.
+        ConversationMovedError if the stored conversation has turns ``to`` lacks (the turn's lease
+        was lost meanwhile): nothing is stored but what it cost on the server's keys.
         """
         for image in images:
             if self._blobs.put(image.data, image.mime_type) != image.sha256:
                 raise ValueError(f"image {image.sha256[:12]} changed before it was stored")
+        try:
+            conversation = self._write(to, turns, images, server_cost, reservation, claim, release)
+        except ConversationMovedError:
+            self._written.forget(to.id)
+            if self._guard is not None:  # paid for, though not stored
+                with session_scope(self._engine) as session:
+                    self._guard.settle(reservation, server_cost, session=session)
+            raise
+        if len(turns) != 1:
+            with session_scope(self._engine, read_only=True) as session:
+                reloaded = repo.get_conversation(session=session, conversation_id=to.id)
+            if reloaded is None:
+                raise repo.ConversationNotFoundError(to.id)
+            conversation = reloaded
+        self._written.put(conversation)
+        return conversation
+
+    def _write(
+        self,
+        to: Conversation | NewConversation,
+        turns: Sequence[Turn],
+        images: Sequence[NewImage],
+        server_cost: float,
+        reservation: Reservation | None,
+        claim: Lease[Any] | None,
+        release: Lease[Any] | None,
+    ) -> Conversation:
+        """The rows, in one transaction; ``to`` itself for many turns (read back by the caller)."""
         now = self._clock()
         with session_scope(self._engine) as session:
             if self._guard is not None:
@@ -121,17 +161,14 @@ class TurnWriter:
                 if isinstance(to, NewConversation)
                 else to
             )
+            if claim is not None:
+                claim.claim(session)
             if len(turns) == 1:
                 conversation = repo.append_to(
                     session=session, conversation=conversation, turn=turns[0], now=now
                 )
             else:
                 repo.append_turns(session=session, conversation_id=conversation.id, turns=turns, now=now)
-        if len(turns) != 1:
-            with session_scope(self._engine, read_only=True) as session:
-                reloaded = repo.get_conversation(session=session, conversation_id=to.id)
-            if reloaded is None:
-                raise repo.ConversationNotFoundError(to.id)
-            conversation = reloaded
-        self._written.put(conversation)
+            if release is not None:
+                release.release(session)
         return conversation

@@ -4,9 +4,11 @@ Gradio has no health route, and its pages answer 200 even when the database is g
 Docker's HEALTHCHECK, a load balancer or an uptime monitor would keep sending users to an
 app that cannot load or store a single turn. This route really asks the database: the
 SQLite file must still be where the app opened it (a vanished volume leaves the pooled
-connections writing to a deleted file), ``SELECT 1`` must answer, and the schema version is
-read from the migrations table. While the app drains for shutdown it answers 503 too, so
-traffic moves elsewhere before the process stops.
+connections writing to a deleted file), ``SELECT 1`` must answer, the schema version is
+read from the migrations table, and the lease table (which every turn writes to take its
+conversation: chat/conversation/leases.py) must be readable; the body says how many turns hold
+a live lease, on all replicas together. While the app drains for shutdown it answers 503 too,
+so traffic moves elsewhere before the process stops.
 
 The body is public (no auth on this route), so a failure names its class, never its message
 (which may contain paths or URLs); the details go to the log.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,8 @@ from fastapi.routing import APIRoute
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from storage import reader, schema_version
+from storage import reader, schema_version, session_scope
+from storage import repository as repo
 
 __all__ = ["HEALTH_PATH", "check_database", "health_route"]
 
@@ -35,7 +39,11 @@ _NO_STORE = {"Cache-Control": "no-store"}
 log = logging.getLogger(__name__)
 
 
-def check_database(engine: Engine) -> tuple[int, dict[str, Any]]:
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_database(engine: Engine, clock: Callable[[], datetime] = _utcnow) -> tuple[int, dict[str, Any]]:
     """The HTTP status and JSON body of a health check against ``engine``."""
     problem = _sqlite_file_problem(engine)
     if problem is not None:
@@ -50,9 +58,33 @@ def check_database(engine: Engine) -> tuple[int, dict[str, Any]]:
         version = schema_version(reading)
     except SQLAlchemyError as exc:
         log.warning("health check failed: database unreachable: %s", exc)
-        reason = f"database unreachable ({type(getattr(exc, 'orig', None) or exc).__name__})"
+        reason = f"database unreachable ({_error_class(exc)})"
         return 503, {"status": "error", "database": "error", "reason": reason}
-    return 200, {"status": "ok", "schema_version": version, "database": "ok"}
+    try:
+        with session_scope(engine, read_only=True) as session:
+            live = repo.live_lease_count(session=session, now=clock())
+    except SQLAlchemyError as exc:
+        log.warning("health check failed: lease table unreadable: %s", exc)
+        reason = f"lease table unreadable ({_error_class(exc)})"
+        return 503, {
+            "status": "error",
+            "schema_version": version,
+            "database": "ok",
+            "leases": "error",
+            "reason": reason,
+        }
+    return 200, {
+        "status": "ok",
+        "schema_version": version,
+        "database": "ok",
+        "leases": "ok",
+        "live_leases": live,
+    }
+
+
+def _error_class(exc: SQLAlchemyError) -> str:
+    """The driver's error class (``OperationalError``), never its message (paths, URLs)."""
+    return type(getattr(exc, "orig", None) or exc).__name__
 
 
 def health_route(engine: Engine, *, draining: Callable[[], bool]) -> APIRoute:

@@ -109,6 +109,23 @@ class Gatekeeper:
         self._check(access, write=write, owner=owner)
         return Grant(conversation_id, access)
 
+    def check(
+        self,
+        session: Session,
+        actor: Actor,
+        conversation_id: str,
+        *,
+        write: bool = False,
+        owner: bool = False,
+    ) -> Grant:
+        """As ``grant``, in the caller's write transaction (the one that takes a turn's lease)."""
+        access = self._access(session, actor, conversation_id)
+        if access is None:
+            repo.claim_conversation(session=session, conversation_id=conversation_id, owner_id=actor.own_id())
+            access = Access.OWNER
+        self._check(access, write=write, owner=owner)
+        return Grant(conversation_id, access)
+
     def read(
         self, actor: Actor, conversation_id: str, query: Callable[[Session], T], *, owner: bool = False
     ) -> tuple[Grant, T]:

@@ -88,10 +88,11 @@ class Shown:
     actor: Actor
     conversation: Conversation | None = None
     grant: Grant | None = None
+    answering: bool = False  # a turn of it is being answered right now, on any replica
 
     @classmethod
     def of(cls, actor: Actor, step: Step) -> Shown:
-        return cls(actor, step.conversation, step.grant)
+        return cls(actor, step.conversation, step.grant, step.answering)
 
     @property
     def access(self) -> Access | None:
@@ -170,7 +171,7 @@ class Handlers:
         ui, conversation = self._ui, shown.conversation
         image = conversation.latest_image() if conversation else None
         unanswered = bool(conversation and conversation.turns and conversation.turns[-1].role is Role.USER)
-        if working_model is None and conversation and unanswered and self._service.busy(conversation.id):
+        if working_model is None and unanswered and shown.answering:
             working_model = "the chosen model"  # another tab's or a teammate's turn is running right now
         return {
             ui.chatbot: to_messages(conversation, self._files.image, working_model=working_model),
@@ -239,8 +240,7 @@ class Handlers:
             if token:
                 conversation_id = (await asyncio.to_thread(self._service.gate.shared, token)).conversation_id
             if conversation_id:
-                grant, conversation = await self._service.open(actor, conversation_id)
-                shown = Shown(actor, conversation, grant)
+                shown = Shown.of(actor, await self._service.open(actor, conversation_id))
         except RetouchError as exc:
             log_refusal("load", exc)
             status = exc.user_message()
@@ -260,11 +260,11 @@ class Handlers:
         """A click in "My conversations" (which stays as it is)."""
         actor = Actor(owner)
         try:
-            grant, conversation = await self._service.open(actor, ids[evt.index])
+            opened = await self._service.open(actor, ids[evt.index])
         except (RetouchError, IndexError, TypeError) as exc:
             message = exc.user_message() if isinstance(exc, RetouchError) else "That conversation is gone."
             return await self.view(Shown(actor), status=message, request=request)
-        return await self.view(Shown(actor, conversation, grant), Show.ALL & ~Show.GALLERY, request=request)
+        return await self.view(Shown.of(actor, opened), Show.ALL & ~Show.GALLERY, request=request)
 
     def on_model_change(self, model_id: str) -> tuple[gr.Dropdown, gr.Dropdown]:
         ratios, sizes = model_choices(model_id)
@@ -348,8 +348,10 @@ class Handlers:
         shown, show = Shown(actor), Show.ALL
         if conversation_id:
             try:
-                grant, conversation = await self._service.open(actor, conversation_id)
-                shown, show = Shown(actor, conversation, grant), Show.CHAT | Show.ACCESS
+                shown, show = (
+                    Shown.of(actor, await self._service.open(actor, conversation_id)),
+                    Show.CHAT | Show.ACCESS,
+                )
             except RetouchError:
                 shown = Shown(Actor(actor.owner_id))
         view = await self.view(shown, show)

@@ -164,11 +164,11 @@ class LibraryHandlers:
         status: str = "",
     ) -> PageUpdate:
         try:
-            grant, conversation = await self._service.open(actor, conversation_id)
+            opened = await self._service.open(actor, conversation_id)
         except RetouchError as exc:
             log_refusal("open", exc)
             return await self._page.view(Shown(Actor(actor.owner_id)), status=exc.user_message())
-        return await self._page.view(Shown(actor, conversation, grant), show, status=status, request=request)
+        return await self._page.view(Shown.of(actor, opened), show, status=status, request=request)
 
 
 #: A new title shows in the caption, the title box and "My conversations" (which it may reorder).

@@ -42,6 +42,7 @@ ALL = [
     "m007_part_roles_and_neutral_usage",
     "m008_conversation_thumbnail",
     "m009_conversation_turn_count",
+    "m010_conversation_leases",
     "m011_shared_limits",
 ]
 
@@ -82,7 +83,7 @@ def test_every_migration_function_is_listed_in_order() -> None:
 
 def test_blank_database_gets_every_migration(engine: Engine, data_dir: Path) -> None:
     # the ``engine`` fixture has run migrate() on a blank file
-    assert schema_version(engine) == len(ALL) == 10
+    assert schema_version(engine) == len(ALL) == 11
     with engine.connect() as conn:
         recorded = conn.execute(text("SELECT name FROM schema_migration ORDER BY name")).scalars().all()
     assert recorded == ALL

@@ -27,6 +27,7 @@ from chat.domain import (
     Usage,
     frozen_metadata,
 )
+from chat.errors import ConversationMovedError
 from storage import (
     BlobStore,
     ConversationNotFoundError,
@@ -516,8 +517,9 @@ def test_append_turns_stores_what_one_by_one_appends_store(engine: Engine, blobs
         append_turns(session=session, conversation_id="gone", turns=turns, now=NOW)
 
 
-def test_append_to_reloads_when_the_stored_conversation_moved_on(engine: Engine, blobs: BlobStore) -> None:
-    """Another writer added a turn and renamed it: what comes back is the stored truth, not the stale copy."""
+def test_append_to_refuses_when_the_stored_conversation_moved_on(engine: Engine, blobs: BlobStore) -> None:
+    """Another writer added a turn: a turn for the stale copy would land after it, answering the
+    wrong message, so nothing is written (the writer lost its lease; the holder's turn stands)."""
     with session_scope(engine) as session:
         create_conversation(
             session=session, conversation_id="c1", title="Violet sky", now=NOW, owner_id=OWNER
@@ -526,13 +528,16 @@ def test_append_to_reloads_when_the_stored_conversation_moved_on(engine: Engine,
         upload = _store_image(session, blobs, b"upload")
     with session_scope(engine) as session:
         append_turn(session=session, conversation_id="c1", turn=_user_turn(upload), now=NOW)
-        rename_conversation(session=session, conversation_id="c1", title="Stormy sky", now=NOW)
     assert stale is not None
+    with session_scope(engine) as session, pytest.raises(ConversationMovedError):
+        append_to(session=session, conversation=stale, turn=_user_turn(upload), now=NOW)
     with session_scope(engine) as session:
-        result = append_to(session=session, conversation=stale, turn=_user_turn(upload), now=NOW)
+        current = get_conversation(session=session, conversation_id="c1")
+        assert current is not None and len(current.turns) == 1  # the refused turn left nothing
+        appended = append_to(session=session, conversation=current, turn=_user_turn(upload), now=NOW)
     with session_scope(engine, read_only=True) as session:
-        assert get_conversation(session=session, conversation_id="c1") == result
-    assert len(result.turns) == 2 and result.title == "Stormy sky"
+        assert get_conversation(session=session, conversation_id="c1") == appended
+    assert len(appended.turns) == 2
 
 
 def test_append_to_a_deleted_conversation_raises(engine: Engine) -> None:

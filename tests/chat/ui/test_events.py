@@ -6,16 +6,20 @@ import asyncio
 import os
 import tempfile
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import gradio as gr
 
 from chat.conversation.options import parse_options
+from chat.domain import Role, TextPart, Turn
 from chat.errors import UnavailableError
 from chat.sharing.access import Access, Actor, browser_owner_id
 from chat.ui import build_ui
 from chat.ui.events import Handlers, UIConfig
-from tests.fakes import FakeRequest, reply_with_image
+from storage import repository as repo
+from storage import session_scope
+from tests.fakes import FakeRequest, migrated_engine, reply_with_image
 from tests.pictures import png
 
 DEFAULT_OPTIONS = {
@@ -272,3 +276,28 @@ async def test_a_teammate_continuing_through_a_link_gets_no_owner_tools(page, pr
         assert step[ui.share_token] == link.token and ui.library.owner_tools not in step
         assert ui.library.links not in step
     assert answered[ui.library.gallery] == []  # the teammate owns nothing
+
+
+async def test_another_replicas_turn_shows_in_progress_until_its_lease_expires(page, provider, tmp_path):
+    """A message another replica is answering is not "interrupted… press Retry" (a second paid
+    answer); once that replica's lease has expired (it died), it is."""
+    ui, handlers, _ = page
+    provider.queue.append(reply_with_image(png((9, 9, 9))))
+    *_, done = await submit(handlers, "a cat")
+    conversation_id = done[ui.conversation_id]
+    other_replica = migrated_engine(tmp_path / "data")
+    now = datetime.now(UTC)
+    with session_scope(other_replica) as session:
+        message = Turn(Role.USER, (TextPart("make it orange"),))
+        repo.append_turn(session=session, conversation_id=conversation_id, turn=message, now=now)
+        expires = now + timedelta(seconds=30)
+        repo.acquire_lease(
+            session=session, conversation_id=conversation_id, holder="b", now=now, expires_at=expires
+        )
+    answering = await handlers.on_load(OWNER, FakeRequest({"c": conversation_id}))
+    assert answering[ui.chatbot][-1]["metadata"]["status"] == "pending"
+    with session_scope(other_replica) as session:  # as if it had died 30 s ago
+        repo.renew_lease(session=session, conversation_id=conversation_id, holder="b", expires_at=now)
+    interrupted = await handlers.on_load(OWNER, FakeRequest({"c": conversation_id}))
+    assert "interrupted" in interrupted[ui.chatbot][-1]["content"]
+    other_replica.dispose()

@@ -1,8 +1,9 @@
 """What the common page events cost the database: transactions, writes and SELECTs, counted on the engine.
 
 The page is built from what the service returned, so a send on an existing conversation
-costs the access check, the two writes of the turn (the message, then the answer) and one
-read of "My conversations"; nothing re-checks access, and no read takes the write lock.
+costs the access check (with the turn's lease and the stored version, in one write), the two
+writes of the turn (the message, then the answer, which gives the lease up) and one read of
+"My conversations"; nothing re-checks access, and no read takes the write lock.
 Figures before this was so (commit f656f2b, same events): a send 11 transactions (2 of them
 writes) and 18 SELECTs; a load with ?c= or a gallery click 5 and 8; a retry 10 and 15; a new
 share link 7 and 10; "New conversation" 1 and 2.
@@ -81,10 +82,12 @@ async def test_a_send_on_an_existing_conversation_is_four_transactions(page, pro
     stored, answered = await submit(handlers, "make it orange", conversation_id)
     sent = counts.take()
     assert answered[ui.chatbot][-1]["content"][0].startswith("Orange now.")
-    # check access (read), the message (write), the answer (write), "My conversations" (read)
-    assert (sent.transactions, sent.writes) == (4, 2), sent.statements
-    # the access check and "My conversations": each write is UPDATE ... RETURNING and INSERTs
-    assert sent.selects == 2, sent.statements
+    # access, the lease and the stored version (write), the message (write), the answer with the
+    # lease given up (write), "My conversations" (read)
+    assert (sent.transactions, sent.writes) == (4, 3), sent.statements
+    # the access check, the version and "My conversations": the lease is INSERT ... SELECT, each
+    # write is UPDATE ... RETURNING and INSERTs
+    assert sent.selects == 3, sent.statements
     # The first step shows the stored message; the sidebar and versions wait for the answer.
     assert ui.library.gallery not in stored and ui.versions.choice not in stored
     assert ui.library.links not in stored and ui.library.title not in stored
@@ -92,7 +95,7 @@ async def test_a_send_on_an_existing_conversation_is_four_transactions(page, pro
 
 
 @pytest.mark.parametrize(
-    ("guard", "selects"), [(0.0, 3), (5.0, 4)], indirect=["guard"], ids=["limits", "limits and a cap"]
+    ("guard", "selects"), [(0.0, 4), (5.0, 5)], indirect=["guard"], ids=["limits", "limits and a cap"]
 )
 async def test_the_guard_adds_one_write_to_a_send_its_admission(page, provider, counts, selects):
     ui, handlers, _ = page
@@ -101,10 +104,10 @@ async def test_the_guard_adds_one_write_to_a_send_its_admission(page, provider, 
     counts.take()
     await submit(handlers, "make it orange", conversation_id)
     sent = counts.take()
-    # the rate limits (and the turn's reservation against the cap) in one transaction before the
-    # message; the answer's write settles the reservation
-    assert (sent.transactions, sent.writes) == (5, 3), sent.statements
-    # the rate counts (and the spend with what is reserved), besides the two a send always makes
+    # the rate limits (and the turn's reservation against the cap) in one transaction under the
+    # lease, before the message; the answer's write settles the reservation
+    assert (sent.transactions, sent.writes) == (5, 4), sent.statements
+    # the rate counts (and the spend with what is reserved), besides the three a send always makes
     assert sent.selects == selects, sent.statements
 
 
@@ -123,7 +126,8 @@ async def test_reads_of_the_other_common_events_never_take_the_write_lock(page, 
     provider.queue.append(reply_with_image(png((7, 7, 7))))
     await retry(handlers, conversation_id)
     retried = counts.take()
-    assert (retried.transactions, retried.writes) == (3, 1), retried.statements
+    # access with the lease (write), the answer giving it up (write), "My conversations" (read)
+    assert (retried.transactions, retried.writes) == (3, 2), retried.statements
     assert retried.selects <= 5, retried.statements
 
 
