@@ -267,26 +267,10 @@ def test_unreferenced_image_rows_go_once_old_and_storing_one_again_renews_it(eng
             session=session, conversation_id="c1", title="t", now=NOW, owner_id=OWNER
         )
         for data in (b"kept", b"unused", b"again"):
-            save_image(
-                session=session,
-                sha256=_sha(data),
-                mime_type="image/png",
-                width=1,
-                height=1,
-                size_bytes=4,
-                now=NOW,
-            )
+            _image_row(session, data, NOW)
         append_to(session=session, conversation=conversation, turn=_user_turn(_png(b"kept")), now=NOW)
     with session_scope(engine) as session:
-        save_image(
-            session=session,
-            sha256=_sha(b"again"),
-            mime_type="image/png",
-            width=1,
-            height=1,
-            size_bytes=4,
-            now=later,
-        )
+        _image_row(session, b"again", later)
 
     with session_scope(engine) as session:
         assert delete_unreferenced_images(session=session, created_before=NOW) == 0  # nothing that old
@@ -306,15 +290,7 @@ def test_a_sweep_racing_a_new_reference_to_an_old_image_deletes_nothing(
         conversation = create_conversation(
             session=session, conversation_id="c1", title="t", now=NOW, owner_id=OWNER
         )
-        save_image(
-            session=session,
-            sha256=_sha(b"old"),
-            mime_type="image/png",
-            width=1,
-            height=1,
-            size_bytes=3,
-            now=NOW,
-        )
+        _image_row(session, b"old", NOW)
     swept: list[int] = []
 
     def sweep() -> None:
@@ -350,15 +326,7 @@ def test_a_turn_storing_an_old_unused_image_again_keeps_it_from_a_sweep_meanwhil
         conversation = create_conversation(
             session=session, conversation_id="c1", title="t", now=NOW, owner_id=OWNER
         )
-        save_image(
-            session=session,
-            sha256=_sha(b"old"),
-            mime_type="image/png",
-            width=1,
-            height=1,
-            size_bytes=3,
-            now=NOW,
-        )
+        _image_row(session, b"old", NOW)
     swept: list[int] = []
 
     def sweep() -> None:
@@ -368,15 +336,7 @@ def test_a_turn_storing_an_old_unused_image_again_keeps_it_from_a_sweep_meanwhil
             )
 
     with session_scope(engine) as session:
-        save_image(
-            session=session,
-            sha256=_sha(b"old"),
-            mime_type="image/png",
-            width=1,
-            height=1,
-            size_bytes=3,
-            now=later,
-        )
+        _image_row(session, b"old", later)
         racing = threading.Thread(target=sweep)
         racing.start()
         _wait_until_a_session_waits_for_a_lock(engine, unless=lambda: bool(swept))
@@ -402,6 +362,19 @@ def _wait_until_a_session_waits_for_a_lock(
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _image_row(session: Session, data: bytes, now: datetime) -> None:
+    """The image's row only (these tests sweep rows; no file is needed)."""
+    save_image(
+        session=session,
+        sha256=_sha(data),
+        mime_type="image/png",
+        width=1,
+        height=1,
+        size_bytes=len(data),
+        now=now,
+    )
 
 
 def _png(data: bytes) -> ImagePart:
