@@ -100,12 +100,9 @@ class Gatekeeper:
     def grant(self, actor: Actor, conversation_id: str, *, write: bool = False, owner: bool = False) -> Grant:
         with session_scope(self._engine, read_only=True) as session:
             access = self._access(session, actor, conversation_id)
-        if access is None:  # made before owners existed: whoever has its id claims it
+        if access is None:  # unowned: claimed in a write transaction, which ``check`` does
             with session_scope(self._engine) as session:
-                repo.claim_conversation(
-                    session=session, conversation_id=conversation_id, owner_id=actor.own_id()
-                )
-            access = Access.OWNER
+                return self.check(session, actor, conversation_id, write=write, owner=owner)
         self._check(access, write=write, owner=owner)
         return Grant(conversation_id, access)
 
@@ -120,7 +117,7 @@ class Gatekeeper:
     ) -> Grant:
         """As ``grant``, in the caller's write transaction (the one that takes a turn's lease)."""
         access = self._access(session, actor, conversation_id)
-        if access is None:
+        if access is None:  # made before owners existed: whoever has its id claims it
             repo.claim_conversation(session=session, conversation_id=conversation_id, owner_id=actor.own_id())
             access = Access.OWNER
         self._check(access, write=write, owner=owner)
