@@ -71,6 +71,14 @@ def test_edit_reload_and_open_a_read_only_share_link(tmp_path, emulator, photo):
         assert "now remove the car" in owner.locator("#chat").inner_text()
         owner.screenshot(path=str(ARTIFACTS / "browser-owner-after-reload.png"))
 
+        # "My conversations" opens a conversation from its tile (the tile ids are kept in the page).
+        owner.click("#new-conversation")
+        owner.wait_for_function(
+            "() => document.querySelectorAll('#chat img').length === 0", timeout=TIMEOUT_MS
+        )
+        owner.locator("#conversations img").first.click()
+        images_in_chat(owner, 3)
+
         owner.click("#share-box button")
         owner.click("#share-view")
         owner.wait_for_function(

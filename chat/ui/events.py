@@ -254,13 +254,16 @@ class Handlers:
         )
         return {**view, self._ui.box: gr.MultimodalTextbox(value=None, visible=True)}
 
-    async def on_open(
-        self, owner: str, ids: list[str], evt: gr.SelectData, request: gr.Request
-    ) -> PageUpdate:
-        """A click in "My conversations" (which stays as it is)."""
+    async def on_open(self, owner: str, ids: object, evt: gr.SelectData, request: gr.Request) -> PageUpdate:
+        """A click in "My conversations" (which stays as it is). ``ids`` comes back from the page,
+        so it is whatever a visitor sent: only a string at the clicked index is tried, and
+        ``open`` checks the visitor's access to it like any other id."""
         actor = Actor(owner)
         try:
-            opened = await self._service.open(actor, ids[evt.index])
+            picked = ids[evt.index] if isinstance(ids, list) else None
+            if not isinstance(picked, str):
+                raise IndexError(evt.index)
+            opened = await self._service.open(actor, picked)
         except (RetouchError, IndexError, TypeError) as exc:
             message = exc.user_message() if isinstance(exc, RetouchError) else "That conversation is gone."
             return await self.view(Shown(actor), status=message, request=request)

@@ -15,7 +15,7 @@ class Library:
 
     search: gr.Textbox
     gallery: gr.Gallery
-    ids: gr.State
+    ids: gr.JSON  # in the page, not in a replica's memory: a click still opens after a failover
     owner_tools: gr.Group
     title: gr.Textbox
     rename: gr.Button
@@ -58,7 +58,7 @@ def build_library() -> Library:
         object_fit="cover",
         interactive=False,
     )
-    ids = gr.State([])
+    ids = gr.JSON([], visible=False, elem_id="conversation-ids")
     with gr.Group(visible=False, elem_id="owner-tools") as owner_tools:
         title = gr.Textbox(label="Title", elem_id="title", max_length=200)
         with gr.Row():

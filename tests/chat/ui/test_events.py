@@ -301,3 +301,24 @@ async def test_another_replicas_turn_shows_in_progress_until_its_lease_expires(p
     interrupted = await handlers.on_load(OWNER, FakeRequest({"c": conversation_id}))
     assert "interrupted" in interrupted[ui.chatbot][-1]["content"]
     other_replica.dispose()
+
+
+async def test_a_click_in_my_conversations_trusts_only_ids_the_visitor_may_open(page, provider):
+    """The tile ids live in the page (a failover keeps them), so they come back as a visitor sent them."""
+    ui, handlers, _ = page
+    provider.queue.append(reply_with_image(png((9, 9, 9))))
+    *_, done = await submit(handlers, "a cat")
+    conversation_id = done[ui.conversation_id]
+    opened = await handlers.on_open(
+        OWNER, [conversation_id], gr.SelectData(None, {"index": 0, "value": None}), FakeRequest()
+    )  # type: ignore[arg-type]
+    assert opened[ui.chatbot] == done[ui.chatbot]
+    stranger = await handlers.on_open(
+        MATE, [conversation_id], gr.SelectData(None, {"index": 0, "value": None}), FakeRequest()
+    )  # type: ignore[arg-type]
+    assert stranger[ui.chatbot] == [] and "belongs to someone else" in stranger[ui.status]
+    for hostile in ({"0": conversation_id}, [None], [["x"]], "abc", None, []):
+        refused = await handlers.on_open(
+            OWNER, hostile, gr.SelectData(None, {"index": 0, "value": None}), FakeRequest()
+        )  # type: ignore[arg-type]
+        assert refused[ui.chatbot] == [] and refused[ui.status] == "That conversation is gone.", hostile
