@@ -41,7 +41,7 @@ from chat.errors import ProviderTimeoutError, UnavailableError
 from chat.providers.gemini import GeminiClient
 from chat.providers.openai import OpenAIImagesClient
 from chat.sharing.library import ConversationLibrary
-from storage import BlobStore, make_engine, migrate
+from storage import DiskBlobStore, make_engine, migrate
 from tests.databases import database_url
 
 __all__ = [
@@ -259,7 +259,7 @@ def make_service(
     ``options`` go to ``ChatService`` (e.g. ``guard``)."""
     return ChatService(
         engine=engine if engine is not None else migrated_engine(data_dir),
-        blobs=BlobStore(data_dir / "images"),
+        blobs=DiskBlobStore(data_dir / "images"),
         policy=policy if policy is not None else single_try(*providers),
         **options,
     )
@@ -280,7 +280,7 @@ def emulator_providers(
 def make_library(data_dir: Path, engine: Engine, service: ChatService, **options: Any) -> ConversationLibrary:
     """The library on the same files as ``service``, behind its gate (``options``: e.g. ``guard``)."""
     return ConversationLibrary(
-        engine=engine, blobs=BlobStore(data_dir / "images"), gate=service.gate, **options
+        engine=engine, blobs=DiskBlobStore(data_dir / "images"), gate=service.gate, **options
     )
 
 

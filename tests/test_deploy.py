@@ -334,7 +334,7 @@ def test_image_recipe_installs_in_a_clean_venv_and_its_cmd_serves_healthz_then_e
 
     with serving(argv, image.context, env) as app:
         health = app.get("/healthz")
-        assert (health.status_code, health.json()) == (200, HEALTHY)
+        assert (health.status_code, health.json()) == (200, {**HEALTHY, "blobs": "ok"})
         probe_env = {**env, "RETOUCH_PORT": str(app.port)}
         assert subprocess.run(probe, env=probe_env, capture_output=True, timeout=30).returncode == 0
         assert app.get("/").status_code == 200  # the UI itself

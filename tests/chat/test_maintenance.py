@@ -11,7 +11,7 @@ from chat.config import Settings
 from chat.conversation.service import Attachment
 from chat.server.maintenance import MIN_GRACE_S, SweepReport, grace_for, sweep_orphans
 from chat.sharing.access import Actor
-from storage import BlobStore, locks
+from storage import DiskBlobStore, locks
 from tests.chat.test_service import OPTIONS
 from tests.fakes import FakeProvider, collect, make_library, make_service, migrated_engine, reply_with_image
 from tests.pictures import png
@@ -23,7 +23,7 @@ OWNER = Actor("owner-" + "a" * 20)
 
 async def test_orphans_go_and_everything_in_use_stays(tmp_path):
     engine = migrated_engine(tmp_path)
-    blobs = BlobStore(tmp_path / "images")
+    blobs = DiskBlobStore(tmp_path / "images")
     provider = FakeProvider()
     service = make_service(tmp_path, provider, engine=engine)
     library = make_library(tmp_path, engine, service)
@@ -35,8 +35,8 @@ async def test_orphans_go_and_everything_in_use_stays(tmp_path):
         service.send(OWNER, None, "drop", [Attachment("b.png", png((4, 4, 4)))], options=OPTIONS)
     )
     await library.delete(OWNER, doomed[-1].id)
-    crash_leftover = blobs.put(png((5, 5, 5)), "image/png")  # written, then the process died
-    fresh = blobs.put(png((6, 6, 6)), "image/png")  # a turn being written right now
+    crash_leftover = blobs.put(png((5, 5, 5)), "image/png").sha256  # written, then the process died
+    fresh = blobs.put(png((6, 6, 6)), "image/png").sha256  # a turn being written right now
     old = time.time() - 7200
     os.utime(blobs.path(crash_leftover, "image/png"), (old, old))
 
@@ -58,8 +58,8 @@ async def test_orphans_go_and_everything_in_use_stays(tmp_path):
 def test_a_sweep_while_another_replica_sweeps_skips_and_removes_nothing(tmp_path):
     sweeping = migrated_engine(tmp_path)  # the other replica, on the same database
     engine = migrated_engine(tmp_path)
-    blobs = BlobStore(tmp_path / "images")
-    leftover = blobs.put(png((5, 5, 5)), "image/png")
+    blobs = DiskBlobStore(tmp_path / "images")
+    leftover = blobs.put(png((5, 5, 5)), "image/png").sha256
     old = time.time() - 7200
     os.utime(blobs.path(leftover, "image/png"), (old, old))
 
