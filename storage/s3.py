@@ -187,11 +187,11 @@ class S3BlobStore:
 
     def exists(self, sha256: str, mime_type: str) -> bool:
         key = blob_name(sha256, mime_type)
-        with self._failures("head", key):
-            try:
+        try:
+            with self._failures("head", key):
                 obstore.head(self._store, key)
-            except NotFoundError:
-                return False
+        except FileNotFoundError:
+            return False
         return True
 
     def stored(self) -> list[StoredBlob]:
@@ -238,7 +238,7 @@ class S3BlobStore:
         with every credential taken out of the client's words."""
         try:
             yield
-        except NotFoundError:
+        except (NotFoundError, FileNotFoundError):  # obstore raises either, by call
             raise FileNotFoundError(f"no stored image {key}") from None
         except (AlreadyExistsError, PreconditionError):
             raise

@@ -19,12 +19,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from storage.s3 import S3BlobStore, S3Location
 from tests.app_process import free_port
 
-__all__ = ["ACCESS_KEY", "S3Server", "SECRET_KEY", "start_s3"]
+__all__ = ["ACCESS_KEY", "REGION", "S3Server", "SECRET_KEY", "blob_store", "start_s3"]
 
 MAX_LIFETIME_S = 3 * 60 * 60  # longer than CI's 90 minutes: a safety net, not a deadline
 ACCESS_KEY = "test-access-key"
@@ -105,3 +107,11 @@ def _wait_until_ready(server: S3Server, timeout_s: float = 60.0) -> None:
             time.sleep(0.05)
     server.stop()
     raise RuntimeError(f"moto's S3 server did not answer within {timeout_s:.0f} s")
+
+
+def blob_store(
+    server: S3Server, bucket: str, cache_dir: Path, *, prefix: str = "images", **options: Any
+) -> S3BlobStore:
+    """The app's ``S3BlobStore`` on ``bucket``, as app.py connects it; no client retries (no waits)."""
+    options = {"retries": 0, "timeout_s": 10.0, **options}
+    return S3BlobStore.connect(S3Location(bucket, prefix), cache_dir, environ=server.env(), **options)
