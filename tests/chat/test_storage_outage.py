@@ -13,6 +13,7 @@ import pytest
 from chat.conversation.service import Attachment
 from chat.domain import ImagePart, ImageRole
 from chat.errors import StorageUnavailableError
+from chat.server.maintenance import SweepReport, sweep_orphans
 from chat.sharing.access import Actor
 from chat.ui.files import FileMaker
 from storage import DiskBlobStore, Put, session_scope
@@ -160,3 +161,15 @@ def test_pages_show_a_grey_tile_while_downloads_say_why(tmp_path):
     assert files.image(part) == files.thumbnail(part) == str(tmp_path / "files" / "no-image.png")
     with pytest.raises(StorageUnavailableError):
         files.download(part)
+
+
+def test_a_sweep_while_the_store_is_down_skips_the_files_and_still_starts(tmp_path):
+    engine = migrated_engine(tmp_path)
+    down = S3BlobStore.connect(
+        S3Location("retouch-images"),
+        tmp_path / "cache",
+        environ={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"},
+        retries=0,
+    )
+
+    assert sweep_orphans(engine, down, grace_s=3600) == SweepReport(files_removed=0, rows_removed=0)
