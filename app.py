@@ -39,7 +39,8 @@ from chat.server.lifecycle import DrainGate, Lifecycle
 from chat.server.maintenance import grace_for, sweep_orphans
 from chat.sharing.library import ConversationLibrary
 from chat.ui import UIConfig, build_ui
-from storage import BlobStore, make_engine, migrate, sqlite_url
+from storage import BlobStore, DiskBlobStore, make_engine, migrate, sqlite_url
+from storage.s3 import S3BlobStore, S3Location
 
 log = logging.getLogger("retouch")
 
@@ -52,10 +53,14 @@ def open_database(settings: Settings) -> Engine:
     return engine
 
 
-def build_app(settings: Settings, *, resources: ExitStack, engine: Engine | None = None) -> gr.Blocks:
+def build_app(
+    settings: Settings, *, resources: ExitStack, engine: Engine | None = None, blobs: BlobStore | None = None
+) -> gr.Blocks:
     """Everything wired, nothing launched; what must be closed when the app stops goes on ``resources``."""
     if engine is None:
         engine = open_database(settings)
+    if blobs is None:
+        blobs = open_blobs(settings)  # one store: the service, the library and the reply cache
     # One pool for both providers; every model call in flight may keep its connection (a new TLS
     # handshake per call would cost time and CPU), Gemini's and OpenAI's fallback at once.
     pooled = 2 * settings.model_concurrency
@@ -67,7 +72,6 @@ def build_app(settings: Settings, *, resources: ExitStack, engine: Engine | None
     threads = CallThreads(settings.model_concurrency)
     resources.callback(threads.close)  # closed before the client (last in, first out)
 
-    blobs = BlobStore(settings.blob_dir)  # one store: the service, the library and the reply cache
     gemini = GeminiClient(
         http,
         api_key=settings.gemini_api_key,
@@ -120,6 +124,18 @@ def build_app(settings: Settings, *, resources: ExitStack, engine: Engine | None
         status_update_rate=1,
     )
     return demo
+
+
+def open_blobs(settings: Settings, environ: Mapping[str, str] = os.environ) -> BlobStore:
+    """The image store: the data directory, or the S3 bucket ``RETOUCH_BLOBS`` names (storage/s3.py)."""
+    if settings.blobs is None:
+        return DiskBlobStore(settings.blob_dir)
+    return S3BlobStore.connect(
+        S3Location.parse(settings.blobs),
+        settings.blob_cache_dir,
+        environ=environ,
+        cache_bytes=settings.blob_cache_mb << 20,
+    )
 
 
 def input_limits(settings: Settings) -> InputLimits:
@@ -206,7 +222,9 @@ def listen_host(settings: Settings, environ: Mapping[str, str] = os.environ) -> 
     return settings.host
 
 
-def serve(demo: gr.Blocks, settings: Settings, engine: Engine, lifecycle: Lifecycle) -> None:
+def serve(
+    demo: gr.Blocks, settings: Settings, engine: Engine, lifecycle: Lifecycle, blobs: BlobStore | None = None
+) -> None:
     """Start the server in its thread and return, with ``/healthz`` and the drain gate on Gradio's own app.
 
     Both go in through ``app_kwargs`` (the FastAPI constructor): the route is registered before
@@ -223,7 +241,7 @@ def serve(demo: gr.Blocks, settings: Settings, engine: Engine, lifecycle: Lifecy
         footer_links=["api", "gradio"],
         prevent_thread_lock=True,
         app_kwargs={
-            "routes": [health_route(engine, draining=lambda: lifecycle.draining)],
+            "routes": [health_route(engine, draining=lambda: lifecycle.draining, blobs=blobs)],
             "middleware": [Middleware(DrainGate, lifecycle=lifecycle)],
         },
     )
@@ -289,10 +307,11 @@ def main() -> None:
     settings = read_settings()
     engine = open_database(settings)
     with ExitStack() as resources:  # the provider threads and HTTP client, closed once the server has stopped
-        demo = build_app(settings, resources=resources, engine=engine)
+        blobs = open_blobs(settings)
+        demo = build_app(settings, resources=resources, engine=engine, blobs=blobs)
         lifecycle = Lifecycle()
         lifecycle.install_signal_handlers()
-        serve(demo, settings, engine, lifecycle)
+        serve(demo, settings, engine, lifecycle, blobs)
         lifecycle.wait_for_stop()
         report = lifecycle.shutdown(GradioServer(demo), settings.shutdown_grace_s)
     log.info(report.summary())

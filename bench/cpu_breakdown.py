@@ -32,7 +32,7 @@ from pathlib import Path
 #: (bucket, regex on one frame "func (path/file.py:line)"); the deepest matching frame decides.
 SPECIFIC: list[tuple[str, str]] = [
     ("PNG check / decode (Pillow)", r"\(PIL/|chat/(media/)?images\.py"),
-    ("hashing (sha256)", r"hashlib|\bsha256\b|BlobStore\.put .*blobs\.py:67\)"),
+    ("hashing (sha256)", r"hashlib|\bsha256\b|DiskBlobStore\.put .*blobs\.py"),
     ("base64 (provider exchange)", r"base64|_decode_base64|encoded_images\.py|b64"),
     ("blob file write + fsync", r"_write_atomically|_fsync_dir|storage/blobs\.py"),
     (

@@ -54,8 +54,8 @@ from chat.limits.guard import Guard, Limits
 from chat.providers.gemini import GeminiClient
 from chat.providers.openai import OpenAIImagesClient
 from chat.sharing.access import Actor, Gatekeeper
-from storage import BlobStore, make_engine, migrate, sqlite_url
-from storage.blobs import BlobStore as BlobStoreClass
+from storage import DiskBlobStore, make_engine, migrate, sqlite_url
+from storage.blobs import DiskBlobStore as BlobStoreClass
 from tests.emulator import DEFAULT_SECRET, signatures
 from tests.emulator import images as emulator_images
 from tests.emulator.models import MODELS
@@ -377,7 +377,7 @@ async def bench_service(
                 engine=engine,
             )
             service = ChatService(
-                engine=engine, blobs=BlobStore(data_dir / "images"), policy=policy, guard=guard
+                engine=engine, blobs=DiskBlobStore(data_dir / "images"), policy=policy, guard=guard
             )
             bench = Bench(service, transport, clock, data_dir, functools.partial(clear_log, admin))
 

@@ -50,7 +50,7 @@ from bench.common import (
 )
 from chat.config import DEFAULTS
 from chat.domain import ImagePart, Role, TextPart, Turn, frozen_metadata
-from storage import BlobStore, make_engine, migrate, session_scope, sqlite_url
+from storage import DiskBlobStore, make_engine, migrate, session_scope, sqlite_url
 from storage import repository as repo
 
 NAME = "startup_memory"
@@ -105,9 +105,9 @@ def populate(data_dir: Path, conversations: int) -> dict[str, Any]:
     """``conversations`` conversations of 4 turns for OWNER, sharing 4 small images by hash."""
     engine = make_engine(sqlite_url(data_dir))
     migrate(engine)
-    blobs = BlobStore(data_dir / "images")
+    blobs = DiskBlobStore(data_dir / "images")
     pictures = [png_bytes(photo(256, seed=50 + i)) for i in range(4)]
-    shas = [blobs.put(data, "image/png") for data in pictures]
+    shas = [blobs.put(data, "image/png").sha256 for data in pictures]
     signature = frozen_metadata({"gemini": {"thoughtSignature": "UlRFTVUx" + "A" * 340}})
     start = datetime(2026, 1, 1, tzinfo=UTC)
     started = time.perf_counter()

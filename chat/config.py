@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from chat.limits.visitors import TrustedProxies
 from chat.providers.context import DEFAULT_KEEP_IMAGES
 from chat.providers.model_ids import MODEL_ID_RULE, is_model_id
+from storage.s3 import S3Location
 
 __all__ = ["DEFAULTS", "PERSISTENT_DATA_DIR", "Settings", "default_data_dir"]
 
@@ -53,6 +54,11 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=default_data_dir, validation_alias="RETOUCH_DATA_DIR")
     database_url: str | None = Field(None, validation_alias="DATABASE_URL")
+    # Where images go: unset, the data directory; ``s3://bucket/prefix``, an S3-compatible bucket
+    # every replica shares (storage/s3.py), reached as the standard AWS_* variables say, with a
+    # read-through cache of this many MB in the data directory for what pages show.
+    blobs: str | None = Field(None, validation_alias="RETOUCH_BLOBS")
+    blob_cache_mb: int = Field(1024, ge=1, validation_alias="RETOUCH_BLOB_CACHE_MB")
 
     gemini_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("GEMINI_API_KEY", "GOOGLE_API_KEY")
@@ -127,6 +133,13 @@ class Settings(BaseSettings):
             TrustedProxies.parse(value)  # a typo is a startup error, not a proxy silently distrusted
         return value
 
+    @field_validator("blobs")
+    @classmethod
+    def _blobs(cls, value: str | None) -> str | None:
+        if value is not None:
+            S3Location.parse(value)  # a typo is a startup error, not images written somewhere else
+        return value
+
     @field_validator("gemini_base_url", "openai_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -143,6 +156,11 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "images"
+
+    @property
+    def blob_cache_dir(self) -> Path:
+        """This replica's copies of images kept in object storage (``RETOUCH_BLOBS``)."""
+        return self.data_dir / "image-cache"
 
 
 #: The documented defaults, read from no environment and no .env file: the single source of the

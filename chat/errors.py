@@ -6,6 +6,9 @@ RetouchError
 ├── LimitError               a rate limit or the daily spend cap; nothing was sent
 ├── ConversationMovedError   the stored conversation has turns the writer's copy lacks: a turn
 │                            whose lease was lost is not put after someone else's (storage raises it)
+├── StorageUnavailableError  the image store (S3) refused, failed (5xx) or did not answer in time;
+│   │                        nothing that needs the image was written
+│   └── CorruptImageError    it answered with bytes that are not the image asked for (wrong sha256)
 └── ProviderError            a provider call failed; carries provider, HTTP status, detail
     ├── AuthError            key missing, invalid or not allowed (401/403, API_KEY_INVALID)
     ├── BadRequestError      the request itself is wrong (400, 404 unknown model); never retried
@@ -38,6 +41,7 @@ __all__ = [
     "BlockedError",
     "ConversationMovedError",
     "ConversationNotFoundError",
+    "CorruptImageError",
     "InputError",
     "LimitError",
     "KEY_HIDDEN",
@@ -47,6 +51,7 @@ __all__ = [
     "ProviderTimeoutError",
     "RateLimitedError",
     "RetouchError",
+    "StorageUnavailableError",
     "UnavailableError",
     "redact",
 ]
@@ -100,6 +105,24 @@ class ConversationMovedError(RetouchError):
             "Reload the conversation and send it again."
         )
         self.conversation_id = conversation_id
+
+
+class StorageUnavailableError(RetouchError):
+    """The image store could not store or give back an image. The message names no store, key or
+    address (an operator finds those in the log); ``operation`` is what failed (put, get, ...)."""
+
+    kind = "storage"
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(
+            "The image storage is not answering right now, so nothing was changed. "
+            "Your message is kept: press Retry (or send it again) in a moment."
+        )
+        self.operation = operation
+
+
+class CorruptImageError(StorageUnavailableError):
+    """A fetched image's bytes do not hash to the sha256 they were asked for: never cached or used."""
 
 
 class ConversationNotFoundError(LookupError):

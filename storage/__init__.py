@@ -1,17 +1,18 @@
-"""Persistence for Retouch: SQLite (via SQLModel) for conversations, a content-addressed
-directory for image bytes. Callers speak ``chat.domain`` types; table rows stay inside.
+"""Persistence for Retouch: SQLite or PostgreSQL (via SQLModel) for conversations, a
+content-addressed store for image bytes (a directory, or an S3 bucket: storage/s3.py). Callers
+speak ``chat.domain`` types; table rows stay inside.
 
 Typical wiring (in ``app.py``)::
 
     engine = make_engine(sqlite_url(settings.data_dir))
     migrate(engine)
-    blobs = BlobStore(settings.data_dir / "images")
+    blobs = DiskBlobStore(settings.data_dir / "images")
     with session_scope(engine) as session:
         conversation = get_conversation(session=session, conversation_id=cid)
 """
 
 from chat.errors import ConversationNotFoundError
-from storage.blobs import BlobStore
+from storage.blobs import BlobStore, DiskBlobStore, Put, StoredBlob
 from storage.db import make_engine, reader, session_scope, sqlite_url
 from storage.migrations import MIGRATIONS, migrate, schema_version
 from storage.models import CONVERSATION_ID_MAX_LENGTH, TITLE_MAX_LENGTH
@@ -36,6 +37,9 @@ __all__ = [
     "MIGRATIONS",
     "TITLE_MAX_LENGTH",
     "BlobStore",
+    "DiskBlobStore",
+    "Put",
+    "StoredBlob",
     "ConversationNotFoundError",
     "conversation_owner",
     "copy_conversation",

@@ -1,14 +1,18 @@
-"""Content-addressed image files: the bytes the database rows point at by sha256.
+"""Content-addressed image bytes: what the database rows point at by sha256.
 
 An image is stored once, under the hash of its bytes, so the same upload or the same model
-output referenced by many turns costs one file. Files are written to a temporary name in the
-target directory, fsynced and renamed into place, so a crash never leaves a half-written image
-under a real name. The hash is validated before it becomes part of a path: a row (or a
-request) can never point outside ``root``.
+output referenced by many turns costs one copy. ``BlobStore`` is what the app needs of a store;
+two implement it: ``DiskBlobStore`` (here, the default) and ``S3BlobStore`` (storage/s3.py,
+``RETOUCH_BLOBS=s3://bucket/prefix``). Either way the hash is validated before it becomes part of
+a path or key: a row (or a request) can never name anything outside the store.
 
-A file's modification time says when it was last put: putting bytes that are already stored
-renews it, and the orphan sweep (``remove_stale``) deletes only files older than its grace, so
-a file a turn is about to refer to again is never taken from under it, on any replica.
+The orphan sweep (chat/server/maintenance.py) deletes only what is older than its grace. A
+``put`` of bytes already stored says whether it made them young again (``Put.young``): on disk
+it renews the file's time; a write-once store cannot, and the turn writer then protects the
+image through the database instead (chat/conversation/turns.py).
+
+On disk, files are written to a temporary name in the target directory, fsynced and renamed
+into place, so a crash never leaves a half-written image under a real name.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ import os
 import re
 import secrets
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple, Protocol
 
 from chat.domain import extension_for
 
-__all__ = ["BlobStore", "validate_sha256"]
+__all__ = ["BlobStore", "DiskBlobStore", "Put", "StoredBlob", "blob_name", "sha_of_name", "validate_sha256"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FILE_MODE = 0o600
@@ -37,15 +43,91 @@ def validate_sha256(sha256: str) -> str:
     return sha256
 
 
-class BlobStore:
-    """Image bytes on disk at ``root/<sha[:2]>/<sha>.<ext>``."""
+def blob_name(sha256: str, mime_type: str) -> str:
+    """``<sha[:2]>/<sha>.<ext>``: where an image lives inside any store (a path or a key)."""
+    validate_sha256(sha256)
+    return f"{sha256[:2]}/{sha256}.{extension_for(mime_type)}"
+
+
+def sha_of_name(name: str) -> str | None:
+    """The sha256 of a ``blob_name`` (``ab/ab12….png``), or None for anything else."""
+    folder, _, file = name.rpartition("/")
+    sha = file.split(".", 1)[0]
+    if "." not in file or _SHA256.fullmatch(sha) is None or folder.rpartition("/")[2] != sha[:2]:
+        return None
+    return sha
+
+
+class Put(NamedTuple):
+    """What a ``put`` did: the bytes' sha256, and whether they are young for the orphan sweep
+    now (written just now, or their age renewed); False only where the bytes were stored
+    already and the store cannot renew them (write-once)."""
+
+    sha256: str
+    young: bool
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """One stored image as the sweep sees it: its hash, where it is, when it was last put (Unix time)."""
+
+    sha256: str
+    key: str
+    modified: float
+
+
+class BlobStore(Protocol):
+    """What the app needs of an image store. Every call blocks: callers run it in a worker
+    thread (the turn writer, the providers' image loads and the UI's file staging already do).
+    Failures to reach a remote store raise ``StorageUnavailableError``; an image never put
+    raises ``FileNotFoundError``."""
+
+    def put(self, data: bytes, mime_type: str) -> Put:
+        """Store ``data`` once; never overwrites what is stored under its hash."""
+        ...
+
+    def read(self, sha256: str, mime_type: str) -> bytes: ...
+
+    def exists(self, sha256: str, mime_type: str) -> bool:
+        """Whether the store itself holds the image (not a local copy of it)."""
+        ...
+
+    def local_path(self, sha256: str, mime_type: str) -> Path:
+        """A local file with the image's bytes, for what must be served as a file (Gradio)."""
+        ...
+
+    def stored(self) -> list[StoredBlob]:
+        """Every stored image, for sweeping those no row refers to."""
+        ...
+
+    def remove(self, blob: StoredBlob, *, older_than: float) -> bool:
+        """Delete ``blob`` (one of ``stored()``) if it was last put before ``older_than``; whether it went."""
+        ...
+
+    def healthy(self) -> bool:
+        """Whether the store answers, cheaply enough for every health probe."""
+        ...
+
+
+class DiskBlobStore:
+    """Image bytes on disk at ``root/<sha[:2]>/<sha>.<ext>``.
+
+    A file's modification time says when it was last put: putting bytes that are already
+    stored renews it, so a file a turn is about to refer to again is never taken from under it
+    (``remove``), on any replica sharing the directory.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
     def path(self, sha256: str, mime_type: str) -> Path:
-        validate_sha256(sha256)
-        return self.root / sha256[:2] / f"{sha256}.{extension_for(mime_type)}"
+        return self.root / blob_name(sha256, mime_type)
+
+    def local_path(self, sha256: str, mime_type: str) -> Path:
+        return self.path(sha256, mime_type)
+
+    def healthy(self) -> bool:
+        return not self.root.exists() or os.access(self.root, os.W_OK | os.X_OK)
 
     def exists(self, sha256: str, mime_type: str) -> bool:
         return self.path(sha256, mime_type).is_file()
@@ -54,25 +136,23 @@ class BlobStore:
         """The stored bytes; FileNotFoundError if this image was never put."""
         return self.path(sha256, mime_type).read_bytes()
 
-    def files(self) -> list[tuple[str, Path]]:
-        """Every stored (sha256, path): for sweeping files no row refers to."""
-        found: list[tuple[str, Path]] = []
+    def stored(self) -> list[StoredBlob]:
+        found: list[StoredBlob] = []
         if not self.root.exists():
             return found
         for path in self.root.glob("??/*.*"):
-            sha = path.name.split(".", 1)[0]
-            if len(sha) == 64 and all(c in "0123456789abcdef" for c in sha):
-                found.append((sha, path))
+            sha = sha_of_name(f"{path.parent.name}/{path.name}")
+            if sha is not None:
+                with contextlib.suppress(FileNotFoundError):  # swept or renamed meanwhile
+                    found.append(StoredBlob(sha, str(path), path.stat().st_mtime))
         return found
 
-    def remove_stale(self, path: Path, *, older_than: float) -> bool:
-        """Delete ``path`` (one of ``files()``) if it was last put before ``older_than`` (a Unix
-        time); whether it went.
-
-        The file is moved aside before it is looked at again: a ``put`` that renewed it before
+    def remove(self, blob: StoredBlob, *, older_than: float) -> bool:
+        """The file is moved aside before it is looked at again: a ``put`` that renewed it before
         the move shows in the moved file, which then goes back; a ``put`` after the move finds
         no file and writes it anew. Either way the file is there once the ``put`` returns.
         """
+        path = Path(blob.key)
         aside = path.with_name(f".{path.name}.{secrets.token_hex(4)}.sweep")
         try:
             if path.stat().st_mtime >= older_than:
@@ -88,19 +168,19 @@ class BlobStore:
         aside.unlink()
         return True
 
-    def put(self, data: bytes, mime_type: str) -> str:
-        """Store ``data`` (once) and return its sha256 hex digest."""
+    def put(self, data: bytes, mime_type: str) -> Put:
+        """Store ``data`` (once); always young: bytes already stored have their time renewed."""
         sha256 = hashlib.sha256(data).hexdigest()
         target = self.path(sha256, mime_type)
         try:
-            os.utime(target)  # stored already: put again now (see the module docstring)
-            return sha256
+            os.utime(target)  # stored already: put again now (see the class docstring)
+            return Put(sha256, young=True)
         except FileNotFoundError:
             pass
         self.root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
         target.parent.mkdir(mode=_DIR_MODE, exist_ok=True)
         _write_atomically(target, data)
-        return sha256
+        return Put(sha256, young=True)
 
 
 def _write_atomically(target: Path, data: bytes) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, func, literal
@@ -469,6 +469,33 @@ def turn_for_request(*, session: Session, request_hash: str) -> Turn | None:
 
 def image_shas(*, session: Session) -> set[str]:
     return set(session.exec(select(ImageRow.sha256)).all())
+
+
+def hold_missing_image(*, session: Session, sha256: str) -> bool:
+    """Lock the row of an image that has none (for the sweep, about to delete its object); False
+    if it has one, and then nothing changes.
+
+    A placeholder row is inserted, never committed (``release_missing_image`` deletes it in the
+    same transaction): meanwhile a turn storing this image (``save_image``) waits on PostgreSQL
+    and on SQLite alike, and finds the object gone once it may go on. An image whose row was
+    committed first is left alone.
+    """
+    validate_sha256(sha256)
+    values = {
+        "sha256": sha256,
+        "mime_type": "application/octet-stream",
+        "width": 0,
+        "height": 0,
+        "size_bytes": 0,
+        "created_at": aware_utc(datetime.fromtimestamp(0, UTC)),
+    }
+    insert = _insert(session, ImageRow).values(values).on_conflict_do_nothing(index_elements=["sha256"])
+    return bool(session.execute(insert.returning(col(ImageRow.sha256))).first())
+
+
+def release_missing_image(*, session: Session, sha256: str) -> None:
+    """Take the placeholder of ``hold_missing_image`` out again, before its transaction commits."""
+    session.execute(delete(ImageRow).where(col(ImageRow.sha256) == sha256))
 
 
 def delete_unreferenced_images(*, session: Session, created_before: datetime) -> int:

@@ -6,7 +6,8 @@ Everything else is the fast layer: ``pytest -m "not system"``.
 
 Storage runs on SQLite unless a test is marked ``both_databases``: then it runs on each of
 ``tests.databases.DIALECTS`` (``sqlite_only`` opts one test out), PostgreSQL on one server
-per run that the first such test starts (``tests/postgres.py``).
+per run that the first such test starts (``tests/postgres.py``). Tests of object storage use
+``s3``: one moto S3 server per run (``tests/s3.py``), a fresh bucket per test (``s3_bucket``).
 """
 
 from collections.abc import Iterator
@@ -16,8 +17,9 @@ import pytest
 from tests import databases
 from tests.emulator.fixtures import emulator, emulator_url  # noqa: F401
 from tests.postgres import PostgresServer, start_postgres
+from tests.s3 import S3Server, start_s3
 
-_SERVERS = {"emulator", "emulator_url"}
+_SERVERS = {"emulator", "emulator_url", "s3", "s3_bucket"}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -39,6 +41,18 @@ def postgres() -> Iterator[PostgresServer]:
     server = start_postgres()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    server = start_s3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3: S3Server) -> str:
+    return s3.fresh_bucket()
 
 
 @pytest.fixture(autouse=True)

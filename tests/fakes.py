@@ -41,7 +41,7 @@ from chat.errors import ProviderTimeoutError, UnavailableError
 from chat.providers.gemini import GeminiClient
 from chat.providers.openai import OpenAIImagesClient
 from chat.sharing.library import ConversationLibrary
-from storage import BlobStore, make_engine, migrate
+from storage import BlobStore, DiskBlobStore, make_engine, migrate
 from tests.databases import database_url
 
 __all__ = [
@@ -252,14 +252,15 @@ def make_service(
     *providers: Any,
     policy: FallbackPolicy | None = None,
     engine: Engine | None = None,
+    blobs: BlobStore | None = None,
     **options: Any,
 ) -> ChatService:
-    """A service on ``data_dir`` (the database file, ``images/`` beside it) answering through
-    ``policy`` or else ``single_try(*providers)``; the engine is migrated here unless given;
-    ``options`` go to ``ChatService`` (e.g. ``guard``)."""
+    """A service on ``data_dir`` (the database file, ``images/`` beside it unless ``blobs`` says
+    where images go) answering through ``policy`` or else ``single_try(*providers)``; the engine
+    is migrated here unless given; ``options`` go to ``ChatService`` (e.g. ``guard``)."""
     return ChatService(
         engine=engine if engine is not None else migrated_engine(data_dir),
-        blobs=BlobStore(data_dir / "images"),
+        blobs=blobs if blobs is not None else DiskBlobStore(data_dir / "images"),
         policy=policy if policy is not None else single_try(*providers),
         **options,
     )
@@ -277,10 +278,15 @@ def emulator_providers(
     }
 
 
-def make_library(data_dir: Path, engine: Engine, service: ChatService, **options: Any) -> ConversationLibrary:
+def make_library(
+    data_dir: Path, engine: Engine, service: ChatService, *, blobs: BlobStore | None = None, **options: Any
+) -> ConversationLibrary:
     """The library on the same files as ``service``, behind its gate (``options``: e.g. ``guard``)."""
     return ConversationLibrary(
-        engine=engine, blobs=BlobStore(data_dir / "images"), gate=service.gate, **options
+        engine=engine,
+        blobs=blobs if blobs is not None else DiskBlobStore(data_dir / "images"),
+        gate=service.gate,
+        **options,
     )
 
 

@@ -31,7 +31,7 @@ from chat.domain import GenerationOptions, ImageData, ImagePart, ProviderReply, 
 from chat.errors import InputError
 from chat.sharing.access import Actor
 from chat.ui.render import to_messages, to_transcript
-from storage import BlobStore, make_engine, session_scope, sqlite_url
+from storage import BlobStore, DiskBlobStore, make_engine, session_scope, sqlite_url
 from tests.fakes import last, make_service
 from tests.pictures import encode, hole_png, noise, png, with_ihdr_size
 
@@ -337,7 +337,7 @@ class Harness:
     provider: EchoProvider
 
     def blobs(self) -> BlobStore:
-        return BlobStore(self.data / "images")
+        return DiskBlobStore(self.data / "images")
 
     def blob_files(self) -> list[Path]:
         root = self.data / "images"

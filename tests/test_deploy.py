@@ -334,7 +334,7 @@ def test_image_recipe_installs_in_a_clean_venv_and_its_cmd_serves_healthz_then_e
 
     with serving(argv, image.context, env) as app:
         health = app.get("/healthz")
-        assert (health.status_code, health.json()) == (200, HEALTHY)
+        assert (health.status_code, health.json()) == (200, {**HEALTHY, "blobs": "ok"})
         probe_env = {**env, "RETOUCH_PORT": str(app.port)}
         assert subprocess.run(probe, env=probe_env, capture_output=True, timeout=30).returncode == 0
         assert app.get("/").status_code == 200  # the UI itself
@@ -342,7 +342,12 @@ def test_image_recipe_installs_in_a_clean_venv_and_its_cmd_serves_healthz_then_e
         (data_dir / DB_FILENAME).unlink()  # the volume went away under a running app
         health = app.get("/healthz")
         assert health.status_code == 503
-        assert health.json() == {"status": "error", "database": "error", "reason": "database file is missing"}
+        assert health.json() == {
+            "status": "error",
+            "database": "error",
+            "reason": "database file is missing",
+            "blobs": "ok",  # the image files are another matter: still writable
+        }
         assert subprocess.run(probe, env=probe_env, capture_output=True, timeout=30).returncode == 1
 
         code, took = app.exit_code_after(signal.SIGTERM, timeout_s=30)
@@ -409,6 +414,24 @@ def test_healthz_reports_the_schema_version_after_querying_the_database(engine):
 
     assert (response.status_code, response.json()) == (200, HEALTHY)
     assert response.headers["Cache-Control"] == "no-store"
+
+
+class _Store:
+    def __init__(self, answers: bool) -> None:
+        self.answers = answers
+
+    def healthy(self) -> bool:
+        return self.answers
+
+
+@pytest.mark.parametrize(("answers", "said"), [(True, "ok"), (False, "error")])
+def test_healthz_says_whether_the_image_store_answers_and_stays_200_for_a_shared_outage(
+    engine, answers, said
+):
+    route = health_route(engine, draining=lambda: False, blobs=_Store(answers))
+    response = TestClient(FastAPI(routes=[route])).get("/healthz")
+
+    assert (response.status_code, response.json()) == (200, {**HEALTHY, "blobs": said})
 
 
 def test_healthz_counts_the_turns_holding_a_lease_on_every_replica_and_needs_the_lease_table(engine):

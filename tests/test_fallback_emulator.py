@@ -23,7 +23,7 @@ from chat.errors import InputError
 from chat.providers.gemini import GeminiClient
 from chat.sharing.access import Actor
 from chat.ui.render import attempts_summary
-from storage import BlobStore, make_engine, migrate, sqlite_url
+from storage import DiskBlobStore, make_engine, migrate, sqlite_url
 from tests.fakes import emulator_providers, last, make_service, no_sleep
 from tests.pictures import painted_png, png
 
@@ -165,7 +165,7 @@ async def test_budget_stops_before_a_turn_could_exceed_it(service, emulator):
 async def test_identical_request_with_a_fixed_seed_is_served_from_the_cache(tmp_path, emulator):
     engine = make_engine(sqlite_url(tmp_path / "cache"))
     migrate(engine)
-    blobs = BlobStore(tmp_path / "cache" / "images")
+    blobs = DiskBlobStore(tmp_path / "cache" / "images")
     with httpx.Client() as http:
         gemini = CachedProvider(
             GeminiClient(http, api_key=SecretStr("test-key"), base_url=emulator.url),

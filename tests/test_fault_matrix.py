@@ -47,7 +47,7 @@ from chat.providers.gemini import GeminiClient
 from chat.providers.openai import OpenAIImagesClient
 from chat.sharing.access import Actor
 from chat.ui.render import attempts_summary, to_transcript
-from storage import BlobStore, make_engine, migrate, sqlite_url
+from storage import BlobStore, DiskBlobStore, make_engine, migrate, sqlite_url
 from tests.fakes import last
 from tests.pictures import encode, noise, png
 
@@ -529,7 +529,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, BlobStore]:
     data = tmp_path_factory.mktemp("fault-matrix")
     engine = make_engine(sqlite_url(data))
     migrate(engine)
-    return engine, BlobStore(data / "images")
+    return engine, DiskBlobStore(data / "images")
 
 
 # --- the tests ---------------------------------------------------------------------------------

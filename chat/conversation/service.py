@@ -42,7 +42,7 @@ from chat.domain import (
     Turn,
     through_last_user_turn,
 )
-from chat.errors import AccessError, ConversationMovedError, InputError
+from chat.errors import AccessError, ConversationMovedError, InputError, StorageUnavailableError
 from chat.limits.admission import Admission, server_cost
 from chat.limits.guard import Guard, Reservation
 from chat.media.images import ImageLimits, PreparedImage, mask_images, prepare_upload, read_region
@@ -149,7 +149,9 @@ class ChatService:
         return (await self.open(actor, conversation_id)).conversation
 
     def image_path(self, part: ImagePart) -> Path:
-        return self._blobs.path(part.sha256, part.mime_type)
+        """A local file of a stored image (fetched into this replica's cache first from object
+        storage): blocks, so call it from a worker thread, after checking access."""
+        return self._blobs.local_path(part.sha256, part.mime_type)
 
     # --- writes --------------------------------------------------------------------------
 
@@ -341,7 +343,11 @@ class ChatService:
         started = time.monotonic()
         try:
             history = through_last_user_turn(conversation.turns)
-            outcome: Outcome | None = await self._policy.answer(history, options, self._load_image, keys=keys)
+            outcome: Outcome | StorageUnavailableError | None = await self._policy.answer(
+                history, options, self._load_image, keys=keys
+            )
+        except StorageUnavailableError as exc:  # the history's images could not be read
+            outcome = exc
         except Exception:
             log.exception("turn failed in conversation %s", conversation.id)
             outcome = None
@@ -352,17 +358,23 @@ class ChatService:
     def _record(
         self,
         conversation: Conversation,
-        outcome: Outcome | None,
+        outcome: Outcome | StorageUnavailableError | None,
         options: GenerationOptions,
         started: float,
         lease: Lease[Grant],
         reservation: Reservation | None,
     ) -> tuple[Conversation, bool]:
         """The answer (or why there is none) stored with what it cost on the server's keys, which
-        settles what the turn reserved (a failed turn's cost is 0)."""
+        settles what the turn reserved (a failed turn's cost is 0).
+
+        If the image store fails to take the answer's images, the turn is stored as failed, with
+        the storage's sentence and what the call cost, and no image: never a row without its object.
+        """
         images: list[NewImage] = []
         turn = None
-        if outcome is not None:
+        if isinstance(outcome, StorageUnavailableError):
+            turn = self._storage_failed(outcome, options)
+        elif outcome is not None:
             try:
                 turn, images = answer_turn(
                     outcome, options, model_for=self._policy.model_for, now=self._clock()
@@ -383,9 +395,18 @@ class ChatService:
             turn_log_line(conversation.id, turn, latency_ms=(time.monotonic() - started) * 1000, cost=cost)
         )
         try:
-            answered = self.writer.append(
-                conversation, [turn], images, server_cost=cost, reservation=reservation, release=lease
-            )
+            try:
+                answered = self.writer.append(
+                    conversation, [turn], images, server_cost=cost, reservation=reservation, release=lease
+                )
+            except StorageUnavailableError as exc:  # paid for (counted), but its images not stored
+                answered = self.writer.append(
+                    conversation,
+                    [self._storage_failed(exc, options, answer=turn)],
+                    server_cost=cost,
+                    reservation=reservation,
+                    release=lease,
+                )
             return answered, False
         except ConversationMovedError:
             # The lease lapsed during the call and another replica's turn was stored: this answer
@@ -398,6 +419,20 @@ class ChatService:
             if stored is None:
                 raise AccessError(GONE) from None  # deleted meanwhile
             return stored, answering
+
+    def _storage_failed(
+        self, error: StorageUnavailableError, options: GenerationOptions, *, answer: Turn | None = None
+    ) -> Turn:
+        """A failed turn saying the image store failed; with the ``answer`` it could not store, who gave it."""
+        return failed_turn(
+            error.kind,
+            error.user_message(),
+            options,
+            provider=answer.provider if answer else None,
+            model_for=self._policy.model_for,
+            attempts=answer.attempts if answer else (),
+            now=self._clock(),
+        )
 
     def _load_image(self, part: ImagePart) -> bytes:
         return self._blobs.read(part.sha256, part.mime_type)

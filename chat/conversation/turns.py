@@ -6,6 +6,13 @@ server's keys. So a turn is never stored without its images, and the write lock 
 rows only. The writer also remembers each conversation as it last wrote it (chat/conversation/recent.py),
 so the next turn of a conversation does not read it back unless another replica wrote since.
 
+A write-once store (S3) cannot make an image it holds already young for the orphan sweep when a
+turn stores it again (``Put.young`` is False). The writer then records the image's row first, in
+a transaction of its own, and only then checks that the object is still there (putting it again
+if a sweep took it meanwhile): the sweep deletes an object only while it holds the image's row
+in a transaction of its own and finds no row (chat/server/maintenance.py), so once the row is
+committed no sweep can take the object, and a sweep that took it before is seen.
+
 A turn's lease (chat/conversation/leases.py) is claimed in the transaction that creates its
 conversation and released in the one that stores its answer, so neither costs a transaction of its own.
 """
@@ -19,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from chat.conversation.leases import Lease
 from chat.conversation.recent import RecentConversations
@@ -107,9 +115,15 @@ class TurnWriter:
         ConversationMovedError if the stored conversation has turns ``to`` lacks (the turn's lease
         was lost meanwhile): nothing is stored but what it cost on the server's keys.
         """
+        kept_only: list[NewImage] = []  # stored already, and not made young by this put
         for image in images:
-            if self._blobs.put(image.data, image.mime_type) != image.sha256:
+            put = self._blobs.put(image.data, image.mime_type)
+            if put.sha256 != image.sha256:
                 raise ValueError(f"image {image.sha256[:12]} changed before it was stored")
+            if not put.young:
+                kept_only.append(image)
+        if kept_only:
+            self._keep(kept_only)
         try:
             conversation = self._write(to, turns, images, server_cost, reservation, claim, release)
         except ConversationMovedError:
@@ -127,6 +141,15 @@ class TurnWriter:
         self._written.put(conversation)
         return conversation
 
+    def _keep(self, images: Sequence[NewImage]) -> None:
+        """Images a write-once store held already, kept from the sweep: their rows (renewed)
+        first, then each object checked, and put again if a sweep deleted it before the rows were in."""
+        with session_scope(self._engine) as session:
+            _save_images(session, images, self._clock())
+        for image in images:
+            if not self._blobs.exists(image.sha256, image.mime_type):
+                self._blobs.put(image.data, image.mime_type)
+
     def _write(
         self,
         to: Conversation | NewConversation,
@@ -142,18 +165,7 @@ class TurnWriter:
         with session_scope(self._engine) as session:
             if self._guard is not None:
                 self._guard.settle(reservation, server_cost, session=session)
-            # In one order everywhere: storing an image locks its row (repository.save_image), so two
-            # turns storing the same images lock them in the same order and never deadlock.
-            for image in sorted(images, key=lambda image: image.sha256):
-                repo.save_image(
-                    session=session,
-                    sha256=image.sha256,
-                    mime_type=image.mime_type,
-                    width=image.width,
-                    height=image.height,
-                    size_bytes=len(image.data),
-                    now=now,
-                )
+            _save_images(session, images, now)
             conversation = (
                 repo.create_conversation(
                     session=session, conversation_id=to.id, title=to.title, now=now, owner_id=to.owner_id
@@ -172,3 +184,18 @@ class TurnWriter:
             if release is not None:
                 release.release(session)
         return conversation
+
+
+def _save_images(session: Session, images: Sequence[NewImage], now: datetime) -> None:
+    # In one order everywhere: storing an image locks its row (repository.save_image), so two
+    # turns storing the same images lock them in the same order and never deadlock.
+    for image in sorted(images, key=lambda image: image.sha256):
+        repo.save_image(
+            session=session,
+            sha256=image.sha256,
+            mime_type=image.mime_type,
+            width=image.width,
+            height=image.height,
+            size_bytes=len(image.data),
+            now=now,
+        )

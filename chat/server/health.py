@@ -10,6 +10,13 @@ conversation: chat/conversation/leases.py) must be readable; the body says how m
 a live lease, on all replicas together. While the app drains for shutdown it answers 503 too,
 so traffic moves elsewhere before the process stops.
 
+With ``blobs``, the body also says whether the image store answers (``"blobs": "ok"`` or
+``"error"``), from a probe each store keeps cheap (S3: one HEAD per replica every 10 s, whatever
+the probe rate). An image store that does not answer does not turn the status to 503: every
+replica shares the one bucket, so taking them out of a load balancer routes around nothing, and
+users would get the balancer's error page instead of the chat's own sentence (the app keeps
+serving conversations and cached images, and says in the chat when one cannot be stored).
+
 The body is public (no auth on this route), so a failure names its class, never its message
 (which may contain paths or URLs); the details go to the log.
 """
@@ -28,7 +35,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from storage import reader, schema_version, session_scope
+from storage import BlobStore, reader, schema_version, session_scope
 from storage import repository as repo
 
 __all__ = ["HEALTH_PATH", "check_database", "health_route"]
@@ -87,7 +94,7 @@ def _error_class(exc: SQLAlchemyError) -> str:
     return type(getattr(exc, "orig", None) or exc).__name__
 
 
-def health_route(engine: Engine, *, draining: Callable[[], bool]) -> APIRoute:
+def health_route(engine: Engine, *, draining: Callable[[], bool], blobs: BlobStore | None = None) -> APIRoute:
     """The ``/healthz`` route; a plain ``def`` so FastAPI runs the database query in its thread pool."""
 
     def healthz() -> JSONResponse:
@@ -95,6 +102,8 @@ def health_route(engine: Engine, *, draining: Callable[[], bool]) -> APIRoute:
             body = {"status": "shutting_down", "reason": "the server is shutting down"}
             return JSONResponse(body, status_code=503, headers=_NO_STORE)
         status, body = check_database(engine)
+        if blobs is not None:
+            body["blobs"] = "ok" if blobs.healthy() else "error"
         return JSONResponse(body, status_code=status, headers=_NO_STORE)
 
     return APIRoute(HEALTH_PATH, healthz, methods=["GET"], include_in_schema=False)

@@ -147,9 +147,9 @@ class ApiHandlers:
             parts = [p for t in conversation.turns for p in t.images() if p.sha256 == sha256]
             if not parts:
                 raise InputError("No such image in that conversation.")
+            path = await asyncio.to_thread(self._files.download, parts[0])
         except RetouchError as exc:
             _refuse("image", exc)
-        path = await asyncio.to_thread(self._files.image, parts[0])
         return gr.FileData(path=path, mime_type=parts[0].mime_type)
 
     async def share(self, conversation_id: str, kind: str = "view", key: str = "") -> str:

@@ -155,16 +155,24 @@ class Handlers:
         may see it, from what the caller already holds: only links and the gallery are read.
         ``links`` are the open conversation's, if the caller knows them (a new one has none)."""
         update: PageUpdate = {self._ui.status: status, self._ui.owner: shown.actor.owner_id}
-        if Show.CHAT in show:
-            update |= self._chat(shown, working_model)
+        if Show.CHAT in show or Show.VERSIONS in show:
+            # Staging images may fetch them from object storage: one worker-thread hop for both parts.
+            update |= await asyncio.to_thread(self._staged_parts, shown, show, working_model)
         if Show.ACCESS in show:
             update |= self._rights(shown)
-        if Show.VERSIONS in show:
-            update |= self._versions(shown.conversation)
         if Show.LINKS in show:
             update |= await self._links(shown, request, links)
         if Show.GALLERY in show:
             update |= await self.gallery(shown.actor)
+        return update
+
+    def _staged_parts(self, shown: Shown, show: Show, working_model: str | None) -> PageUpdate:
+        """The parts of the page that show stored images: the chat and the versions."""
+        update: PageUpdate = {}
+        if Show.CHAT in show:
+            update |= self._chat(shown, working_model)
+        if Show.VERSIONS in show:
+            update |= self._versions(shown.conversation)
         return update
 
     def _chat(self, shown: Shown, working_model: str | None) -> PageUpdate:

@@ -5,6 +5,11 @@ name a master. A handler that has checked the visitor's access hands Gradio a pr
 copy instead (a hard link where the file system allows, so it costs no bytes), and Gradio
 copies that into its own cache, from where the browser fetches it. Staged files and
 downloads live in a private folder (0700) and are swept after an hour unused.
+
+Where images are kept in object storage, ``image_path`` fetches into the replica's cache first,
+so every method here blocks: handlers call them in a worker thread. While the image store does
+not answer, a page shows a grey tile for an image this replica has no copy of (the chat still
+opens, and says so when a turn needs the store); a download says why it failed instead.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from PIL import Image
 
 from chat.domain import Conversation, ImagePart
+from chat.errors import StorageUnavailableError
 
 __all__ = ["FileMaker"]
 
@@ -41,6 +47,13 @@ class FileMaker:
 
     def image(self, part: ImagePart) -> str:
         """A private copy of a stored image for Gradio to serve: call only after checking access."""
+        try:
+            return self.download(part)
+        except StorageUnavailableError:
+            return str(self._placeholder)
+
+    def download(self, part: ImagePart) -> str:
+        """Like ``image``, but StorageUnavailableError when the image store cannot give it."""
         source = self._image_path(part)
 
         def link(partial: Path) -> None:
@@ -55,7 +68,10 @@ class FileMaker:
         """A small WebP of a stored image (made once, then reused like a staged copy): call after checking access."""
         if part is None:
             return str(self._placeholder)
-        source = self._image_path(part)
+        try:
+            source = self._image_path(part)
+        except StorageUnavailableError:
+            return str(self._placeholder)
 
         def shrink(partial: Path) -> None:
             with Image.open(source) as image:

@@ -104,8 +104,17 @@ class LibraryHandlers:
         labels = {seq: label.split(" ")[0] for label, seq in versions(conversation)}
         if index not in labels:
             return None, gr.DownloadButton(value=None)
-        png = await asyncio.to_thread(self._files.png, conversation, index, labels[index])
-        return self._files.compare(conversation, index), gr.DownloadButton(value=png)
+        try:  # staging fetches from object storage: in a worker thread
+            png, pair = await asyncio.to_thread(
+                lambda: (
+                    self._files.png(conversation, index, labels[index]),
+                    self._files.compare(conversation, index),
+                )
+            )
+        except RetouchError as exc:
+            log_refusal("version", exc)
+            return None, gr.DownloadButton(value=None)
+        return pair, gr.DownloadButton(value=png)
 
     async def on_export(self, owner: str, conversation_id: str, share_token: str) -> tuple[gr.File, str]:
         if not conversation_id:

@@ -145,3 +145,29 @@ def test_settings_do_not_change_once_read(env: pytest.MonkeyPatch) -> None:
         settings.max_prompt_chars = 1
     with pytest.raises(ValidationError):
         DEFAULTS.port = 1
+
+
+def test_images_stay_on_disk_unless_retouch_blobs_names_a_bucket(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from app import open_blobs
+    from storage import DiskBlobStore
+    from storage.s3 import S3BlobStore
+
+    assert isinstance(open_blobs(Settings(data_dir=tmp_path)), DiskBlobStore)
+    env.setenv("RETOUCH_BLOBS", "s3://retouch-images/team")
+    env.setenv("RETOUCH_BLOB_CACHE_MB", "64")
+    settings = Settings(data_dir=tmp_path)
+    store = open_blobs(settings, environ={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert isinstance(store, S3BlobStore)
+    assert store.cache.root == tmp_path / "image-cache" and store.cache.max_bytes == 64 << 20
+
+
+@pytest.mark.parametrize(
+    "url", ["retouch-images", "s3://Bad_Bucket/x", "s3://retouch-images/../up", "gs://b/x"]
+)
+def test_a_malformed_retouch_blobs_stops_startup(env: pytest.MonkeyPatch, url: str) -> None:
+    env.setenv("RETOUCH_BLOBS", url)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert "RETOUCH_BLOBS" in str(info.value)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from storage import BlobStore, make_engine, migrate
+from storage import DiskBlobStore, make_engine, migrate
 from tests.databases import database_url
 
 
@@ -40,5 +40,5 @@ def engine(open_engine: Callable[[], Engine]) -> Engine:
 
 
 @pytest.fixture
-def blobs(tmp_path: Path) -> BlobStore:
-    return BlobStore(tmp_path / "blobs")
+def blobs(tmp_path: Path) -> DiskBlobStore:
+    return DiskBlobStore(tmp_path / "blobs")

@@ -1,4 +1,4 @@
-"""BlobStore: content addressing, atomic writes, path safety, private permissions."""
+"""DiskBlobStore: content addressing, atomic writes, path safety, private permissions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import BlobStore
+from storage import DiskBlobStore, Put, StoredBlob
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"pixels" * 100
 LONG_AGO = 1_000_000_000.0  # a file's time in 2001
@@ -19,8 +19,8 @@ def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
-def test_put_returns_sha256_and_read_round_trips(blobs: BlobStore) -> None:
-    sha = blobs.put(PNG, "image/png")
+def test_put_returns_sha256_and_read_round_trips(blobs: DiskBlobStore) -> None:
+    sha = blobs.put(PNG, "image/png").sha256
 
     assert sha == hashlib.sha256(PNG).hexdigest()
     assert blobs.path(sha, "image/png") == blobs.root / sha[:2] / f"{sha}.png"
@@ -38,33 +38,33 @@ def test_put_returns_sha256_and_read_round_trips(blobs: BlobStore) -> None:
         ("application/octet-stream", "bin"),
     ],
 )
-def test_extension_follows_mime_type(blobs: BlobStore, mime_type: str, ext: str) -> None:
-    sha = blobs.put(b"data", mime_type)
+def test_extension_follows_mime_type(blobs: DiskBlobStore, mime_type: str, ext: str) -> None:
+    sha = blobs.put(b"data", mime_type).sha256
 
     assert blobs.path(sha, mime_type).name == f"{sha}.{ext}"
     assert blobs.read(sha, mime_type) == b"data"
 
 
-def test_put_is_idempotent_does_not_rewrite_and_renews_the_files_time(blobs: BlobStore) -> None:
-    sha = blobs.put(PNG, "image/png")
+def test_put_is_idempotent_does_not_rewrite_and_renews_the_files_time(blobs: DiskBlobStore) -> None:
+    sha = blobs.put(PNG, "image/png").sha256
     path = blobs.path(sha, "image/png")
     os.utime(path, (LONG_AGO, LONG_AGO))
     before = path.stat()
 
-    assert blobs.put(PNG, "image/png") == sha
+    assert blobs.put(PNG, "image/png") == Put(sha, young=True)
 
     after = path.stat()
     assert after.st_ino == before.st_ino and after.st_mtime > LONG_AGO  # young again for the sweep
     assert _files(blobs.root) == [path]
 
 
-def test_put_leaves_no_temporary_files(blobs: BlobStore) -> None:
-    shas = {blobs.put(PNG + bytes([i]), "image/png") for i in range(5)}
+def test_put_leaves_no_temporary_files(blobs: DiskBlobStore) -> None:
+    shas = {blobs.put(PNG + bytes([i]), "image/png").sha256 for i in range(5)}
 
     assert _files(blobs.root) == sorted(blobs.path(sha, "image/png") for sha in shas)
 
 
-def test_failed_write_leaves_nothing_behind(blobs: BlobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_leaves_nothing_behind(blobs: DiskBlobStore, monkeypatch: pytest.MonkeyPatch) -> None:
     def fail_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
 
@@ -89,7 +89,7 @@ def test_failed_write_leaves_nothing_behind(blobs: BlobStore, monkeypatch: pytes
         "",
     ],
 )
-def test_malformed_sha_is_rejected(blobs: BlobStore, bad_sha: str) -> None:
+def test_malformed_sha_is_rejected(blobs: DiskBlobStore, bad_sha: str) -> None:
     with pytest.raises(ValueError):
         blobs.path(bad_sha, "image/png")
     with pytest.raises(ValueError):
@@ -98,7 +98,7 @@ def test_malformed_sha_is_rejected(blobs: BlobStore, bad_sha: str) -> None:
         blobs.exists(bad_sha, "image/png")
 
 
-def test_missing_blob_raises_file_not_found(blobs: BlobStore) -> None:
+def test_missing_blob_raises_file_not_found(blobs: DiskBlobStore) -> None:
     sha = hashlib.sha256(b"never stored").hexdigest()
 
     assert not blobs.exists(sha, "image/png")
@@ -106,8 +106,8 @@ def test_missing_blob_raises_file_not_found(blobs: BlobStore) -> None:
         blobs.read(sha, "image/png")
 
 
-def test_files_are_private(blobs: BlobStore) -> None:
-    sha = blobs.put(PNG, "image/png")
+def test_files_are_private(blobs: DiskBlobStore) -> None:
+    sha = blobs.put(PNG, "image/png").sha256
     path = blobs.path(sha, "image/png")
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -115,24 +115,38 @@ def test_files_are_private(blobs: BlobStore) -> None:
     assert stat.S_IMODE(blobs.root.stat().st_mode) == 0o700
 
 
-def _stored_long_ago(blobs: BlobStore) -> Path:
-    path = blobs.path(blobs.put(PNG, "image/png"), "image/png")
+def _stored_long_ago(blobs: DiskBlobStore) -> Path:
+    path = blobs.path(blobs.put(PNG, "image/png").sha256, "image/png")
     os.utime(path, (LONG_AGO, LONG_AGO))
     return path
 
 
-def test_remove_stale_deletes_only_files_last_put_before_the_cutoff(blobs: BlobStore) -> None:
-    old = _stored_long_ago(blobs)
-    young = blobs.path(blobs.put(PNG + b"new", "image/png"), "image/png")
+def _blob(path: Path) -> StoredBlob:
+    return StoredBlob(path.name.split(".")[0], str(path), path.stat().st_mtime)
 
-    assert blobs.remove_stale(young, older_than=LONG_AGO + 1) is False
-    assert blobs.remove_stale(old, older_than=LONG_AGO + 1) is True
-    assert blobs.remove_stale(old, older_than=LONG_AGO + 1) is False  # gone already
+
+def test_stored_lists_every_image_and_nothing_else(blobs: DiskBlobStore) -> None:
+    sha = blobs.put(PNG, "image/png").sha256
+    (blobs.root / sha[:2] / f".{sha}.png.1234.tmp").write_bytes(b"partial")
+    (blobs.root / "zz").mkdir()
+    (blobs.root / "zz" / f"{sha}.png").write_bytes(PNG)  # not where its hash puts it
+
+    assert [(b.sha256, b.key) for b in blobs.stored()] == [(sha, str(blobs.path(sha, "image/png")))]
+
+
+def test_remove_deletes_only_files_last_put_before_the_cutoff(blobs: DiskBlobStore) -> None:
+    old = _stored_long_ago(blobs)
+    young = blobs.path(blobs.put(PNG + b"new", "image/png").sha256, "image/png")
+
+    stale = _blob(old)
+    assert blobs.remove(_blob(young), older_than=LONG_AGO + 1) is False
+    assert blobs.remove(stale, older_than=LONG_AGO + 1) is True
+    assert blobs.remove(stale, older_than=LONG_AGO + 1) is False  # gone already
     assert _files(blobs.root) == [young]
 
 
 def test_a_put_while_the_sweep_removes_the_file_keeps_it(
-    blobs: BlobStore, monkeypatch: pytest.MonkeyPatch
+    blobs: DiskBlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another replica's turn puts the same image again between the sweep's look and its move
     (first), or just after the move (second): the file is there when ``put`` has returned."""
@@ -148,7 +162,7 @@ def test_a_put_while_the_sweep_removes_the_file_keeps_it(
                 blobs.put(PNG, "image/png")
 
         monkeypatch.setattr(os, "rename", racing_move)
-        blobs.remove_stale(path, older_than=LONG_AGO + 1)
+        blobs.remove(_blob(path), older_than=LONG_AGO + 1)
         monkeypatch.setattr(os, "rename", move)
 
         assert blobs.read(hashlib.sha256(PNG).hexdigest(), "image/png") == PNG

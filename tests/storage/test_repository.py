@@ -59,7 +59,7 @@ SIGNATURE = "Cq0BAY89a1" + "x/Y+z=" * (2 * 1024 * 1024 // 6)
 
 
 def _store_image(session: Session, blobs: BlobStore, data: bytes) -> ImagePart:
-    sha = blobs.put(data, "image/png")
+    sha = blobs.put(data, "image/png").sha256
     save_image(
         session=session, sha256=sha, mime_type="image/png", width=4, height=3, size_bytes=len(data), now=NOW
     )

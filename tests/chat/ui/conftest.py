@@ -14,7 +14,7 @@ from chat.ui.events import Handlers
 from chat.ui.files import FileMaker
 from chat.ui.layout import build_layout
 from chat.ui.library_events import LibraryHandlers
-from storage import BlobStore
+from storage import DiskBlobStore
 from tests.chat.ui.test_events import CONFIG
 from tests.fakes import FakeProvider, migrated_engine, single_try
 
@@ -48,7 +48,7 @@ def guard(request: pytest.FixtureRequest, engine) -> Guard | None:
 def service(engine, tmp_path: Path, provider: FakeProvider, guard: Guard | None) -> ChatService:
     return ChatService(
         engine=engine,
-        blobs=BlobStore(tmp_path / "data" / "images"),
+        blobs=DiskBlobStore(tmp_path / "data" / "images"),
         policy=single_try(provider),
         guard=guard,
     )
@@ -57,7 +57,7 @@ def service(engine, tmp_path: Path, provider: FakeProvider, guard: Guard | None)
 @pytest.fixture
 def library(engine, service: ChatService, tmp_path: Path) -> ConversationLibrary:
     return ConversationLibrary(
-        engine=engine, blobs=BlobStore(tmp_path / "data" / "images"), gate=service.gate
+        engine=engine, blobs=DiskBlobStore(tmp_path / "data" / "images"), gate=service.gate
     )
 
 
