@@ -290,7 +290,7 @@ def main() -> None:
     engine = open_database(settings)
     with ExitStack() as resources:  # the provider threads and HTTP client, closed once the server has stopped
         demo = build_app(settings, resources=resources, engine=engine)
-        lifecycle = Lifecycle()
+        lifecycle = Lifecycle(notice_s=settings.shutdown_notice_s)
         lifecycle.install_signal_handlers()
         serve(demo, settings, engine, lifecycle)
         lifecycle.wait_for_stop()
