@@ -27,12 +27,16 @@ import httpx
 import psycopg
 import pytest
 from gradio_client import Client, handle_file
+from playwright.sync_api import sync_playwright
 
 from tests.app_process import AppRun
 from tests.balancer import Balancer, balancer
 from tests.emulator.fixtures import EmulatorControl, run_emulator
 from tests.pictures import png
 from tests.postgres import PostgresServer
+from tests.test_browser import ARGS as BROWSER_ARGS
+from tests.test_browser import CHROMIUM
+from tests.test_browser import TIMEOUT_MS as BROWSER_TIMEOUT_MS
 from tests.test_replicas import replicas
 
 pytestmark = pytest.mark.system
@@ -223,6 +227,42 @@ def test_a_browser_session_keeps_join_and_stream_on_one_replica_and_without_the_
     join, data = team.lb.logged("browser-without-cookie", 7)[-2:]  # after 1 + 4 GETs of /config
     assert (join.path, data.path) == ("/gradio_api/queue/join", "/gradio_api/queue/data")
     assert join.server != data.server
+
+
+def test_two_real_browsers_land_on_different_replicas_and_upload_and_edit_there(
+    team: Fleet, tmp_path: Path
+) -> None:
+    """Gradio's own frontend in chromium: page, assets, upload, upload progress, join, stream, images."""
+    assert CHROMIUM.exists(), (
+        "Debian's chromium is missing: `make test` installs it (apt-get install chromium)"
+    )
+    photo = tmp_path / "street.png"
+    photo.write_bytes(png(size=(320, 240)))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=BROWSER_ARGS)
+        pinned = {}
+        for agent in ("chromium-a", "chromium-b"):
+            context = browser.new_context(user_agent=agent)
+            page = context.new_page()
+            page.goto(team.lb.url)
+            page.wait_for_selector("#box textarea", timeout=BROWSER_TIMEOUT_MS)
+            page.locator("#box input[type=file]").set_input_files(str(photo))
+            page.wait_for_selector("#box img", timeout=BROWSER_TIMEOUT_MS)
+            page.fill("#box textarea", "make the sky stormy")
+            page.keyboard.press("Enter")
+            page.wait_for_function(
+                "() => document.querySelectorAll('#chat img').length >= 2", timeout=BROWSER_TIMEOUT_MS
+            )
+            pinned[agent] = next(c["value"] for c in context.cookies() if c["name"] == COOKIE)
+        browser.close()
+
+    assert sorted(pinned.values()) == ["app1", "app2"]
+    for agent, replica in pinned.items():
+        logged = [r for r in team.lb.requests() if r.agent == agent]
+        assert {r.server for r in logged} == {replica}, logged
+        assert {"/gradio_api/upload", "/gradio_api/queue/join", "/gradio_api/queue/data"} <= {
+            r.path for r in logged
+        }
 
 
 def test_the_event_stream_is_not_held_back_and_outlives_the_idle_timeout_on_heartbeats(team: Fleet) -> None:
