@@ -353,11 +353,12 @@ def test_a_sigtermed_replica_leaves_rotation_and_no_request_fails(
 ) -> None:
     with fleet(tmp_path, postgres, notice_s=str(NOTICE_S)) as running:
         lb = running.lb
-        clients = {agent: api_client(lb, agent) for agent in ("stays", "moves")}
-        if clients["moves"].cookies[COOKIE] != "app1":
-            clients = {"stays": clients["moves"], "moves": clients["stays"]}
+        clients = {
+            client.cookies[COOKIE]: client for client in (api_client(lb, "api-1"), api_client(lb, "api-2"))
+        }
         doomed = running.apps[0]  # app1, where "moves" is pinned
-        moves, stays = clients["moves"], clients["stays"]
+        moves, stays = clients["app1"], clients["app2"]
+        moves_agent = moves.headers["user-agent"]
         first = moves.predict("", "a lighthouse at dusk", api_name="/send")
         key, conversation_id = first["owner_key"], first["conversation_id"]
         running_turn = moves.submit(
@@ -399,7 +400,7 @@ def test_a_sigtermed_replica_leaves_rotation_and_no_request_fails(
         "add a boat",
     ]
     assert [t["status"] for t in after["turns"]] == ["ok"] * 6
-    moved = [r for r in lb.requests() if r.agent == "moves"]
+    moved = [r for r in lb.requests() if r.agent == moves_agent]
     assert all(r.status < 500 for r in moved)
     # its three events before the balancer noticed ran on app1 (one after the signal), the next on app2
     joins = [r.server for r in moved if r.path == "/gradio_api/queue/join"]
