@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint emulator browser postgres bench
+.PHONY: run test test-fast lint emulator browser postgres haproxy bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,7 +31,15 @@ postgres:
 	       && apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; rc=$$?; rm -f /usr/sbin/policy-rc.d; test $$rc -eq 0; } \
 	  || { echo "The PostgreSQL tests need Debian's postgresql: run 'apt-get install postgresql' as root."; exit 1; }
 
-test: lint browser postgres
+# The load-balancer tests (tests/test_balancer.py) run Debian's haproxy on loopback with
+# deploy/haproxy.cfg; the package's own service must not start (policy-rc.d again).
+haproxy:
+	@command -v haproxy >/dev/null 2>&1 \
+	  || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d \
+	       && apt-get update -qq && apt-get install -y -qq haproxy >/dev/null; rc=$$?; rm -f /usr/sbin/policy-rc.d; test $$rc -eq 0; } \
+	  || { echo "The load-balancer tests need Debian's haproxy: run 'apt-get install haproxy' as root."; exit 1; }
+
+test: lint browser postgres haproxy
 	$(PY) -m pytest -q
 
 # The fast layer: no emulator, app process or browser (tests/conftest.py marks those "system").

@@ -309,7 +309,7 @@ def main() -> None:
     with ExitStack() as resources:  # the provider threads and HTTP client, closed once the server has stopped
         blobs = open_blobs(settings)
         demo = build_app(settings, resources=resources, engine=engine, blobs=blobs)
-        lifecycle = Lifecycle()
+        lifecycle = Lifecycle(notice_s=settings.shutdown_notice_s)
         lifecycle.install_signal_handlers()
         serve(demo, settings, engine, lifecycle, blobs)
         lifecycle.wait_for_stop()

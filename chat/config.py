@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # The key the browser's owner id is encrypted with; several replicas must share it.
     browser_secret: SecretStr | None = Field(None, validation_alias="RETOUCH_BROWSER_SECRET")
     shutdown_grace_s: float = Field(30.0, ge=0, validation_alias="RETOUCH_SHUTDOWN_GRACE")
+    # Seconds after SIGTERM that /healthz already says 503 while new work is still taken, so a
+    # load balancer's health checks move traffic away before this replica refuses it (lifecycle.py).
+    shutdown_notice_s: float = Field(0.0, ge=0, validation_alias="RETOUCH_SHUTDOWN_NOTICE_S")
     # How long a turn's hold on its conversation outlives its replica (chat/conversation/leases.py):
     # renewed every third of it while the turn runs, so only a dead (or stalled) replica lets it lapse.
     lease_ttl_s: float = Field(30.0, gt=0, validation_alias="RETOUCH_LEASE_TTL_S")

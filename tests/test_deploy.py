@@ -503,6 +503,40 @@ def test_drain_gate_refuses_new_work_but_lets_reads_through_once_draining():
     assert client.get("/work").status_code == 200
 
 
+def test_during_the_notice_healthz_says_stopping_while_new_work_is_still_taken():
+    """Behind a balancer, the replica's sessions still arrive until its health checks notice."""
+    fake = FakeClock()
+    lifecycle = Lifecycle(sleep=fake.pause, clock=fake, poll_s=0.5, notice_s=5)
+    api = FastAPI()
+    api.add_api_route("/work", lambda: {"ok": True}, methods=["POST"])
+    api.add_middleware(DrainGate, lifecycle=lifecycle)
+    client = TestClient(api)
+    lifecycle.request_stop("SIGTERM")
+
+    assert (lifecycle.draining, lifecycle.refusing) == (True, False)
+    assert client.post("/work").status_code == 200
+    server = FakeServer(fake, busy_until=7)
+    report = lifecycle.shutdown(server, grace_s=30)
+
+    assert lifecycle.refusing and client.post("/work").status_code == 503
+    assert (server.stopped_at, report.waited_s) == (7.0, 2.0)  # 5 s of notice, then 2 s of drain
+
+
+def test_a_second_signal_cuts_the_notice_short():
+    fake = FakeClock()
+
+    def impatient(seconds: float) -> None:  # the second Ctrl-C comes while the notice runs
+        fake.pause(seconds)
+        lifecycle.request_stop("SIGINT")
+
+    lifecycle = Lifecycle(sleep=impatient, clock=fake, poll_s=0.5, notice_s=60)
+    lifecycle.request_stop("SIGINT")
+
+    lifecycle.give_notice()
+
+    assert fake.now == 0.5 and lifecycle.refusing
+
+
 def test_launch_serves_no_stored_image_and_keeps_gradios_check_with_healthz_added(tmp_path, capfd):
     settings = Settings(_env_file=None, data_dir=tmp_path / "data", port=free_port(), host="127.0.0.1")
     engine = entry.open_database(settings)

@@ -34,17 +34,18 @@ DEADLINE_S = 60
 
 @contextmanager
 def replicas(
-    tmp_path: Path, postgres: PostgresServer, emulator_url: str, count: int = 2
+    tmp_path: Path, postgres: PostgresServer, emulator_url: str, count: int = 2, **settings: str
 ) -> Iterator[list[AppRun]]:
-    """``count`` app processes sharing a fresh database, a data directory and a browser secret."""
-    url = postgres.url(postgres.fresh_database())
+    """``count`` app processes sharing a fresh database, a data directory and a browser secret;
+    ``settings`` add to (or replace) their environment."""
     env = {
-        "DATABASE_URL": url,
+        "DATABASE_URL": settings.get("DATABASE_URL") or postgres.url(postgres.fresh_database()),
         "RETOUCH_BROWSER_SECRET": secrets.token_urlsafe(32),
         "RETOUCH_LEASE_TTL_S": str(LEASE_TTL_S),
         "RETOUCH_RATE_PER_MINUTE": "1000",
         "RETOUCH_RATE_PER_DAY": "10000",
         "RETOUCH_GLOBAL_RATE_PER_MINUTE": "10000",
+        **settings,
     }
     with ExitStack() as stack:
         yield [stack.enter_context(app_run(tmp_path / "data", emulator_url, **env)) for _ in range(count)]

@@ -4,14 +4,17 @@ Docker and Hugging Face Spaces stop a container with SIGTERM (and SIGKILL after 
 timeout); a developer presses Ctrl-C. A turn can take a minute and its model call is paid
 for, so dying mid-call loses an answer the user never sees. On the first SIGTERM or SIGINT:
 
-1. Stop taking new work. Requests that could start some (every method but GET, HEAD and
+1. ``/healthz`` answers 503 so a balancer routes elsewhere. Behind one, new work keeps being
+   taken for ``RETOUCH_SHUTDOWN_NOTICE_S`` (the notice: as long as the balancer's health checks
+   take to notice), since until then the balancer still sends this replica requests of
+   sessions it holds, which no other replica could serve; a second signal ends the notice.
+2. Stop taking new work. Requests that could start some (every method but GET, HEAD and
    OPTIONS: queue joins, uploads, API calls) get 503 with ``Retry-After``. GETs still pass,
-   so the running jobs' event streams and image files keep flowing. ``/healthz`` answers 503
-   so a balancer routes elsewhere.
-2. Wait until Gradio's queue has no waiting or running job: at most the grace period
+   so the running jobs' event streams and image files keep flowing.
+3. Wait until Gradio's queue has no waiting or running job: at most the grace period
    (``RETOUCH_SHUTDOWN_GRACE``), or until a second signal says "now".
-3. Stop the HTTP server, giving open streams a moment to deliver the last answers.
-4. The caller logs one line and returns, so the process exits 0.
+4. Stop the HTTP server, giving open streams a moment to deliver the last answers.
+5. The caller logs one line and returns, so the process exits 0.
 
 This module does not know Gradio (only ASGI, for the gate): the server it drains and stops is a
 ``Server`` (how many jobs are queued or running; stop). Gradio installs no signal handlers (its uvicorn server runs
@@ -79,16 +82,25 @@ class Lifecycle:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         poll_s: float = 0.1,
+        notice_s: float = 0.0,
     ) -> None:
         self.signal_name: str | None = None
         self._signals = 0
         self._sleep = sleep
         self._clock = clock
         self._poll_s = poll_s
+        self._notice_s = notice_s
+        self._notice_over = notice_s <= 0
 
     @property
     def draining(self) -> bool:
+        """A stop was asked for: ``/healthz`` says so from now on."""
         return self._signals > 0
+
+    @property
+    def refusing(self) -> bool:
+        """New work is refused: the notice is over (or a second signal cut it short)."""
+        return self._signals > 1 or (self._signals > 0 and self._notice_over)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT start a graceful stop; a second one ends the wait. Main thread only."""
@@ -117,9 +129,17 @@ class Lifecycle:
         waited = self._clock() - started
         return DrainReport(self.signal_name or "stop", most, left, waited, grace_s)
 
+    def give_notice(self) -> None:
+        """Step 1: keep taking work for the notice period, unless a second signal comes first."""
+        started = self._clock()
+        while self._clock() - started < self._notice_s and self._signals < 2:
+            self._sleep(self._poll_s)
+        self._notice_over = True
+
     def shutdown(self, server: Server, grace_s: float) -> DrainReport:
-        """Steps 2 and 3: drain ``server``'s jobs (see ``drain``), then stop it, finished or not."""
+        """Steps 1 to 4: the notice, then drain ``server``'s jobs (see ``drain``) and stop it, finished or not."""
         try:
+            self.give_notice()
             return self.drain(server.jobs, grace_s)
         finally:
             server.stop()
@@ -129,7 +149,7 @@ class Lifecycle:
 
 
 class DrainGate:
-    """ASGI middleware: while draining, refuse every request that could start new work."""
+    """ASGI middleware: once the notice is over, refuse every request that could start new work."""
 
     def __init__(self, app: ASGIApp, lifecycle: Lifecycle, retry_after_s: int = 30) -> None:
         self.app = app
@@ -137,7 +157,7 @@ class DrainGate:
         self._retry_after = str(retry_after_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self._lifecycle.draining and scope["method"] not in SAFE_METHODS:
+        if scope["type"] == "http" and self._lifecycle.refusing and scope["method"] not in SAFE_METHODS:
             response = JSONResponse(
                 {"detail": "Retouch is restarting. Please try again in a minute."},
                 status_code=503,

@@ -394,12 +394,24 @@ def visitor_keys(gemini_key: str | None, openai_key: str | None) -> dict[str, Se
 
 
 def client_address(request: gr.Request | None, proxies: TrustedProxies) -> str:
-    """Who to count for rate limits: the direct peer, or what a trusted proxy says it forwarded."""
+    """Who to count for rate limits: the direct peer, or what a trusted proxy says it forwarded.
+
+    Every ``X-Forwarded-For`` line counts, in order: HAProxy's ``option forwardfor`` adds a line
+    of its own after the client's instead of extending it, and reading the first line only would
+    believe the client's.
+    """
     if request is None:
         return ""
     client = getattr(request, "client", None)
     peer = getattr(client, "host", "") or ""
-    return proxies.client_address(peer, request.headers.get("x-forwarded-for"))
+    headers = request.headers
+    lines = (
+        headers.getlist("x-forwarded-for")
+        if hasattr(headers, "getlist")
+        else [headers.get("x-forwarded-for")]
+    )
+    forwarded = ", ".join(line for line in lines if line)
+    return proxies.client_address(peer, forwarded or None)
 
 
 def log_refusal(event: str, exc: RetouchError) -> None:

@@ -10,13 +10,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import gradio as gr
+from starlette.requests import Request as StarletteRequest
 
 from chat.conversation.options import parse_options
 from chat.domain import Role, TextPart, Turn
 from chat.errors import UnavailableError
+from chat.limits.visitors import TrustedProxies
 from chat.sharing.access import Access, Actor, browser_owner_id
 from chat.ui import build_ui
-from chat.ui.events import Handlers, UIConfig
+from chat.ui.events import Handlers, UIConfig, client_address
 from storage import repository as repo
 from storage import session_scope
 from tests.fakes import FakeRequest, migrated_engine, reply_with_image
@@ -322,3 +324,20 @@ async def test_a_click_in_my_conversations_trusts_only_ids_the_visitor_may_open(
             OWNER, hostile, gr.SelectData(None, {"index": 0, "value": None}), FakeRequest()
         )  # type: ignore[arg-type]
         assert refused[ui.chatbot] == [] and refused[ui.status] == "That conversation is gone.", hostile
+
+
+def test_the_visitor_is_read_from_every_x_forwarded_for_line_not_the_first_one_only():
+    """HAProxy's ``option forwardfor`` adds its own line after a forged one the client sent."""
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "headers": [(b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-for", b"203.0.113.7")],
+        "client": ("127.0.0.1", 50000),
+    }
+    request = gr.Request(request=StarletteRequest(scope))
+    proxies = TrustedProxies.parse("127.0.0.1")
+
+    assert client_address(request, proxies) == "203.0.113.7"
+    assert client_address(request, TrustedProxies()) == "127.0.0.1"
+    assert client_address(FakeRequest(), proxies) == ""  # plain dict headers (a copied request), no peer
