@@ -10,7 +10,6 @@ Every request is one line of its log (the file's ``log-format``), parsed into ``
 
 from __future__ import annotations
 
-import ctypes
 import re
 import shutil
 import signal
@@ -25,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.app_process import free_port
+from tests.servers import dies_with_parent
 
 __all__ = ["CONFIG", "Balancer", "Logged", "balancer"]
 
 CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "haproxy.cfg"
 MAX_LIFETIME_S = 1800
-_PR_SET_PDEATHSIG = 1
 _MISSING = (
     "The load-balancer tests need Debian's haproxy: run `make haproxy` (or apt-get install haproxy) as root."
 )
@@ -138,7 +137,7 @@ def balancer(replica_urls: Sequence[str], **settings: str) -> Iterator[Balancer]
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=dies_with_parent(signal.SIGTERM),
     )
     assert process.stdout is not None
     lb = Balancer(f"http://127.0.0.1:{port}/", process, folder / "stats.sock")
@@ -151,11 +150,6 @@ def balancer(replica_urls: Sequence[str], **settings: str) -> Iterator[Balancer]
         process.terminate()
         process.wait(timeout=30)
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: the kernel sends SIGTERM when the test process dies."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _wait_until_listening(lb: Balancer, port: int, timeout_s: float = 30) -> None:

@@ -12,7 +12,6 @@ Each test gets a database of its own (``fresh_database``), dropped again afterwa
 
 from __future__ import annotations
 
-import ctypes
 import glob
 import itertools
 import os
@@ -27,11 +26,11 @@ from pathlib import Path
 import psycopg
 
 from tests.app_process import free_port
+from tests.servers import dies_with_parent
 
 __all__ = ["PostgresServer", "start_postgres"]
 
 MAX_LIFETIME_S = 3 * 60 * 60  # longer than CI's 90 minutes: a safety net, not a deadline
-_PR_SET_PDEATHSIG = 1
 _MISSING = (
     "The PostgreSQL tests need Debian's postgresql package (initdb and postgres): run `make test`, "
     "which installs it, or `apt-get install postgresql` as root."
@@ -116,7 +115,7 @@ def start_postgres(*, durable: bool = False) -> PostgresServer:
         command += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
     log = open(directory / "server.log", "wb")  # noqa: SIM115 - the server writes it while it runs
     process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, user=user, preexec_fn=_die_with_parent
+        command, stdout=log, stderr=subprocess.STDOUT, user=user, preexec_fn=dies_with_parent(signal.SIGINT)
     )
     server = PostgresServer(port, directory, process, itertools.count())
     _wait_until_ready(server, directory / "server.log")
@@ -135,11 +134,6 @@ def _bin_dir() -> Path:
 
 def _run_as() -> str | None:
     return "postgres" if os.geteuid() == 0 else None
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: the kernel sends SIGINT when the test process dies."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
 
 
 def _wait_until_ready(server: PostgresServer, log: Path, timeout_s: float = 30.0) -> None:

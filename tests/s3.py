@@ -9,7 +9,6 @@ that started it dies (``PR_SET_PDEATHSIG``), and at the latest after ``MAX_LIFET
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import os
 import signal
@@ -25,6 +24,7 @@ import httpx
 
 from storage.s3 import S3BlobStore, S3Location
 from tests.app_process import free_port
+from tests.servers import dies_with_parent
 
 __all__ = ["ACCESS_KEY", "REGION", "S3Server", "SECRET_KEY", "blob_store", "start_s3"]
 
@@ -32,7 +32,6 @@ MAX_LIFETIME_S = 3 * 60 * 60  # longer than CI's 90 minutes: a safety net, not a
 ACCESS_KEY = "test-access-key"
 SECRET_KEY = "test-secret-key-not-a-real-one"
 REGION = "us-east-1"
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -82,15 +81,12 @@ def start_s3() -> S3Server:
         sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port),
     ]  # fmt: skip
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=dies_with_parent(signal.SIGINT)
+        )
     server = S3Server(port, process, log, itertools.count())
     _wait_until_ready(server)
     return server
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: the kernel sends SIGINT when the test process dies."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
 
 
 def _wait_until_ready(server: S3Server, timeout_s: float = 60.0) -> None:
