@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ForeignCpu, photo, png_bytes, summary_ms, table, wait_until_quiet, write_json
-from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server, start_s3
+from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server, raw_bucket, start_s3
 
 
 def _timed(op: Callable[[int], None], count: int) -> dict[str, Any]:
@@ -53,16 +53,8 @@ def obstore_candidate(
     server: S3Server, bucket: str
 ) -> tuple[Callable[[str, bytes], None], Callable[[str], bytes]]:
     import obstore
-    from obstore.store import S3Store
 
-    store = S3Store(
-        bucket,
-        endpoint=server.endpoint,
-        access_key_id=ACCESS_KEY,
-        secret_access_key=SECRET_KEY,
-        region=REGION,
-        client_options={"allow_http": True},
-    )
+    store = raw_bucket(server, bucket)
 
     def put(key: str, data: bytes) -> None:
         obstore.put(store, key, data, mode="create")

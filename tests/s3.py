@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from obstore.store import S3Store
 
 from storage.s3 import S3BlobStore, S3Location
 from tests.app_process import free_port
 from tests.servers import dies_with_parent
 
-__all__ = ["ACCESS_KEY", "REGION", "S3Server", "SECRET_KEY", "blob_store", "start_s3"]
+__all__ = ["ACCESS_KEY", "REGION", "S3Server", "SECRET_KEY", "blob_store", "raw_bucket", "start_s3"]
 
 MAX_LIFETIME_S = 3 * 60 * 60  # longer than CI's 90 minutes: a safety net, not a deadline
 ACCESS_KEY = "test-access-key"
@@ -111,3 +112,15 @@ def blob_store(
     """The app's ``S3BlobStore`` on ``bucket``, as app.py connects it; no client retries (no waits)."""
     options = {"retries": 0, "timeout_s": 10.0, **options}
     return S3BlobStore.connect(S3Location(bucket, prefix), cache_dir, environ=server.env(), **options)
+
+
+def raw_bucket(server: S3Server, bucket: str) -> S3Store:
+    """``bucket`` as any client sees it: obstore with the test credentials, no store prefix."""
+    return S3Store(
+        bucket,
+        endpoint=server.endpoint,
+        access_key_id=ACCESS_KEY,
+        secret_access_key=SECRET_KEY,
+        region=REGION,
+        client_options={"allow_http": True},
+    )

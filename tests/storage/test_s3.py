@@ -13,14 +13,13 @@ from pathlib import Path
 
 import obstore
 import pytest
-from obstore.store import S3Store
 
 from chat.errors import CorruptImageError, StorageUnavailableError
 from storage import Put, StoredBlob
 from storage.s3 import HEALTH_TTL_S, S3BlobStore, S3Location
 from tests.app_process import free_port
 from tests.pictures import png
-from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server, blob_store
+from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server, blob_store, raw_bucket
 
 PNG = png((10, 20, 30))
 SHA = hashlib.sha256(PNG).hexdigest()
@@ -29,18 +28,6 @@ SHA = hashlib.sha256(PNG).hexdigest()
 @pytest.fixture
 def store(s3: S3Server, s3_bucket: str, tmp_path: Path) -> S3BlobStore:
     return blob_store(s3, s3_bucket, tmp_path / "cache")
-
-
-def raw(s3: S3Server, bucket: str) -> S3Store:
-    """The bucket as any client sees it, without the store's prefix."""
-    return S3Store(
-        bucket,
-        endpoint=s3.endpoint,
-        access_key_id=ACCESS_KEY,
-        secret_access_key=SECRET_KEY,
-        region=REGION,
-        client_options={"allow_http": True},
-    )
 
 
 def test_moto_refuses_a_second_create_only_put_with_412(s3: S3Server, s3_bucket: str) -> None:
@@ -69,7 +56,7 @@ def test_put_stores_under_the_content_address_and_reads_back(
 ) -> None:
     assert store.put(PNG, "image/png") == Put(SHA, young=True)
 
-    [listed] = [meta for chunk in obstore.list(raw(s3, s3_bucket)) for meta in chunk]
+    [listed] = [meta for chunk in obstore.list(raw_bucket(s3, s3_bucket)) for meta in chunk]
     assert listed["path"] == f"images/{SHA[:2]}/{SHA}.png"
     assert store.read(SHA, "image/png") == PNG
     assert store.exists(SHA, "image/png")
@@ -80,11 +67,11 @@ def test_a_second_put_is_success_but_never_overwrites_nor_makes_it_young(
 ) -> None:
     store.put(PNG, "image/png")
     key = f"images/{SHA[:2]}/{SHA}.png"
-    before = obstore.head(raw(s3, s3_bucket), key)
+    before = obstore.head(raw_bucket(s3, s3_bucket), key)
 
     assert store.put(PNG, "image/png") == Put(SHA, young=False)
-    assert obstore.head(raw(s3, s3_bucket), key)["e_tag"] == before["e_tag"]
-    assert obstore.head(raw(s3, s3_bucket), key)["last_modified"] == before["last_modified"]
+    assert obstore.head(raw_bucket(s3, s3_bucket), key)["e_tag"] == before["e_tag"]
+    assert obstore.head(raw_bucket(s3, s3_bucket), key)["last_modified"] == before["last_modified"]
 
 
 def test_another_replica_fetches_once_into_its_own_cache(
@@ -98,7 +85,9 @@ def test_another_replica_fetches_once_into_its_own_cache(
 
     assert path.read_bytes() == PNG and path.is_relative_to(tmp_path / "other-cache")
     assert path.stat().st_mode & 0o777 == 0o600
-    obstore.delete(raw(s3, s3_bucket), f"images/{SHA[:2]}/{SHA}.png")  # from now on only the cache has it
+    obstore.delete(
+        raw_bucket(s3, s3_bucket), f"images/{SHA[:2]}/{SHA}.png"
+    )  # from now on only the cache has it
     assert other.local_path(SHA, "image/png") == path
     assert other.read(SHA, "image/png") == PNG
 
@@ -106,7 +95,7 @@ def test_another_replica_fetches_once_into_its_own_cache(
 def test_a_fetched_object_that_is_not_the_image_never_enters_the_cache(
     store: S3BlobStore, s3: S3Server, s3_bucket: str
 ) -> None:
-    obstore.put(raw(s3, s3_bucket), f"images/{SHA[:2]}/{SHA}.png", b"tampered bytes")
+    obstore.put(raw_bucket(s3, s3_bucket), f"images/{SHA[:2]}/{SHA}.png", b"tampered bytes")
 
     with pytest.raises(CorruptImageError):
         store.local_path(SHA, "image/png")
@@ -135,8 +124,8 @@ def test_stored_lists_images_only_and_remove_deletes_old_ones(
     store: S3BlobStore, s3: S3Server, s3_bucket: str
 ) -> None:
     store.put(PNG, "image/png")
-    obstore.put(raw(s3, s3_bucket), "images/notes.txt", b"not an image")
-    obstore.put(raw(s3, s3_bucket), f"elsewhere/{SHA[:2]}/{SHA}.png", PNG)  # outside the prefix
+    obstore.put(raw_bucket(s3, s3_bucket), "images/notes.txt", b"not an image")
+    obstore.put(raw_bucket(s3, s3_bucket), f"elsewhere/{SHA[:2]}/{SHA}.png", PNG)  # outside the prefix
 
     [blob] = store.stored()
     assert (blob.sha256, blob.key) == (SHA, f"{SHA[:2]}/{SHA}.png")
@@ -145,7 +134,7 @@ def test_stored_lists_images_only_and_remove_deletes_old_ones(
     assert store.remove(blob, older_than=blob.modified + 1) is True
     assert not store.exists(SHA, "image/png")
     assert store.cache.get(SHA, "image/png") is None
-    assert obstore.head(raw(s3, s3_bucket), f"elsewhere/{SHA[:2]}/{SHA}.png")
+    assert obstore.head(raw_bucket(s3, s3_bucket), f"elsewhere/{SHA[:2]}/{SHA}.png")
 
 
 def test_health_is_probed_at_most_once_per_ttl(s3: S3Server, s3_bucket: str, tmp_path: Path) -> None:
