@@ -12,6 +12,7 @@ import pytest
 
 from chat.config import Settings
 from chat.conversation.service import Attachment
+from chat.domain import Conversation
 from chat.server.maintenance import MIN_GRACE_S, SweepReport, grace_for, sweep_orphans
 from chat.sharing.access import Actor
 from storage import DiskBlobStore, locks, session_scope
@@ -27,12 +28,12 @@ OWNER = Actor("owner-" + "a" * 20)
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
 
 
-async def test_orphans_go_and_everything_in_use_stays(tmp_path):
-    engine = migrated_engine(tmp_path)
-    blobs = DiskBlobStore(tmp_path / "images")
+async def kept_and_deleted(tmp_path, engine, blobs) -> tuple[Conversation, Conversation]:
+    """Two of OWNER's conversations, each a photo and its answer, the second then deleted: its
+    two images are what a sweep may take once they are old, the first's are in use."""
     provider = FakeProvider()
-    service = make_service(tmp_path, provider, engine=engine)
-    library = make_library(tmp_path, engine, service)
+    service = make_service(tmp_path, provider, engine=engine, blobs=blobs)
+    library = make_library(tmp_path, engine, service, blobs=blobs)
     provider.queue += [reply_with_image(png((1, 1, 1))), reply_with_image(png((2, 2, 2)))]
     kept = await collect(
         service.send(OWNER, None, "keep", [Attachment("a.png", png((3, 3, 3)))], options=OPTIONS)
@@ -41,6 +42,13 @@ async def test_orphans_go_and_everything_in_use_stays(tmp_path):
         service.send(OWNER, None, "drop", [Attachment("b.png", png((4, 4, 4)))], options=OPTIONS)
     )
     await library.delete(OWNER, doomed[-1].id)
+    return kept[-1], doomed[-1]
+
+
+async def test_orphans_go_and_everything_in_use_stays(tmp_path):
+    engine = migrated_engine(tmp_path)
+    blobs = DiskBlobStore(tmp_path / "images")
+    kept, doomed = await kept_and_deleted(tmp_path, engine, blobs)
     crash_leftover = blobs.put(png((5, 5, 5)), "image/png").sha256  # written, then the process died
     fresh = blobs.put(png((6, 6, 6)), "image/png").sha256  # a turn being written right now
     old = time.time() - 7200
@@ -53,9 +61,9 @@ async def test_orphans_go_and_everything_in_use_stays(tmp_path):
 
     later = sweep_orphans(engine, blobs, grace_s=3600, now=time.time() + 3 * 3600)
 
-    in_use = [p.sha256 for t in kept[-1].turns for p in t.images()]
+    in_use = [p.sha256 for t in kept.turns for p in t.images()]
     assert in_use and all(blobs.exists(sha, "image/png") for sha in in_use)
-    doomed_images = [p.sha256 for t in doomed[-1].turns for p in t.images()]
+    doomed_images = [p.sha256 for t in doomed.turns for p in t.images()]
     assert not any(blobs.exists(sha, "image/png") for sha in doomed_images)
     assert later.rows_removed == len(doomed_images) == 2
     assert not blobs.exists(fresh, "image/png")  # hours later, still unreferenced: gone too
@@ -92,25 +100,15 @@ LATER = 3 * 3600  # seconds ahead: what the sweep sees as old (moto cannot date 
 async def test_on_s3_orphans_go_and_everything_in_use_stays(tmp_path, s3, s3_bucket):
     engine = migrated_engine(tmp_path)
     blobs = blob_store(s3, s3_bucket, tmp_path / "cache")
-    provider = FakeProvider()
-    service = make_service(tmp_path, provider, engine=engine, blobs=blobs)
-    library = make_library(tmp_path, engine, service, blobs=blobs)
-    provider.queue += [reply_with_image(png((1, 1, 1))), reply_with_image(png((2, 2, 2)))]
-    kept = await collect(
-        service.send(OWNER, None, "keep", [Attachment("a.png", png((3, 3, 3)))], options=OPTIONS)
-    )
-    doomed = await collect(
-        service.send(OWNER, None, "drop", [Attachment("b.png", png((4, 4, 4)))], options=OPTIONS)
-    )
-    await library.delete(OWNER, doomed[-1].id)
+    kept, doomed = await kept_and_deleted(tmp_path, engine, blobs)
     crash_leftover = blobs.put(png((5, 5, 5)), "image/png").sha256  # written, then the process died
 
     assert sweep_orphans(engine, blobs, grace_s=3600) == SweepReport(files_removed=0, rows_removed=0)
     report = sweep_orphans(engine, blobs, grace_s=3600, now=time.time() + LATER)
 
-    in_use = [p.sha256 for t in kept[-1].turns for p in t.images()]
+    in_use = [p.sha256 for t in kept.turns for p in t.images()]
     assert in_use and all(blobs.exists(sha, "image/png") for sha in in_use)
-    doomed_images = [p.sha256 for t in doomed[-1].turns for p in t.images()]
+    doomed_images = [p.sha256 for t in doomed.turns for p in t.images()]
     assert not any(blobs.exists(sha, "image/png") for sha in [*doomed_images, crash_leftover])
     assert report == SweepReport(files_removed=3, rows_removed=2)
 
