@@ -1,7 +1,10 @@
 # Retouch in a container: the Gradio app on port 7860, conversations and images in the /data volume.
 #   docker build -t retouch .
 #   docker run -p 7860:7860 -v retouch:/data -e GEMINI_API_KEY=... -e OPENAI_API_KEY=... retouch
-FROM python:3.11-slim
+# The official image by default; the image tests build on a local stand-in (tests/docker_base.sh)
+# with --build-arg BASE_IMAGE=..., since no registry is reachable where they run.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 ENV RETOUCH_DATA_DIR=/data \
     RETOUCH_HOST=0.0.0.0 \
@@ -12,7 +15,7 @@ ENV RETOUCH_DATA_DIR=/data \
 
 # The app runs as uid 1000, like on Spaces; the code stays root's (read-only to the app), only /data is its own.
 RUN useradd --create-home --uid 1000 user \
-    && mkdir /data \
+    && mkdir --mode=0700 /data \
     && chown user:user /data
 
 WORKDIR /app

@@ -250,7 +250,9 @@ def test_dockerfile_runs_the_app_as_uid_1000_from_python_311_with_data_in_a_volu
     keywords = [kw for kw, _ in instructions]
     env = image_env()
 
-    assert arguments_of("FROM") == [f"python:{front_matter()['python_version']}-slim"]
+    # The official base by default; tests/test_docker_image.py passes a local stand-in.
+    assert arguments_of("ARG") == [f"BASE_IMAGE=python:{front_matter()['python_version']}-slim"]
+    assert arguments_of("FROM") == ["${BASE_IMAGE}"]
     assert any("--uid 1000" in run for run in arguments_of("RUN"))
     [user] = arguments_of("USER")
     assert user not in {"root", "0"}
