@@ -76,6 +76,12 @@ def image() -> Built:
         timeout=BASE_TIMEOUT_S,
     )
     assert base.returncode == 0, base.stderr
+    previous = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", IMAGE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip()
     started = time.monotonic()
     docker(
         "build", "--network", "host", "--build-arg", f"BASE_IMAGE={base.stdout.strip()}",
@@ -83,6 +89,9 @@ def image() -> Built:
         timeout_s=BUILD_TIMEOUT_S,
     )  # fmt: skip
     took = time.monotonic() - started
+    if previous and previous != docker("image", "inspect", "--format", "{{.Id}}", IMAGE):
+        # The last build's image, now untagged: gone, or every code change would leave 600 MB behind.
+        subprocess.run(["docker", "image", "rm", previous], capture_output=True, timeout=60)
     return Built(IMAGE, took, int(docker("image", "inspect", "--format", "{{.Size}}", IMAGE)))
 
 
@@ -187,6 +196,26 @@ def process_uids(container: Container) -> set[int]:
         line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:")
     )
     return {int(uid) for uid in line.split()[1:]}
+
+
+def test_the_image_holds_the_app_and_nothing_that_dockerignore_keeps_out(image: Built):
+    listed = docker(
+        "run", "--rm", "--label", LABEL, "--network", "none", "--entrypoint", "ls", image.tag, "-A", "/app",
+    )  # fmt: skip
+    names = set(listed.split())
+    assert {"app.py", "chat", "storage", "requirements.txt"} <= names
+    unwanted = {
+        ".git",
+        ".venv",
+        ".env",
+        "data",
+        "tests",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        "test-artifacts",
+    }
+    assert not names & unwanted
 
 
 def test_the_image_runs_as_uid_1000_answers_a_turn_keeps_the_volume_private_and_drains_on_docker_stop(
