@@ -9,6 +9,7 @@ deploy/haproxy.cfg reads, naming each replica once; the pieces that must agree d
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -123,7 +124,11 @@ def test_the_replicas_trust_only_the_balancer_and_outlast_its_health_checks_when
         assert notice > fall * interval  # the balancer has turned away before the replica refuses work
         grace = float(service["stop_grace_period"].rstrip("s"))
         assert grace > notice + DEFAULTS.shutdown_grace_s  # Docker's SIGKILL comes after the drain
-    assert address.rsplit(".", 1)[0] == subnet["subnet"].rsplit(".", 1)[0]
+    # HAProxy resolves the replicas' names once: a recreated replica must keep its address.
+    addresses = [address, *(s["networks"]["default"]["ipv4_address"] for s in APPS.values())]
+    network = ipaddress.ip_network(subnet["subnet"])
+    assert len(set(addresses)) == len(addresses)
+    assert all(ipaddress.ip_address(a) in network for a in addresses)
 
 
 def test_secrets_come_from_the_environment_never_from_the_file():
