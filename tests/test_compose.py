@@ -1,7 +1,7 @@
-"""docker-compose.yml, checked as far as this machine can: no registry is reachable, so its
-official images (postgres, haproxy, MinIO) cannot be pulled and the project cannot be started.
+"""docker-compose.yml, read: no registry is reachable here, so its official images (postgres,
+haproxy, MinIO's) cannot be pulled; tests/test_compose_up.py starts a variant of it on stand-ins.
 
-What can be checked: Compose accepts the file and refuses it without its secrets; every variable
+Here: Compose accepts the file and refuses it without its secrets; every variable
 it gives a replica is one the app reads (chat/config.py, or the AWS variables storage/s3.py reads),
 with values the app's own validation accepts; every variable it gives the balancer is one
 deploy/haproxy.cfg reads, naming each replica once; the pieces that must agree do.

@@ -66,9 +66,8 @@ class Built:
     size_bytes: int
 
 
-@pytest.fixture(scope="module")
-def image() -> Built:
-    """The image of this checkout, on the local base; built again only for what changed (layer cache)."""
+def base_image() -> str:
+    """The local stand-in for python:3.11-slim (made once, then found by its tag)."""
     base = subprocess.run(
         ["sh", str(ROOT / "tests" / "docker_base.sh")],
         capture_output=True,
@@ -76,6 +75,13 @@ def image() -> Built:
         timeout=BASE_TIMEOUT_S,
     )
     assert base.returncode == 0, base.stderr
+    return base.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def image() -> Built:
+    """The image of this checkout, on the local base; built again only for what changed (layer cache)."""
+    base = base_image()
     previous = subprocess.run(
         ["docker", "image", "inspect", "--format", "{{.Id}}", IMAGE],
         capture_output=True,
@@ -84,7 +90,7 @@ def image() -> Built:
     ).stdout.strip()
     started = time.monotonic()
     docker(
-        "build", "--network", "host", "--build-arg", f"BASE_IMAGE={base.stdout.strip()}",
+        "build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}",
         "--tag", IMAGE, str(ROOT),
         timeout_s=BUILD_TIMEOUT_S,
     )  # fmt: skip
