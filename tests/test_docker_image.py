@@ -14,6 +14,7 @@ by a watchdog process if the test process dies first or runs for longer than ``M
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -78,8 +79,13 @@ def base_image() -> str:
     return base.stdout.strip()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def image() -> Built:
+    return built_image()
+
+
+@functools.cache  # one build a run, whichever module asks first (tests/test_compose_up.py too)
+def built_image() -> Built:
     """The image of this checkout, on the local base; built again only for what changed (layer cache)."""
     base = base_image()
     previous = subprocess.run(
