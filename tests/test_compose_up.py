@@ -87,7 +87,8 @@ def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     for role, steps in _STAND_INS.items():
         context = tmp_path_factory.mktemp(f"stand-in-{role}")
         (context / "Dockerfile").write_text(f"FROM {base}\n{steps}")
-        (context / "entry.sh").write_text(_POSTGRES_ENTRY)
+        if "entry.sh" in steps:
+            (context / "entry.sh").write_text(_POSTGRES_ENTRY)
         tags[role] = f"retouch-test-{role}:bookworm"
         docker(
             "build",
