@@ -24,6 +24,7 @@ from chat.providers.gemini.wire import (
 from chat.providers.gemini.wire import parse_response as parse_reply
 from chat.providers.http import (
     CallThreads,
+    SentOnce,
     api_key_for,
     call_timeout,
     checked_model,
@@ -92,11 +93,11 @@ class GeminiClient:
         self, history: Sequence[Turn], options: GenerationOptions, load_image: ImageLoader, key: str
     ) -> ProviderReply:
         """Blocking: build the body, send it, read and parse the answer."""
-        body = self._body(history, options, load_image)
+        body = SentOnce(self._body(history, options, load_image))  # its MBs freed once written
         model = options.model
         # One path segment, whatever the id: checked already, and quoted in case that check ever loosens.
         url = f"{self._base_url}/{self._api_version}/models/{quote(model, safe='')}:generateContent"
-        headers = {"x-goog-api-key": key, "content-type": "application/json"}
+        headers = {"x-goog-api-key": key, "content-type": "application/json", **body.headers}
         with map_transport_errors(PROVIDER):
             response = self._http.post(url, content=body, headers=headers, timeout=self._timeout)
         return read_reply(
