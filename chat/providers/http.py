@@ -37,7 +37,9 @@ from chat.providers.model_ids import MODEL_ID_RULE, is_model_id
 
 __all__ = [
     "CallThreads",
+    "ANSWERS_AT_ONCE",
     "SentOnce",
+    "answer_slot",
     "api_key_for",
     "call_timeout",
     "checked_model",
@@ -85,6 +87,26 @@ def checked_model(provider: str, model: str) -> str:
     if not is_model_id(model):
         raise BadRequestError(provider, f"the model id is malformed (use {MODEL_ID_RULE}); nothing was sent")
     return model
+
+
+#: Answers read and parsed at once in this process (twice the cores of the machine this was measured on).
+ANSWERS_AT_ONCE = 4
+_answer_slots = threading.BoundedSemaphore(ANSWERS_AT_ONCE)
+
+
+@contextmanager
+def answer_slot() -> Iterator[None]:
+    """Hold one of ``ANSWERS_AT_ONCE`` slots while an answer is read and parsed.
+
+    Answers with images are ~3.3 MB of JSON, then their decoded image: when every turn in
+    flight is answered at once (256 sent together to a provider that takes 10 s each), reading
+    them all at once holds all of them in memory, each thread waiting for the GIL to parse its
+    own, ~7 MB a turn at the peak (bench/capacity.py). An answer waiting for a slot stays in the
+    socket (the provider's side waits), so the peak is a few answers', whatever the concurrency;
+    the GIL parses one at a time anyway.
+    """
+    with _answer_slots:
+        yield
 
 
 class SentOnce:
