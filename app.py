@@ -244,6 +244,7 @@ def serve(
         prevent_thread_lock=True,
         # Gradio runs no more events at once than this, whatever their concurrency limits.
         max_threads=capacity_of(settings).max_threads,
+        state_session_capacity=capacity_of(settings).sessions,  # ~190 KB each (chat/server/capacity.py)
         app_kwargs={
             "routes": [health_route(engine, draining=lambda: lifecycle.draining, blobs=blobs)],
             "middleware": [Middleware(DrainGate, lifecycle=lifecycle)],

@@ -11,6 +11,11 @@ below are set from it so that none of them is a lower, hidden cap:
   conversation, a fork, an import).
 - The HTTP pool holds one connection per call thread (``CallThreads``: one per call in flight),
   kept alive between calls: a call never waits for a connection, nor pays a new TLS handshake.
+- Gradio keeps every session's state (a copy of every block's config: ~190 KB for this UI) up to
+  ``launch(state_session_capacity=...)``, 10000 by default: up to 1.9 GB, more than the turns.
+  This UI keeps nothing in it that a page does not send again with each event (no ``gr.State``;
+  the owner id is a ``BrowserState``), so a session evicted while its page stays open costs only
+  a new copy at its next event; ``sessions`` keeps two per turn in flight or waiting.
 - Each turn in flight holds sockets (the browser's event stream, its provider call) and each
   waiting one its event stream, so the open-file soft limit (often 1024) is raised toward the
   hard limit at start (``raise_open_file_limit``).
@@ -33,6 +38,7 @@ import httpx
 
 __all__ = [
     "PEAK_MB_PER_TURN",
+    "SESSION_MB",
     "SPARE_EVENTS",
     "Capacity",
     "memory_available_mb",
@@ -48,6 +54,8 @@ SPARE_EVENTS = 40
 PEAK_MB_PER_TURN = 4.0
 #: What the app holds before any turn (Gradio, SQLAlchemy, Pillow, the UI): bench/capacity.py's idle RSS.
 IDLE_MB = 200.0
+#: One Gradio session's state for this UI (tracemalloc of ``SessionState``, bench/RESULTS.md).
+SESSION_MB = 0.19
 #: File descriptors per turn in flight (its event stream, its join, its provider call) and per waiting one.
 FDS_PER_TURN = 3
 FDS_BASE = 256
@@ -65,6 +73,11 @@ class Capacity:
         """Gradio's ``launch(max_threads=...)``: every model call, and the rest of the page besides."""
         return self.model_concurrency + SPARE_EVENTS
 
+    @property
+    def sessions(self) -> int:
+        """Gradio's ``launch(state_session_capacity=...)``: the sessions whose state it keeps."""
+        return 2 * (self.model_concurrency + self.queue_max_size)
+
     def http_limits(self) -> httpx.Limits:
         """One pooled connection per call thread, kept alive between calls."""
         return httpx.Limits(
@@ -78,8 +91,8 @@ class Capacity:
 
     @property
     def memory_mb(self) -> float:
-        """RSS with every model call in flight at its peak."""
-        return IDLE_MB + PEAK_MB_PER_TURN * self.model_concurrency
+        """RSS with every model call in flight at its peak and every session's state kept."""
+        return IDLE_MB + PEAK_MB_PER_TURN * self.model_concurrency + SESSION_MB * self.sessions
 
     def check(self) -> None:
         """Raise the open-file limit; warn (once, at start) where this machine cannot hold the turns."""
@@ -107,8 +120,10 @@ class Capacity:
 
 
 def memory_bound(available_mb: float) -> int:
-    """How many turns in flight fit in ``available_mb`` of memory at their peak (at least 1)."""
-    return max(1, int((available_mb - IDLE_MB) // PEAK_MB_PER_TURN))
+    """How many turns in flight fit in ``available_mb`` of memory at their peak, with as many waiting
+    and their sessions (at least 1)."""
+    per_turn = PEAK_MB_PER_TURN + 4 * SESSION_MB
+    return max(1, int((available_mb - IDLE_MB) // per_turn))
 
 
 def raise_open_file_limit(wanted: int) -> int:

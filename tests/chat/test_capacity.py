@@ -10,6 +10,7 @@ import pytest
 from chat.server.capacity import (
     IDLE_MB,
     PEAK_MB_PER_TURN,
+    SESSION_MB,
     SPARE_EVENTS,
     Capacity,
     memory_available_mb,
@@ -24,11 +25,12 @@ def test_every_limit_follows_the_model_concurrency() -> None:
     limits = capacity.http_limits()
     assert limits.max_connections == limits.max_keepalive_connections == 256  # one per call thread
     assert capacity.open_files >= 3 * (256 + 256)
-    assert capacity.memory_mb == IDLE_MB + 256 * PEAK_MB_PER_TURN
+    assert capacity.sessions == 2 * (256 + 256)  # Gradio's sessions kept: not its 10000 (1.9 GB)
+    assert capacity.memory_mb == IDLE_MB + 256 * PEAK_MB_PER_TURN + capacity.sessions * SESSION_MB
 
 
 def test_memory_bound_is_how_many_turns_fit_and_at_least_one() -> None:
-    assert memory_bound(IDLE_MB + 10 * PEAK_MB_PER_TURN) == 10
+    assert memory_bound(IDLE_MB + 10.5 * (PEAK_MB_PER_TURN + 4 * SESSION_MB)) == 10
     assert memory_bound(IDLE_MB / 2) == 1
     assert Capacity(memory_bound(2048), 1).memory_mb <= 2048
 
