@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", validation_alias=AliasChoices("RETOUCH_HOST", "GRADIO_SERVER_NAME"))
     port: int = Field(7860, validation_alias=AliasChoices("RETOUCH_PORT", "GRADIO_SERVER_PORT"))
     # Model calls (turns) in flight at once in this process. A turn waits for its provider nearly all
-    # its time, so the bound is memory, not CPU: ~4 MB a turn at its peak, 256 x 4 MB = 1 GB
+    # its time, so the bound is memory, not CPU: ~6 MB a turn at its peak, 256 x 6 MB = 1.5 GB
     # (chat/server/capacity.py derives Gradio's threads, the HTTP pool and the open-file limit from
     # it; bench/capacity.py measures it: 256 users on a 10 s provider, bench/RESULTS.md).
     model_concurrency: int = Field(256, ge=1, validation_alias="RETOUCH_MODEL_CONCURRENCY")

@@ -100,10 +100,11 @@ def answer_slot() -> Iterator[None]:
 
     Answers with images are ~3.3 MB of JSON, then their decoded image: when every turn in
     flight is answered at once (256 sent together to a provider that takes 10 s each), reading
-    them all at once holds all of them in memory, each thread waiting for the GIL to parse its
-    own, ~7 MB a turn at the peak (bench/capacity.py). An answer waiting for a slot stays in the
-    socket (the provider's side waits), so the peak is a few answers', whatever the concurrency;
-    the GIL parses one at a time anyway.
+    them all at once would hold all of them in memory, each thread waiting for the GIL to parse
+    its own. An answer waiting for a slot stays in its socket (the provider's side waits), and
+    the GIL parses one at a time anyway. bench/capacity.py, edit round: 6.8 MB a turn at the
+    peak without the slots, 5.8 with them (one run each on a busy machine; the rest of the peak
+    is the turn's image stored, checked and rendered after this).
     """
     with _answer_slots:
         yield

@@ -22,9 +22,11 @@ below are set from it so that none of them is a lower, hidden cap:
 
 Memory is the other bound. bench/capacity.py measures the app's RSS per turn in flight at its
 peak (the answers arriving: each a ~3.3 MB JSON body, its decoded image and the stored PNG):
-``PEAK_MB_PER_TURN``. The default of 256 turns therefore needs about 256 x 4 MB = 1 GB above the
-app's idle ~200 MB; a smaller machine sets ``RETOUCH_MODEL_CONCURRENCY`` lower (``memory_bound``
-says how many fit), and the start-up log warns when the setting does not fit.
+``PEAK_MB_PER_TURN`` (4.4 to 5.8 MB measured; a turn only waiting holds ~0.3 MB). The default of
+256 turns therefore needs about 256 x 6 MB = 1.5 GB above the app's idle ~200 MB, and the
+sessions' state 1024 x 0.19 MB = 0.2 GB: ~1.9 GB in all. A smaller machine sets
+``RETOUCH_MODEL_CONCURRENCY`` lower (``memory_bound`` says how many fit), and the start-up log
+warns when the setting does not fit.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ log = logging.getLogger("retouch.capacity")
 #: Gradio events beyond the model calls that may run at once (page loads, library actions, copies).
 SPARE_EVENTS = 40
 #: RSS per turn in flight at its peak, rounded up from bench/capacity.py (bench/RESULTS.md, issue 14 capacity).
-PEAK_MB_PER_TURN = 4.0
+PEAK_MB_PER_TURN = 6.0
 #: What the app holds before any turn (Gradio, SQLAlchemy, Pillow, the UI): bench/capacity.py's idle RSS.
 IDLE_MB = 200.0
 #: One Gradio session's state for this UI (tracemalloc of ``SessionState``, bench/RESULTS.md).

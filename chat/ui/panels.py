@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import gradio as gr
 
 __all__ = ["Library", "Versions", "build_library", "build_versions"]
+
+
+class ImportButton(gr.UploadButton):
+    """Gradio's upload button, its API schema made once instead of at every new session.
+
+    Gradio builds each session's state from every block's config at the session's first event
+    (the pinned 6.x, ``state_holder.SessionState``), and asks an UploadButton for its schema
+    three times there, each a new pydantic ``model_json_schema()``: 8 % of the app's CPU with 256
+    new visitors at once (bench/RESULTS.md, issue 14 capacity). Drawn as Gradio's own
+    (``is_template``: the frontend looks components up by the parent's name).
+    """
+
+    is_template = True
+    _schema: dict[str, list[str]] | None = None
+
+    def api_info(self) -> dict[str, list[str]]:
+        if self._schema is None:
+            self._schema = super().api_info()
+        return copy.deepcopy(self._schema)  # each config its own, as Gradio's would be
 
 
 @dataclass(frozen=True)
@@ -31,7 +51,7 @@ class Library:
     duplicate: gr.Button
     export: gr.Button
     export_file: gr.File
-    import_zip: gr.UploadButton
+    import_zip: ImportButton
 
 
 @dataclass(frozen=True)
@@ -78,7 +98,7 @@ def build_library() -> Library:
             revoke = gr.Button("Revoke", size="sm", elem_id="revoke")
     with gr.Row():
         export = gr.Button("Export .zip", size="sm", elem_id="export")
-        import_zip = gr.UploadButton("Import .zip", size="sm", file_types=[".zip"], elem_id="import")
+        import_zip = ImportButton("Import .zip", size="sm", file_types=[".zip"], elem_id="import")
     export_file = gr.File(label="Export", visible=False, elem_id="export-file", interactive=False)
     return Library(
         search,
