@@ -2,9 +2,10 @@
 
 The app runs one model call at a time with room for one waiting (``RETOUCH_MODEL_CONCURRENCY=1``,
 ``RETOUCH_QUEUE_MAX_SIZE=1``); two slow turns sent through the API fill both. The visitor's
-message then finds the queue full: Gradio refuses it (503) before any handler runs, its page
-says "This application is currently busy. Please try again." over the chat, and the message
-stays in the box, so the same Enter once the queue has room sends it, answered as usual.
+message then finds the queue full: Gradio refuses it (503) before any handler runs and its page
+shows its own toast ("This application is currently busy. Please try again."); the submit's
+``failure`` handler (not queued) says in the chat itself that the message was not taken and is
+still in the box, which it is, so the same Enter once the queue has room sends it, answered as usual.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import httpx
 from playwright.sync_api import expect, sync_playwright
 
+from chat.ui.events import NOT_TAKEN
 from tests.app_process import running_app
 from tests.test_browser import ARGS, ARTIFACTS, CHROMIUM, TIMEOUT_MS, images_in_chat
 
@@ -53,6 +55,7 @@ def test_a_full_queue_says_busy_in_the_page_and_keeps_the_message(tmp_path, emul
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "browser-queue-full.png"))
         assert page.input_value("#box textarea") == message  # nothing lost
+        expect(page.locator("#chat")).to_contain_text(NOT_TAKEN, timeout=TIMEOUT_MS)  # in the chat itself
         assert message not in page.locator("#chat").inner_text()
 
         for event_id in fillers:  # the queue drains: both slow turns are answered, one after the other
