@@ -34,6 +34,7 @@ from chat.media.images import ImageLimits
 from chat.providers.gemini import GeminiClient
 from chat.providers.http import CallThreads
 from chat.providers.openai import OpenAIImagesClient
+from chat.server.capacity import Capacity
 from chat.server.health import health_route
 from chat.server.lifecycle import DrainGate, Lifecycle
 from chat.server.maintenance import grace_for, sweep_orphans
@@ -61,12 +62,8 @@ def build_app(
         engine = open_database(settings)
     if blobs is None:
         blobs = open_blobs(settings)  # one store: the service, the library and the reply cache
-    # One pool for both providers; every model call in flight may keep its connection (a new TLS
-    # handshake per call would cost time and CPU), Gemini's and OpenAI's fallback at once.
-    pooled = 2 * settings.model_concurrency
-    http = resources.enter_context(
-        httpx.Client(limits=httpx.Limits(max_connections=max(100, pooled), max_keepalive_connections=pooled))
-    )
+    # One pool for both providers: a connection per call thread, kept alive (chat/server/capacity.py).
+    http = resources.enter_context(httpx.Client(limits=capacity_of(settings).http_limits()))
     # The threads model calls block in (chat/providers/http.py): the queue runs at most
     # model_concurrency model events at once, and one event's calls run one after another.
     threads = CallThreads(settings.model_concurrency)
@@ -124,6 +121,11 @@ def build_app(
         status_update_rate=1,
     )
     return demo
+
+
+def capacity_of(settings: Settings) -> Capacity:
+    """The limits one process runs with, all derived from the model concurrency and the queue's size."""
+    return Capacity(settings.model_concurrency, settings.queue_max_size)
 
 
 def open_blobs(settings: Settings, environ: Mapping[str, str] = os.environ) -> BlobStore:
@@ -240,6 +242,9 @@ def serve(
         run_history=False,
         footer_links=["api", "gradio"],
         prevent_thread_lock=True,
+        # Gradio runs no more events at once than this, whatever their concurrency limits.
+        max_threads=capacity_of(settings).max_threads,
+        state_session_capacity=capacity_of(settings).sessions,  # ~190 KB each (chat/server/capacity.py)
         app_kwargs={
             "routes": [health_route(engine, draining=lambda: lifecycle.draining, blobs=blobs)],
             "middleware": [Middleware(DrainGate, lifecycle=lifecycle)],
@@ -305,6 +310,9 @@ def main() -> None:
     os.environ["FORWARDED_ALLOW_IPS"] = ""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = read_settings()
+    capacity_of(
+        settings
+    ).check()  # before the first socket: the open-file limit, and a word if memory is short
     engine = open_database(settings)
     with ExitStack() as resources:  # the provider threads and HTTP client, closed once the server has stopped
         blobs = open_blobs(settings)

@@ -324,9 +324,17 @@ class AppProcess:
 
 @contextmanager
 def app_process(
-    data_dir: Path, emulator_url: str, *, extra_env: Mapping[str, str] | None = None, wait: bool = True
+    data_dir: Path,
+    emulator_url: str,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    wait: bool = True,
+    limits: Mapping[str, str] = NO_LIMITS,
 ) -> Iterator[AppProcess]:
-    """``python app.py`` on a free port, its log in ``data_dir/../app.log``; waits for /healthz if ``wait``."""
+    """``python app.py`` on a free port, its log in ``data_dir/../app.log``; waits for /healthz if ``wait``.
+
+    ``limits``: the abuse limits lifted out of the way (``{}``: the app's own defaults).
+    """
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"app-{port}.log"
@@ -335,7 +343,7 @@ def app_process(
     process = subprocess.Popen(
         [sys.executable, "app.py"],
         cwd=ROOT,
-        env=app_env(data_dir, emulator_url, **{"RETOUCH_PORT": str(port), **NO_LIMITS, **(extra_env or {})}),
+        env=app_env(data_dir, emulator_url, **{"RETOUCH_PORT": str(port), **limits, **(extra_env or {})}),
         stdout=log,
         stderr=subprocess.STDOUT,
     )

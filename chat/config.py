@@ -79,9 +79,11 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", validation_alias=AliasChoices("RETOUCH_HOST", "GRADIO_SERVER_NAME"))
     port: int = Field(7860, validation_alias=AliasChoices("RETOUCH_PORT", "GRADIO_SERVER_PORT"))
-    # Model calls served at once. With 16, users 17-32 of 32 waited a whole extra provider call
-    # (bench/RESULTS.md, section 3: 3.0 s against 2.2 s at 32, 1 s latency; 7.5 against 12.3 s at 5 s).
-    model_concurrency: int = Field(32, ge=1, validation_alias="RETOUCH_MODEL_CONCURRENCY")
+    # Model calls (turns) in flight at once in this process. A turn waits for its provider nearly all
+    # its time, so the bound is memory, not CPU: ~6 MB a turn at its peak, 256 x 6 MB = 1.5 GB
+    # (chat/server/capacity.py derives Gradio's threads, the HTTP pool and the open-file limit from
+    # it; bench/capacity.py measures it: 256 users on a 10 s provider, bench/RESULTS.md).
+    model_concurrency: int = Field(256, ge=1, validation_alias="RETOUCH_MODEL_CONCURRENCY")
 
     max_upload_bytes: int = Field(20 * 1024 * 1024, validation_alias="RETOUCH_MAX_UPLOAD_BYTES")
     max_upload_pixels: int = Field(50_000_000, validation_alias="RETOUCH_MAX_UPLOAD_PIXELS")
@@ -92,9 +94,13 @@ class Settings(BaseSettings):
     # Abuse limits for public demos (see chat/limits/guard.py).
     rate_per_minute: int = Field(10, ge=1, validation_alias="RETOUCH_RATE_PER_MINUTE")
     rate_per_day: int = Field(300, ge=1, validation_alias="RETOUCH_RATE_PER_DAY")
-    global_rate_per_minute: int = Field(120, ge=1, validation_alias="RETOUCH_GLOBAL_RATE_PER_MINUTE")
+    # Turns on the server's keys per minute, all replicas together (visitors' own keys are theirs):
+    # the keys' provider quota. By default what one replica runs in a minute of 10 s turns at the
+    # default concurrency (256 x 6 = 1536), so it never refuses what the capacity would serve.
+    global_rate_per_minute: int = Field(1536, ge=1, validation_alias="RETOUCH_GLOBAL_RATE_PER_MINUTE")
     daily_spend_usd: float | None = Field(None, ge=0, validation_alias="RETOUCH_DAILY_SPEND_USD")
-    queue_max_size: int = Field(64, ge=1, validation_alias="RETOUCH_QUEUE_MAX_SIZE")
+    # Events waiting for a free slot beyond those in flight; past it a visitor is told the app is busy.
+    queue_max_size: int = Field(256, ge=1, validation_alias="RETOUCH_QUEUE_MAX_SIZE")
     # Images replayed per request (chat/providers/context.py); 0 replays every image (no bound).
     keep_images: int = Field(DEFAULT_KEEP_IMAGES, ge=0, validation_alias="RETOUCH_KEEP_IMAGES")
     # Proxies whose X-Forwarded-For is believed (addresses or networks, comma-separated); see

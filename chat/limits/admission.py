@@ -47,7 +47,9 @@ class Admission:
         if self._guard is None:
             return None
         covered = all(name in keys for name in ROUTES[options.route])
-        return self._guard.admit(counted_as(actor), server_cost=0.0 if covered else worst)
+        return self._guard.admit(
+            counted_as(actor), server_cost=0.0 if covered else worst, server_keys=not covered
+        )
 
     def release(self, reservation: Reservation) -> None:
         """The turn ended without an answer stored (cut off, or refused after admission): blocking."""

@@ -2,7 +2,8 @@
 
 A turn counts against the visitor's address *and* their owner key (or share token), so
 neither rotating keys from one address nor rotating addresses with one key resets a limit
-(addresses: chat/limits/visitors.py). Rate limits count turns in sliding windows, as rows in the
+(addresses: chat/limits/visitors.py); the overall per-minute limit counts the turns on the
+server's keys, whose provider quota it protects. Rate limits count turns in sliding windows, as rows in the
 database, so every replica on it counts the same turns (a bucket is kept under its sha256: fixed
 width, and no address or key copied into one more table). The spend cap counts estimated dollars
 on the *server's* keys per UTC day in the database; visitors who bring their own keys are not
@@ -37,7 +38,7 @@ __all__ = ["Guard", "Limits", "Reservation", "counted_as"]
 
 MINUTE = 60.0
 DAY = 86_400.0
-#: The bucket every turn counts in as well (no visitor is "": ``admit`` leaves out what is missing).
+#: The bucket every turn on the server's keys counts in as well (no visitor is "": ``admit`` leaves out what is missing).
 EVERYONE = ""
 
 
@@ -77,26 +78,33 @@ class Guard:
         self._clock = clock
 
     def admit(
-        self, visitors: Sequence[str], *, server_cost: float, what: str = "edits"
+        self, visitors: Sequence[str], *, server_cost: float, server_keys: bool = True, what: str = "edits"
     ) -> Reservation | None:
         """Count one turn for each of ``visitors`` (the client's address, their owner key…), or refuse
         it if any of them is at its limit: rotating keys from one address, or addresses with one key,
         gains nothing. ``server_cost`` is the turn's worst case on our keys: reserved against the
-        daily cap, if there is one (the reservation comes back). A refusal counts and reserves nothing."""
+        daily cap, if there is one (the reservation comes back). A refusal counts and reserves nothing.
+
+        The global limit counts only turns that may call a provider on the server's keys
+        (``server_keys``): it keeps them under the keys' own per-minute quota. A visitor's own keys
+        are their quota; what this process can run at once is the queue's and the model
+        concurrency's to bound (chat/server/capacity.py), with their own message."""
         now = self._clock()
         mine = [_bucket(visitor) for visitor in dict.fromkeys(v for v in visitors if v)]
-        everyone = _bucket(EVERYONE)
+        everyone = [_bucket(EVERYONE)] if server_keys else []
         with session_scope(self._engine) as session:
             repo.serialize_admissions(session=session)
             counts = repo.count_events(
-                session=session, buckets=[*mine, everyone], now=_at(now), since=_at(now - MINUTE)
+                session=session, buckets=[*mine, *everyone], now=_at(now), since=_at(now - MINUTE)
             )
             for bucket in mine:
                 self._check_visitor(counts.get(bucket), now, what)
-            if _live(counts.get(everyone)) >= self._limits.global_per_minute:
+            if any(_live(counts.get(bucket)) >= self._limits.global_per_minute for bucket in everyone):
                 raise LimitError("Retouch is very busy right now. Please try again in a minute.")
             reservation = self._reserve(session, server_cost, now)
-            kept = {bucket: _at(now + DAY) for bucket in mine} | {everyone: _at(now + MINUTE)}
+            kept = {bucket: _at(now + DAY) for bucket in mine} | {
+                bucket: _at(now + MINUTE) for bucket in everyone
+            }
             repo.add_events(session=session, at=_at(now), forget_at=kept)
         return reservation
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import json
 import queue
 import re
 import threading
@@ -23,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 from pydantic import SecretStr
 
 from chat.domain import ProviderReply
@@ -37,6 +37,9 @@ from chat.providers.model_ids import MODEL_ID_RULE, is_model_id
 
 __all__ = [
     "CallThreads",
+    "ANSWERS_AT_ONCE",
+    "SentOnce",
+    "answer_slot",
     "api_key_for",
     "call_timeout",
     "checked_model",
@@ -86,11 +89,57 @@ def checked_model(provider: str, model: str) -> str:
     return model
 
 
+#: Answers read and parsed at once in this process (twice the cores of the machine this was measured on).
+ANSWERS_AT_ONCE = 4
+_answer_slots = threading.BoundedSemaphore(ANSWERS_AT_ONCE)
+
+
+@contextmanager
+def answer_slot() -> Iterator[None]:
+    """Hold one of ``ANSWERS_AT_ONCE`` slots while an answer is read and parsed.
+
+    Answers with images are ~3.3 MB of JSON, then their decoded image: when every turn in
+    flight is answered at once (256 sent together to a provider that takes 10 s each), reading
+    them all at once would hold all of them in memory, each thread waiting for the GIL to parse
+    its own. An answer waiting for a slot stays in its socket (the provider's side waits), and
+    the GIL parses one at a time anyway. bench/capacity.py, edit round: 6.8 MB a turn at the
+    peak without the slots, 5.8 with them (one run each on a busy machine; the rest of the peak
+    is the turn's image stored, checked and rendered after this).
+    """
+    with _answer_slots:
+        yield
+
+
+class SentOnce:
+    """A request body that httpx sends once and then lets go of.
+
+    A Gemini body carries the replayed images in base64 (MBs). Passed as bytes, the caller's
+    frame and httpx's ``Request`` (which the response keeps) would hold it for the whole call,
+    10 s or more, once per turn in flight; iterated, it hands its bytes over and keeps none, so
+    they are freed as soon as they are written. ``headers`` carries the length, since httpx
+    would otherwise send an iterable body chunked.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+        self.headers = {"content-length": str(len(data))}
+
+    def __iter__(self) -> Iterator[bytes]:
+        data, self._data = self._data, None
+        if data is None:
+            raise RuntimeError("a request body is sent once")
+        yield data
+
+
 def json_or_none(response: httpx.Response) -> object:
-    """The body as JSON, or None when it is not (an HTML error page, a cut-off answer)."""
+    """The body as JSON, or None when it is not (an HTML error page, a cut-off answer).
+
+    orjson: ~1 ms for an answer with a 1K image where ``json.loads`` takes ~2, all of it holding
+    the GIL that every other turn in flight waits for (bench/capacity.py's py-spy samples).
+    """
     try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
         return None
 
 

@@ -60,12 +60,15 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
         # A turn's inputs go by name; the options under the names parse_options takes.
         asker = {"conversation_id": ui.conversation_id, "share_token": ui.share_token, "owner": ui.owner}
         chosen = {"gemini_key": ui.keys[0], "openai_key": ui.keys[1], **ui.options}
-        ui.box.submit(
+        submitted = ui.box.submit(
             page.on_submit,
             inputs_kwargs={"message": ui.box, **asker, "painter": ui.painter, **chosen},
             outputs=view,
             **model_call,
-        ).then(**set_url)
+        )
+        submitted.then(**set_url)
+        # A full queue refuses the message before on_submit runs (tests/test_queue_full.py).
+        submitted.failure(page.on_not_taken, [ui.chatbot], [ui.chatbot], **quick)
         ui.chatbot.retry(page.on_retry, inputs_kwargs={**asker, **chosen}, outputs=view, **model_call)
         # The chat's own "Clear" button starts a new conversation too; the old one stays stored.
         for start_new in (ui.new_button.click, ui.chatbot.clear):

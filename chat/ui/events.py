@@ -50,6 +50,10 @@ NO_KEYS = (
 OPENAI_ONLY = "Gemini has no key (`GEMINI_API_KEY`), so every edit goes to OpenAI."
 READ_ONLY = "**Read-only view shared with you.** Duplicate it to make your own copy and keep editing."
 CONTINUE = "**Shared conversation:** you can continue it; your messages appear for everyone with the link."
+NOT_TAKEN = (
+    "Retouch could not take this message: it is very busy right now. "
+    "Your message is still in the box: send it again in a minute."
+)
 
 
 @dataclass(frozen=True)
@@ -282,6 +286,13 @@ class Handlers:
         return gr.Dropdown(choices=ratios, value="auto"), gr.Dropdown(choices=sizes, value="auto")
 
     # --- turns ---------------------------------------------------------------------------
+
+    @staticmethod
+    def on_not_taken(chat: list[Any]) -> list[Any]:
+        """The message failed before its handler ran (Gradio's queue was full: a 503 at the join),
+        so nothing of it is stored and the box still holds it: say so in the chat, for this moment
+        only. Not queued, so a full queue cannot refuse it too."""
+        return [*(chat or []), {"role": "assistant", "content": f"\u26a0\ufe0f {NOT_TAKEN}"}]
 
     async def on_submit(
         self,

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import gradio as gr
 
 __all__ = ["Library", "Versions", "build_library", "build_versions"]
+
+
+def made_once(button: gr.UploadButton) -> gr.UploadButton:
+    """``button`` with its API schema made once instead of three times at every new session.
+
+    Gradio builds each session's state from every block's config at the session's first event
+    (the pinned 6.x, ``state_holder.SessionState``), and asks an UploadButton for its schema
+    three times there, each a new pydantic ``model_json_schema()``: 8 % of the app's CPU with 256
+    new visitors at once (bench/RESULTS.md, issue 14 capacity). Set on the instance: a subclass
+    of a Gradio component makes Gradio write a ``.pyi`` stub next to this module at import.
+    """
+    schema = button.api_info()
+    # Each config gets its own copy, as Gradio's own call would give it.
+    button.api_info = lambda: copy.deepcopy(schema)  # type: ignore[method-assign]  # see above
+    return button
 
 
 @dataclass(frozen=True)
@@ -78,7 +94,9 @@ def build_library() -> Library:
             revoke = gr.Button("Revoke", size="sm", elem_id="revoke")
     with gr.Row():
         export = gr.Button("Export .zip", size="sm", elem_id="export")
-        import_zip = gr.UploadButton("Import .zip", size="sm", file_types=[".zip"], elem_id="import")
+        import_zip = made_once(
+            gr.UploadButton("Import .zip", size="sm", file_types=[".zip"], elem_id="import")
+        )
     export_file = gr.File(label="Export", visible=False, elem_id="export-file", interactive=False)
     return Library(
         search,

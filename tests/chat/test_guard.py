@@ -92,6 +92,19 @@ def test_rate_limit_per_visitor_and_overall(engine, clock):
     guard.admit(["1.2.3.4"], server_cost=0)
 
 
+def test_turns_on_visitors_own_keys_are_not_counted_nor_refused_by_the_global_limit(engine, clock):
+    """The global limit guards the server keys' quota: a visitor's own keys are theirs."""
+    guard = Guard(Limits(global_per_minute=2), engine=engine, clock=clock)
+    guard.admit(["1.1.1.1"], server_cost=0, server_keys=False)
+    guard.admit(["2.2.2.2"], server_cost=0)
+    guard.admit(["3.3.3.3"], server_cost=0)
+    guard.admit(
+        ["4.4.4.4"], server_cost=0, server_keys=False
+    )  # the server keys' minute is full: theirs is not
+    with pytest.raises(LimitError, match="very busy"):
+        guard.admit(["5.5.5.5"], server_cost=0)
+
+
 def test_the_wait_counts_from_the_oldest_turn_of_the_minute(engine, clock):
     guard = Guard(Limits(per_visitor_per_minute=2), engine=engine, clock=clock)
     guard.admit(["1.2.3.4"], server_cost=0)

@@ -13,6 +13,7 @@ the same helpers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -36,11 +37,16 @@ _XMP_NS = "https://retouch.invalid/ns/emulator/1.0/"
 _XMP_RE = re.compile(r"<retouch:provenance>(.*?)</retouch:provenance>", re.DOTALL)
 
 
+@functools.lru_cache(maxsize=32)
 def decode(data: bytes, mime: str) -> Image.Image | None:
     """Fully decode an input image; ``None`` if it is not a valid image.
 
     HEIC/HEIF cannot be decoded by Pillow here, so only their container header is
     checked and they are never used as the base of an edit.
+
+    Cached: a replayed image is usually one this emulator answered with, and decoding a 1K
+    photo again costs ~33 ms of the CPUs the app under test shares (bench/capacity.py). The
+    image is shared, so callers never change it (``base_image`` converts it into a copy).
     """
     if mime not in DECODABLE_MIME:
         return None

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import pybase64
 from PIL import Image
 
 from . import images, signatures
@@ -142,7 +143,15 @@ def normalize_keys(value: Any, path: str = "") -> Any:
 
 
 def b64decode(text: str) -> bytes:
-    """Decode standard or URL-safe base64, with or without padding."""
+    """Decode standard or URL-safe base64, with or without padding.
+
+    Strict standard base64 (what clients send) first, by pybase64: ~1 ms for a 1K photo where the
+    lenient path takes ~12, on the CPUs the app under test shares (bench/capacity.py).
+    """
+    try:
+        return pybase64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        pass
     cleaned = "".join(text.split()).rstrip("=").translate(str.maketrans("-_", "+/"))
     return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
 

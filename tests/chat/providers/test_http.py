@@ -19,7 +19,15 @@ from chat.errors import (
     RateLimitedError,
     redact,
 )
-from chat.providers.http import CallThreads, checked_model, in_worker, read_reply
+from chat.providers.http import (
+    ANSWERS_AT_ONCE,
+    CallThreads,
+    SentOnce,
+    answer_slot,
+    checked_model,
+    in_worker,
+    read_reply,
+)
 from chat.providers.model_ids import MODEL_ID_RULE
 from tests.chat.test_options import HOSTILE_MODEL_IDS, REAL_MODEL_IDS
 
@@ -196,3 +204,49 @@ async def test_closed_threads_end_and_take_no_more_calls() -> None:
         assert not thread.is_alive()
     with pytest.raises(RuntimeError, match="closed"):
         await in_worker(threads, lambda: None)
+
+
+def test_a_body_sent_once_goes_out_whole_with_its_length_and_is_not_kept() -> None:
+    """The provider gets the exact bytes, not chunked; once written, the body holds nothing (its MBs are freed)."""
+    received: list[httpx.Request] = []
+
+    def provider(request: httpx.Request) -> httpx.Response:
+        received.append(request)
+        return httpx.Response(200, json={})
+
+    data = b'{"contents": "' + b"A" * 100_000 + b'"}'
+    body = SentOnce(data)
+    with httpx.Client(transport=httpx.MockTransport(provider)) as http:
+        http.post("https://provider.test/v1", content=body, headers=body.headers)
+    [request] = received
+    assert request.content == data
+    assert request.headers["content-length"] == str(len(data))
+    assert "transfer-encoding" not in request.headers
+    with pytest.raises(RuntimeError, match="sent once"):
+        list(body)
+
+
+def test_no_more_than_answers_at_once_are_read_together() -> None:
+    """The answers' peak memory is a few answers', whatever the number of calls in flight."""
+    from chat.providers import http
+
+    release, entered = threading.Event(), threading.Semaphore(0)
+
+    def read_an_answer() -> None:
+        with answer_slot():
+            entered.release()
+            release.wait(10)
+
+    holders = [threading.Thread(target=read_an_answer) for _ in range(ANSWERS_AT_ONCE)]
+    for thread in holders:
+        thread.start()
+    try:
+        for _ in holders:
+            assert entered.acquire(timeout=10)
+        assert not http._answer_slots.acquire(blocking=False)  # the next answer waits in its socket
+    finally:
+        release.set()
+        for thread in holders:
+            thread.join(10)
+    assert http._answer_slots.acquire(blocking=False)
+    http._answer_slots.release()
