@@ -37,9 +37,7 @@ from chat.providers.model_ids import MODEL_ID_RULE, is_model_id
 
 __all__ = [
     "CallThreads",
-    "ANSWERS_AT_ONCE",
     "SentOnce",
-    "answer_slot",
     "api_key_for",
     "call_timeout",
     "checked_model",
@@ -87,27 +85,6 @@ def checked_model(provider: str, model: str) -> str:
     if not is_model_id(model):
         raise BadRequestError(provider, f"the model id is malformed (use {MODEL_ID_RULE}); nothing was sent")
     return model
-
-
-#: Answers read and parsed at once in this process (twice the cores of the machine this was measured on).
-ANSWERS_AT_ONCE = 4
-_answer_slots = threading.BoundedSemaphore(ANSWERS_AT_ONCE)
-
-
-@contextmanager
-def answer_slot() -> Iterator[None]:
-    """Hold one of ``ANSWERS_AT_ONCE`` slots while an answer is read and parsed.
-
-    Answers with images are ~3.3 MB of JSON, then their decoded image: when every turn in
-    flight is answered at once (256 sent together to a provider that takes 10 s each), reading
-    them all at once would hold all of them in memory, each thread waiting for the GIL to parse
-    its own. An answer waiting for a slot stays in its socket (the provider's side waits), and
-    the GIL parses one at a time anyway. bench/capacity.py, edit round: 6.8 MB a turn at the
-    peak without the slots, 5.8 with them (one run each on a busy machine; the rest of the peak
-    is the turn's image stored, checked and rendered after this).
-    """
-    with _answer_slots:
-        yield
 
 
 class SentOnce:

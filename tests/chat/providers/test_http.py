@@ -20,10 +20,8 @@ from chat.errors import (
     redact,
 )
 from chat.providers.http import (
-    ANSWERS_AT_ONCE,
     CallThreads,
     SentOnce,
-    answer_slot,
     checked_model,
     in_worker,
     read_reply,
@@ -224,29 +222,3 @@ def test_a_body_sent_once_goes_out_whole_with_its_length_and_is_not_kept() -> No
     assert "transfer-encoding" not in request.headers
     with pytest.raises(RuntimeError, match="sent once"):
         list(body)
-
-
-def test_no_more_than_answers_at_once_are_read_together() -> None:
-    """The answers' peak memory is a few answers', whatever the number of calls in flight."""
-    from chat.providers import http
-
-    release, entered = threading.Event(), threading.Semaphore(0)
-
-    def read_an_answer() -> None:
-        with answer_slot():
-            entered.release()
-            release.wait(10)
-
-    holders = [threading.Thread(target=read_an_answer) for _ in range(ANSWERS_AT_ONCE)]
-    for thread in holders:
-        thread.start()
-    try:
-        for _ in holders:
-            assert entered.acquire(timeout=10)
-        assert not http._answer_slots.acquire(blocking=False)  # the next answer waits in its socket
-    finally:
-        release.set()
-        for thread in holders:
-            thread.join(10)
-    assert http._answer_slots.acquire(blocking=False)
-    http._answer_slots.release()
