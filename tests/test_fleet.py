@@ -1,0 +1,151 @@
+"""The whole deployment on loopback (issue 14): HAProxy, two replicas, PostgreSQL, an S3 bucket.
+
+One fleet (tests/fleet.py) serves every scenario; the ones that stop a replica start it again on
+its port and wait until the balancer sees it UP. Which replica served what is read from the
+balancer's log (each client tags itself with its User-Agent). Browsers are Gradio's own frontend
+in Debian's chromium (screenshots in ``test-artifacts/``); the crowds are API clients speaking
+the browser protocol, each with its own cookie jar, every call's outcome counted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from tests.emulator.fixtures import EmulatorControl, run_emulator
+from tests.fleet import COOKIE, Fleet, fleet
+from tests.pictures import png
+from tests.postgres import PostgresServer
+from tests.s3 import S3Server
+from tests.test_browser import ARGS, ARTIFACTS, CHROMIUM, TIMEOUT_MS, images_in_chat
+from tests.test_browser import send as type_and_send
+
+pytestmark = pytest.mark.system
+
+LEASE_TTL_S = 3  # a killed replica's turn reads as interrupted after this
+EMULATOR_LATENCY_MS = 200
+
+
+@dataclass
+class Deployment:
+    fleet: Fleet
+    emulator: EmulatorControl
+    browser: Browser
+    s3: S3Server
+
+    def wait_all_up(self) -> None:
+        self.fleet.lb.wait_for_status(self.fleet.all_up())
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer, s3: S3Server
+) -> Iterator[Deployment]:
+    assert CHROMIUM.exists(), (
+        "Debian's chromium is missing: `make test` installs it (apt-get install chromium)"
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    with (
+        run_emulator(latency_ms=EMULATOR_LATENCY_MS) as emulator_url,
+        fleet(
+            tmp_path_factory.mktemp("fleet"),
+            postgres,
+            s3,
+            emulator_url,
+            app_settings={"RETOUCH_LEASE_TTL_S": str(LEASE_TTL_S)},
+        ) as running,
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield Deployment(running, EmulatorControl(emulator_url), browser, s3)
+        browser.close()
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    path = tmp_path / "street.png"
+    path.write_bytes(png((90, 140, 200), (320, 240)))
+    return path
+
+
+def open_page(deployment: Deployment, agent: str, url: str | None = None) -> tuple[BrowserContext, Page]:
+    context = deployment.browser.new_context(
+        user_agent=agent, viewport={"width": 1500, "height": 1100}, accept_downloads=True
+    )
+    page = context.new_page()
+    page.goto(url or deployment.fleet.lb.url)
+    page.wait_for_selector("#chat", timeout=TIMEOUT_MS)
+    return context, page
+
+
+def pinned(context: BrowserContext) -> str:
+    return next(c["value"] for c in context.cookies() if c["name"] == COOKIE)
+
+
+def continue_link(deployment: Deployment, owner: Page) -> str:
+    """The owner's "Link teammates can continue", on the balancer's address."""
+    owner.click("#share-box button")
+    owner.click("#share-continue")
+    owner.wait_for_function(
+        "() => document.querySelector('#share-links').innerText.includes('?s=')", timeout=TIMEOUT_MS
+    )
+    token = re.search(r"\?s=([\w-]+)", owner.locator("#share-links").inner_text())
+    assert token is not None
+    return f"{deployment.fleet.lb.url}?s={token.group(1)}"
+
+
+def chat_text(page: Page) -> str:
+    return page.locator("#chat").inner_text()
+
+
+def in_order(text: str, *parts: str) -> bool:
+    positions = [text.find(part) for part in parts]
+    return -1 not in positions and positions == sorted(positions)
+
+
+def teammates(
+    deployment: Deployment, photo: Path, tag: str
+) -> tuple[BrowserContext, Page, BrowserContext, Page]:
+    """A starts a conversation from a photo and shares a continue link; B opens it in its own context."""
+    owner_context, owner = open_page(deployment, f"chromium-{tag}-a")
+    owner.locator("#box input[type=file]").set_input_files(str(photo))
+    owner.wait_for_selector("#box img", timeout=TIMEOUT_MS)
+    type_and_send(owner, f"{tag}: make the sky stormy", images_after=2)
+    link = continue_link(deployment, owner)
+    mate_context, mate = open_page(deployment, f"chromium-{tag}-b", link)
+    images_in_chat(mate, 2)
+    return owner_context, owner, mate_context, mate
+
+
+# --- two browsers on one continue link ------------------------------------------------------------
+
+
+def test_two_browsers_on_one_continue_link_land_on_different_replicas_and_see_each_others_turns_in_order(
+    deployment: Deployment, photo: Path
+) -> None:
+    owner_context, owner, mate_context, mate = teammates(deployment, photo, "order")
+    type_and_send(mate, "order: add a boat", images_after=3)
+    owner.reload()
+    images_in_chat(owner, 3)
+    type_and_send(owner, "order: and a lighthouse", images_after=4)
+    mate.reload()
+    images_in_chat(mate, 4)
+    owner.screenshot(path=str(ARTIFACTS / "fleet-continue-link-a.png"))
+    mate.screenshot(path=str(ARTIFACTS / "fleet-continue-link-b.png"))
+
+    messages = ("order: make the sky stormy", "order: add a boat", "order: and a lighthouse")
+    assert in_order(chat_text(owner), *messages), chat_text(owner)
+    assert in_order(chat_text(mate), *messages), chat_text(mate)
+    replicas = {agent: pinned(context) for agent, context in (("a", owner_context), ("b", mate_context))}
+    assert sorted(replicas.values()) == ["app1", "app2"]
+    for agent, replica in replicas.items():
+        logged = [r for r in deployment.fleet.lb.requests() if r.agent == f"chromium-order-{agent}"]
+        assert {r.server for r in logged} == {replica}, logged
+        assert {"/gradio_api/queue/join", "/gradio_api/queue/data"} <= {r.path for r in logged}
+    owner_context.close()
+    mate_context.close()
