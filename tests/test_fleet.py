@@ -9,6 +9,8 @@ the browser protocol, each with its own cookie jar, every call's outcome counted
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,11 +19,12 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from tests.emulator import read_provenance
 from tests.emulator.fixtures import EmulatorControl, run_emulator
 from tests.fleet import COOKIE, Fleet, fleet
 from tests.pictures import png
 from tests.postgres import PostgresServer
-from tests.s3 import S3Server
+from tests.s3 import S3Server, raw_bucket
 from tests.test_browser import ARGS, ARTIFACTS, CHROMIUM, TIMEOUT_MS, images_in_chat
 from tests.test_browser import send as type_and_send
 
@@ -147,5 +150,41 @@ def test_two_browsers_on_one_continue_link_land_on_different_replicas_and_see_ea
         logged = [r for r in deployment.fleet.lb.requests() if r.agent == f"chromium-order-{agent}"]
         assert {r.server for r in logged} == {replica}, logged
         assert {"/gradio_api/queue/join", "/gradio_api/queue/data"} <= {r.path for r in logged}
+    owner_context.close()
+    mate_context.close()
+
+
+# --- an image made on A, opened, downloaded and edited on B ----------------------------------------
+
+
+def test_an_image_made_on_one_replica_opens_downloads_and_is_edited_on_the_other(
+    deployment: Deployment, photo: Path
+) -> None:
+    owner_context, _owner, mate_context, mate = teammates(deployment, photo, "image")
+    made_on, opened_on = pinned(owner_context), pinned(mate_context)
+    mate.click("#versions-box button")
+    mate.wait_for_selector("#download-version:not([disabled])", timeout=TIMEOUT_MS)
+    with mate.expect_download(timeout=TIMEOUT_MS) as download:
+        mate.click("#download-version")
+    downloaded = Path(download.value.path()).read_bytes()
+    deployment.emulator.clear_requests()
+    type_and_send(mate, "image: now remove the car", images_after=3)
+    mate.screenshot(path=str(ARTIFACTS / "fleet-image-edited-on-b.png"))
+    [edit] = deployment.emulator.requests()
+
+    made = hashlib.sha256(downloaded).hexdigest()
+    assert made_on != opened_on
+    assert read_provenance(downloaded)["contents"] == 1  # the emulator's answer to A's first message
+    stored = [o["path"] for o in raw_bucket(deployment.s3, deployment.fleet.bucket).list().collect()]
+    assert any(made in key for key in stored), stored
+    # B sent A's answer back to the model as the very bytes A stored
+    replayed = [
+        p["inlineData"]["data"] for c in edit["body"]["contents"] for p in c["parts"] if "inlineData" in p
+    ]
+    assert made in {hashlib.sha256(base64.b64decode(data)).hexdigest() for data in replayed}
+    logged = [r for r in deployment.fleet.lb.requests() if r.agent == "chromium-image-b"]
+    assert {r.server for r in logged} == {opened_on}, logged
+    assert any(r.path.startswith("/gradio_api/file=") for r in logged)  # the chat's images, from B
+    assert "image: now remove the car" in chat_text(mate)
     owner_context.close()
     mate_context.close()
