@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,3 +189,59 @@ def test_an_image_made_on_one_replica_opens_downloads_and_is_edited_on_the_other
     assert "image: now remove the car" in chat_text(mate)
     owner_context.close()
     mate_context.close()
+
+
+# --- a replica SIGKILLed mid-turn ---------------------------------------------------------------------
+
+
+def test_a_replica_killed_mid_turn_leaves_the_turn_interrupted_and_retry_answers_it_on_the_other(
+    deployment: Deployment,
+) -> None:
+    running = deployment.fleet
+    context, page = open_page(deployment, "chromium-killed")
+    doomed = running.replica(pinned(context))
+    type_and_send(page, "killed: a lighthouse at dusk", images_after=1)
+    deployment.emulator.queue_faults("gemini:slow:30")
+    page.fill("#box textarea", "killed: make it stormy")
+    page.keyboard.press("Enter")
+    deadline = time.monotonic() + 30
+    while not any("make it stormy" in str(r["body"]) for r in deployment.emulator.requests()):
+        assert time.monotonic() < deadline, "the turn never reached the provider"
+        time.sleep(0.05)
+    killed_at = len(running.lb.requests())
+    doomed.kill()
+    deployment.emulator.clear_faults()
+
+    deadline = time.monotonic() + LEASE_TTL_S + 30
+    while "interrupted" not in chat_text(page):  # in progress until the dead replica's lease expires
+        assert time.monotonic() < deadline, chat_text(page)
+        page.reload()
+        page.wait_for_selector("#chat", timeout=TIMEOUT_MS)
+        page.wait_for_function(
+            "() => document.querySelector('#chat').innerText.includes('killed: make it stormy')",
+            timeout=TIMEOUT_MS,
+        )
+    page.screenshot(path=str(ARTIFACTS / "fleet-killed-turn-interrupted.png"))
+    page.locator("#chat button[aria-label='Retry']").last.click()
+    images_in_chat(page, 2)
+    page.wait_for_function(
+        "() => !document.querySelector('#chat').innerText.includes('interrupted')", timeout=TIMEOUT_MS
+    )
+    page.screenshot(path=str(ARTIFACTS / "fleet-killed-turn-retried.png"))
+    survivor, shown = pinned(context), chat_text(page)
+    logged = running.lb.requests()[killed_at:]
+    context.close()
+    doomed.start()
+    deployment.wait_all_up()
+
+    assert survivor != doomed.name
+    assert (
+        in_order(shown, "killed: a lighthouse at dusk", "killed: make it stormy")
+        and "interrupted" not in shown
+    )
+    # after the kill, everything the page asked was served by the survivor, with no error; the only
+    # request the dead replica ends is the killed turn's event stream
+    after = [r for r in logged if r.agent == "chromium-killed"]
+    lost = [r for r in after if r.server != survivor]
+    assert [r.path for r in lost] in ([], ["/gradio_api/queue/data"]), lost
+    assert len(after) > len(lost) and all(r.status < 500 for r in after if r not in lost), after
