@@ -12,9 +12,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from tests.emulator import read_provenance
 from tests.emulator.fixtures import EmulatorControl, run_emulator
-from tests.fleet import COOKIE, Fleet, fleet
+from tests.fleet import COOKIE, BrowserSession, Fleet, fleet, send
 from tests.pictures import png
 from tests.postgres import PostgresServer
 from tests.s3 import S3Server, raw_bucket
@@ -245,3 +246,89 @@ def test_a_replica_killed_mid_turn_leaves_the_turn_interrupted_and_retry_answers
     lost = [r for r in after if r.server != survivor]
     assert [r.path for r in lost] in ([], ["/gradio_api/queue/data"]), lost
     assert len(after) > len(lost) and all(r.status < 500 for r in after if r not in lost), after
+
+
+# --- crowds: a drain, a rolling restart -------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    agent: str
+    replica: str | None  # the cookie the user held when it sent
+    started: float
+    ended: float
+    error: str | None
+
+
+@dataclass
+class Crowd:
+    """``size`` users, each its own cookie jar, sending turns in one conversation each until stopped."""
+
+    fleet: Fleet
+    size: int
+    tag: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> Crowd:
+        for n in range(self.size):
+            thread = threading.Thread(target=self._user, args=(f"{self.tag}-{n}",), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=120)
+
+    def _user(self, agent: str) -> None:
+        user = BrowserSession(self.fleet.lb, agent, timeout_s=60)
+        conversation, key, turn = "", "", 0
+        while not self._stop.is_set():
+            replica, started = user.cookie, time.monotonic()
+            try:
+                answer = user.call(
+                    "send", send(conversation_id=conversation, text=f"{agent} turn {turn}", key=key)
+                )
+                assert answer["turns"][-1]["status"] == "ok", answer["turns"][-1]
+                conversation, key = answer["conversation_id"], answer.get("owner_key") or key
+                error = None
+            except Exception as exc:  # noqa: BLE001 - every failure is an outcome to count
+                error = f"{type(exc).__name__}: {exc}"
+            self.outcomes.append(Outcome(agent, replica, started, time.monotonic(), error))
+            turn += 1
+        user.close()
+
+    def served_at_least(self, count: int, timeout_s: float = 60) -> None:
+        """Wait until ``count`` more turns are answered than now."""
+        target = len(self.answered()) + count
+        deadline = time.monotonic() + timeout_s
+        while len(self.answered()) < target:
+            assert time.monotonic() < deadline, (
+                f"{len(self.answered())} turns answered, not {target}: {self.failed()[:3]}"
+            )
+            time.sleep(0.05)
+
+    def answered(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.error is None]
+
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.error is not None]
+
+
+def test_a_replica_drained_with_sigterm_under_load_loses_no_request(deployment: Deployment) -> None:
+    running = deployment.fleet
+    with Crowd(running, 8, "drain") as crowd:
+        crowd.served_at_least(16)
+        code = running.replica("app2").terminate()
+        crowd.served_at_least(16)  # all on app1 now
+        running.replica("app2").start()
+        deployment.wait_all_up()
+    logged = [r for r in running.lb.requests() if r.agent.startswith("drain-")]
+
+    assert code == 0
+    assert crowd.failed() == [], crowd.failed()[:5]
+    assert {o.replica for o in crowd.outcomes} == {"app1", "app2"}
+    assert all(r.status < 500 for r in logged), [r for r in logged if r.status >= 500]
