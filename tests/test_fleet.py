@@ -34,6 +34,7 @@ pytestmark = pytest.mark.system
 
 LEASE_TTL_S = 3  # a killed replica's turn reads as interrupted after this
 EMULATOR_LATENCY_MS = 200
+CROWD = 20
 
 
 @dataclass
@@ -331,4 +332,23 @@ def test_a_replica_drained_with_sigterm_under_load_loses_no_request(deployment: 
     assert code == 0
     assert crowd.failed() == [], crowd.failed()[:5]
     assert {o.replica for o in crowd.outcomes} == {"app1", "app2"}
+    assert all(r.status < 500 for r in logged), [r for r in logged if r.status >= 500]
+
+
+def test_a_rolling_restart_of_both_replicas_under_20_users_fails_no_request(deployment: Deployment) -> None:
+    running = deployment.fleet
+    codes = []
+    with Crowd(running, CROWD, "rolling") as crowd:
+        crowd.served_at_least(CROWD)
+        for replica in running.replicas:
+            codes.append(replica.terminate())
+            crowd.served_at_least(CROWD // 2)
+            replica.start()
+            deployment.wait_all_up()
+            crowd.served_at_least(CROWD // 2)
+    logged = [r for r in running.lb.requests() if r.agent.startswith("rolling-")]
+
+    assert codes == [0, 0]
+    assert crowd.failed() == [], crowd.failed()[:5]
+    assert len(crowd.outcomes) >= 3 * CROWD and {o.replica for o in crowd.outcomes} == {"app1", "app2"}
     assert all(r.status < 500 for r in logged), [r for r in logged if r.status >= 500]
