@@ -9,7 +9,8 @@ it does a browser), all in one asyncio loop, speaking Gradio's browser protocol:
 once, then per turn ``POST /gradio_api/queue/join`` and the ``queue/data`` event stream. A round
 releases every user at once, each sending one ``/send`` (a new conversation, a short text); a
 warm-up round is not counted, then ``--rounds`` are measured. Per round: the wall time from the
-release to the last answer, p50/p99 of the users' own times, answers with status ok, and the CPU
+release to the last answer (or refusal), p50/p99 of the answered users' own times, how many
+answered and how the others failed (e.g. ``join 503``: both replicas' queues full), and the CPU
 seconds (psutil, user + system) of the replicas, HAProxy, the emulator, moto, PostgreSQL (its
 process tree) and this process (the clients). ``app_cpu_ms_per_turn`` is the replicas' CPU over
 the answered turns.
@@ -135,14 +136,16 @@ async def run_rounds(
             if number == 0:
                 continue  # warm-up: each replica's first turns, lazy start-up
             times = sorted(t for t, _ in done)
-            answered = sum(status == "ok" for _, status in done)
+            answered_times = sorted(t for t, status in done if status == "ok")
+            answered = len(answered_times)
             cpu = {name: round(after[name] - before[name], 3) for name in after}
             measured.append(
                 {
                     "wall_s": round(times[-1], 3),
-                    "per_user": summary_ms(times),
+                    "per_user": summary_ms(answered_times),  # the answered users' own times
                     "answered": answered,
-                    "statuses": sorted({status for _, status in done}),
+                    "statuses": dict(sorted(_count(status for _, status in done).items())),
+                    "users": [[round(t, 3), status] for t, status in sorted(done)],
                     "users_per_replica": dict(sorted(_count(user.replica for user in crowd).items())),
                     "cpu_s": cpu,
                     "app_cpu_ms_per_turn": round(cpu["replicas"] / max(answered, 1) * 1000, 2),
@@ -193,7 +196,7 @@ def summarise(count: int, measured: list[dict[str, Any]]) -> dict[str, Any]:
         "median_p50_ms": round(statistics.median(r["per_user"]["p50_ms"] for r in measured), 1),
         "median_p99_ms": round(statistics.median(r["per_user"]["p99_ms"] for r in measured), 1),
         "app_cpu_ms_per_turn_median": round(statistics.median(r["app_cpu_ms_per_turn"] for r in measured), 2),
-        "all_ok": all(r["statuses"] == ["ok"] for r in measured),
+        "all_ok": all(list(r["statuses"]) == ["ok"] for r in measured),
         "rounds": measured,
     }
 
@@ -276,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
             k: round(statistics.median(r["cpu_s"][k] for r in s["rounds"]), 2)
             for k in s["rounds"][0]["cpu_s"]
         }
-        statuses = s["rounds"][-1]["statuses"]
+        statuses = [r["statuses"] for r in s["rounds"]]
         print(f"{s['replicas']} replica(s): CPU s per round (median) {cpu}; statuses {statuses}")  # noqa: T201
     print(f"wrote {path}")  # noqa: T201
 
