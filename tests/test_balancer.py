@@ -15,7 +15,6 @@ import secrets
 import signal
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -23,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 from gradio_client import Client, handle_file
@@ -32,6 +30,7 @@ from playwright.sync_api import sync_playwright
 from tests.app_process import AppRun
 from tests.balancer import Balancer, balancer
 from tests.emulator.fixtures import EmulatorControl, run_emulator
+from tests.fleet import COOKIE, BrowserSession, send
 from tests.pictures import png
 from tests.postgres import PostgresServer
 from tests.test_browser import ARGS as BROWSER_ARGS
@@ -40,10 +39,6 @@ from tests.test_browser import TIMEOUT_MS as BROWSER_TIMEOUT_MS
 from tests.test_replicas import replicas
 
 pytestmark = pytest.mark.system
-
-COOKIE = "retouch_replica"
-SEND_ARGS = ("conversation_id", "text", "images", "options", "mask", "key", "gemini_key", "openai_key")
-STREAM_TIMEOUT_S = 60
 
 
 @dataclass
@@ -95,79 +90,6 @@ def api_client(lb: Balancer, agent: str) -> Client:
     return Client(lb.url, headers={"user-agent": agent}, verbose=False, download_files=False)
 
 
-class BrowserSession:
-    """Gradio's browser protocol by hand: POST queue/join, then read the queue/data event stream.
-
-    ``keep_cookies``: one httpx client and its cookie jar for every request, as a browser does;
-    without, each request is sent without the cookie (a client that drops it).
-    """
-
-    def __init__(
-        self, lb: Balancer, agent: str, *, keep_cookies: bool = True, local_address: str | None = None
-    ) -> None:
-        self.lb, self.agent, self.keep_cookies = lb, agent, keep_cookies
-        self.session_hash = uuid.uuid4().hex[:11]
-        self._local_address = local_address
-        self._client = self._new_client()
-        self.fn_index = {d.get("api_name"): d["id"] for d in self.get("config").json()["dependencies"]}
-
-    def _new_client(self) -> httpx.Client:
-        transport = httpx.HTTPTransport(local_address=self._local_address) if self._local_address else None
-        return httpx.Client(
-            base_url=self.lb.url, headers={"user-agent": self.agent}, transport=transport, timeout=30
-        )
-
-    def _http(self) -> httpx.Client:
-        return self._client if self.keep_cookies else self._new_client()
-
-    def get(self, path: str) -> httpx.Response:
-        return self._http().get(path)
-
-    def join(self, api_name: str, data: list[Any], headers: dict[str, str] | None = None) -> httpx.Response:
-        body = {
-            "data": data,
-            "fn_index": self.fn_index[api_name],
-            "session_hash": self.session_hash,
-            "event_data": None,
-            "trigger_id": None,
-        }
-        return self._http().post("gradio_api/queue/join", json=body, headers=headers)
-
-    def stream(self) -> Iterator[tuple[float, dict[str, Any]]]:
-        """The messages of queue/data as they arrive, each with when it arrived (time.monotonic)."""
-        url = f"gradio_api/queue/data?session_hash={self.session_hash}"
-        with self._http().stream("GET", url, timeout=STREAM_TIMEOUT_S) as response:
-            if response.status_code != 200:
-                response.read()
-                yield time.monotonic(), {"msg": "http_error", "status": response.status_code}
-                return
-            try:
-                for line in response.iter_lines():
-                    if line.startswith("data: "):
-                        message = json.loads(line.removeprefix("data: "))
-                        yield time.monotonic(), message
-                        if message.get("msg") == "process_completed":
-                            return
-            except httpx.RemoteProtocolError:  # Gradio raises its 404 once the stream has begun
-                yield time.monotonic(), {"msg": "stream_broken"}
-
-    def call(self, api_name: str, data: list[Any], headers: dict[str, str] | None = None) -> Any:
-        joined = self.join(api_name, data, headers)
-        assert joined.status_code == 200, joined.text
-        for _, message in self.stream():
-            if message["msg"] in {"http_error", "stream_broken"}:
-                raise AssertionError(f"queue/data failed: {message}")
-            if message["msg"] == "process_completed":
-                assert message["success"], message
-                return message["output"]["data"][0]
-        raise AssertionError("the event stream ended without an answer")
-
-
-def send(**values: Any) -> list[Any]:
-    """The data list of a /send call (the API's argument order)."""
-    return [values.get(name, None if name in {"images", "options", "mask"} else "") for name in SEND_ARGS]
-
-
 # --- (a) API clients ---------------------------------------------------------------------------
 
 
@@ -199,13 +121,14 @@ def test_two_api_clients_land_on_different_replicas_and_keep_every_request_on_th
         assert {r.server for r in logged} == {replica}, logged
         paths = {r.path for r in logged}
         assert {"/config", "/gradio_api/upload", "/gradio_api/queue/join", "/gradio_api/queue/data"} <= paths
-        assert all(r.cookie == replica for r in logged if r.path != "/config")  # the first response set it
+        # the first response set it; the balancer drops it from the streams, which follow their joins
+        assert all(r.cookie == replica for r in logged if r.path not in {"/config", "/gradio_api/queue/data"})
 
 
 # --- (b) the browser's path ----------------------------------------------------------------------
 
 
-def test_a_browser_session_keeps_join_and_stream_on_one_replica_and_without_the_cookie_they_spread(
+def test_a_browser_session_keeps_join_and_stream_on_one_replica_and_without_the_cookie_the_stream_follows_its_join(
     team: Fleet,
 ) -> None:
     page = BrowserSession(team.lb, "browser-with-cookie")
@@ -218,15 +141,20 @@ def test_a_browser_session_keeps_join_and_stream_on_one_replica_and_without_the_
     forgetful = BrowserSession(team.lb, "browser-without-cookie", keep_cookies=False)
     cookies = [forgetful.get("config").cookies[COOKIE] for _ in range(4)]
     assert sorted(cookies) == ["app1", "app1", "app2", "app2"]  # new sessions take turns
-    assert forgetful.join("conversations", [secrets.token_urlsafe(16), ""]).status_code == 200
-    # Gradio's own failure without stickiness: the join went to one replica, the stream to the
-    # other, which knows no such session.
-    (_, answer), *_ = forgetful.stream()
-    assert answer["msg"] == "unexpected_error" and answer["message"] == "404: Not Found"
-    assert answer["session_not_found"]
-    join, data = team.lb.logged("browser-without-cookie", 7)[-2:]  # after 1 + 4 GETs of /config
-    assert (join.path, data.path) == ("/gradio_api/queue/join", "/gradio_api/queue/data")
-    assert join.server != data.server
+    for _ in range(2):
+        assert forgetful.join("conversations", [secrets.token_urlsafe(16), ""]).status_code == 200
+        *_, (_, answer) = forgetful.stream()
+        assert answer["msg"] == "process_completed" and answer["success"], answer
+    # Each join went to the next replica in turn (no cookie), and its stream followed it: the
+    # balancer remembers which replica took the session's join (without that table, Gradio
+    # answered the stream 404 from the other replica).
+    join, data, join_again, data_again = team.lb.logged("browser-without-cookie", 9)[-4:]
+    assert [r.path for r in (join, data, join_again, data_again)] == [
+        "/gradio_api/queue/join",
+        "/gradio_api/queue/data",
+    ] * 2
+    assert join.server == data.server and join_again.server == data_again.server
+    assert join.server != join_again.server
 
 
 def test_two_real_browsers_land_on_different_replicas_and_upload_and_edit_there(
