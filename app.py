@@ -310,9 +310,8 @@ def main() -> None:
     os.environ["FORWARDED_ALLOW_IPS"] = ""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = read_settings()
-    capacity_of(
-        settings
-    ).check()  # before the first socket: the open-file limit, and a word if memory is short
+    # Before the first socket: the open-file limit, and a word in the log if memory is short.
+    capacity_of(settings).check()
     engine = open_database(settings)
     with ExitStack() as resources:  # the provider threads and HTTP client, closed once the server has stopped
         blobs = open_blobs(settings)
