@@ -249,6 +249,35 @@ def test_a_replica_killed_mid_turn_leaves_the_turn_interrupted_and_retry_answers
     assert len(after) > len(lost) and all(r.status < 500 for r in after if r not in lost), after
 
 
+def test_a_page_whose_replica_drains_sends_its_next_message_to_the_other_without_a_reload(
+    deployment: Deployment, photo: Path
+) -> None:
+    """The page keeps what the drained replica gave it (the painter holds the latest image as a
+    file of that replica's cache, which it deletes as it stops); the next message still goes
+    through on the other replica. The replicas' caches have one path here, as in containers of
+    one image on separate hosts, so the file is missing there, not refused as foreign."""
+    running = deployment.fleet
+    context, page = open_page(deployment, "chromium-moved")
+    page.locator("#box input[type=file]").set_input_files(str(photo))
+    page.wait_for_selector("#box img", timeout=TIMEOUT_MS)
+    type_and_send(page, "moved: make the sky stormy", images_after=2)
+    drained = running.replica(pinned(context))
+    code = drained.terminate()
+    try:
+        type_and_send(page, "moved: now warmer light", images_after=3)
+        page.screenshot(path=str(ARTIFACTS / "fleet-moved-without-reload.png"))
+        shown, survivor = chat_text(page), pinned(context)
+    finally:
+        context.close()
+        drained.start()
+        deployment.wait_all_up()
+
+    assert code == 0
+    assert survivor != drained.name
+    assert in_order(shown, "moved: make the sky stormy", "moved: now warmer light"), shown
+    assert "could not" not in shown.lower() and "error" not in shown.lower(), shown
+
+
 # --- crowds: a drain, a rolling restart -------------------------------------------------------------
 
 

@@ -448,10 +448,15 @@ def _working_model(options: GenerationOptions) -> str:
 
 
 def _painted(painter: dict[str, Any] | None) -> bytes | None:
-    """The brush strokes of the painter as a white-on-black PNG, or None if nothing was painted."""
-    if not painter or painter.get("background") is None:
+    """The brush strokes of the painter as a white-on-black PNG, or None if nothing was painted.
+
+    The canvas is the background's size, or the strokes' when the background was a file of
+    another replica (chat/ui/layout.py ``_without_files_of_other_replicas``)."""
+    layers = list(painter.get("layers") or []) if painter else []
+    background = painter.get("background") if painter else None
+    if background is None and not layers:
         return None
-    region = painted_region(list(painter.get("layers") or []), painter["background"].size)
+    region = painted_region(layers, (background or layers[0]).size)
     return region_png(region) if region is not None else None
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from pathlib import Path
+from typing import Any, cast
 
 import gradio as gr
+from gradio.components.image_editor import EditorData
+from gradio.data_classes import FileData
 
 from chat.conversation.options import AUTO
 from chat.providers.gemini.catalog import GEMINI_MODELS, SAFETY_THRESHOLDS, gemini_model
@@ -146,7 +149,37 @@ def _painter() -> tuple[gr.Accordion, gr.ImageEditor]:
             show_label=False,
             buttons=[],
         )
+    # Set on the instance: a subclass of a Gradio component makes Gradio write a .pyi beside this module.
+    editor.preprocess = _without_files_of_other_replicas(editor.preprocess)  # type: ignore[method-assign,assignment]
     return box, editor
+
+
+def _without_files_of_other_replicas(preprocess: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The painter's ``preprocess``, leaving out the images this process's file cache does not hold.
+
+    The painter holds the latest image as a file of the replica that showed it; after a failover
+    (a drain, a crash) the page sends that file's name to another replica, where Gradio's own
+    preprocess fails to open it and the message is refused before any handler runs. Only the
+    strokes matter (the service paints them on the conversation's stored image), and the strokes
+    are uploaded with the message to the replica it reaches, so a missing background or
+    composite is left out, and ``_painted`` takes the canvas size from the strokes.
+    """
+
+    def here(file: FileData | None) -> FileData | None:
+        return file if file is None or (file.path and Path(file.path).is_file()) else None
+
+    def preprocess_here(payload: Any) -> Any:
+        if isinstance(payload, EditorData) and payload.id is None:
+            payload = payload.model_copy(
+                update={
+                    "background": here(payload.background),
+                    "composite": here(payload.composite),
+                    "layers": [layer for layer in payload.layers if here(layer) is not None],
+                }
+            )
+        return preprocess(payload)
+
+    return preprocess_here
 
 
 def _options_panel(default_model: str) -> dict[str, gr.components.Component]:
