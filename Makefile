@@ -4,11 +4,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test test-fast lint emulator browser postgres haproxy docker-engine docker-test bench
 
+# One install at a time: `make emulator` and `make run` started together in two terminals on a
+# fresh clone would otherwise run pip twice into one virtualenv (which breaks it); the second
+# waits for the lock, then finds the install done.
 $(STAMP): pyproject.toml
-	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
-	touch $(STAMP)
+	@flock $(VENV).lock sh -c 'test $(STAMP) -nt pyproject.toml || { set -e; \
+	  echo "Installing Retouch and its test tools into $(VENV) (about a minute the first time)"; \
+	  python3 -m venv $(VENV); \
+	  $(PY) -m pip install --quiet --upgrade pip; \
+	  $(PY) -m pip install --quiet -e ".[dev]"; \
+	  touch $(STAMP); }'
 
 run: $(STAMP)
 	$(PY) app.py
