@@ -162,7 +162,8 @@ def _without_files_of_other_replicas(preprocess: Callable[[Any], Any]) -> Callab
     preprocess fails to open it and the message is refused before any handler runs. Only the
     strokes matter (the service paints them on the conversation's stored image), and the strokes
     are uploaded with the message to the replica it reaches, so a missing background or
-    composite is left out, and ``_painted`` takes the canvas size from the strokes.
+    composite is left out, and ``_painted`` takes the canvas size from the strokes. Gradio has
+    refused any path outside its own cache folder before this runs, so only that folder is looked in.
     """
 
     def here(file: FileData | None) -> FileData | None:
