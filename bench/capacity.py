@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import secrets
 import shutil
 import signal
@@ -59,6 +58,7 @@ from bench.common import (
     app_process,
     emulator_process,
     percentile,
+    queue_event,
     result_path,
     table,
     wait_until_quiet,
@@ -142,37 +142,22 @@ def send_fn_index(url: str) -> int:
 async def send(user: User, fn_index: int, text: str, started: float) -> Outcome:
     """One message through the queue protocol; the outcome's times are seconds after ``started``."""
     outcome = Outcome(user.index)
-    session = user.session
     data = [user.conversation_id, text, None, None, None, user.key, "", ""]
-    body = {
-        "data": data,
-        "event_data": None,
-        "fn_index": fn_index,
-        "trigger_id": None,
-        "session_hash": session,
-    }
-    try:
-        joined = await user.http.post("/gradio_api/queue/join", json=body)
+
+    def joined(response: httpx.Response) -> None:
         outcome.joined_at = time.perf_counter() - started
-        if joined.status_code != 200:
-            outcome.status = f"refused {joined.status_code}: {joined.json().get('detail', '')}"[:120]
-            return outcome
-        async with user.http.stream(
-            "GET", "/gradio_api/queue/data", params={"session_hash": session}
-        ) as stream:
-            async for line in stream.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                message = json.loads(line[5:])
-                if message.get("msg") != "process_completed":
-                    continue
-                output = message.get("output") or {}
-                if message.get("success") and output.get("data"):
-                    outcome.transcript = output["data"][0]
-                    outcome.status = outcome.transcript["turns"][-1]["status"]
-                else:
-                    outcome.status = f"error: {output.get('error') or output}"[:120]
-                break
+        if response.status_code != 200:
+            outcome.status = f"refused {response.status_code}: {response.json().get('detail', '')}"[:120]
+
+    try:
+        message = await queue_event(user.http, fn_index, data, user.session, joined)
+        if message is not None and message.get("msg") == "process_completed":
+            output = message.get("output") or {}
+            if message.get("success") and output.get("data"):
+                outcome.transcript = output["data"][0]
+                outcome.status = outcome.transcript["turns"][-1]["status"]
+            else:
+                outcome.status = f"error: {output.get('error') or output}"[:120]
     except httpx.HTTPError as exc:
         outcome.status = f"transport error: {type(exc).__name__}"
     finally:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +43,45 @@ NO_LIMITS = {
     "RETOUCH_GLOBAL_RATE_PER_MINUTE": "10000",
     "RETOUCH_QUEUE_MAX_SIZE": "256",
 }
+
+
+# --- Gradio's browser protocol --------------------------------------------------------------
+
+
+async def queue_event(
+    http: httpx.AsyncClient,
+    fn_index: int,
+    data: list[Any],
+    session_hash: str,
+    joined: Callable[[httpx.Response], None] = lambda response: None,
+) -> dict[str, Any] | None:
+    """One event as a browser sends it: ``POST gradio_api/queue/join``, then the
+    ``gradio_api/queue/data`` event stream until the event ends.
+
+    ``joined`` sees the join's response as it comes; a join refused (not 200) ends the event.
+    The event's last message comes back (``process_completed``, or ``unexpected_error``), or None
+    when there is none (a refused join, a stream that ended without one). Transport errors are
+    the caller's to count.
+    """
+    body = {
+        "data": data,
+        "event_data": None,
+        "fn_index": fn_index,
+        "trigger_id": None,
+        "session_hash": session_hash,
+    }
+    response = await http.post("gradio_api/queue/join", json=body)
+    joined(response)
+    if response.status_code != 200:
+        return None
+    async with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session_hash}) as stream:
+        async for line in stream.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            message: dict[str, Any] = json.loads(line[5:])
+            if message.get("msg") in ("process_completed", "unexpected_error"):
+                return message
+    return None
 
 
 # --- facts and files -----------------------------------------------------------------------

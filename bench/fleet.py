@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 import time
@@ -39,7 +38,15 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.common import emulator_process, summary_ms, table, wait_until_quiet, write_json, write_photos
+from bench.common import (
+    emulator_process,
+    queue_event,
+    summary_ms,
+    table,
+    wait_until_quiet,
+    write_json,
+    write_photos,
+)
 from chat.config import Settings
 from tests.fleet import Fleet, fleet, send
 from tests.postgres import start_postgres
@@ -88,32 +95,26 @@ class User:
 
     async def turn(self, text: str) -> str:
         """One /send; its status ("ok", or what went wrong)."""
-        body = {
-            "data": send(text=text),
-            "fn_index": self.fn_index,
-            "session_hash": self.session_hash,
-            "event_data": None,
-            "trigger_id": None,
-        }
+        codes: list[int] = []
         try:
-            joined = await self.http.post("gradio_api/queue/join", json=body)
-            if joined.status_code != 200:
-                return f"join {joined.status_code}"
-            url = f"gradio_api/queue/data?session_hash={self.session_hash}"
-            async with self.http.stream("GET", url) as stream:
-                async for line in stream.aiter_lines():
-                    if not line.startswith("data: "):
-                        continue
-                    message = json.loads(line.removeprefix("data: "))
-                    if message.get("msg") == "process_completed":
-                        if not message.get("success"):
-                            return f"failed: {str(message.get('output'))[:80]}"
-                        return str(message["output"]["data"][0]["turns"][-1]["status"])
-                    if message.get("msg") == "unexpected_error":
-                        return f"unexpected_error: {message.get('message')}"
+            message = await queue_event(
+                self.http,
+                self.fn_index,
+                send(text=text),
+                self.session_hash,
+                lambda response: codes.append(response.status_code),
+            )
         except httpx.HTTPError as exc:
             return f"transport error: {type(exc).__name__}"
-        return "no answer"
+        if codes and codes[0] != 200:
+            return f"join {codes[0]}"
+        if message is None:
+            return "no answer"
+        if message.get("msg") == "unexpected_error":
+            return f"unexpected_error: {message.get('message')}"
+        if not message.get("success"):
+            return f"failed: {str(message.get('output'))[:80]}"
+        return str(message["output"]["data"][0]["turns"][-1]["status"])
 
 
 async def run_rounds(
