@@ -42,6 +42,9 @@ __all__ = [
     "OpenAIOptions",
     "Metadata",
     "Part",
+    "Phase",
+    "Progress",
+    "ProgressSink",
     "ProviderReply",
     "ReplyPart",
     "Role",
@@ -249,6 +252,45 @@ class Usage:
             if isinstance(cost, int | float) and not isinstance(cost, bool) and cost > 0
             else 0.0,
         )
+
+
+class Phase(StrEnum):
+    """Where a running call is, in words a user reads ("Gemini is thinking…", "draft 1", "final")."""
+
+    WAITING = "waiting"  # sent, nothing back yet
+    THINKING = "thinking"  # thought summaries arriving
+    WRITING = "writing"  # answer text arriving
+    DRAFT = "draft"  # an interim image arrived (Gemini's thought image, OpenAI's partial image)
+    FINAL = "final"  # the final image arrived; the rest of the answer and storing it follow
+    RETRYING = "retrying"  # the call failed and is tried again (``note`` says why)
+    FALLING_BACK = "falling_back"  # this provider failed; the next one is asked (``note`` says why)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What one running call has shown so far: a snapshot for the user to watch, never stored or replayed.
+
+    Each snapshot holds everything so far (the text, the thoughts, the drafts), so a watcher that
+    skipped some (a slow browser) loses nothing by showing only the newest. The answer itself
+    is the call's ``ProviderReply``, parsed from the whole stream as the non-streaming path parses
+    one response: a draft is shown, never kept from here.
+    """
+
+    provider: str
+    phase: Phase = Phase.WAITING
+    model: str = ""
+    text: str = ""  # the answer's text so far
+    thoughts: str = ""  # the thinking summary so far
+    drafts: tuple[ImageData, ...] = ()  # interim images so far, oldest first
+    drafts_expected: int | None = (
+        None  # how many drafts the call asked for (OpenAI's partial_images); None: unknown
+    )
+    note: str = ""  # why the phase changed (a retry's or a fallback's reason), one sentence
+
+
+#: Where a provider reports progress. Called from the worker thread the call blocks in, so an
+#: implementation must be thread-safe and quick (hand the snapshot to the event loop, keep the newest).
+ProgressSink = Callable[[Progress], None]
 
 
 class Route(StrEnum):

@@ -31,6 +31,8 @@ from chat.domain import (
     GenerationOptions,
     ImageData,
     ImagePart,
+    Progress,
+    ProgressSink,
     ProviderReply,
     TextPart,
     Turn,
@@ -80,7 +82,8 @@ def reply_with_image(data: bytes, text: str = "Done.", signature: str = "c2ln") 
 
 
 class FakeProvider:
-    """Answers from a queue of replies or exceptions and records every history it was given."""
+    """Answers from a queue of replies or exceptions and records every history it was given;
+    reports ``shows`` as its progress first."""
 
     configured = True
 
@@ -91,6 +94,7 @@ class FakeProvider:
         self.gate: asyncio.Event | None = None
         self.entered: asyncio.Queue[int] = asyncio.Queue()
         self.keys: list[str | None] = []
+        self.shows: list[Progress] = []  # what every call reports as its progress, in order, before answering
 
     def model_for(self, options: GenerationOptions) -> str:
         return options.model
@@ -105,6 +109,7 @@ class FakeProvider:
         load_image: Callable[[ImagePart], bytes],
         *,
         api_key: SecretStr | None = None,
+        progress: ProgressSink | None = None,
     ) -> ProviderReply:
         self.calls.append(list(history))
         self.keys.append(api_key.get_secret_value() if api_key else None)
@@ -112,6 +117,8 @@ class FakeProvider:
             for image in turn.images():
                 load_image(image)  # the bytes must be there to replay
         self.entered.put_nowait(len(self.calls))
+        for snapshot in self.shows if progress is not None else ():
+            progress(snapshot)
         if self.gate is not None:
             await self.gate.wait()
         item = self.queue.pop(0)

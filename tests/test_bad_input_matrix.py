@@ -27,7 +27,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from chat.conversation.service import Attachment, ChatService
-from chat.domain import GenerationOptions, ImageData, ImagePart, ProviderReply, TextPart, Turn
+from chat.domain import GenerationOptions, ImageData, ImagePart, ProgressSink, ProviderReply, TextPart, Turn
 from chat.errors import InputError
 from chat.sharing.access import Actor
 from chat.ui.render import to_messages, to_transcript
@@ -318,6 +318,7 @@ class EchoProvider:
         load_image: Callable[[ImagePart], bytes],
         *,
         api_key: SecretStr | None = None,
+        progress: ProgressSink | None = None,
     ) -> ProviderReply:
         self.calls += 1
         self.images = [load_image(p) for p in history[-1].images()]

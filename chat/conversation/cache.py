@@ -23,6 +23,7 @@ from chat.domain import (
     GenerationOptions,
     ImageData,
     ImagePart,
+    ProgressSink,
     ProviderReply,
     ReplyPart,
     TextPart,
@@ -116,12 +117,15 @@ class CachedProvider:
         load_image: Callable[[ImagePart], bytes],
         *,
         api_key: SecretStr | None = None,
+        progress: ProgressSink | None = None,
     ) -> ProviderReply:
         if options.seed is None:
-            return await self._provider.reply(history, options, load_image, api_key=api_key)
+            return await self._provider.reply(
+                history, options, load_image, api_key=api_key, progress=progress
+            )
         key = request_key(self.name, self.model_for(options), history, options)
         cached = await asyncio.to_thread(self._cache.get, key)
         if cached is not None:
             return cached
-        reply = await self._provider.reply(history, options, load_image, api_key=api_key)
+        reply = await self._provider.reply(history, options, load_image, api_key=api_key, progress=progress)
         return replace(reply, request_hash=key)

@@ -23,7 +23,18 @@ from typing import Protocol
 from pydantic import SecretStr
 
 from chat.config import DEFAULTS
-from chat.domain import Attempt, GenerationOptions, ImageData, ImagePart, ProviderReply, Route, Turn
+from chat.domain import (
+    Attempt,
+    GenerationOptions,
+    ImageData,
+    ImagePart,
+    Phase,
+    Progress,
+    ProgressSink,
+    ProviderReply,
+    Route,
+    Turn,
+)
 from chat.errors import (
     BlockedError,
     MissingKeyError,
@@ -69,7 +80,10 @@ class ImageProvider(Protocol):
         load_image: Callable[[ImagePart], bytes],
         *,
         api_key: SecretStr | None = None,
-    ) -> ProviderReply: ...
+        progress: ProgressSink | None = None,
+    ) -> ProviderReply:
+        """The answer; ``progress`` (if given) is told what the call has shown so far, from its worker thread."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -138,8 +152,10 @@ class FallbackPolicy:
         load_image: Callable[[ImagePart], bytes],
         *,
         keys: Mapping[str, SecretStr] | None = None,
+        progress: ProgressSink | None = None,
     ) -> Outcome:
-        """``keys``: a visitor's own API keys by provider; they win over the server's."""
+        """``keys``: a visitor's own API keys by provider; they win over the server's. ``progress``
+        hears each call's snapshots, a retry's wait and a fallback's reason."""
         keys = keys or {}
         started = self._clock()
         attempts: list[Attempt] = []
@@ -150,9 +166,20 @@ class FallbackPolicy:
             is_last = index == len(order) - 1
             if index > 0 and not (provider.configured or name in keys):
                 break  # a fallback without a key is not a fallback
+            if index > 0 and progress is not None and errors:
+                note = errors[-1].user_message()  # "Gemini failed: …"
+                progress(Progress(name, Phase.FALLING_BACK, model=self.model_for(name, options), note=note))
             try:
                 reply = await self._with_retries(
-                    provider, keys.get(name), history, options, load_image, started, attempts, errors
+                    provider,
+                    keys.get(name),
+                    history,
+                    options,
+                    load_image,
+                    started,
+                    attempts,
+                    errors,
+                    progress,
                 )
             except ProviderError as error:
                 if is_last or not isinstance(error, FALL_BACK_ON):
@@ -171,12 +198,13 @@ class FallbackPolicy:
         started: float,
         attempts: list[Attempt],
         errors: list[ProviderError],
+        progress: ProgressSink | None,
     ) -> ProviderReply:
         model = self.model_for(provider.name, options)
         paid_by = "visitor" if api_key else "server"
         for call in range(1, self._retry.max_attempts + 1):
             try:
-                reply = await provider.reply(history, options, load_image, api_key=api_key)
+                reply = await provider.reply(history, options, load_image, api_key=api_key, progress=progress)
                 await asyncio.to_thread(_check_images, reply)
             except ProviderError as error:
                 attempts.append(Attempt(provider.name, model, error.kind, error.detail, paid_by))
@@ -184,6 +212,9 @@ class FallbackPolicy:
                 delay = self._delay(error, call, started)
                 if delay is None:
                     raise
+                if progress is not None:
+                    note = f"{error.user_message()} Trying again in {max(delay, 1):.0f} s."
+                    progress(Progress(provider.name, Phase.RETRYING, model=model, note=note))
                 await self._sleep(delay)
                 continue
             if reply.cached:

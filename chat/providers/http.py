@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import queue
 import re
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +38,7 @@ from chat.errors import (
 from chat.providers.model_ids import MODEL_ID_RULE, is_model_id
 
 __all__ = [
+    "CallStop",
     "CallThreads",
     "SentOnce",
     "api_key_for",
@@ -155,20 +158,67 @@ def read_reply(
         raise
 
 
-async def in_worker(threads: CallThreads | None, call: Callable[[], T]) -> T:
+class CallStop:
+    """Ends a blocking call from outside its worker thread: the user pressed Stop (the awaiting task
+    was cancelled) or the app is stopping.
+
+    The call registers the response it is reading (``reading``) and checks ``stopped`` between
+    chunks; ``stop()`` shuts that response's socket down, which wakes a read blocked on a silent
+    server at once (closing it from another thread would not). A transport without a socket
+    (httpx's ``MockTransport``) ends at the next chunk instead.
+    """
+
+    def __init__(self) -> None:
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._response: httpx.Response | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def reading(self, response: httpx.Response) -> None:
+        """The response the call reads now; shut at once if the call was stopped already."""
+        with self._lock:
+            self._response = response
+        if self.stopped:
+            _shut(response)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with self._lock:
+            response = self._response
+        if response is not None:
+            _shut(response)
+
+
+def _shut(response: httpx.Response) -> None:
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):  # closed already
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+async def in_worker(threads: CallThreads | None, call: Callable[[], T], stop: CallStop | None = None) -> T:
     """``call()`` in one of ``threads``; in asyncio's default executor when there are none (tests, benches).
 
-    A thread cannot be cancelled: if the awaiting task is, the call still runs until it is
-    answered or its timeout (``call_timeout``) ends it, and its answer is dropped. The timeout
-    bounds it, and it is rare: Gradio (the pinned 6.x, ``queueing.py``) does not cancel a
-    running event when its browser goes away (it marks the event gone and stops iterating it
-    after the current step); it cancels the task only through ``/cancel`` (a client's
-    ``Job.cancel()``, another event's ``cancels=``, which this app has none of) and when its
-    queue stops. Meanwhile the call keeps its thread, so a new call may wait for one.
+    A thread cannot be cancelled: if the awaiting task is (Stop, through Gradio's ``/cancel``, or
+    the queue stopping), ``stop`` is told, so a call that reads through it ends within a chunk
+    or at once (its socket shut); a call without one still runs until it is answered or its
+    timeout (``call_timeout``) ends it, and its answer is dropped. Meanwhile the call keeps its
+    thread, so a new call may wait for one. Gradio (the pinned 6.x, ``queueing.py``) does not
+    cancel a running event when its browser goes away (it marks the event gone and stops
+    iterating it after the current step).
     """
-    if threads is None:
-        return await asyncio.to_thread(call)
-    return await threads.run(call)
+    try:
+        if threads is None:
+            return await asyncio.to_thread(call)
+        return await threads.run(call)
+    except asyncio.CancelledError:
+        if stop is not None:
+            stop.stop()
+        raise
 
 
 class CallThreads:

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from chat.conversation.leases import Leases
 from chat.conversation.service import ChatService
-from chat.domain import GenerationOptions, ImagePart, ProviderReply, Role, TextPart, Turn, Usage
+from chat.domain import GenerationOptions, ImagePart, ProgressSink, ProviderReply, Role, TextPart, Turn, Usage
 from chat.errors import InputError
 from chat.limits.guard import Guard, Limits
 from chat.sharing.access import Actor
@@ -67,6 +67,7 @@ class OneCallAtATime:
         load_image: Callable[[ImagePart], bytes],
         *,
         api_key: SecretStr | None = None,
+        progress: ProgressSink | None = None,
     ) -> ProviderReply:
         self.calls.append(list(history))
         self.in_flight += 1

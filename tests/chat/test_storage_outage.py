@@ -57,8 +57,8 @@ class FailsWhenCalled(FakeProvider):
         super().__init__()
         self._blobs = blobs
 
-    async def reply(self, history, options, load_image, *, api_key=None):
-        reply = await super().reply(history, options, load_image, api_key=api_key)
+    async def reply(self, history, options, load_image, *, api_key=None, progress=None):
+        reply = await super().reply(history, options, load_image, api_key=api_key, progress=progress)
         self._blobs.down = len(self.calls) == 1
         return reply
 

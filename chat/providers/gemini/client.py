@@ -11,7 +11,7 @@ import orjson
 from pydantic import SecretStr
 
 from chat.config import DEFAULTS
-from chat.domain import GenerationOptions, ProviderReply, Turn
+from chat.domain import GenerationOptions, ProgressSink, ProviderReply, Turn
 from chat.providers.encoded_images import EncodedImages
 from chat.providers.gemini.prices import worst_case_cost
 from chat.providers.gemini.wire import (
@@ -79,6 +79,7 @@ class GeminiClient:
         load_image: ImageLoader,
         *,
         api_key: SecretStr | None = None,
+        progress: ProgressSink | None = None,
     ) -> ProviderReply:
         """Answer the trailing user turn(s) of ``history``; ``api_key`` (a visitor's own) wins over ours.
 

@@ -14,7 +14,15 @@ import httpx
 from pydantic import SecretStr
 
 from chat.config import DEFAULTS
-from chat.domain import GenerationOptions, ImagePart, OpenAIOptions, ProviderReply, Turn, extension_for
+from chat.domain import (
+    GenerationOptions,
+    ImagePart,
+    OpenAIOptions,
+    ProgressSink,
+    ProviderReply,
+    Turn,
+    extension_for,
+)
 from chat.errors import InputError
 from chat.media.images import image_size
 from chat.providers.http import (
@@ -84,6 +92,7 @@ class OpenAIImagesClient:
         load_image: ImageLoader,
         *,
         api_key: SecretStr | None = None,
+        progress: ProgressSink | None = None,
     ) -> ProviderReply:
         """Answer the trailing user turn(s): an edit of the current image, or a generation.
 
