@@ -1,0 +1,88 @@
+"""Server-Sent Events read from a streamed ``httpx.Response``, in the worker thread the call runs in.
+
+Both providers stream this way: Gemini's ``streamGenerateContent?alt=sse`` (``data:`` lines
+only) and OpenAI's ``images/edits`` with ``stream=true`` (``event:`` and ``data:`` lines). An
+image arrives whole in one event of several MB, so the reader works on bytes: it looks for the
+blank line that ends an event only in what arrived since it last looked (a 3 MB event read in
+64 KiB chunks is scanned once, not once per chunk), and has no line-size cap (readers with one
+fail on image models: "Chunk too big", gemini-api.md §7). Chunks are taken as they arrive
+(``iter_bytes()`` with no size, which would hold small events back until that many bytes came).
+``stop`` is checked between chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+
+from chat.providers.http import CallStop
+
+__all__ = ["SseEvent", "StoppedReading", "iter_sse"]
+
+
+class StoppedReading(Exception):
+    """The call was stopped while its stream was read; the caller's task is cancelled already."""
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    """One event: its ``event:`` name ("message" when none) and its ``data:`` lines joined by newlines."""
+
+    event: str
+    data: bytes
+
+
+def iter_sse(response: httpx.Response, stop: CallStop | None = None) -> Iterator[SseEvent]:
+    """The events of ``response`` as they complete; comments, ids and retry hints are skipped.
+
+    An event still open when the stream ends is not yielded: a cut stream is not an answer.
+    """
+    if stop is not None:
+        stop.reading(response)
+    buffer = bytearray()
+    scanned = 0  # bytes of ``buffer`` known to hold no event boundary
+    held = b""  # a trailing CR, until the next chunk says whether a LF follows it
+    try:
+        for raw in response.iter_bytes():
+            if stop is not None and stop.stopped:
+                raise StoppedReading
+            chunk = held + raw
+            held = b""
+            if b"\r" in chunk:
+                if chunk.endswith(b"\r"):
+                    chunk, held = chunk[:-1], b"\r"
+                chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            buffer += chunk
+            while (end := buffer.find(b"\n\n", max(scanned - 1, 0))) != -1:
+                block = bytes(buffer[:end])
+                del buffer[: end + 2]
+                scanned = 0
+                if (event := _parse(block)) is not None:
+                    yield event
+            scanned = len(buffer)
+    except httpx.ReadError:
+        if stop is not None and stop.stopped:
+            raise StoppedReading from None
+        raise
+    if stop is not None and stop.stopped:
+        raise StoppedReading
+
+
+def _parse(block: bytes) -> SseEvent | None:
+    name = "message"
+    data: list[bytes] = []
+    for line in block.split(b"\n"):
+        if not line or line.startswith(b":"):
+            continue
+        field, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if field == b"data":
+            data.append(value)
+        elif field == b"event":
+            name = value.decode("utf-8", "replace")
+    if not data:
+        return None
+    return SseEvent(name, b"\n".join(data))
