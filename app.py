@@ -13,7 +13,7 @@ import os
 import secrets
 import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -56,8 +56,9 @@ def open_database(settings: Settings) -> Engine:
 
 def build_app(
     settings: Settings, *, resources: ExitStack, engine: Engine | None = None, blobs: BlobStore | None = None
-) -> gr.Blocks:
-    """Everything wired, nothing launched; what must be closed when the app stops goes on ``resources``."""
+) -> tuple[gr.Blocks, ChatService]:
+    """Everything wired, nothing launched; what must be closed when the app stops goes on ``resources``.
+    The service comes back too: a draining replica waits for the turns it runs (their pages may be gone)."""
     if engine is None:
         engine = open_database(settings)
     if blobs is None:
@@ -120,7 +121,7 @@ def build_app(
         max_size=settings.queue_max_size,
         status_update_rate=1,
     )
-    return demo
+    return demo, service
 
 
 def capacity_of(settings: Settings) -> Capacity:
@@ -260,15 +261,19 @@ class GradioServer:
     tests/test_deploy.py proves both against a real process.
     """
 
-    def __init__(self, demo: gr.Blocks, *, flush_s: float = 2.0) -> None:
+    def __init__(
+        self, demo: gr.Blocks, *, turns: Callable[[], int] = lambda: 0, flush_s: float = 2.0
+    ) -> None:
         self._demo = demo
+        self._turns = turns
         self._flush_s = flush_s
 
     def jobs(self) -> int:
-        """Events waiting in, or being run by, the Gradio queue."""
+        """Events waiting in, or being run by, the Gradio queue, or the larger number of turns being
+        answered (a turn whose page went away runs on outside the queue: chat/conversation/runs.py)."""
         queue = self._demo._queue
         running = sum(len(job) for job in queue.active_jobs if job)
-        return len(queue) + running
+        return max(len(queue) + running, self._turns())
 
     def stop(self) -> None:
         """Stop a ``launch(prevent_thread_lock=True)`` app, streams first, queue last.
@@ -315,12 +320,13 @@ def main() -> None:
     engine = open_database(settings)
     with ExitStack() as resources:  # the provider threads and HTTP client, closed once the server has stopped
         blobs = open_blobs(settings)
-        demo = build_app(settings, resources=resources, engine=engine, blobs=blobs)
+        demo, service = build_app(settings, resources=resources, engine=engine, blobs=blobs)
         lifecycle = Lifecycle(notice_s=settings.shutdown_notice_s)
         lifecycle.install_signal_handlers()
         serve(demo, settings, engine, lifecycle, blobs)
         lifecycle.wait_for_stop()
-        report = lifecycle.shutdown(GradioServer(demo), settings.shutdown_grace_s)
+        server = GradioServer(demo, turns=lambda: service.running)
+        report = lifecycle.shutdown(server, settings.shutdown_grace_s)
     log.info(report.summary())
 
 

@@ -6,6 +6,7 @@ RetouchError
 ├── LimitError               a rate limit or the daily spend cap; nothing was sent
 ├── ConversationMovedError   the stored conversation has turns the writer's copy lacks: a turn
 │                            whose lease was lost is not put after someone else's (storage raises it)
+├── StoppedError             the user stopped the answer (Stop); the call was ended, nothing kept of it
 ├── StorageUnavailableError  the image store (S3) refused, failed (5xx) or did not answer in time;
 │   │                        nothing that needs the image was written
 │   └── CorruptImageError    it answered with bytes that are not the image asked for (wrong sha256)
@@ -17,6 +18,10 @@ RetouchError
     ├── ProviderTimeoutError no answer in time
     ├── BlockedError         refused for safety; ``reason`` as the provider named it
     └── NoImageError         answered, but without an image; ``reply`` keeps what came back
+
+StoppedReading               (not a RetouchError) a provider call's stream was read after its
+                             call was stopped (chat/providers/sse.py); it ends the worker thread,
+                             whose task was cancelled already, so nobody shows it.
 
 ConversationNotFoundError    (a LookupError) storage has no row for the id; never shown as is:
                              chat/sharing/access.py turns it into an AccessError. Storage raises it, so it
@@ -52,6 +57,8 @@ __all__ = [
     "RateLimitedError",
     "RetouchError",
     "StorageUnavailableError",
+    "StoppedError",
+    "StoppedReading",
     "UnavailableError",
     "redact",
 ]
@@ -105,6 +112,15 @@ class ConversationMovedError(RetouchError):
             "Reload the conversation and send it again."
         )
         self.conversation_id = conversation_id
+
+
+class StoppedError(RetouchError):
+    """Someone with write access stopped the turn while its provider call ran; stored as its answer."""
+
+    kind = "stopped"
+
+    def __init__(self) -> None:
+        super().__init__("You stopped this answer. Your message is kept: press Retry to ask again.")
 
 
 class StorageUnavailableError(RetouchError):
@@ -236,3 +252,7 @@ class NoImageError(ProviderError):
             f"{self.provider_name} answered without an image ({self.detail}). "
             "Ask explicitly for an image, e.g. \u201cedit the image to …\u201d."
         )
+
+
+class StoppedReading(Exception):
+    """The call was stopped while its stream was read; the task that awaited it is cancelled already."""

@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from chat.config import DEFAULTS
 from chat.conversation.answers import INTERNAL, answer_turn, failed_turn
 from chat.conversation.fallback import FallbackPolicy, Outcome
 from chat.conversation.leases import Lease, Leases
+from chat.conversation.runs import Mailbox, ProgressBoard, TurnRuns, Update
 from chat.conversation.turns import NewConversation, NewImage, TurnWriter
 from chat.domain import (
     Conversation,
@@ -37,12 +39,14 @@ from chat.domain import (
     ImagePart,
     ImageRole,
     Part,
+    Progress,
+    ProgressSink,
     Role,
     TextPart,
     Turn,
     through_last_user_turn,
 )
-from chat.errors import AccessError, ConversationMovedError, InputError, StorageUnavailableError
+from chat.errors import AccessError, ConversationMovedError, InputError, StoppedError, StorageUnavailableError
 from chat.limits.admission import Admission, server_cost
 from chat.limits.guard import Guard, Reservation
 from chat.media.images import ImageLimits, PreparedImage, mask_images, prepare_upload, read_region
@@ -70,7 +74,8 @@ class Attachment:
 class Step:
     """A turn's progress (or an opened conversation) as the caller shows it: the conversation as
     stored, the actor's grant, and whether a turn of it is being answered right now on any replica
-    (so an unanswered message reads as in progress rather than interrupted).
+    (so an unanswered message reads as in progress rather than interrupted); while this replica
+    answers it, what the call has shown so far.
 
     The grant is the one checked when the turn began, so the caller never asks again.
     """
@@ -78,6 +83,10 @@ class Step:
     grant: Grant
     conversation: Conversation
     answering: bool = False
+    progress: tuple[
+        Progress | None, ...
+    ] = ()  # while answering here: each call's newest snapshot (None: nothing yet)
+    since: float | None = None  # while answering here: when the call started (time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,7 @@ class ChatService:
         self._new_id = new_id
         self._leases = leases or Leases(engine, clock=clock)
         self._admission = Admission(policy, guard)
+        self._runs = TurnRuns()
         self.writer = TurnWriter(engine=engine, blobs=blobs, clock=clock, guard=guard)
         self.gate = Gatekeeper(engine)
 
@@ -166,12 +176,13 @@ class ChatService:
         painted: bytes | None = None,
         keys: Mapping[str, SecretStr] | None = None,
     ) -> AsyncIterator[Step]:
-        """Store the user's turn, then answer it: yields a Step after each.
+        """Store the user's turn, then answer it: yields a Step after each, and the call's progress between.
 
         ``painted`` is a PNG the size of the current image, white where the edit should go
         (the brush strokes); it becomes a mask for OpenAI and a marked copy for Gemini.
         Bad input raises InputError before anything is written, and before waiting for the lease;
-        access is checked with the lease, in one transaction.
+        access is checked with the lease, in one transaction. The turn runs in a task of its own
+        (chat/conversation/runs.py): closing this iterator early leaves it running, cancelling it stops it.
         """
         keys = keys or {}
         to = None
@@ -184,19 +195,22 @@ class ChatService:
             images = await asyncio.to_thread(self._prepare, text, attachments)  # before a title is made of it
             to = NewConversation(self._new_id(), _title(text), owner_id)
             held = self._leases.hold_new(to.id, Grant(to.id, Access.OWNER))
-        reservation = None
-        try:
-            async with held as lease:
-                grant = lease.checked
-                conversation, reservation = await asyncio.to_thread(
-                    self._store_message, actor, lease, to, text.strip(), images, painted, options, keys
-                )
-                yield Step(grant, conversation, answering=True)
-                conversation, answering = await self._answer(conversation, options, keys, lease, reservation)
-                reservation = None  # settled with the answer
-                yield Step(grant, conversation, answering)
-        finally:
-            await self._release(reservation)
+
+        async def work(box: Mailbox[Step]) -> None:
+            reservation = None
+            try:
+                async with held as lease:
+                    conversation, reservation = await asyncio.to_thread(
+                        self._store_message, actor, lease, to, text.strip(), images, painted, options, keys
+                    )
+                    box.put(Update(Step(lease.checked, conversation, answering=True)))
+                    settling, reservation = reservation, None  # settled (or released) by the answer
+                    await self._answer(lease, conversation, options, keys, settling, box)
+            finally:
+                await self._release(reservation)
+
+        async for step in self._runs.start(to.id if to else str(conversation_id), work):
+            yield step
 
     async def retry(
         self,
@@ -209,23 +223,42 @@ class ChatService:
         """Answer the last user message again: after a failure, or for another variant.
 
         A variant is a new answer after the previous one; replay uses the newest answer,
-        and the user's message is never duplicated.
+        and the user's message is never duplicated. Runs like ``send``'s answer.
         """
         keys = keys or {}
-        reservation = None
-        try:
-            async with self._leases.hold(
-                conversation_id, self._writer_check(actor, conversation_id)
-            ) as lease:
-                conversation, reservation = await asyncio.to_thread(
-                    self._admitted_retry, actor, lease, options, keys
-                )
-                yield Step(lease.checked, conversation, answering=True)
-                conversation, answering = await self._answer(conversation, options, keys, lease, reservation)
-                reservation = None  # settled with the answer
-                yield Step(lease.checked, conversation, answering)
-        finally:
-            await self._release(reservation)
+        held = self._leases.hold(conversation_id, self._writer_check(actor, conversation_id))
+
+        async def work(box: Mailbox[Step]) -> None:
+            reservation = None
+            try:
+                async with held as lease:
+                    conversation, reservation = await asyncio.to_thread(
+                        self._admitted_retry, actor, lease, options, keys
+                    )
+                    box.put(Update(Step(lease.checked, conversation, answering=True)))
+                    settling, reservation = reservation, None
+                    await self._answer(lease, conversation, options, keys, settling, box)
+            finally:
+                await self._release(reservation)
+
+        async for step in self._runs.start(conversation_id, work):
+            yield step
+
+    async def stop(self, actor: Actor, conversation_id: str) -> Step:
+        """Stop the conversation's turn running on this replica (its answer is stored as stopped),
+        and the conversation as it is then; AccessError unless ``actor`` may write to it."""
+        await asyncio.to_thread(self.gate.grant, actor, conversation_id, write=True)
+        await self._runs.stop(conversation_id)
+        return await self.open(actor, conversation_id)
+
+    async def finish_running(self) -> None:
+        """Wait for every turn this replica is answering (shutdown: their pages may be gone)."""
+        await self._runs.wait_all()
+
+    @property
+    def running(self) -> int:
+        """Turns this replica is answering now, whether or not a page still follows them."""
+        return len(self._runs)
 
     async def _release(self, reservation: Reservation | None) -> None:
         """A turn that ends without its answer stored (refused under the lease, cut off, closed by
@@ -332,48 +365,79 @@ class ChatService:
 
     async def _answer(
         self,
+        lease: Lease[Grant],
         conversation: Conversation,
         options: GenerationOptions,
         keys: Mapping[str, SecretStr],
-        lease: Lease[Grant],
         reservation: Reservation | None,
-    ) -> tuple[Conversation, bool]:
-        """The answer stored (and the lease given up with it, the reservation settled), and whether the conversation is
-        still being answered (only by another replica, after this one lost its lease)."""
+        box: Mailbox[Step],
+    ) -> None:
+        """Ask the policy, showing its progress, then store the answer (which gives the lease up and
+        settles the reservation); cancelled meanwhile (Stop), the call is ended and a stopped turn stored.
+
+        Once the call has ended, storing its answer is not interrupted: a Stop then waits for it.
+        """
         started = time.monotonic()
+        grant = lease.checked
+
+        def show(progress: tuple[Progress | None, ...]) -> None:
+            step = Step(grant, conversation, answering=True, progress=progress, since=started)
+            box.put(Update(step, passing=True))
+
+        board = ProgressBoard(1, show)
+        call = asyncio.ensure_future(self._outcome(conversation, options, keys, board.sink(0)))
+        try:
+            outcome: Outcome | StorageUnavailableError | StoppedError | None = await call
+        except asyncio.CancelledError:
+            call.cancel()
+            await asyncio.wait({call})
+            outcome = StoppedError()
+        recording = asyncio.ensure_future(
+            asyncio.to_thread(self._record, conversation, outcome, options, started, lease, reservation)
+        )
+        while not recording.done():
+            with suppress(asyncio.CancelledError):  # a Stop now waits for the answer to be stored
+                await asyncio.shield(recording)
+        answered, answering = recording.result()
+        box.put(Update(Step(grant, answered, answering)))
+
+    async def _outcome(
+        self,
+        conversation: Conversation,
+        options: GenerationOptions,
+        keys: Mapping[str, SecretStr],
+        progress: ProgressSink,
+    ) -> Outcome | StorageUnavailableError | None:
+        """The policy's outcome; the storage error if the history's images could not be read; None if it broke."""
         try:
             history = through_last_user_turn(conversation.turns)
-            outcome: Outcome | StorageUnavailableError | None = await self._policy.answer(
-                history, options, self._load_image, keys=keys
-            )
-        except StorageUnavailableError as exc:  # the history's images could not be read
-            outcome = exc
+            return await self._policy.answer(history, options, self._load_image, keys=keys, progress=progress)
+        except StorageUnavailableError as exc:
+            return exc
         except Exception:
             log.exception("turn failed in conversation %s", conversation.id)
-            outcome = None
-        return await asyncio.to_thread(
-            self._record, conversation, outcome, options, started, lease, reservation
-        )
+            return None
 
     def _record(
         self,
         conversation: Conversation,
-        outcome: Outcome | StorageUnavailableError | None,
+        outcome: Outcome | StorageUnavailableError | StoppedError | None,
         options: GenerationOptions,
         started: float,
         lease: Lease[Grant],
         reservation: Reservation | None,
     ) -> tuple[Conversation, bool]:
         """The answer (or why there is none) stored with what it cost on the server's keys, which
-        settles what the turn reserved (a failed turn's cost is 0).
+        settles what the turn reserved (a failed turn's cost is 0; a stopped call may have been
+        billed for what it generated, so the daily cap counts a stopped turn at what it reserved).
 
         If the image store fails to take the answer's images, the turn is stored as failed, with
         the storage's sentence and what the call cost, and no image: never a row without its object.
         """
         images: list[NewImage] = []
         turn = None
-        if isinstance(outcome, StorageUnavailableError):
-            turn = self._storage_failed(outcome, options)
+        if isinstance(outcome, StorageUnavailableError | StoppedError):
+            turn = self._refused(outcome, options)
         elif outcome is not None:
             try:
                 turn, images = answer_turn(
@@ -390,7 +454,7 @@ class ChatService:
                 model_for=self._policy.model_for,
                 now=self._clock(),
             )
-        cost = server_cost(turn)
+        cost = reservation.usd if isinstance(outcome, StoppedError) and reservation else server_cost(turn)
         log.info(
             turn_log_line(conversation.id, turn, latency_ms=(time.monotonic() - started) * 1000, cost=cost)
         )
@@ -402,7 +466,7 @@ class ChatService:
             except StorageUnavailableError as exc:  # paid for (counted), but its images not stored
                 answered = self.writer.append(
                     conversation,
-                    [self._storage_failed(exc, options, answer=turn)],
+                    [self._refused(exc, options, answer=turn)],
                     server_cost=cost,
                     reservation=reservation,
                     release=lease,
@@ -420,10 +484,15 @@ class ChatService:
                 raise AccessError(GONE) from None  # deleted meanwhile
             return stored, answering
 
-    def _storage_failed(
-        self, error: StorageUnavailableError, options: GenerationOptions, *, answer: Turn | None = None
+    def _refused(
+        self,
+        error: StorageUnavailableError | StoppedError,
+        options: GenerationOptions,
+        *,
+        answer: Turn | None = None,
     ) -> Turn:
-        """A failed turn saying the image store failed; with the ``answer`` it could not store, who gave it."""
+        """A failed turn saying why (the image store failed, the user stopped it); with the
+        ``answer`` the store could not take, who gave it."""
         return failed_turn(
             error.kind,
             error.user_message(),

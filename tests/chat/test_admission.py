@@ -138,17 +138,37 @@ async def test_a_failed_turn_settles_its_reservation_at_nothing(tmp_path) -> Non
     assert (reservations(engine), spent(engine)) == (0, 0.0)
 
 
-async def test_a_turn_cut_off_before_its_answer_releases_its_reservation(tmp_path) -> None:
+async def test_a_turn_whose_page_went_away_still_settles_its_reservation_at_its_cost(tmp_path) -> None:
     provider = CostlyProvider()
+    provider.gate = asyncio.Event()
+    provider.queue = [costly_reply()]
     engine = migrated_engine(tmp_path / "data")
     service = capped(tmp_path / "data", provider, engine)
 
     steps = service.send(ACTOR, None, "a lighthouse", options=OPTIONS)
     await anext(steps)
     assert reservations(engine) == 1
-    await steps.aclose()  # the visitor left while the provider was being asked
-    assert reservations(engine) == 0
+    await steps.aclose()  # the visitor left while the provider was being asked: the turn goes on
+    provider.gate.set()
+    await service.finish_running()
+    assert (reservations(engine), spent(engine)) == (0, pytest.approx(0.04))
+
+
+async def test_a_stopped_turn_counts_what_it_reserved_and_a_refused_one_releases_it(tmp_path) -> None:
+    provider = CostlyProvider()
+    provider.gate = asyncio.Event()  # never set: the call runs until it is stopped
+    engine = migrated_engine(tmp_path / "data")
+    service = capped(tmp_path / "data", provider, engine)
+
+    steps = service.send(ACTOR, None, "a lighthouse", options=OPTIONS)
+    stored = (await anext(steps)).conversation
+    await provider.entered.get()
+    stopped = await service.stop(ACTOR, stored.id)
+    assert stopped.conversation.turns[-1].error is not None
+    assert stopped.conversation.turns[-1].error.kind == "stopped"
+    # The call may have been billed for what it made before it was ended: the cap counts its worst case.
+    assert (reservations(engine), spent(engine)) == (0, pytest.approx(0.15))
 
     with pytest.raises(InputError, match="no image to paint on"):
         await collect(service.send(ACTOR, None, "here", options=OPTIONS, painted=png((255, 255, 255))))
-    assert (reservations(engine), spent(engine), provider.calls) == (0, 0.0, [])
+    assert (reservations(engine), spent(engine), len(provider.calls)) == (0, pytest.approx(0.15), 1)
