@@ -105,7 +105,7 @@ def _payload(data: bytes) -> Mapping[str, Any]:
     except orjson.JSONDecodeError:
         payload = None
     if not isinstance(payload, dict):
-        raise UnavailableError(PROVIDER, "an event of the image stream was not valid JSON", status_code=200)
+        raise UnavailableError(PROVIDER, "the answer was not valid JSON", status_code=200)
     return payload
 
 
