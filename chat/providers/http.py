@@ -27,7 +27,6 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
-from chat.domain import ProviderReply
 from chat.errors import (
     BadRequestError,
     MissingKeyError,
@@ -140,8 +139,8 @@ def read_reply(
     *,
     api_key: str,
     error: Callable[[object], ProviderError],
-    parse: Callable[[dict[str, Any]], ProviderReply],
-) -> ProviderReply:
+    parse: Callable[[dict[str, Any]], T],
+) -> T:
     """The answer decoded and parsed (blocking: an answer with a 1K image is ~3 MB of JSON, ~4 ms;
     call it in the worker thread that made the call). A status other than 200 raises
     ``error(body)``; a body that is not JSON is the provider being unavailable. Either way

@@ -52,19 +52,34 @@ def iter_sse(response: httpx.Response, stop: CallStop | None = None) -> Iterator
                     chunk, held = chunk[:-1], b"\r"
                 chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             buffer += chunk
-            while (end := buffer.find(b"\n\n", max(scanned - 1, 0))) != -1:
+            while (end := _blank_line(buffer, max(scanned - 1, 0))) != -1:
                 block = bytes(buffer[:end])
                 del buffer[: end + 2]
                 scanned = 0
                 if (event := _parse(block)) is not None:
                     yield event
             scanned = len(buffer)
-    except httpx.ReadError:
+    except (httpx.ReadError, httpx.RemoteProtocolError):
+        # A shut socket reads as either: an error, or an end before the chunked body's last chunk.
         if stop is not None and stop.stopped:
             raise StoppedReading from None
         raise
     if stop is not None and stop.stopped:
         raise StoppedReading
+
+
+def _blank_line(buffer: bytearray, start: int) -> int:
+    """Where the next event ends (its ``\n\n``) at or after ``start``; -1 if not yet.
+
+    It hops from newline to newline: a one-byte search is a ``memchr``, and a 3 MB image event
+    has no newline until its end (35 us), where ``find(b"\n\n")`` compares its way through
+    (2.6 ms, ~11 ms of CPU per streamed OpenAI turn with one draft: bench/streaming_openai.py).
+    """
+    while (newline := buffer.find(b"\n", start)) != -1:
+        if newline + 1 < len(buffer) and buffer[newline + 1] == 0x0A:
+            return newline
+        start = newline + 1
+    return -1
 
 
 def _parse(block: bytes) -> SseEvent | None:

@@ -61,6 +61,15 @@ OpenAI only (see :mod:`.openai_errors` and :mod:`.openai_routes`):
   our safety system. ...".
 - ``[fault:truncated_b64]`` / ``"truncated_b64"``: 200, the normal body, but each
   ``b64_json`` is valid base64 of only the first half of the image file (a corrupt PNG).
+- ``[fault:stream_cut]`` / ``"stream_cut"``: a streamed answer ends after its first event (the
+  first draft; nothing at all without drafts), with no ``completed``; a plain answer is cut
+  halfway as ``malformed`` is.
+- ``[fault:stream_error]`` / ``"stream_error"``: a streamed answer sends an ``error`` event
+  (``{"type": "error", "error": {... "type": "server_error"}}``) after its first draft
+  (at once without drafts); a plain answer is the ``500``.
+
+The 200-shaped faults keep their meaning in a stream: ``empty`` completes with an empty
+``b64_json``, ``malformed`` with a cut-off JSON event, ``truncated_b64`` with half the file.
 
 Any of these takes a provider prefix: ``[fault:openai:429]``, ``"gemini:slow:1"``.
 """
@@ -78,7 +87,7 @@ SHARED_FAULTS: frozenset[str] = frozenset({"429", "500", "503", "504", "empty", 
 #: Faults that only one provider can produce (plus the shared ones and ``slow``).
 PROVIDER_FAULTS: dict[str, frozenset[str]] = {
     "gemini": SHARED_FAULTS | {"block", "image_safety", "no_image", "text_only"},
-    "openai": SHARED_FAULTS | {"moderation", "truncated_b64"},
+    "openai": SHARED_FAULTS | {"moderation", "truncated_b64", "stream_cut", "stream_error"},
 }
 SIMPLE_FAULTS: frozenset[str] = frozenset().union(*PROVIDER_FAULTS.values())
 MARKER_RE = re.compile(r"\[fault:([^\]\s]*)\]")

@@ -20,6 +20,13 @@ Provenance (``images.read_provenance``; PNG ``tEXt``, JPEG comment, WebP XMP)::
      "mask_sha256": str | null, "size": "WxH", "index": position in data}
 
 ``created`` is a constant (2026-11-01T00:00:00Z); token counts: :mod:`.openai_models`.
+
+A streamed answer (``stream=true``) is ``partial_images`` drafts, then the image itself, each
+as the event the real API sends (:func:`partial_event`, :func:`completed_event`). Draft ``i``
+of ``K`` is the final image shrunk by ``2 ** (K + 1 - i)`` and scaled back up: decodable, of
+the final size and format, and closer to the image with each index (its provenance adds
+``"partial_image_index"``). The completed event's ``usage`` is the plain answer's: the
+drafts' tokens are billed on top (the guide's "Partial images cost").
 """
 
 from __future__ import annotations
@@ -90,8 +97,7 @@ def provenance(req: ImageRequest, size: tuple[int, int], index: int) -> dict[str
     }
 
 
-def render(req: ImageRequest) -> list[bytes]:
-    """The ``n`` encoded output images."""
+def _pictures(req: ImageRequest) -> list[Image.Image]:
     size = output_size(req)
     mode = "RGBA" if req.background == "transparent" else "RGB"
     if req.images:
@@ -99,11 +105,59 @@ def render(req: ImageRequest) -> list[bytes]:
     else:
         base = images.base_image(None, req.prompt, size).convert(mode)
     editable = _editable(req, size)
-    mime = MIME_BY_FORMAT[req.output_format]
-    return [
-        images.encode(_render(req, base, editable, i), mime, provenance(req, size, i), req.output_compression)
-        for i in range(req.n)
-    ]
+    return [_render(req, base, editable, i) for i in range(req.n)]
+
+
+def _encode(req: ImageRequest, picture: Image.Image, origin: dict[str, Any]) -> bytes:
+    return images.encode(picture, MIME_BY_FORMAT[req.output_format], origin, req.output_compression)
+
+
+def render(req: ImageRequest) -> list[bytes]:
+    """The ``n`` encoded output images."""
+    size = output_size(req)
+    return [_encode(req, picture, provenance(req, size, i)) for i, picture in enumerate(_pictures(req))]
+
+
+def render_stream(req: ImageRequest) -> tuple[list[bytes], bytes]:
+    """The ``partial_images`` encoded drafts (coarsest first) and the final image of a streamed answer."""
+    (final,) = _pictures(req)
+    size = output_size(req)
+    drafts = []
+    for index in range(req.partial_images):
+        factor = 2 ** (req.partial_images + 1 - index)
+        small = final.resize(
+            (max(1, size[0] // factor), max(1, size[1] // factor)), Image.Resampling.BILINEAR
+        )
+        draft = small.resize(size, Image.Resampling.BILINEAR)
+        drafts.append(_encode(req, draft, {**provenance(req, size, 0), "partial_image_index": index}))
+    return drafts, _encode(req, final, provenance(req, size, 0))
+
+
+def _event_fields(req: ImageRequest, kind: str, b64_json: str) -> dict[str, Any]:
+    width, height = output_size(req)
+    prefix = "image_edit" if req.endpoint == "edits" else "image_generation"
+    return {
+        "type": f"{prefix}.{kind}",
+        "b64_json": b64_json,
+        "created_at": CREATED,
+        "size": f"{width}x{height}",
+        "quality": req.quality,
+        "background": req.background,
+        "output_format": req.output_format,
+    }
+
+
+def partial_event(req: ImageRequest, data: bytes, index: int) -> dict[str, Any]:
+    return {
+        **_event_fields(req, "partial_image", base64.b64encode(data).decode()),
+        "partial_image_index": index,
+    }
+
+
+def completed_event(req: ImageRequest, data: bytes, *, truncate: bool = False) -> dict[str, Any]:
+    """The last event; ``truncate`` encodes only the first half of the file, as in :func:`body`."""
+    encoded = base64.b64encode(data[: len(data) // 2] if truncate else data).decode() if data else ""
+    return {**_event_fields(req, "completed", encoded), "usage": usage(req, 1)}
 
 
 def usage(req: ImageRequest, images_out: int) -> dict[str, Any]:

@@ -42,6 +42,8 @@ class ImageModel:
     qualities: tuple[str, ...]
     #: Accepted ``input_fidelity`` values; empty means the parameter itself is rejected.
     input_fidelity: tuple[str, ...]
+    #: Whether ``stream=true`` is accepted (not for ``chatgpt-image-latest``: nothing documents it).
+    streams: bool = True
 
 
 def _family(
@@ -76,7 +78,7 @@ MODELS: dict[str, ImageModel] = {
             qualities=BASE_QUALITIES + EXTRA_QUALITIES,
             input_fidelity=(),
         ),
-        ImageModel("chatgpt-image-latest", False, BASE_QUALITIES, ()),
+        ImageModel("chatgpt-image-latest", False, BASE_QUALITIES, (), streams=False),
         ImageModel("gpt-image-1.5", False, BASE_QUALITIES, ("high", "low")),
         ImageModel("gpt-image-1-mini", False, BASE_QUALITIES, ("low",)),
     )

@@ -12,7 +12,10 @@ is a 400; each image's declared content type must be ``image/png``, ``image/jpeg
 or ``image/webp`` (the real API rejects ``application/octet-stream``, which is what
 an SDK sends for bare bytes without a file name) and the bytes must decode as PNG,
 JPEG or WebP; known parameters the emulator does not implement (``markup``, ``svg``,
-``frame_count``, ``frame_duration_ms``, ``stream=true``) are a 400 saying so.
+``frame_count``, ``frame_duration_ms``) are a 400 saying so. ``stream=true`` on a model that
+does not stream is a 400 naming ``stream`` (code ``unsupported_parameter``, worded like the
+``input_fidelity`` refusal: the real wording is not published), and so is ``stream`` with ``n``
+above 1 (the stream's events carry no image index).
 """
 
 from __future__ import annotations
@@ -136,6 +139,9 @@ class ImageRequest:
     output_format: str
     #: None unless given (webp/jpeg only); 100 means best quality (lossless webp).
     output_compression: int | None
+    #: ``stream=true``: answered as server-sent events, ``partial_images`` drafts first.
+    stream: bool = False
+    partial_images: int = 0
 
 
 def from_form(items: list[tuple[str, str | Upload]]) -> Params:
@@ -369,11 +375,17 @@ def _extras(params: Params) -> None:
     _string(params, "user")
     _string(params, "safety_identifier")
     _choice(params, "complexity", ("low", "medium", "high"))
-    _integer(params, "partial_images", 0, 3)
-    if _boolean(params, "stream"):
-        raise invalid(
-            "Retouch emulator: streaming (stream=true) is not emulated.", "stream", "unsupported_parameter"
-        )
+
+
+def _stream(params: Params, model: ImageModel, n: int) -> tuple[bool, int]:
+    """``stream`` and ``partial_images`` (0-3, default 0), checked against the model and ``n``."""
+    partial_images = _integer(params, "partial_images", 0, 3) or 0
+    stream = bool(_boolean(params, "stream"))
+    if stream and not model.streams:
+        raise invalid("stream is not supported for this model.", "stream", "unsupported_parameter")
+    if stream and n > 1:
+        raise invalid("Retouch emulator: stream=true takes n=1 only.", "n", "unsupported_parameter")
+    return stream, partial_images
 
 
 def validate(params: Params, model: ImageModel, endpoint: str) -> ImageRequest:
@@ -390,6 +402,7 @@ def validate(params: Params, model: ImageModel, endpoint: str) -> ImageRequest:
     _input_fidelity(params, model)
     _choice(params, "moderation", ("low", "auto"))
     _extras(params)
+    stream, partial_images = _stream(params, model, n)
     if background == "transparent" and output_format == "jpeg":
         raise invalid(
             "Transparent backgrounds are only supported with output_format 'png' or 'webp'.",
@@ -416,4 +429,6 @@ def validate(params: Params, model: ImageModel, endpoint: str) -> ImageRequest:
         background=AUTO_BACKGROUND if background == "auto" else background,
         output_format=output_format,
         output_compression=compression,
+        stream=stream,
+        partial_images=partial_images,
     )

@@ -8,6 +8,12 @@ starting with ``invalid`` → 401 ``invalid_api_key``); then an unreadable body
 → 403 organization not verified); then validation (400, :mod:`.openai_request`);
 only then faults (queued first, then prompt markers) or the answer.
 
+A streamed answer (``stream=true``) is ``text/event-stream``: each event an ``event:`` line
+named like its ``type`` and one ``data:`` line. The latency is spread over it as a provider
+spreads its work: the first draft leaves as soon as it is rendered, draft ``i`` of ``K`` at
+``i / K`` of ``latency_ms`` after the request arrived, the ``completed`` event at
+``latency_ms`` (so a test can press Stop between drafts, and a bench can time the first one).
+
 Request-log entries (``GET /_emulator/requests``)::
 
     {"provider": "openai", "path", "headers", "query", "model": as sent or null,
@@ -22,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
@@ -29,11 +36,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from . import faults as fault_mod
 from . import openai_images
+from .faults import Fault
 from .openai_errors import (
     OpenAIError,
     fault_error,
@@ -150,17 +158,18 @@ async def _handle(req: Request, endpoint: str) -> Response:
         if key.startswith("unverified"):
             raise unverified_organization(model.id)
         parsed = await run_in_threadpool(validate, params, model, endpoint)
-        response = await _answer(state, parsed)
+        response = await _answer(state, parsed, arrived)
     except OpenAIError as exc:
         response = exc.response()
-    await answer_after_latency(state, arrived)
+    if not isinstance(response, StreamingResponse):  # a stream spreads the latency over its events
+        await answer_after_latency(state, arrived)
     response.headers["x-request-id"] = request_id
 
     entry["status"] = response.status_code
     return response
 
 
-async def _answer(state: EmulatorState, req: ImageRequest) -> Response:
+async def _answer(state: EmulatorState, req: ImageRequest, arrived: float) -> Response:
     try:
         chosen = fault_mod.parse_markers(req.prompt, PROVIDER)
     except ValueError as exc:
@@ -172,10 +181,14 @@ async def _answer(state: EmulatorState, req: ImageRequest) -> Response:
         if fault.name == "slow":
             await asyncio.sleep(fault.seconds)
             continue
-        error = fault_error(fault, req.model.id)
+        error = fault_error(
+            Fault("500") if fault.name == "stream_error" and not req.stream else fault, req.model.id
+        )
         if error is not None:
             raise error
-        if fault.name == "malformed":
+        if req.stream:
+            return _streamed(state, req, arrived, fault.name)
+        if fault.name in ("malformed", "stream_cut"):
             return Response(
                 await run_in_threadpool(openai_images.malformed, req), media_type="application/json"
             )
@@ -185,7 +198,52 @@ async def _answer(state: EmulatorState, req: ImageRequest) -> Response:
             outputs = await run_in_threadpool(openai_images.render, req)
             return JSONResponse(openai_images.body(req, outputs, truncate=True))
         raise AssertionError(f"unhandled OpenAI fault {fault.spec!r}")  # pragma: no cover
+    if req.stream:
+        return _streamed(state, req, arrived, None)
     return JSONResponse(await run_in_threadpool(openai_images.success, req))
+
+
+def _event(payload: dict[str, Any]) -> bytes:
+    return f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n".encode()
+
+
+def _streamed(
+    state: EmulatorState, req: ImageRequest, arrived: float, fault: str | None
+) -> StreamingResponse:
+    """The server-sent events of a streamed answer (see the module docstring), ``fault`` applied."""
+
+    async def events() -> AsyncIterator[bytes]:
+        drafts, final = await run_in_threadpool(openai_images.render_stream, req)
+        latency = state.latency_ms / 1000
+        for index, draft in enumerate(drafts):
+            if index:
+                await _until(arrived + latency * index / len(drafts))
+            yield _event(openai_images.partial_event(req, draft, index))
+            if fault in ("stream_cut", "stream_error"):
+                break
+        if fault == "stream_cut":
+            return
+        if fault == "stream_error":
+            error = fault_error(Fault("500"), req.model.id)
+            assert error is not None
+            yield _event({"type": "error", **error.body()})
+            return
+        await _until(arrived + latency)
+        completed = openai_images.completed_event(
+            req, b"" if fault == "empty" else final, truncate=fault == "truncated_b64"
+        )
+        event = _event(completed)
+        if fault == "malformed":
+            event = event[: len(event) // 2] + b"\n\n"
+        yield event
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
+
+
+async def _until(moment: float) -> None:
+    remaining = moment - time.monotonic()
+    if remaining > 0:
+        await asyncio.sleep(remaining)
 
 
 async def images_edits(req: Request) -> Response:

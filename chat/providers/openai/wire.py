@@ -13,6 +13,8 @@ Rules (openai-images.md):
   whose alpha is 0 where the edit goes, applied to the first image.
 - Only settings the model accepts are sent; ``response_format`` never (GPT image models always
   answer in base64 and reject it).
+- ``n`` images in one answer (variants) share its ``usage``: each reply carries its share, so
+  the replies' costs add up to the call's.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from chat.errors import (
 from chat.media.images import png_bytes
 from chat.providers.http import parse_duration
 from chat.providers.openai.catalog import OPENAI_BACKGROUNDS, openai_model
-from chat.providers.openai.prices import OPENAI_PRICE
+from chat.providers.openai.prices import OPENAI_PRICE, PARTIAL_IMAGE_TOKENS
 
 __all__ = [
     "PROVIDER",
@@ -65,7 +67,9 @@ __all__ = [
     "error_from_response",
     "fit_mask",
     "parse_response",
+    "parse_responses",
     "select_edit_inputs",
+    "usage_from",
 ]
 
 PROVIDER = "openai"
@@ -150,12 +154,19 @@ def build_edit_form(
     *,
     model: str,
     user: str | None,
+    n: int = 1,
+    partial_images: int | None = None,
 ) -> tuple[dict[str, str], list[FormFile]]:
-    """Form fields and files for ``POST /images/edits``; ``images`` are (filename, bytes, mime)."""
-    data = {"prompt": prompt, "model": model, "n": "1"}
+    """Form fields and files for ``POST /images/edits``; ``images`` are (filename, bytes, mime).
+
+    ``partial_images`` asks for a stream of that many drafts before the image (None: no stream).
+    """
+    data = {"prompt": prompt, "model": model, "n": str(n)}
     data.update({k: str(v) for k, v in _accepted(options, model=model, edit=True).items()})
     if user:
         data["safety_identifier"] = user
+    if partial_images is not None:
+        data.update(stream="true", partial_images=str(partial_images))
     field = "image" if len(images) == 1 else "image[]"
     files: list[FormFile] = [(field, image) for image in images]
     if mask is not None:
@@ -164,13 +175,21 @@ def build_edit_form(
 
 
 def build_generation_body(
-    prompt: str, options: OpenAIOptions, *, model: str, user: str | None
+    prompt: str,
+    options: OpenAIOptions,
+    *,
+    model: str,
+    user: str | None,
+    n: int = 1,
+    partial_images: int | None = None,
 ) -> dict[str, Any]:
     """JSON for ``POST /images/generations`` (no input image): same settings, minus input_fidelity."""
-    body: dict[str, Any] = {"prompt": prompt, "model": model, "n": 1}
+    body: dict[str, Any] = {"prompt": prompt, "model": model, "n": n}
     body.update(_accepted(options, model=model, edit=False))
     if user:
         body["safety_identifier"] = user
+    if partial_images is not None:
+        body.update(stream=True, partial_images=partial_images)
     return body
 
 
@@ -239,33 +258,63 @@ def _with_alpha(image: Image.Image) -> Image.Image:
 # --- response -> reply ---------------------------------------------------------------------
 
 
-def parse_response(body: Mapping[str, Any], *, model: str, output_format: str | None) -> ProviderReply:
-    """The first base64 image of ``data`` with its ``usage`` (and so its cost), or the error."""
-    items = [item for item in body.get("data") or [] if isinstance(item, Mapping)]
+def parse_response(
+    body: Mapping[str, Any], *, model: str, output_format: str | None, partial_images: int = 0
+) -> ProviderReply:
+    """The first base64 image of ``data`` with all of ``usage`` (and so its cost), or the error.
+
+    ``partial_images``: drafts streamed before it, billed on top of the image (prices.py).
+    """
+    (reply,) = parse_responses(
+        body, model=model, output_format=output_format, limit=1, partial_images=partial_images
+    )
+    return reply
+
+
+def parse_responses(
+    body: Mapping[str, Any],
+    *,
+    model: str,
+    output_format: str | None,
+    limit: int,
+    partial_images: int = 0,
+) -> list[ProviderReply]:
+    """The first ``limit`` base64 images of ``data``, one reply each with its share of ``usage``."""
+    items = [item for item in body.get("data") or [] if isinstance(item, Mapping)][:limit]
     if not items:
         raise NoImageError(PROVIDER, "the response had no images")
-    item = items[0]
-    encoded = item.get("b64_json")
+    mime = mime_for(str(body.get("output_format") or output_format or "png"))
+    images = [ImageData(_decoded(item.get("b64_json")), mime) for item in items]
+    usages = usage_shares(
+        body.get("usage"), len(images), extra_image_tokens=partial_images * PARTIAL_IMAGE_TOKENS
+    )
+    return [
+        ProviderReply(provider=PROVIDER, model=model, parts=(image,), finish_reason=None, usage=usage)
+        for image, usage in zip(images, usages, strict=True)
+    ]
+
+
+def _decoded(encoded: object) -> bytes:
     if not encoded:
         raise NoImageError(PROVIDER, "the response had no base64 image")
     try:
-        data = pybase64.b64decode(str(encoded), validate=True)
+        return pybase64.b64decode(str(encoded), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise UnavailableError(PROVIDER, "the image in the answer was corrupt (bad base64)") from exc
-    fmt = str(body.get("output_format") or output_format or "png")
-    return ProviderReply(
-        provider=PROVIDER,
-        model=model,
-        parts=(ImageData(data, mime_for(fmt)),),
-        finish_reason=None,
-        usage=usage_from(body.get("usage")),
-    )
 
 
-def usage_from(raw: object) -> Usage:
+def usage_from(raw: object, *, extra_image_tokens: int = 0) -> Usage:
     """``usage`` as neutral counts, priced: text and image input apart, image output apart."""
+    (usage,) = usage_shares(raw, 1, extra_image_tokens=extra_image_tokens)
+    return usage
+
+
+def usage_shares(raw: object, images: int, *, extra_image_tokens: int = 0) -> list[Usage]:
+    """``usage`` split over the ``images`` of one answer, each share priced; the counts add up
+    exactly (the first images take the remainders). ``extra_image_tokens``: billed output that
+    ``usage`` does not count (streamed drafts)."""
     if not isinstance(raw, Mapping):
-        return Usage()
+        raw = {}
     inputs = raw.get("input_tokens_details")
     image_in = token_count(inputs.get("image_tokens")) if isinstance(inputs, Mapping) else 0
     prompt = token_count(raw.get("input_tokens"))
@@ -273,10 +322,27 @@ def usage_from(raw: object) -> Usage:
     outputs = raw.get("output_tokens_details")
     image_out = token_count(outputs.get("image_tokens")) if isinstance(outputs, Mapping) else output
     text_out = max(output - image_out, 0)
-    cost = OPENAI_PRICE.cost(
-        text_in=max(prompt - image_in, 0), image_in=image_in, text_out=text_out, image_out=image_out
+    columns = zip(
+        _split(max(prompt - image_in, 0), images),
+        _split(image_in, images),
+        _split(text_out, images),
+        _split(image_out + extra_image_tokens, images),
+        strict=True,
     )
-    return Usage(input_tokens=prompt, output_tokens=text_out, image_tokens=image_out, cost_usd=cost)
+    return [
+        Usage(
+            input_tokens=text_in + img_in,
+            output_tokens=txt_out,
+            image_tokens=img_out,
+            cost_usd=OPENAI_PRICE.cost(text_in=text_in, image_in=img_in, text_out=txt_out, image_out=img_out),
+        )
+        for text_in, img_in, txt_out, img_out in columns
+    ]
+
+
+def _split(count: int, parts: int) -> list[int]:
+    share, rest = divmod(count, parts)
+    return [share + (1 if index < rest else 0) for index in range(parts)]
 
 
 # --- HTTP error -> error type --------------------------------------------------------------

@@ -61,7 +61,9 @@ def load(part: ImagePart) -> bytes:
 
 
 def client(handler, key: str | None = "sk-test-123", **kwargs) -> OpenAIImagesClient:
+    """A client of the plain (JSON) answer; test_openai_stream.py has the streamed one."""
     http = httpx.Client(transport=httpx.MockTransport(handler))
+    kwargs.setdefault("stream", False)
     return OpenAIImagesClient(
         http, api_key=SecretStr(key) if key else None, base_url="https://oa.test/v1/", **kwargs
     )
