@@ -62,7 +62,8 @@ def iter_sse(response: httpx.Response, stop: CallStop | None = None) -> Iterator
                 if (event := _parse(block)) is not None:
                     yield event
             scanned = len(buffer)
-    except httpx.ReadError:
+    except (httpx.ReadError, httpx.RemoteProtocolError):
+        # A stop shuts the socket: a blocked read fails, or the chunked body ends short.
         if stop is not None and stop.stopped:
             raise StoppedReading from None
         raise

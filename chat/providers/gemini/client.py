@@ -64,8 +64,10 @@ class GeminiClient:
         keep_images: int | None = DEFAULTS.keep_images or None,  # None: no bound (the setting says 0)
         encoded: EncodedImages | None = None,
         stream: bool = True,  # False: one generateContent answer, no progress (RETOUCH_STREAMING)
+        thoughts: bool | None = None,  # ask for thought summaries and drafts; None: when streaming
     ) -> None:
         self._stream = stream
+        self._thoughts = stream if thoughts is None else thoughts
         self._keep_images = keep_images
         self._encoded = EncodedImages() if encoded is None else encoded
         self._http = http
@@ -175,4 +177,4 @@ class GeminiClient:
         contents = build_contents(
             history, load_image, model=options.model, keep_images=self._keep_images, encoded=self._encoded
         )
-        return orjson.dumps(build_request(contents, options))
+        return orjson.dumps(build_request(contents, options, include_thoughts=self._thoughts))
