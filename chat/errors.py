@@ -52,6 +52,7 @@ __all__ = [
     "RateLimitedError",
     "RetouchError",
     "StorageUnavailableError",
+    "StoppedReading",
     "UnavailableError",
     "redact",
 ]
@@ -236,3 +237,8 @@ class NoImageError(ProviderError):
             f"{self.provider_name} answered without an image ({self.detail}). "
             "Ask explicitly for an image, e.g. \u201cedit the image to …\u201d."
         )
+
+
+class StoppedReading(Exception):
+    """A provider call was stopped while its stream was read (chat/providers/sse.py); the caller's
+    task is cancelled already, so nobody shows or logs it: it only ends the worker thread's call."""

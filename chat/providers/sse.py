@@ -17,13 +17,10 @@ from dataclasses import dataclass
 
 import httpx
 
+from chat.errors import StoppedReading
 from chat.providers.http import CallStop
 
 __all__ = ["SseEvent", "StoppedReading", "iter_sse"]
-
-
-class StoppedReading(Exception):
-    """The call was stopped while its stream was read; the caller's task is cancelled already."""
 
 
 @dataclass(frozen=True)
