@@ -169,9 +169,7 @@ def read_stream(events: Iterable[SseEvent], answer: StreamedAnswer) -> dict[str,
         try:
             chunk = orjson.loads(event.data)
         except orjson.JSONDecodeError as exc:
-            raise UnavailableError(
-                PROVIDER, "an event of the stream was not valid JSON", status_code=200
-            ) from exc
+            raise UnavailableError(PROVIDER, "the answer was not valid JSON", status_code=200) from exc
         if not isinstance(chunk, dict):
             raise UnavailableError(PROVIDER, "an event of the stream was not an object", status_code=200)
         answer.add(chunk)
