@@ -52,11 +52,11 @@ def iter_sse(response: httpx.Response, stop: CallStop | None = None) -> Iterator
                     chunk, held = chunk[:-1], b"\r"
                 chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             buffer += chunk
-            while (end := buffer.find(b"\n\n", max(scanned - 1, 0))) != -1:
-                block = bytes(buffer[:end])
+            while (end := _boundary(buffer, max(scanned - 1, 0))) != -1:
+                event = _parse(buffer, end)
                 del buffer[: end + 2]
                 scanned = 0
-                if (event := _parse(block)) is not None:
+                if event is not None:
                     yield event
             scanned = len(buffer)
     except (httpx.ReadError, httpx.RemoteProtocolError):
@@ -68,7 +68,26 @@ def iter_sse(response: httpx.Response, stop: CallStop | None = None) -> Iterator
         raise StoppedReading
 
 
-def _parse(block: bytes) -> SseEvent | None:
+def _boundary(buffer: bytearray, start: int) -> int:
+    """Where the first blank line at or after ``start`` begins, or -1.
+
+    Looks for single newlines (memchr: ~10 GB/s) rather than for ``b"\\n\\n"``, which CPython scans
+    for at ~1 GB/s: 5 ms of a turn's CPU for an answer of 5 MB of base64, which holds no newline.
+    """
+    while (newline := buffer.find(b"\n", start)) != -1:
+        if newline + 1 < len(buffer) and buffer[newline + 1] == 0x0A:
+            return newline
+        start = newline + 1
+    return -1
+
+
+def _parse(buffer: bytearray, end: int) -> SseEvent | None:
+    """The event in ``buffer[:end]``. An image event is one ``data:`` line of MBs: its data is copied
+    out of the buffer once, not split and sliced into copies."""
+    if buffer.startswith(b"data:") and buffer.find(b"\n", 0, end) == -1:
+        start = 6 if buffer.startswith(b"data: ") else 5
+        return SseEvent("message", bytes(buffer[start:end]))
+    block = bytes(buffer[:end])
     name = "message"
     data: list[bytes] = []
     for line in block.split(b"\n"):
