@@ -255,4 +255,5 @@ class NoImageError(ProviderError):
 
 
 class StoppedReading(Exception):
-    """The call was stopped while its stream was read; the task that awaited it is cancelled already."""
+    """A provider call was stopped while its stream was read (chat/providers/sse.py); the caller's
+    task is cancelled already, so nobody shows or logs it: it only ends the worker thread's call."""

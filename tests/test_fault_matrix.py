@@ -381,23 +381,23 @@ class CountingTransport(httpx.BaseTransport):
 
 
 def truncated_gemini_answer(request: httpx.Request) -> httpx.Response:
-    """A well-formed 200 whose inline image is valid base64 of only the first half of a PNG."""
+    """A well-formed 200 whose inline image is valid base64 of only the first half of a PNG
+    (one event, when the client streams)."""
     whole = encode(noise((32, 32)))
     half = whole[: len(whole) // 2]
     parts = [
         {"text": "Here it is."},
         {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(half).decode()}},
     ]
-    return httpx.Response(
-        200,
-        json={
-            "candidates": [
-                {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
-            ],
-            "modelVersion": "gemini-3.1-flash-image",
-            "usageMetadata": {"promptTokenCount": 300, "candidatesTokenCount": 1120, "totalTokenCount": 1420},
-        },
-    )
+    answer = {
+        "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+        "modelVersion": "gemini-3.1-flash-image",
+        "usageMetadata": {"promptTokenCount": 300, "candidatesTokenCount": 1120, "totalTokenCount": 1420},
+    }
+    if request.url.params.get("alt") == "sse":
+        event = b"data: " + json.dumps(answer).encode() + b"\r\n\r\n"
+        return httpx.Response(200, content=event, headers={"content-type": "text/event-stream"})
+    return httpx.Response(200, json=answer)
 
 
 @asynccontextmanager

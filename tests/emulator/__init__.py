@@ -4,8 +4,8 @@ One Starlette app on one port serves both providers, so the Retouch client (Gemi
 first, OpenAI as fallback) and the official ``google-genai`` and ``openai`` SDKs can be
 tested without network:
 
-- Gemini: ``POST /{v1beta,v1}/models/{model}:generateContent`` for the four current
-  image models, with the real service's validation (400/403/404 in the Google error
+- Gemini: ``POST /{v1beta,v1}/models/{model}:generateContent`` (and ``:streamGenerateContent``,
+  the same answer in chunks: :mod:`.streaming`) for the four current image models, with the real service's validation (400/403/404 in the Google error
   envelope), stateless thought-signature checking of replayed model turns and
   deterministic image "edits" carrying provenance.
 - OpenAI: ``POST /v1/images/edits`` (multipart, masks, several ``image[]``) and

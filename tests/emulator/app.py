@@ -2,7 +2,9 @@
 
 Routes (one port for both providers):
 
-- ``POST /v1beta/models/{model}:generateContent`` (and ``/v1/...``): the emulated Gemini API.
+- ``POST /v1beta/models/{model}:generateContent`` (and ``/v1/...``): the emulated Gemini API;
+  ``:streamGenerateContent`` streams the same answer (``?alt=sse``: Server-Sent Events; without:
+  a JSON array of the chunks), see :mod:`.streaming`.
 - ``POST /v1/images/edits`` (multipart) and ``POST /v1/images/generations`` (JSON): the
   emulated OpenAI Images API, base URL ``{emulator}/v1`` (see :mod:`.openai_routes`).
 - ``GET /_emulator/requests``: received generate/edit requests of both providers, oldest
@@ -45,7 +47,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import faults as fault_mod
-from . import gemini, openai_routes, request
+from . import gemini, openai_routes, request, streaming
 from .errors import ApiError, invalid
 from .models import MODELS
 from .openai_models import MODELS as OPENAI_MODELS
@@ -101,6 +103,14 @@ def _log(state: EmulatorState, req: Request, model: str, raw: bytes) -> tuple[di
 
 
 async def generate_content(req: Request) -> Response:
+    return await _answer(req, streamed=False)
+
+
+async def stream_generate_content(req: Request) -> Response:
+    return await _answer(req, streamed=True)
+
+
+async def _answer(req: Request, *, streamed: bool) -> Response:
     state = state_of(req)
     version = req.url.path.split("/", 2)[1]
     model = req.path_params["model"]
@@ -109,7 +119,8 @@ async def generate_content(req: Request) -> Response:
     entry, body = _log(state, req, model, raw)
     try:
         _check_key(req)
-        response = await _generate(state, version, model, raw, body)
+        answer = await _generate(state, version, model, raw, body)
+        response = answer.response(req, state, entry) if streamed else answer.whole()
     except ApiError as exc:
         response = exc.response()
     await answer_after_latency(state, arrived)
@@ -117,7 +128,55 @@ async def generate_content(req: Request) -> Response:
     return response
 
 
-async def _generate(state: EmulatorState, version: str, model: str, raw: bytes, body: Any) -> Response:
+class _Answer:
+    """A 200 answer, sent whole (``generateContent``) or in chunks (``streamGenerateContent``).
+
+    ``body`` as bytes is the ``malformed`` fault's cut-off JSON. A stream fault (``stream_cut``,
+    ``stream_error``) strikes a stream half-way; a whole answer cannot fail half-way, so there it
+    is ``cut`` (the malformed body) or the 503.
+    """
+
+    def __init__(
+        self,
+        body: dict[str, Any] | bytes,
+        *,
+        model: str,
+        signature_apart: bool,
+        delay_s: float | None,
+        fault: str | None = None,
+        cut: bytes = b"",
+    ) -> None:
+        self.body = body
+        self.model = model
+        self.signature_apart = signature_apart
+        self.delay_s = delay_s
+        self.fault = fault
+        self.cut = cut
+
+    def whole(self) -> Response:
+        if self.fault == "stream_error":
+            raise fault_mod.http_error(fault_mod.Fault("503"), self.model) or AssertionError(
+                "503 has an error"
+            )
+        body = self.cut if self.fault == "stream_cut" else self.body
+        if isinstance(body, bytes):
+            return Response(body, media_type="application/json")
+        # orjson: ~0.5 ms for an answer with a 1K image where json.dumps takes ~4 (the CPU is shared with the app).
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    def response(self, req: Request, state: EmulatorState, entry: dict[str, Any]) -> Response:
+        body = self.body
+        chunks = (
+            body if isinstance(body, bytes) else streaming.split(body, signature_apart=self.signature_apart)
+        )
+        delay = self.delay_s if self.delay_s is not None else state.chunk_delay_ms / 1000
+        sse = req.query_params.get("alt") == "sse"
+        return streaming.stream_response(
+            chunks, sse=sse, state=state, entry=entry, delay_s=delay, fault=self.fault
+        )
+
+
+async def _generate(state: EmulatorState, version: str, model: str, raw: bytes, body: Any) -> _Answer:
     spec = MODELS.get(model)
     if spec is None:
         raise ApiError(
@@ -140,20 +199,29 @@ async def _generate(state: EmulatorState, version: str, model: str, raw: bytes, 
     if queued is not None:
         chosen.insert(0, queued)
     signer = gemini.Signer(state.secret, spec.family, state.signature_filler)
+    # Where a text part's signature rides in a stream (see .streaming): its own part on Pro.
+    shape: dict[str, Any] = {"model": model, "signature_apart": spec.thought_images, "delay_s": None}
 
+    stream_fault: str | None = None
     for fault in chosen:
         if fault.name == "slow":
             await asyncio.sleep(fault.seconds)
             continue
+        if fault.name == "drip":
+            shape["delay_s"] = fault.seconds
+            continue
+        if fault.name in ("stream_cut", "stream_error"):
+            stream_fault = fault.name
+            break
         error = fault_mod.http_error(fault, model)
         if error is not None:
             raise error
         if fault.name == "malformed":
-            return Response(gemini.malformed_body(parsed, signer, raw), media_type="application/json")
-        return JSONResponse(gemini.fault_body(fault, parsed, signer, raw))
+            return _Answer(gemini.malformed_body(parsed, signer, raw), **shape)
+        return _Answer(gemini.fault_body(fault, parsed, signer, raw), **shape)
     body = await run_in_threadpool(gemini.success, parsed, signer, raw, state.next_stock())
-    # orjson: ~0.5 ms for an answer with a 1K image where json.dumps takes ~4 (the CPU is shared with the app).
-    return Response(await run_in_threadpool(orjson.dumps, body), media_type="application/json")
+    cut = gemini.malformed_body(parsed, signer, raw) if stream_fault == "stream_cut" else b""
+    return _Answer(body, fault=stream_fault, cut=cut, **shape)
 
 
 async def list_requests(req: Request) -> Response:
@@ -257,6 +325,7 @@ class RecordReceived:
 def create_app(
     latency_ms: float = 0,
     secret: bytes = DEFAULT_SECRET,
+    chunk_delay_ms: float = 0,
     signature_filler: int = 256,
     stock: tuple[StockImage, ...] = (),
 ) -> Starlette:
@@ -265,13 +334,19 @@ def create_app(
     ``latency_ms``: every generate/edit answer of both providers leaves that long after its request
     arrived, rendering included (simulates a slow provider);
 
+    ``chunk_delay_ms``: a streamed answer waits that long between its chunks (a ``drip:N`` fault
+    sets one request's);
     ``secret`` keys the thought signatures (same secret = signatures survive restarts);
     ``signature_filler`` pads each signature by that many bytes (real ones are MBs);
     ``stock``: ready Gemini answer images, used in turn instead of rendering.
     """
     routes = [
-        Route(f"/{version}/models/{{model}}:generateContent", generate_content, methods=["POST"])
+        Route(f"/{version}/models/{{model}}:{method}", handler, methods=["POST"])
         for version in ("v1beta", "v1")
+        for method, handler in (
+            ("generateContent", generate_content),
+            ("streamGenerateContent", stream_generate_content),
+        )
     ]
     routes += openai_routes.ROUTES
     control = [
@@ -291,6 +366,10 @@ def create_app(
         middleware=[Middleware(RecordReceived, control=control_lines)],
     )
     app.state.emulator = EmulatorState(
-        latency_ms=latency_ms, secret=secret, signature_filler=signature_filler, stock=stock
+        latency_ms=latency_ms,
+        secret=secret,
+        signature_filler=signature_filler,
+        stock=stock,
+        chunk_delay_ms=chunk_delay_ms,
     )
     return app

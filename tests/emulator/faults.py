@@ -53,6 +53,14 @@ Gemini only:
   empty ``parts``.
 - ``[fault:text_only]`` / ``"text_only"``: 200, ``finishReason: "STOP"``, only a signed text
   part saying no image was made (a policy refusal looks like this).
+- ``[fault:stream_cut]`` / ``"stream_cut"``: a streamed answer (``streamGenerateContent``) drops
+  its connection after the first thought image (or half its chunks), without ending the chunked
+  body; ``generateContent`` answers the ``malformed`` body (an answer cut off).
+- ``[fault:stream_error]`` / ``"stream_error"``: a streamed answer sends a 503 ``{"error": ...}``
+  event at that point and ends, its status a 200 already; ``generateContent`` answers the 503.
+- ``[fault:drip:N]`` / ``"drip:N"``: a streamed answer waits N seconds (float) between its chunks
+  (``create_app(chunk_delay_ms=...)`` does it for every one); like ``slow``, combine it with
+  another fault or get the normal answer. ``generateContent`` ignores it.
 
 OpenAI only (see :mod:`.openai_errors` and :mod:`.openai_routes`):
 
@@ -86,12 +94,15 @@ PROVIDERS: tuple[str, ...] = ("gemini", "openai")
 SHARED_FAULTS: frozenset[str] = frozenset({"429", "500", "503", "504", "empty", "malformed"})
 #: Faults that only one provider can produce (plus the shared ones and ``slow``).
 PROVIDER_FAULTS: dict[str, frozenset[str]] = {
-    "gemini": SHARED_FAULTS | {"block", "image_safety", "no_image", "text_only"},
+    "gemini": SHARED_FAULTS
+    | {"block", "image_safety", "no_image", "text_only", "stream_cut", "stream_error"},
     "openai": SHARED_FAULTS | {"moderation", "truncated_b64", "stream_cut", "stream_error"},
 }
 SIMPLE_FAULTS: frozenset[str] = frozenset().union(*PROVIDER_FAULTS.values())
 MARKER_RE = re.compile(r"\[fault:([^\]\s]*)\]")
-_SLOW_RE = re.compile(r"slow:(\d+(?:\.\d+)?)")
+_SLOW_RE = re.compile(r"(slow|drip):(\d+(?:\.\d+)?)")
+#: Faults that only wait (``slow`` before the answer, ``drip`` between a stream's chunks).
+TIMED: dict[str, frozenset[str]] = {"slow": frozenset(PROVIDERS), "drip": frozenset({"gemini"})}
 
 
 @dataclass(frozen=True)
@@ -103,18 +114,19 @@ class Fault:
 
     @property
     def spec(self) -> str:
-        body = f"slow:{self.seconds:g}" if self.name == "slow" else self.name
+        body = f"{self.name}:{self.seconds:g}" if self.name in TIMED else self.name
         return f"{self.provider}:{body}" if self.provider else body
 
     def applies_to(self, provider: str) -> bool:
         if self.provider is not None:
             return self.provider == provider
-        return self.name == "slow" or self.name in PROVIDER_FAULTS[provider]
+        return provider in TIMED.get(self.name, ()) or self.name in PROVIDER_FAULTS[provider]
 
 
 def _unknown(spec: str) -> ValueError:
     return ValueError(
         f"Unknown emulator fault {spec!r}; known: {', '.join(sorted(SIMPLE_FAULTS))}, slow:<seconds>, "
+        "drip:<seconds>, "
         f"optionally prefixed with {' or '.join(p + ':' for p in PROVIDERS)}"
     )
 
@@ -132,7 +144,7 @@ def parse_fault(spec: str) -> Fault:
         return Fault(body)
     match = _SLOW_RE.fullmatch(body)
     if match:
-        return Fault("slow", float(match.group(1)))
+        return Fault(match.group(1), float(match.group(2)))
     raise _unknown(spec)
 
 

@@ -14,7 +14,7 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pybase64
@@ -450,16 +450,22 @@ def parse(body: Any, spec: ModelSpec) -> GenerateRequest:
 def check_signatures(req: GenerateRequest, secret: bytes) -> None:
     """Enforce the Gemini 3 image rules for replayed model contents (reference §4).
 
-    The first non-thought part of each model content and every non-thought image
-    must carry a signature; any signature present must verify for its own part.
+    The first non-thought part of each model turn and every non-thought image must carry a
+    signature; any signature present must verify for its own part.
+
+    A streamed answer comes back as the SDK keeps it (``chats.py``): one model content per chunk,
+    its text in pieces, the text's signature on the last piece or on an empty-text part after it.
+    So consecutive model contents are one turn, and a run of text pieces with the same thought
+    flag, closed by the piece that carries a signature, is one text part (the API must accept
+    the history its own SDK sends back).
     """
     family = req.model.family
-    for content in req.contents:
-        if content.role != "model":
-            continue
-        non_thought = [p for p in content.parts if not p.thought]
-        required = {id(p) for p in non_thought[:1]} | {id(p) for p in non_thought if p.kind == "inlineData"}
-        for part in non_thought:
+    for turn in _model_turns(req.contents):
+        non_thought = [(c, p) for c, p in _joined(turn) if not p.thought]
+        required = {id(p) for _, p in non_thought[:1]} | {
+            id(p) for _, p in non_thought if p.kind == "inlineData"
+        }
+        for content, part in non_thought:
             where = f"in content position {content.position}, part position {part.position}."
             label = DATA_FIELDS[part.kind]
             if part.signature is None:
@@ -473,6 +479,36 @@ def check_signatures(req: GenerateRequest, secret: bytes) -> None:
             kind, payload = _signed_payload(part)
             if not signatures.verify(secret, family, kind, payload, part.signature_bytes):
                 raise invalid(f"Thought signature is not valid {where}")
+
+
+def _model_turns(contents: list[Content]) -> list[list[tuple[Content, Part]]]:
+    """The parts of each run of consecutive model contents, with the content each came in."""
+    turns: list[list[tuple[Content, Part]]] = []
+    previous = "user"
+    for content in contents:
+        if content.role == "model":
+            if previous != "model":
+                turns.append([])
+            turns[-1] += [(content, part) for part in content.parts]
+        previous = content.role
+    return turns
+
+
+def _joined(parts: list[tuple[Content, Part]]) -> list[tuple[Content, Part]]:
+    """Text pieces joined as a stream sent them: same thought flag, until a piece carries a signature."""
+    out: list[tuple[Content, Part]] = []
+    open_run = False
+    for content, part in parts:
+        if part.kind == "text" and open_run and out[-1][1].thought == part.thought:
+            first_content, first = out[-1]
+            joined = replace(first, text=(first.text or "") + (part.text or ""))
+            if part.signature is not None:
+                joined = replace(joined, signature=part.signature, signature_bytes=part.signature_bytes)
+            out[-1] = (first_content, joined)
+        else:
+            out.append((content, part))
+        open_run = part.kind == "text" and out[-1][1].signature is None
+    return out
 
 
 def _signed_payload(part: Part) -> tuple[str, bytes]:

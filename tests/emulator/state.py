@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import queue
 import time
 from base64 import b64encode
 from collections import deque
@@ -32,6 +33,8 @@ class EmulatorState:
     latency_ms: float = 0
     secret: bytes = DEFAULT_SECRET
     signature_filler: int = 256
+    #: Wait between the chunks of every streamed answer (a ``drip:N`` fault sets one request's).
+    chunk_delay_ms: float = 0
     requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_LOGGED_REQUESTS))
     #: ``{"method", "target", "status"}`` of every request but the control routes', matched or not.
     received: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_RECEIVED))
@@ -39,6 +42,9 @@ class EmulatorState:
     #: Ready (mime type, image) answers for Gemini, used in turn instead of rendering (benchmarks:
     #: a remote provider's rendering does not take this machine's CPU). Empty: render.
     stock: tuple[StockImage, ...] = ()
+    #: How each streamed answer ended ("complete", "cut", "disconnected"), in order: a test in the
+    #: emulator's process waits on it (``get(timeout=...)``) instead of polling the request log.
+    stream_ends: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
     _served: itertools.count = field(default_factory=itertools.count)
 
     def next_stock(self) -> StockImage | None:

@@ -58,7 +58,7 @@ def test_well_formed_ids_reach_only_their_endpoints(client: Client, emulator: Em
     assert emulator.received() == [
         {
             "method": "POST",
-            "target": f"/v1beta/models/{DEFAULTS.gemini_model}:generateContent",
+            "target": f"/v1beta/models/{DEFAULTS.gemini_model}:streamGenerateContent?alt=sse",
             "status": 200,
         },
         {"method": "POST", "target": "/v1/images/generations", "status": 200},

@@ -2,12 +2,16 @@
 
 No I/O here (image bytes come through a loader), so every rule is tested against literal JSON.
 
-Replay rules (gemini-api.md §4-§5):
-- Gemini's own model turns are replayed exactly as received: same parts, same order, their
-  ``thought`` flag (the part's field) and ``thoughtSignature`` (verbatim from
-  ``provider_metadata["gemini"]``) echoed. Dropping a signature is a 400 on Gemini 3 image
-  models. Only allow-listed keys are echoed (``KNOWN_METADATA``), so no stored or imported key
-  can replace the part's own data.
+Replay rules (gemini-api.md §4-§5, §12; README "Streaming and replay"):
+- Gemini's own model turns are replayed as received: same parts, same order, their ``thought``
+  flag (the part's field) and ``thoughtSignature`` (verbatim from ``provider_metadata["gemini"]``)
+  echoed. Dropping a signature is a 400 on Gemini 3 image models. Only allow-listed keys are
+  echoed (``KNOWN_METADATA``), so no stored or imported key can replace the part's own data.
+- Except unsigned thought parts (thought summaries, Pro's interim images): they are kept for
+  display but not replayed. The model's reasoning state travels in the signatures, which sit on
+  the non-thought parts; the API checks those and never a thought part, and the interim images
+  are MBs of base64 per turn. A thought part that does carry a signature is replayed, and so is
+  a turn whose parts are all thoughts (an answer whose only image came flagged as a thought).
 - A user turn whose answer failed is not dropped on its own (it may carry the uploaded
   photo): consecutive unanswered user turns are merged into the next user content, and the
   failed assistant turns themselves are never sent (the SDK's "curated history").
@@ -118,7 +122,7 @@ def build_contents(
             continue
         elif _replayable(turn, model):
             contents.append({"role": "user", "parts": waiting})
-            contents.append({"role": "model", "parts": [_model_part(p, encode) for p in turn.parts]})
+            contents.append({"role": "model", "parts": [_model_part(p, encode) for p in _replayed(turn)]})
             waiting = []
         else:
             waiting += _foreign_answer(turn, encode)
@@ -154,6 +158,12 @@ def _user_parts(part: Part, encode: ImageEncoder) -> list[dict[str, Any]]:
 def _replayable(turn: Turn, model: str) -> bool:
     """Signatures are bound to the model that issued them: only that model's turns replay as-is."""
     return turn.provider == PROVIDER and (turn.options.get("model") or turn.model) == model
+
+
+def _replayed(turn: Turn) -> Sequence[Part]:
+    """The parts of a replayable turn that go back: all but its unsigned thoughts (see the module)."""
+    kept = [p for p in turn.parts if not p.thought or known_metadata(p.provider_metadata).get(PROVIDER)]
+    return kept if any(not p.thought for p in kept) else turn.parts
 
 
 def _foreign_answer(turn: Turn, encode: ImageEncoder) -> list[dict[str, Any]]:
@@ -196,8 +206,14 @@ def _inline(part: ImagePart, encode: ImageEncoder) -> dict[str, str]:
 # --- options -> request body ---------------------------------------------------------------
 
 
-def build_request(contents: list[dict[str, Any]], options: GenerationOptions) -> dict[str, Any]:
-    """The request body; only settings the user set, and image settings the model supports."""
+def build_request(
+    contents: list[dict[str, Any]], options: GenerationOptions, *, include_thoughts: bool = False
+) -> dict[str, Any]:
+    """The request body; only settings the user set, and image settings the model supports.
+
+    ``include_thoughts`` asks for the thought summaries (and Pro's interim images), which a
+    streamed call shows while the answer is made.
+    """
     config: dict[str, Any] = {"responseModalities": ["TEXT", "IMAGE"]}
     sampling = {
         "temperature": options.temperature,
@@ -209,6 +225,8 @@ def build_request(contents: list[dict[str, Any]], options: GenerationOptions) ->
     config.update({k: v for k, v in sampling.items() if v is not None})
     if options.stop_sequences:
         config["stopSequences"] = list(options.stop_sequences)
+    if include_thoughts:
+        config["thinkingConfig"] = {"includeThoughts": True}
     image_config = _image_config(options)
     if image_config:
         config["imageConfig"] = image_config

@@ -31,8 +31,11 @@ OK_BODY = {
 
 
 def client(handler, key: str | None = "k-123") -> GeminiClient:
+    """The non-streaming path (tests/chat/providers/test_gemini_stream.py has the streaming one)."""
     http = httpx.Client(transport=httpx.MockTransport(handler))
-    return GeminiClient(http, api_key=SecretStr(key) if key else None, base_url="https://gl.test/")
+    return GeminiClient(
+        http, api_key=SecretStr(key) if key else None, base_url="https://gl.test/", stream=False
+    )
 
 
 async def test_posts_to_generate_content_with_key_header():

@@ -79,7 +79,7 @@ class TestBuildContents:
             }
         ]
 
-    def test_model_turn_replayed_with_signatures_and_thoughts_verbatim(self):
+    def test_model_turn_replayed_with_its_signatures_and_without_its_unsigned_thoughts(self):
         thought = TextPart("Planning the sky", thought=True)
         answer = TextPart(
             "Here it is", provider_metadata=frozen_metadata({"gemini": {"thoughtSignature": "dGV4dC1zaWc="}})
@@ -101,9 +101,7 @@ class TestBuildContents:
             {
                 "role": "model",
                 "parts": [
-                    {"text": "Planning the sky", "thought": True},
                     {"text": "Here it is", "thoughtSignature": "dGV4dC1zaWc="},
-                    {"inlineData": {"mimeType": "image/png", "data": B64["d" * 64]}, "thought": True},
                     {
                         "inlineData": {"mimeType": "image/png", "data": B64["b" * 64]},
                         "thoughtSignature": "c2lnLTE=",
@@ -111,6 +109,33 @@ class TestBuildContents:
                 ],
             },
             {"role": "user", "parts": [{"text": "now remove the car"}]},
+        ]
+
+    def test_a_signed_thought_part_is_replayed(self):
+        signed = TextPart(
+            "", thought=True, provider_metadata=frozen_metadata({"gemini": {"thoughtSignature": "dGg="}})
+        )
+        history = [
+            user(TextPart("a cat")),
+            gemini_turn(TextPart("plan", thought=True), signed, EDIT1),
+            user(TextPart("more")),
+        ]
+        assert build_contents(history, load, model="gemini-3.1-flash-image")[1]["parts"] == [
+            {"text": "", "thought": True, "thoughtSignature": "dGg="},
+            {"inlineData": {"mimeType": "image/png", "data": B64["b" * 64]}, "thoughtSignature": "c2lnLTE="},
+        ]
+
+    def test_a_turn_of_thoughts_only_is_replayed_whole(self):
+        """An answer whose only image came flagged as a thought (gemini-api.md §3): nothing to drop it for."""
+        thought_image = ImagePart("d" * 64, "image/png", thought=True)
+        history = [
+            user(TextPart("a cat")),
+            gemini_turn(TextPart("plan", thought=True), thought_image),
+            user(TextPart("more")),
+        ]
+        assert build_contents(history, load, model="gemini-3.1-flash-image")[1]["parts"] == [
+            {"text": "plan", "thought": True},
+            {"inlineData": {"mimeType": "image/png", "data": B64["d" * 64]}, "thought": True},
         ]
 
     def test_failed_answer_is_dropped_but_its_user_turn_merges_into_the_next(self):
@@ -267,6 +292,12 @@ class TestBuildRequest:
     def test_image_settings_the_model_lacks_are_not_sent(self):
         options = GenerationOptions(model="gemini-3.1-flash-lite-image", aspect_ratio="8:1", image_size="4K")
         assert "imageConfig" not in build_request([], options)["generationConfig"]
+
+    def test_thoughts_are_asked_for_only_when_wanted(self):
+        options = GenerationOptions(model="gemini-3-pro-image")
+        assert "thinkingConfig" not in build_request([], options)["generationConfig"]
+        config = build_request([], options, include_thoughts=True)["generationConfig"]
+        assert config["thinkingConfig"] == {"includeThoughts": True}
 
 
 def response(parts, finish="STOP", **extra):

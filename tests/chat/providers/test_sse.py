@@ -60,3 +60,30 @@ def test_a_stop_ends_the_read_between_chunks() -> None:
     with pytest.raises(StoppedReading):
         next(events)
     assert stream.read == 2
+
+
+class Shut(httpx.SyncByteStream):
+    """A stream whose socket a stop shut: the next read finds the chunked body ended short."""
+
+    def __init__(self, stop: CallStop) -> None:
+        self.stop = stop
+
+    def __iter__(self):
+        yield b"data: 1\n\n"
+        self.stop.stop()
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+
+def test_a_body_cut_short_by_a_stop_is_a_stopped_read() -> None:
+    stop = CallStop()
+    events = iter_sse(httpx.Response(200, stream=Shut(stop)), stop)
+    assert next(events).data == b"1"
+    with pytest.raises(StoppedReading):
+        next(events)
+
+
+def test_a_body_cut_short_without_a_stop_is_the_transport_error() -> None:
+    events = iter_sse(httpx.Response(200, stream=Shut(CallStop())))
+    assert next(events).data == b"1"
+    with pytest.raises(httpx.RemoteProtocolError):
+        next(events)
