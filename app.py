@@ -77,6 +77,7 @@ def build_app(
         base_url=settings.gemini_base_url,
         timeout_s=settings.request_timeout_s,
         keep_images=settings.keep_images or None,
+        stream=settings.streaming,
     )
     limits = input_limits(settings)
     openai = OpenAIImagesClient(
@@ -86,6 +87,8 @@ def build_app(
         base_url=settings.openai_base_url,
         default_model=settings.openai_image_model,
         timeout_s=settings.openai_timeout_s,
+        stream=settings.streaming,
+        partial_images=settings.openai_partial_images,
     )
     # Gemini answers the same request with the same seed the same way: such a request is answered
     # from storage (chat/conversation/cache.py). OpenAI takes no seed, so asking again is asking for a new image.

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     openai_image_model: str = Field("gpt-image-2", validation_alias="OPENAI_IMAGE_MODEL")
     openai_timeout_s: float = Field(300.0, gt=0, validation_alias="RETOUCH_OPENAI_TIMEOUT")
     request_timeout_s: float = Field(180.0, gt=0, validation_alias="RETOUCH_REQUEST_TIMEOUT")
+    # Answers arrive as event streams, so a user watches the thoughts, text and drafts come;
+    # off: one response per call (a proxy that buffers streams, or a provider that breaks them).
+    streaming: bool = Field(True, validation_alias="RETOUCH_STREAMING")
+    # Drafts an OpenAI stream sends before its image (0-3); each costs 100 image tokens more.
+    openai_partial_images: int = Field(2, ge=0, le=3, validation_alias="RETOUCH_OPENAI_PARTIAL_IMAGES")
 
     retry_attempts: int = Field(3, ge=1, le=10, validation_alias="RETOUCH_RETRY_ATTEMPTS")
     retry_base_delay_s: float = Field(1.0, ge=0, validation_alias="RETOUCH_RETRY_BASE_DELAY")

@@ -143,7 +143,7 @@ class ImageRole(StrEnum):
 class TextPart:
     text: str
     _: KW_ONLY
-    thought: bool = False  # a model's thinking summary: replayed, never shown as the answer
+    thought: bool = False  # a model's thinking summary: shown apart, never as the answer; replayed only if signed
     provider_metadata: Metadata = field(default_factory=frozen_metadata)
 
     def to_dict(self) -> dict[str, Any]:

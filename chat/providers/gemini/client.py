@@ -63,7 +63,7 @@ class GeminiClient:
         timeout_s: float = DEFAULTS.request_timeout_s,
         keep_images: int | None = DEFAULTS.keep_images or None,  # None: no bound (the setting says 0)
         encoded: EncodedImages | None = None,
-        stream: bool = True,  # False: one generateContent answer, no progress (RETOUCH_STREAMING)
+        stream: bool = DEFAULTS.streaming,  # False: one generateContent answer, no progress (RETOUCH_STREAMING)
         thoughts: bool | None = None,  # ask for thought summaries and drafts; None: when streaming
     ) -> None:
         self._stream = stream

@@ -76,8 +76,8 @@ class OpenAIImagesClient:
         default_model: str = DEFAULTS.openai_image_model,
         timeout_s: float = DEFAULTS.openai_timeout_s,
         safety_identifier: str | None = None,
-        stream: bool = True,
-        partial_images: int = 2,
+        stream: bool = DEFAULTS.streaming,
+        partial_images: int = DEFAULTS.openai_partial_images,
     ) -> None:
         self._http = http
         self._threads = threads
