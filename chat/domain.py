@@ -143,7 +143,9 @@ class ImageRole(StrEnum):
 class TextPart:
     text: str
     _: KW_ONLY
-    thought: bool = False  # a model's thinking summary: shown apart, never as the answer; replayed only if signed
+    thought: bool = (
+        False  # a model's thinking summary: shown apart, never as the answer; replayed only if signed
+    )
     provider_metadata: Metadata = field(default_factory=frozen_metadata)
 
     def to_dict(self) -> dict[str, Any]:
@@ -523,6 +525,7 @@ class Conversation:
     turns: tuple[Turn, ...] = ()
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    replayable: bool = True  # False: loaded to be shown, without the parts' provider metadata (MBs)
 
     def cost_usd(self) -> float:
         """Estimated dollars of every answered call so far."""

@@ -32,6 +32,7 @@ from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, SQLModel, UTCDateTime, col, select
 
@@ -139,8 +140,16 @@ def conversation_owner(*, session: Session, conversation_id: str) -> str | None:
     return row.owner_id
 
 
-def get_conversation(*, session: Session, conversation_id: str) -> Conversation | None:
-    """The whole conversation in two queries after the row itself: its turns, then all their parts."""
+def get_conversation(
+    *, session: Session, conversation_id: str, replayable: bool = True
+) -> Conversation | None:
+    """The whole conversation in two queries after the row itself: its turns, then all their parts.
+
+    ``replayable=False`` is for showing it: the parts come without their provider metadata, which
+    is never shown and can be MBs (a Gemini 3 thought signature is reported at 1-2 MB a part:
+    ten answered turns made a page open read and parse ~20 MB, ~55 ms of CPU on SQLite). Such a
+    conversation says so (``Conversation.replayable``) and the turn writer refuses to append to it.
+    """
     row = session.get(ConversationRow, conversation_id)
     if row is None:
         return None
@@ -148,17 +157,24 @@ def get_conversation(*, session: Session, conversation_id: str) -> Conversation 
         select(TurnRow).where(TurnRow.conversation_id == conversation_id).order_by(col(TurnRow.seq))
     ).all()
     parts_by_turn: dict[int, list[Part]] = defaultdict(list)
-    part_rows = session.exec(
+    query = (
         select(PartRow)
         .join(TurnRow, col(PartRow.turn_id) == col(TurnRow.id))
         .where(TurnRow.conversation_id == conversation_id)
         .order_by(col(PartRow.turn_id), col(PartRow.position))
     )
-    for part_row in part_rows:
-        parts_by_turn[part_row.turn_id].append(_part_from_row(part_row))
+    if not replayable:
+        query = query.options(defer(PartRow.provider_metadata, raiseload=True))  # type: ignore[arg-type]
+    for part_row in session.exec(query):
+        parts_by_turn[part_row.turn_id].append(_part_from_row(part_row, with_metadata=replayable))
     turns = tuple(_turn_from_row(t, parts_by_turn[t.id]) for t in turn_rows if t.id is not None)
     return Conversation(
-        id=row.id, title=row.title, turns=turns, created_at=row.created_at, updated_at=row.updated_at
+        id=row.id,
+        title=row.title,
+        turns=turns,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        replayable=replayable,
     )
 
 
@@ -760,8 +776,9 @@ def _part_values(turn_id: int, position: int, part: Part) -> dict[str, Any]:
     }
 
 
-def _part_from_row(row: PartRow) -> Part:
-    metadata = frozen_metadata(row.provider_metadata)
+def _part_from_row(row: PartRow, *, with_metadata: bool = True) -> Part:
+    """The part; without its provider metadata (not read from the row at all) unless ``with_metadata``."""
+    metadata = frozen_metadata(row.provider_metadata if with_metadata else None)
     if row.kind == _TEXT:
         return TextPart(row.text or "", thought=row.thought, provider_metadata=metadata)
     if row.kind == _IMAGE and row.image_sha256 is not None and row.mime_type is not None:

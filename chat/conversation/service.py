@@ -147,16 +147,28 @@ class ChatService:
         return Step(grant, conversation, answering)
 
     def _read(self, session: Session, conversation_id: str) -> tuple[Conversation | None, bool]:
-        """The stored conversation; for an unanswered one, whether some replica's turn holds its
-        lease (after a crash the lease expires, and the message then reads as interrupted)."""
-        conversation = repo.get_conversation(session=session, conversation_id=conversation_id)
+        """The stored conversation, to be shown (without the parts' provider metadata: never shown,
+        and MBs of signatures); for an unanswered one, whether some replica's turn holds its lease
+        (after a crash the lease expires, and the message then reads as interrupted)."""
+        conversation = repo.get_conversation(
+            session=session, conversation_id=conversation_id, replayable=False
+        )
         unanswered = (
             conversation is not None and conversation.turns and conversation.turns[-1].role is Role.USER
         )
         return conversation, bool(unanswered) and self._leases.live(session, conversation_id)
 
     async def load(self, actor: Actor, conversation_id: str) -> Conversation:
-        return (await self.open(actor, conversation_id)).conversation
+        """The whole conversation as stored, provider metadata included; AccessError if nothing."""
+        _, conversation = await asyncio.to_thread(
+            self.gate.read,
+            actor,
+            conversation_id,
+            lambda session: repo.get_conversation(session=session, conversation_id=conversation_id),
+        )
+        if conversation is None:
+            raise AccessError(GONE)
+        return conversation
 
     def image_path(self, part: ImagePart) -> Path:
         """A local file of a stored image (fetched into this replica's cache first from object

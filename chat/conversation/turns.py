@@ -115,6 +115,10 @@ class TurnWriter:
         ConversationMovedError if the stored conversation has turns ``to`` lacks (the turn's lease
         was lost meanwhile): nothing is stored but what it cost on the server's keys.
         """
+        if isinstance(to, Conversation) and not to.replayable:
+            raise ValueError(
+                "a conversation loaded to be shown lacks its signatures: load it to append to it"
+            )
         kept_only: list[NewImage] = []  # stored already, and not made young by this put
         for image in images:
             put = self._blobs.put(image.data, image.mime_type)

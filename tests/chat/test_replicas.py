@@ -222,6 +222,6 @@ async def test_an_answer_after_the_lease_was_lost_is_not_put_after_another_repli
 
     texts = [t.text() for t in shown.turns]
     assert texts == ["a cat", "Done.", "make it orange", "B's message"]  # A's answer left out
-    assert shown == await a.load(ACTOR, start.id)
+    assert shown == (await a.open(ACTOR, start.id)).conversation  # as stored, to be shown
     assert (await a.open(ACTOR, start.id)).answering  # B's turn is the one in progress
     assert guard.spent_today() == pytest.approx(0.40)  # paid for, so counted, though not stored

@@ -277,3 +277,26 @@ async def test_every_step_carries_the_grant_checked_when_the_turn_began(service,
     retried = [step async for step in service.retry(ACTOR, conversation_id, options=OPTIONS)]
     assert [step.grant.access for step in retried] == [Access.OWNER] * 2
     assert len(retried[-1].conversation.turns) == 3
+
+
+async def test_an_opened_conversation_is_shown_without_signatures_and_the_next_turn_replays_them(
+    tmp_path: Path,
+) -> None:
+    provider = FakeProvider()
+    provider.queue = [
+        reply_with_image(png((1, 1, 1)), signature="c2lnLW9uZQ=="),
+        reply_with_image(png((2, 2, 2))),
+    ]
+    service = make_service(tmp_path / "data", provider)
+    first = (await collect(service.send(ACTOR, None, "a lighthouse", options=OPTIONS)))[-1]
+
+    opened = (await service.open(ACTOR, first.id)).conversation
+    assert not opened.replayable
+    assert all(not part.provider_metadata for turn in opened.turns for part in turn.parts)
+    with pytest.raises(ValueError, match="loaded to be shown"):
+        service.writer.append(opened, [])
+
+    other_replica = make_service(tmp_path / "data", provider)  # nothing cached: it loads what it replays
+    await collect(other_replica.send(ACTOR, first.id, "now at night", options=OPTIONS))
+    replayed = provider.calls[-1][1]
+    assert {p.provider_metadata["gemini"]["thoughtSignature"] for p in replayed.parts} == {"c2lnLW9uZQ=="}

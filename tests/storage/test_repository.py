@@ -189,6 +189,39 @@ def test_failed_write_leaves_nothing_half_written(engine: Engine, blobs: BlobSto
     assert len(loaded.turns) == 1
 
 
+def test_a_conversation_loaded_to_be_shown_never_reads_the_signatures(
+    engine: Engine, blobs: BlobStore
+) -> None:
+    with session_scope(engine) as session:
+        create_conversation(session=session, conversation_id="c1", title="t", now=NOW, owner_id=OWNER)
+        turns = [
+            _user_turn(_store_image(session, blobs, b"upload")),
+            _assistant_turn(_store_image(session, blobs, b"out")),
+        ]
+        for turn in turns:
+            append_turn(session=session, conversation_id="c1", turn=turn, now=NOW)
+    selected: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selected.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    with session_scope(engine) as session:
+        shown = get_conversation(session=session, conversation_id="c1", replayable=False)
+    event.remove(engine, "before_cursor_execute", record)
+    with session_scope(engine) as session:
+        whole = get_conversation(session=session, conversation_id="c1")
+
+    assert shown is not None and whole is not None and not shown.replayable and whole.replayable
+    assert not any("provider_metadata" in statement for statement in selected)
+    assert all(not part.provider_metadata for turn in shown.turns for part in turn.parts)
+    # Everything else is as stored: what the page shows is the same either way.
+    strip = [tuple(replace(p, provider_metadata=frozen_metadata()) for p in t.parts) for t in whole.turns]
+    assert [t.parts for t in shown.turns] == strip
+    assert [t.text() for t in shown.turns] == [t.text() for t in whole.turns]
+
+
 def test_get_conversation_uses_a_fixed_number_of_queries(engine: Engine) -> None:
     with session_scope(engine) as session:
         create_conversation(session=session, conversation_id="c1", title="t", now=NOW, owner_id=OWNER)
