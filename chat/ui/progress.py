@@ -96,34 +96,32 @@ def phase_line(progress: Progress | None, working_model: str) -> str:
 def progress_messages(
     progress: Progress | None, *, working_model: str, elapsed_s: float, draft_path: str | None = None
 ) -> list[Message]:
-    """The pending bubble (after the thoughts so far, collapsed): phase, model, elapsed time, the
-    answer's text so far and the newest draft (``draft_path``: its staged file, chat/ui/files.py)."""
+    """The thoughts so far (collapsed), the pending bubble (phase, model, elapsed time, the answer's
+    text so far), and the newest draft, captioned (``draft_path``: its staged file, chat/ui/files.py)."""
     messages: list[Message] = []
     if progress is not None and progress.thoughts:
         messages.append(
             {"role": "assistant", "content": progress.thoughts, "metadata": {"title": "Thinking"}}
         )
-    model = (progress.model if progress else "") or working_model
-    title = " \u00b7 ".join(
-        [
-            html.escape(phase_line(progress, working_model), quote=False),
-            html.escape(model),
-            elapsed_html(elapsed_s),
-        ]
-    )
-    lines = [progress.text] if progress is not None and progress.text else []
-    content: list[Any] = []
-    if progress is not None and progress.drafts and draft_path is not None:
-        label = f"{draft_label(progress)} \u2014 the final image replaces it"
-        lines.append(f"*{label}*")
-        content.append({"path": draft_path, "alt_text": label})
-    if not lines and not content:
-        lines.append("This usually takes 10\u201360 seconds. Your message is saved.")
-    if lines:
-        content.insert(0, "\n\n".join(lines))
+    words = [html.escape(phase_line(progress, working_model), quote=False)]
+    if progress is not None:  # before anything arrives, the phase line names the model already
+        words.append(html.escape(progress.model or working_model))
+    title = " \u00b7 ".join([*words, elapsed_html(elapsed_s)])
+    text = progress.text if progress is not None and progress.text else ""
     messages.append(
-        {"role": "assistant", "content": content, "metadata": {"title": title, "status": "pending"}}
+        {
+            "role": "assistant",
+            "content": text or "This usually takes 10\u201360 seconds. Your message is saved.",
+            "metadata": {"title": title, "status": "pending"},
+        }
     )
+    if progress is not None and progress.drafts and draft_path is not None:
+        # A message of its own: Gradio splits a list of contents into messages that each repeat
+        # the metadata box, and drops an image's alt text inside one.
+        label = f"{draft_label(progress)} \u2014 the final image replaces it"
+        messages.append(
+            {"role": "assistant", "content": [{"path": draft_path, "alt_text": label}, f"*{label}*"]}
+        )
     return messages
 
 

@@ -71,7 +71,7 @@ def test_the_bubble_has_the_phase_model_and_elapsed_time_the_thoughts_the_text_a
         drafts=(DRAFT,),
         drafts_expected=2,
     )
-    thinking, bubble = progress_messages(
+    thinking, bubble, draft = progress_messages(
         progress, working_model="x", elapsed_s=12.7, draft_path="/staged/draft.png"
     )
     assert thinking == {
@@ -79,24 +79,25 @@ def test_the_bubble_has_the_phase_model_and_elapsed_time_the_thoughts_the_text_a
         "content": "**Composing** the clouds",
         "metadata": {"title": "Thinking"},  # collapsed, as a stored turn's thoughts
     }
-    label = "Draft 1 of 2 \u2014 the final image replaces it"
     assert bubble == {
         "role": "assistant",
-        "content": [
-            f"Here is a stormier sky.\n\n*{label}*",
-            {"path": "/staged/draft.png", "alt_text": label},
-        ],
+        "content": "Here is a stormier sky.",
         "metadata": {
             "title": f"Gemini: draft 1 of 2 \u00b7 {MODEL} \u00b7 {elapsed_html(12.7)}",
             "status": "pending",
         },
+    }
+    label = "Draft 1 of 2 \u2014 the final image replaces it"
+    assert draft == {
+        "role": "assistant",
+        "content": [{"path": "/staged/draft.png", "alt_text": label}, f"*{label}*"],
     }
     assert elapsed_html(12.7) == '<span class="retouch-elapsed retouch-elapsed-12">12 s</span>'
 
 
 def test_before_anything_arrives_the_bubble_says_it_is_working_and_escapes_what_it_quotes():
     [bubble] = progress_messages(None, working_model="gemini-3.1-flash-image", elapsed_s=0)
-    assert bubble["content"] == ["This usually takes 10\u201360 seconds. Your message is saved."]
+    assert bubble["content"] == "This usually takes 10\u201360 seconds. Your message is saved."
     assert bubble["metadata"]["title"].startswith("Editing with gemini-3.1-flash-image\u2026 \u00b7 ")
     note = Progress("openai", Phase.FALLING_BACK, "gpt-image-2", note="Gemini failed: <b>oops</b>")
     [bubble] = progress_messages(note, working_model="x", elapsed_s=0)
@@ -178,13 +179,14 @@ async def test_progress_reaches_the_chat_only_without_a_database_read_and_the_an
 
     assert set(shown) == {ui.chatbot}  # no status, no gallery, no versions
     assert counts.take().transactions == 0
-    assert shown[ui.chatbot][:-2] == stored[ui.chatbot][:-1]  # the stored turns, as first rendered
-    thinking, bubble = shown[ui.chatbot][-2:]
+    assert shown[ui.chatbot][:-3] == stored[ui.chatbot][:-1]  # the stored turns, as first rendered
+    thinking, bubble, draft = shown[ui.chatbot][-3:]
     assert thinking["content"] == "Composing" and thinking["metadata"] == {"title": "Thinking"}
     assert bubble["metadata"]["title"].startswith(f"Gemini: draft 1 of 2 \u00b7 {MODEL} \u00b7 ")
-    draft = bubble["content"][-1]
-    assert draft["alt_text"] == "Draft 1 of 2 \u2014 the final image replaces it"
-    assert Path(draft["path"]).read_bytes() == DRAFT.data
+    image, caption = draft["content"]
+    assert image["alt_text"] == "Draft 1 of 2 \u2014 the final image replaces it"
+    assert caption == f"*{image['alt_text']}*"
+    assert Path(image["path"]).read_bytes() == DRAFT.data
 
     provider.gate.set()
     answered = await asyncio.wait_for(anext(steps), timeout=10)
