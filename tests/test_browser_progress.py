@@ -162,6 +162,7 @@ def test_drafts_are_labelled_and_the_final_image_replaces_them(drafting_app, bro
     page = browser_page
     page.goto(url)
     page.wait_for_selector("#box textarea")
+    page.wait_for_load_state("networkidle")  # the page's load events done: the box is wired
     page.fill("#box textarea", "a lighthouse")
     page.keyboard.press("Enter")
     chat_has(page, "Gemini is thinking")
