@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
+from gradio.blocks import Block
 
 from chat.conversation.service import ChatService
 from chat.sharing.library import ConversationLibrary
-from chat.ui.api import ApiHandlers
+from chat.ui.api import ApiHandlers, streamed
 from chat.ui.events import Handlers, UIConfig
 from chat.ui.files import FileMaker
 from chat.ui.layout import build_layout
 from chat.ui.library_events import LibraryHandlers
+from chat.ui.progress import ELAPSED_JS
 
 __all__ = ["UIConfig", "build_ui"]
 
@@ -58,18 +60,26 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
 
         demo.load(page.on_load, [ui.owner], [*view, ui.owner], **quick).then(**set_url)
         # A turn's inputs go by name; the options under the names parse_options takes.
-        asker = {"conversation_id": ui.conversation_id, "share_token": ui.share_token, "owner": ui.owner}
+        asker: dict[str, Block] = {
+            "conversation_id": ui.conversation_id,
+            "share_token": ui.share_token,
+            "owner": ui.owner,
+        }
         chosen = {"gemini_key": ui.keys[0], "openai_key": ui.keys[1], **ui.options}
+        # A turn's events also show and hide Stop; its elapsed time ticks in the page (chat/ui/progress.py).
+        turn_outputs = [*view, ui.stop]
+        demo.load(None, None, None, js=ELAPSED_JS, **quick)
         submitted = ui.box.submit(
             page.on_submit,
             inputs_kwargs={"message": ui.box, **asker, "painter": ui.painter, **chosen},
-            outputs=view,
+            outputs=turn_outputs,
             **model_call,
         )
         submitted.then(**set_url)
         # A full queue refuses the message before on_submit runs (tests/test_queue_full.py).
         submitted.failure(page.on_not_taken, [ui.chatbot], [ui.chatbot], **quick)
-        ui.chatbot.retry(page.on_retry, inputs_kwargs={**asker, **chosen}, outputs=view, **model_call)
+        ui.chatbot.retry(page.on_retry, inputs_kwargs={**asker, **chosen}, outputs=turn_outputs, **model_call)
+        ui.stop.click(page.on_stop, inputs_kwargs=asker, outputs=turn_outputs, **quick)
         # The chat's own "Clear" button starts a new conversation too; the old one stays stored.
         for start_new in (ui.new_button.click, ui.chatbot.clear):
             start_new(page.on_new, [ui.owner], view, **quick).then(**set_url)
@@ -123,8 +133,9 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
             files=files,
         )
         api_call: dict[str, Any] = {"concurrency_limit": config.model_concurrency, "concurrency_id": "model"}
-        gr.api(api.send, api_name="send", **api_call)
-        gr.api(api.retry, api_name="retry", **api_call)
+        gr.api(streamed(api.send), api_name="send", **api_call)
+        gr.api(streamed(api.retry), api_name="retry", **api_call)
+        gr.api(api.stop, api_name="stop", concurrency_limit=None)  # never behind the model queue
         for name in ("conversation", "image", "share", "revoke", "conversations"):
             gr.api(getattr(api, name), api_name=name, concurrency_limit=None)
         gr.api(api.fork, api_name="fork", concurrency_limit=1, concurrency_id="copy")

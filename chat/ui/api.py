@@ -10,15 +10,18 @@ key as ``owner_key``. Refusals are one log line and a ``gr.Error`` with the reas
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, NoReturn
 
 import gradio as gr
 
 from chat.conversation.options import parse_options
 from chat.conversation.service import ChatService, Step
-from chat.domain import Conversation, GenerationOptions
+from chat.domain import GenerationOptions, Route
 from chat.errors import AccessError, InputError, RetouchError
 from chat.limits.visitors import TrustedProxies
 from chat.media.images import painted_from_mask
@@ -26,10 +29,11 @@ from chat.sharing.access import OWNER_ID, Actor, new_owner_id
 from chat.sharing.library import ConversationLibrary
 from chat.ui.events import client_address, visitor_keys
 from chat.ui.files import FileMaker
+from chat.ui.progress import progress_json
 from chat.ui.render import to_transcript
 from chat.ui.uploads import file_path, read_uploads
 
-__all__ = ["ApiHandlers"]
+__all__ = ["ApiHandlers", "streamed"]
 
 log = logging.getLogger("retouch.api")
 BAD_KEY = (
@@ -70,8 +74,11 @@ class ApiHandlers:
         gemini_key: str = "",
         openai_key: str = "",
         request: gr.Request | None = None,
-    ) -> dict[str, Any]:
+    ) -> AsyncIterator[dict[str, Any]]:
         """Send a message ("" as conversation_id starts a new one); returns the transcript.
+
+        While the turn runs, the transcript comes again at each step (``client.submit``: the
+        message stored, then the call's progress under "progress"); the last is the finished one.
 
         images: photos to attach. mask: a PNG the size of the current image whose transparent
         pixels mark where the edit goes. key: your owner key or a "continue" share token; a new
@@ -106,13 +113,11 @@ class ApiHandlers:
                 painted=painted,
                 keys=visitor_keys(gemini_key, openai_key),
             )
-            final = await _last(steps)
+            extra = {"owner_key": new_key} if new_key else {}
+            async for transcript in _transcripts(steps, _working_model(parsed), extra):
+                yield transcript
         except RetouchError as exc:
             _refuse("send", exc)
-        transcript = to_transcript(final)
-        if new_key:
-            transcript["owner_key"] = new_key
-        return transcript
 
     async def retry(
         self,
@@ -122,16 +127,29 @@ class ApiHandlers:
         gemini_key: str = "",
         openai_key: str = "",
         request: gr.Request | None = None,
-    ) -> dict[str, Any]:
-        """Answer the last message again (after a failure, or for another variant); returns the transcript."""
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Answer the last message again (after a failure, or for another variant); returns the
+        transcript, streamed like ``send``'s."""
         try:
             actor = await self._actor(key, request)
             keys = visitor_keys(gemini_key, openai_key)
-            steps = self._service.retry(actor, conversation_id, options=self._parse(options), keys=keys)
-            final = await _last(steps)
+            parsed = self._parse(options)
+            steps = self._service.retry(actor, conversation_id, options=parsed, keys=keys)
+            async for transcript in _transcripts(steps, _working_model(parsed)):
+                yield transcript
         except RetouchError as exc:
             _refuse("retry", exc)
-        return to_transcript(final)
+
+    async def stop(
+        self, conversation_id: str, key: str = "", request: gr.Request | None = None
+    ) -> dict[str, Any]:
+        """Stop the answer being made for the conversation (its message stays; the turn is stored as
+        stopped; /retry asks again); returns the transcript. A read-only token is refused."""
+        try:
+            step = await self._service.stop(await self._actor(key, request), conversation_id)
+        except RetouchError as exc:
+            _refuse("stop", exc)
+        return to_transcript(step.conversation)
 
     async def conversation(self, conversation_id: str, key: str = "") -> dict[str, Any]:
         """The stored transcript of a conversation."""
@@ -216,17 +234,50 @@ class ApiHandlers:
         return client_address(request, self._proxies)
 
 
+def _working_model(options: GenerationOptions) -> str:
+    return (options.openai.model or "OpenAI") if options.route is Route.OPENAI else options.model
+
+
 def _refuse(endpoint: str, exc: RetouchError) -> NoReturn:
     """An expected refusal: one log line (no traceback, no key), and the reason for the caller."""
     log.info("api %s refused: %s", endpoint, type(exc).__name__)
     raise gr.Error(exc.user_message(), print_exception=False) from exc
 
 
-async def _last(steps: AsyncIterator[Step]) -> Conversation:
-    """API callers want the finished turn, not the intermediate "stored" step."""
-    result = None
+async def _transcripts(
+    steps: AsyncIterator[Step], working_model: str, extra: Mapping[str, Any] | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """The transcript at each step of a turn: while it runs with "progress" (chat/ui/progress.py);
+    the last exactly as ``/conversation`` would return it (plus ``extra``)."""
+    final, first = None, True
     async for step in steps:
-        result = step.conversation
-    if result is None:
+        transcript = {**to_transcript(step.conversation), **(extra or {})}
+        if step.since is None and not first:  # the answer: neither the message stored nor progress
+            final = transcript
+            continue
+        first = False
+        progress = step.progress[0] if step.progress else None
+        elapsed = time.monotonic() - step.since if step.since is not None else 0.0
+        yield {
+            **transcript,
+            "progress": progress_json(progress, working_model=working_model, elapsed_s=elapsed),
+        }
+    if final is None:
         raise InputError("Nothing happened: the conversation could not be updated.")
-    return result
+    yield final
+
+
+def streamed(
+    endpoint: Callable[..., AsyncIterator[dict[str, Any]]],
+) -> Callable[..., AsyncIterator[dict[str, Any]]]:
+    """``endpoint`` with the return annotation of its items, for Gradio's API schema (``gr.api``
+    reads the annotation as the output's type: an iterator is no JSON type)."""
+    signature = inspect.signature(endpoint).replace(return_annotation=dict[str, Any])
+
+    @functools.wraps(endpoint)
+    async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        async for item in endpoint(*args, **kwargs):
+            yield item
+
+    stream.__signature__ = signature  # type: ignore[attr-defined]
+    return stream

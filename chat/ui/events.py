@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Flag, auto
@@ -32,6 +33,7 @@ from chat.sharing.access import Access, Actor, Grant
 from chat.sharing.library import ConversationLibrary
 from chat.ui.files import FileMaker
 from chat.ui.layout import Layout, model_choices
+from chat.ui.progress import progress_messages
 from chat.ui.render import chat_label, to_messages, versions
 from chat.ui.uploads import read_uploads
 
@@ -328,16 +330,13 @@ class Handlers:
                 painted=painted,
                 keys=keys,
             )
-            async for index, step in _numbered(steps):
-                if index == 0:  # stored; a new conversation also gets the owner's tools (no links yet)
-                    show = Show.CHAT if conversation_id else Show.CHAT | Show.ACCESS | Show.LINKS
-                    working = _working_model(parsed)
-                    view = await self.view(Shown.of(actor, step), show, working_model=working, links=())
-                    yield {**view, self._ui.box: gr.MultimodalTextbox(value=None, visible=True)}
-                else:
-                    yield await self.view(Shown.of(actor, step), ANSWERED, request=request)
+            # Stored; a new conversation also gets the owner's tools (no links yet).
+            show = Show.CHAT if conversation_id else Show.CHAT | Show.ACCESS | Show.LINKS
+            cleared: PageUpdate = {self._ui.box: gr.MultimodalTextbox(value=None, visible=True)}
+            async for update in self._turn_views(actor, steps, parsed, request, show, cleared):
+                yield update
         except RetouchError as exc:
-            yield await self._refusal(actor, conversation_id, exc)
+            yield {**await self._refusal(actor, conversation_id, exc), self._ui.stop: _stop_button(False)}
 
     async def on_retry(
         self,
@@ -354,15 +353,69 @@ class Handlers:
             parsed = self._options(options)
             keys = visitor_keys(gemini_key, openai_key)
             steps = self._service.retry(actor, conversation_id, options=parsed, keys=keys)
-            async for index, step in _numbered(steps):
-                if index == 0:
-                    yield await self.view(
-                        Shown.of(actor, step), Show.CHAT, working_model=_working_model(parsed)
-                    )
-                else:
-                    yield await self.view(Shown.of(actor, step), ANSWERED, request=request)
+            async for update in self._turn_views(actor, steps, parsed, request, Show.CHAT, {}):
+                yield update
         except RetouchError as exc:
-            yield await self._refusal(actor, conversation_id, exc)
+            yield {**await self._refusal(actor, conversation_id, exc), self._ui.stop: _stop_button(False)}
+
+    # --- a running turn: its progress, and Stop -----------------------------------------------
+
+    async def _turn_views(
+        self,
+        actor: Actor,
+        steps: AsyncIterator[Step],
+        options: GenerationOptions,
+        request: gr.Request,
+        show: Show,
+        extra: PageUpdate,
+    ) -> AsyncIterator[PageUpdate]:
+        """The page at each step of a turn: the message stored (``show``, plus ``extra``; Stop shown),
+        then each progress snapshot (the chat only: the stored messages as first rendered and the
+        pending bubble, no database read, no gallery), then the answer (Stop hidden)."""
+        working = _working_model(options)
+        stored: list[Any] | None = None  # the chat's messages before the pending bubble
+        async for step in steps:
+            if stored is None:
+                view = await self.view(Shown.of(actor, step), show, working_model=working, links=())
+                stored = view[self._ui.chatbot][:-1]  # the last one is the pending bubble, redrawn here
+                chat = await self._pending_chat(stored, step, working)
+                yield {**view, **extra, self._ui.chatbot: chat, self._ui.stop: _stop_button(True)}
+            elif step.since is not None:
+                yield {self._ui.chatbot: await self._pending_chat(stored, step, working)}
+            else:
+                yield {
+                    **await self.view(Shown.of(actor, step), ANSWERED, request=request),
+                    self._ui.stop: _stop_button(False),
+                }
+
+    async def _pending_chat(self, stored: list[Any], step: Step, working_model: str) -> list[Any]:
+        """The stored messages and the running call's pending bubble; its newest draft staged in a worker thread."""
+        progress = step.progress[0] if step.progress else None
+        newest = progress.drafts[-1] if progress is not None and progress.drafts else None
+        draft = await asyncio.to_thread(self._files.draft, newest) if newest is not None else None
+        elapsed = time.monotonic() - step.since if step.since is not None else 0.0
+        bubble = progress_messages(progress, working_model=working_model, elapsed_s=elapsed, draft_path=draft)
+        return [*stored, *bubble]
+
+    async def on_stop(
+        self, request: gr.Request, conversation_id: str, share_token: str, owner: str
+    ) -> PageUpdate:
+        """Stop the open conversation's turn on this replica; the chat then shows its stopped answer.
+
+        Gradio's ``cancels=`` is not used: the service's ``stop`` ends the turn for everyone
+        following it (this page's /send stream ends with the stopped answer, which it renders like
+        any answer), checks that the visitor may write, and waits until the stopped turn is stored.
+        Cancelling the page's event instead would end its stream before that answer arrived (the
+        pending bubble would stay until something re-rendered the chat) and would reach only the
+        page that started the turn. Not queued, so a full model queue cannot hold a Stop back.
+        """
+        actor = Actor(owner, share_token or None, client_address(request, self._config.proxies))
+        try:
+            step = await self._service.stop(actor, conversation_id)
+        except RetouchError as exc:
+            log_refusal("stop", exc)
+            return {self._ui.status: exc.user_message(), self._ui.stop: _stop_button(False)}
+        return {**await self.view(Shown.of(actor, step), Show.CHAT), self._ui.stop: _stop_button(False)}
 
     async def _refusal(self, actor: Actor, conversation_id: str, exc: RetouchError) -> PageUpdate:
         """Show why, for this moment only: nothing of a refused message is stored; the box keeps it."""
@@ -392,6 +445,11 @@ class Handlers:
             default_model=self._config.default_model,
             default_openai_model=self._config.default_openai_model,
         )
+
+
+def _stop_button(visible: bool) -> gr.Button:
+    """The Stop button: shown while a turn of this page runs, hidden otherwise."""
+    return gr.Button(visible=visible)
 
 
 #: An answered turn changed the chat, its versions and its place in "My conversations".
@@ -458,10 +516,3 @@ def _painted(painter: dict[str, Any] | None) -> bytes | None:
         return None
     region = painted_region(layers, (background or layers[0]).size)
     return region_png(region) if region is not None else None
-
-
-async def _numbered(steps: AsyncIterator[Step]) -> AsyncIterator[tuple[int, Step]]:
-    index = 0
-    async for step in steps:
-        yield index, step
-        index += 1

@@ -23,12 +23,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from chat.domain import Conversation, ImagePart
+from chat.domain import Conversation, ImageData, ImagePart
 from chat.errors import StorageUnavailableError
 
 __all__ = ["FileMaker"]
 
 KEEP_SECONDS = 3600
+DRAFT_SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
 THUMBNAIL_SIDE = (
     256  # "My conversations" shows small tiles: a 3 MB master there costs Gradio a hash per render
 )
@@ -82,6 +83,16 @@ class FileMaker:
                 small.save(partial, format="WEBP", quality=80)
 
         return self._staged_file(f"thumbnail-{part.sha256}.webp", shrink)
+
+    def draft(self, image: ImageData) -> str:
+        """A running call's draft (shown, never stored) as a staged file named by its sha256, swept
+        like the others: the page shows it until the stored answer replaces it."""
+        suffix = DRAFT_SUFFIXES.get(image.mime_type, ".bin")
+
+        def write(partial: Path) -> None:
+            partial.write_bytes(image.data)
+
+        return self._staged_file(f"draft-{image.sha256}{suffix}", write)
 
     def _staged_file(self, name: str, write: Callable[[Path], None]) -> str:
         """``name`` in the staging folder: touched if there (in use again: not swept for another

@@ -47,6 +47,7 @@ class Layout:
     library: Library
     versions: Versions
     keys: tuple[gr.Textbox, gr.Textbox]
+    stop: gr.Button  # visible while a turn of this page runs (chat/ui/events.py)
 
     @property
     def model(self) -> gr.Dropdown:
@@ -89,15 +90,18 @@ def build_layout(
                 placeholder="Your edits appear here. Start with a photo and a sentence like \u201cmake the sky stormy\u201d.",
                 buttons=["copy"],
             )
-            box = gr.MultimodalTextbox(
-                elem_id="box",
-                file_types=["image"],
-                file_count="multiple",
-                sources=["upload"],
-                placeholder="Describe the edit, or attach a photo (PNG, JPEG, WebP)\u2026",
-                show_label=False,
-                max_plain_text_length=100_000,
-            )
+            with gr.Row(equal_height=True):
+                box = gr.MultimodalTextbox(
+                    elem_id="box",
+                    file_types=["image"],
+                    file_count="multiple",
+                    sources=["upload"],
+                    placeholder="Describe the edit, or attach a photo (PNG, JPEG, WebP)\u2026",
+                    show_label=False,
+                    max_plain_text_length=100_000,
+                    scale=12,
+                )
+                stop = _stop_button()
         with gr.Column(scale=1, min_width=260):
             keys = _keys_panel(open_=ask_for_keys)
             painter_box, painter = _painter()
@@ -118,7 +122,13 @@ def build_layout(
         library,
         versions,
         keys,
+        stop,
     )
+
+
+def _stop_button() -> gr.Button:
+    """Stop the running answer: the message stays, the turn is stored as stopped, Retry asks again."""
+    return gr.Button("Stop", elem_id="stop", variant="stop", visible=False, scale=1, min_width=80)
 
 
 def _keys_panel(*, open_: bool) -> tuple[gr.Textbox, gr.Textbox]:
