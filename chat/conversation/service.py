@@ -161,6 +161,10 @@ class ChatService:
     async def load(self, actor: Actor, conversation_id: str) -> Conversation:
         return (await self.open(actor, conversation_id)).conversation
 
+    def worst_case(self, options: GenerationOptions, *, input_images: int = 2) -> float:
+        """The most the next turn with ``options`` could cost (all its variants), before it is sent."""
+        return self._admission.worst_case(options, input_images=input_images)
+
     def image_path(self, part: ImagePart) -> Path:
         """A local file of a stored image (fetched into this replica's cache first from object
         storage): blocks, so call it from a worker thread, after checking access."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import gradio as gr
 
@@ -59,7 +59,8 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
         demo.load(page.on_load, [ui.owner], [*view, ui.owner], **quick).then(**set_url)
         # A turn's inputs go by name; the options under the names parse_options takes.
         asker = {"conversation_id": ui.conversation_id, "share_token": ui.share_token, "owner": ui.owner}
-        chosen = {"gemini_key": ui.keys[0], "openai_key": ui.keys[1], **ui.options}
+        chosen_options = dict(ui.options)
+        chosen = {"gemini_key": ui.keys[0], "openai_key": ui.keys[1], **chosen_options}
         submitted = ui.box.submit(
             page.on_submit,
             inputs_kwargs={"message": ui.box, **asker, "painter": ui.painter, **chosen},
@@ -75,6 +76,14 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
             start_new(page.on_new, [ui.owner], view, **quick).then(**set_url)
         lib.gallery.select(page.on_open, [ui.owner, lib.ids], view, **quick).then(**set_url)
         ui.model.change(page.on_model_change, [ui.model], [ui.aspect_ratio, ui.image_size], **quick)
+        # "Use this" on a variant (only a visitor's click: .input, not the page setting the choice).
+        ui.variants.use.input(
+            page.on_pick, [ui.owner, ui.conversation_id, ui.share_token, ui.variants.use], view, **quick
+        )
+        # Before sending: what the chosen options could cost at most, Variants counted.
+        priced: dict[str, Any] = {"inputs_kwargs": chosen_options, "outputs": [ui.variants_cost], **quick}
+        changes = [cast(Any, option).change for option in ui.options.values()]  # every option is an input
+        gr.on([demo.load, *changes], page.on_cost, **priced)
 
         lib.search.change(panels.on_search, [ui.owner, lib.search], [lib.gallery, lib.ids], **quick)
         lib.rename.click(panels.on_rename, [ui.owner, ui.conversation_id, lib.title], view, **quick)
@@ -125,6 +134,7 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
         api_call: dict[str, Any] = {"concurrency_limit": config.model_concurrency, "concurrency_id": "model"}
         gr.api(api.send, api_name="send", **api_call)
         gr.api(api.retry, api_name="retry", **api_call)
+        gr.api(api.pick, api_name="pick", concurrency_limit=None)
         for name in ("conversation", "image", "share", "revoke", "conversations"):
             gr.api(getattr(api, name), api_name=name, concurrency_limit=None)
         gr.api(api.fork, api_name="fork", concurrency_limit=1, concurrency_id="copy")
