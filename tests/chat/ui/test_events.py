@@ -237,7 +237,17 @@ def test_build_ui_exposes_the_documented_api(service, library):
     demo = build_ui(service, library, CONFIG)
     assert isinstance(demo, gr.Blocks)
     public = {d.api_name for d in demo.fns.values() if d.api_visibility == "public"}
-    assert public == {"send", "retry", "conversation", "image", "share", "revoke", "fork", "conversations", "pick"}
+    assert public == {
+        "send",
+        "retry",
+        "conversation",
+        "image",
+        "share",
+        "revoke",
+        "fork",
+        "conversations",
+        "pick",
+    }
     assert demo.delete_cache == (900, 3600)  # Gradio's copies of shown images go an hour after last use
     # No event can take the owner id around its check (chat/ui/owner.py).
     states = [block for d in demo.fns.values() for block in d.inputs if isinstance(block, gr.BrowserState)]
