@@ -17,6 +17,7 @@ from typing import Any
 import gradio as gr
 
 from chat.domain import MAX_VARIANTS, Conversation, ImagePart, Role, Turn
+from chat.errors import PROVIDER_NAMES
 
 __all__ = [
     "USE_THIS",
@@ -74,11 +75,14 @@ def batch(conversation: Conversation) -> list[int]:
 
 
 def caption(turn: Turn, label: str) -> str:
-    """ "v3a · Gemini gemini-… · ✓ used next", or "v3c failed: <reason>"."""
+    """ "v3a · ✓ used next · Gemini gemini-…" (the mark first: a narrow tile cuts the end), or
+    "v3c failed: <reason>"."""
     if turn.error is not None:
         return f"{label} failed: {turn.error.message}"
-    who = " ".join(x for x in (turn.provider, turn.model) if x)
-    return " \u00b7 ".join(x for x in (label, who, "\u2713 used next" if turn.picked else "") if x)
+    who = " ".join(
+        x for x in (turn.provider and PROVIDER_NAMES.get(turn.provider, turn.provider), turn.model) if x
+    )
+    return " \u00b7 ".join(x for x in (label, "\u2713 used next" if turn.picked else "", who) if x)
 
 
 def grid(
@@ -141,7 +145,7 @@ def build_variants() -> VariantPanel:
             label="Variants",
             elem_id="variants-grid",
             columns=MAX_VARIANTS,
-            height=300,
+            height=240,
             object_fit="contain",
             allow_preview=True,
             interactive=False,
