@@ -6,7 +6,8 @@ How: the emulator in its own process answers every Gemini request after ``--late
 sentence) is sent with Enter; the time is from the key press until the grid under the chat shows
 four images (``#variants-grid img``). Then the same through the API: ``gradio_client``'s
 ``/send`` with ``options.variants = 4``, from the call until the transcript with four answers
-is back. ``--rounds`` of each (default 5); a serial run would take 4 x latency.
+is back. And, for comparison, the browser's time for one answer (Variants = 1, until the answer's
+image is in the chat). ``--rounds`` of each (default 5); a serial run would take 4 x latency.
 
 Writes ``bench/results/variants.json`` (every round, and the machine).
 
@@ -31,8 +32,9 @@ from tests.test_browser import ARGS, CHROMIUM
 TARGET_S = 1.3
 
 
-def browser_rounds(url: str, picture: Path, rounds: int) -> list[float]:
-    """Seconds from Enter until the fourth variant is on the page, one new conversation a round."""
+def browser_rounds(url: str, picture: Path, rounds: int, variants: int = 4) -> list[float]:
+    """Seconds from Enter until every variant is on the page (the grid's four, or a lone answer
+    in the chat), one new conversation a round."""
     times = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
@@ -44,7 +46,7 @@ def browser_rounds(url: str, picture: Path, rounds: int) -> list[float]:
                 page.click("#new-conversation")
                 page.wait_for_function("() => document.querySelectorAll('#variants-grid img').length === 0")
             number = page.locator("#variants input[type=number]")
-            number.fill("4")
+            number.fill(str(variants))
             number.press("Enter")
             # A new name each round: a file input given the file it holds already fires no change.
             named = picture.with_name(f"street-{round_}.jpg")
@@ -54,8 +56,11 @@ def browser_rounds(url: str, picture: Path, rounds: int) -> list[float]:
             page.fill("#box textarea", "make the sky stormy")
             started = time.perf_counter()
             page.keyboard.press("Enter")
+            shown = "#variants-grid img" if variants > 1 else "#chat img"
             page.wait_for_function(
-                "() => document.querySelectorAll('#variants-grid img').length >= 4", timeout=30_000, polling=5
+                f"() => document.querySelectorAll('{shown}').length >= {variants if variants > 1 else 2}",
+                timeout=30_000,
+                polling=5,
             )
             times.append(time.perf_counter() - started)
         browser.close()
@@ -89,6 +94,7 @@ def main() -> None:
         picture.write_bytes(jpeg_bytes(photo(512).resize((512, 384))))
         with app_process(Path(tmp) / "data", emulator.url) as app:
             browser = browser_rounds(app.url, picture, rounds)
+            single = browser_rounds(app.url, picture, rounds, variants=1)
             api = api_rounds(app.url, picture, rounds)
     result = {
         "machine": machine(),
@@ -96,6 +102,7 @@ def main() -> None:
         "target_s": TARGET_S,
         "browser_s": browser,
         "api_s": api,
+        "browser_one_answer_s": single,
         "browser_median_s": statistics.median(browser),
         "api_median_s": statistics.median(api),
     }
@@ -103,7 +110,7 @@ def main() -> None:
     rows = [["", "median s", "max s", "target s"]]
     rows += [
         [name, f"{statistics.median(v):.3f}", f"{max(v):.3f}", TARGET_S]
-        for name, v in (("browser", browser), ("api", api))
+        for name, v in (("browser", browser), ("api", api), ("browser, 1 answer", single))
     ]
     print(table(rows), f"\nwritten {path}")  # noqa: T201 - the summary table
 
