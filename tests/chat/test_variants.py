@@ -218,6 +218,7 @@ async def test_variants_cost_n_times_against_the_budget_and_n_turns_against_the_
     guard = Guard(Limits(per_visitor_per_minute=5, daily_spend_usd=100.0), engine=engine)
     service = make_service(tmp_path / "data", provider, engine=engine, guard=guard)
     budget = GenerationOptions(model="m", variants=4, budget_usd=0.5)  # one call costs up to 0.10 here
+    assert service.worst_case(FOUR) == 4 * service.worst_case(ONE) > 0  # what the page shows before sending
 
     with pytest.raises(InputError, match=r"4 variants\) could cost up to \$0\.40"):
         await last(
