@@ -14,7 +14,7 @@ from typing import Any
 
 from chat.domain import Conversation, ImagePart, ImageRole, Role, Turn
 from chat.errors import PROVIDER_NAMES
-from chat.ui.variants import labels
+from chat.ui.variants import in_use, labels
 
 __all__ = [
     "ImagePath",
@@ -42,14 +42,14 @@ def to_messages(
     if conversation is None:
         return []
     messages: list[Message] = []
-    names = labels(conversation)
+    names, used = labels(conversation), in_use(conversation)
     for index, turn in enumerate(conversation.turns):
         if turn.role is Role.USER:
             messages.append(_user_message(turn, image_path))
             continue
         if thoughts := turn.thoughts():
             messages.append({"role": "assistant", "content": thoughts, "metadata": {"title": "Thinking"}})
-        messages.append(_assistant_message(turn, image_path, names.get(index, "")))
+        messages.append(_assistant_message(turn, image_path, names.get(index, ""), index in used))
     if working_model:
         messages.append(pending_message(working_model))
     elif conversation.turns and conversation.turns[-1].role is Role.USER:
@@ -77,7 +77,7 @@ def _user_message(turn: Turn, image_path: ImagePath) -> Message:
     return {"role": "user", "content": content}
 
 
-def _assistant_message(turn: Turn, image_path: ImagePath, label: str) -> Message:
+def _assistant_message(turn: Turn, image_path: ImagePath, label: str, used: bool) -> Message:
     if turn.error is not None:
         message = turn.error.message or "This turn failed."
         if turn.variant is not None and label:
@@ -87,14 +87,14 @@ def _assistant_message(turn: Turn, image_path: ImagePath, label: str) -> Message
     lines = [text] if (text := turn.text()) else []
     if turn.notice:
         lines.append(f"\u26a0\ufe0f {turn.notice}")
-    lines.append(f"*{_attribution(turn, label if image else '')}*")
+    lines.append(f"*{_attribution(turn, label if image else '', used)}*")
     content: list[Any] = ["\n\n".join(lines)]
     if image:
         content.append({"path": str(image_path(image)), "alt_text": f"Version {label[1:]}"})
     return {"role": "assistant", "content": content}
 
 
-def _attribution(turn: Turn, label: str) -> str:
+def _attribution(turn: Turn, label: str, used: bool) -> str:
     """E.g. "v2 · Gemini: 503 UNAVAILABLE ×3 → OpenAI gpt-image-2 · 1,234 tokens"; a variant the
     next edit builds on says so ("v3b · … · ✓ used next")."""
     bits = [label] if label else []
@@ -106,7 +106,7 @@ def _attribution(turn: Turn, label: str) -> str:
         bits.append("from cache")
     elif turn.cost_usd:
         bits.append(f"\u2248 ${turn.cost_usd:.3f}")
-    if turn.variant is not None and turn.picked:
+    if turn.variant is not None and used:
         bits.append("\u2713 used next")
     return " \u00b7 ".join(bits)
 

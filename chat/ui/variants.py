@@ -16,7 +16,7 @@ from typing import Any
 
 import gradio as gr
 
-from chat.domain import MAX_VARIANTS, Conversation, ImagePart, Role, Turn
+from chat.domain import MAX_VARIANTS, Conversation, ImagePart, Role, Turn, latest_answers
 from chat.errors import PROVIDER_NAMES
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "variants_option",
     "estimate",
     "grid",
+    "in_use",
     "labels",
     "pick_choices",
 ]
@@ -63,6 +64,17 @@ def labels(conversation: Conversation) -> dict[int, str]:
     return found
 
 
+def in_use(conversation: Conversation) -> set[int]:
+    """The indexes of the answers the next edit builds on, one per message at most (what is replayed:
+    ``latest_answers``): a variant picked before a newer answer to its message is no longer one."""
+    kept = {id(turn) for turn in latest_answers(conversation.turns)}
+    return {
+        n
+        for n, turn in enumerate(conversation.turns)
+        if turn.role is Role.ASSISTANT and not turn.failed and id(turn) in kept
+    }
+
+
 def batch(conversation: Conversation) -> list[int]:
     """The turn indexes of the newest batch of variants, if the conversation ends with one."""
     turns = conversation.turns
@@ -74,7 +86,7 @@ def batch(conversation: Conversation) -> list[int]:
     return list(range(start, len(turns)))
 
 
-def caption(turn: Turn, label: str) -> str:
+def caption(turn: Turn, label: str, used: bool) -> str:
     """ "v3a · ✓ used next · Gemini gemini-…" (the mark first: a narrow tile cuts the end), or
     "v3c failed: <reason>"."""
     if turn.error is not None:
@@ -82,7 +94,7 @@ def caption(turn: Turn, label: str) -> str:
     who = " ".join(
         x for x in (turn.provider and PROVIDER_NAMES.get(turn.provider, turn.provider), turn.model) if x
     )
-    return " \u00b7 ".join(x for x in (label, "\u2713 used next" if turn.picked else "", who) if x)
+    return " \u00b7 ".join(x for x in (label, "\u2713 used next" if used else "", who) if x)
 
 
 def grid(
@@ -91,12 +103,12 @@ def grid(
     """The newest batch's images side by side, each with its caption (failed ones are in the chat)."""
     if conversation is None:
         return []
-    names = labels(conversation)
+    names, used = labels(conversation), in_use(conversation)
     shown = []
     for index in batch(conversation):
         turn = conversation.turns[index]
         if (image := turn.shown_image()) is not None and not turn.failed:
-            shown.append((str(image_path(image)), caption(turn, names.get(index, ""))))
+            shown.append((str(image_path(image)), caption(turn, names.get(index, ""), index in used)))
     return shown
 
 
@@ -106,7 +118,8 @@ def pick_choices(conversation: Conversation | None) -> tuple[list[tuple[str, int
         return [], None
     names = labels(conversation)
     came = [n for n in batch(conversation) if not conversation.turns[n].failed and n in names]
-    picked = next((n for n in came if conversation.turns[n].picked), None)
+    used = in_use(conversation)
+    picked = next((n for n in came if n in used), None)
     return [(names[n], n) for n in came], picked
 
 

@@ -261,3 +261,18 @@ async def test_edit_from_here_on_a_variant_builds_on_it_and_an_export_keeps_ever
         (3, False),
     ]
     assert [t.text() for t in latest_answers(imported.turns) if t.role is Role.ASSISTANT] == ["v1"]
+
+
+async def test_the_daily_spend_cap_reserves_every_variants_worst_case(tmp_path) -> None:
+    engine = migrated_engine(tmp_path / "data")
+    provider = FakeProvider()
+    guard = Guard(Limits(daily_spend_usd=0.35), engine=engine)  # one call's worst case here is 0.10
+    service = make_service(tmp_path / "data", provider, engine=engine, guard=guard)
+
+    with pytest.raises(LimitError, match="today's budget"):
+        await last(service.send(ACTOR, None, "a lighthouse", options=FOUR))
+    provider.queue = [reply_with_image(png(c)) for c in COLOURS[:3]]
+    three = await last(
+        service.send(ACTOR, None, "a lighthouse", options=GenerationOptions(model="m", variants=3))
+    )
+    assert len(three.turns) == 4

@@ -67,3 +67,10 @@ def test_the_grid_shows_the_newest_batch_that_came_and_use_this_offers_those() -
 def test_the_cost_before_sending_counts_every_variant() -> None:
     assert estimate(0.54, 4) == "4 variants: up to \u2248 $0.54"
     assert estimate(0.135, 1) == "1 answer: up to \u2248 $0.14"
+
+
+def test_a_newer_answer_to_the_same_message_takes_the_mark_from_the_picked_variant() -> None:
+    retried = Conversation("c", "t", (*FOUR.turns, LONE))
+    chat = [m["content"] for m in to_messages(retried, path) if m["role"] == "assistant"]
+    assert not any("used next" in str(content) for content in chat)
+    assert batch(retried) == [] and pick_choices(retried) == ([], None)
