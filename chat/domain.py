@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import KW_ONLY, asdict, dataclass, field
+from dataclasses import KW_ONLY, asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cached_property
@@ -62,11 +62,17 @@ __all__ = [
     "part_from_dict",
     "plain_data",
     "latest_answers",
+    "MAX_VARIANTS",
+    "answers_to",
+    "pick_answer",
     "through_last_user_turn",
     "token_count",
 ]
 
 Metadata = Mapping[str, Any]
+
+#: The most answers one message may get at once (the Variants option): each is a call of its own.
+MAX_VARIANTS = 4
 
 #: The image types Retouch stores, and the file extension each is stored and sent under.
 IMAGE_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
@@ -358,6 +364,7 @@ class GenerationOptions:
     route: Route = Route.AUTO
     openai: OpenAIOptions = field(default_factory=OpenAIOptions)
     budget_usd: float | None = None  # stop before a turn could take the conversation past it
+    variants: int = 1  # answers made at once for one message (1-4), each its own call: MAX_VARIANTS
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -446,10 +453,18 @@ class Turn:
     attempts: tuple[Attempt, ...] = ()
     request_hash: str | None = None  # the exact request that made it, for the response cache
     created_at: datetime | None = None
+    variant: int | None = None  # one of several answers made at once (0 is "a"); None: a lone answer
+    picked: bool = (
+        False  # the answer the next edit builds on, among its message's answers (``latest_answers``)
+    )
 
     def __post_init__(self) -> None:
         if self.error is not None and (self.parts or self.usage or self.notice):
             raise ValueError("a failed turn has its error only: no parts, usage or notice")
+        if self.picked and self.error is not None:
+            raise ValueError("a failed turn cannot be picked")
+        if self.variant is not None and not 0 <= self.variant < MAX_VARIANTS:
+            raise ValueError(f"a variant is numbered 0-{MAX_VARIANTS - 1}")
 
     @property
     def status(self) -> TurnStatus:
@@ -497,6 +512,8 @@ class Turn:
             "usage": self.usage.to_dict() if self.usage else None,
             "attempts": [attempt.to_dict() for attempt in self.attempts],
             "created_at": aware_utc(self.created_at).isoformat() if self.created_at else None,
+            "variant": self.variant,
+            "picked": self.picked,
             "parts": [part.to_dict() for part in self.parts],
         }
 
@@ -515,6 +532,8 @@ class Turn:
             usage=Usage.from_dict(usage) if usage is not None else None,
             attempts=tuple(Attempt.from_dict(attempt) for attempt in data.get("attempts") or ()),
             created_at=_utc(datetime.fromisoformat(created)) if created else None,
+            variant=data.get("variant"),
+            picked=bool(data.get("picked")),
         )
 
 
@@ -526,6 +545,9 @@ class Conversation:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     replayable: bool = True  # False: loaded to be shown, without the parts' provider metadata (MBs)
+    # Changes that add no turn (a pick), counted by storage: with the turn count, the stored version a
+    # copy in memory is checked against. Bookkeeping, so two copies of the same turns compare equal.
+    revision: int = field(default=0, compare=False)
 
     def cost_usd(self) -> float:
         """Estimated dollars of every answered call so far."""
@@ -549,18 +571,52 @@ class Conversation:
 
 
 def latest_answers(turns: Sequence[Turn]) -> list[Turn]:
-    """The history to replay: an answer regenerated for the same user message replaces the earlier one."""
+    """The history to replay: of the answers to one user message (a Retry adds one, Variants add
+    several at once), only the one the next edit builds on is kept, where it stands; failed ones
+    stay (providers skip them). That is the newest picked answer: each answer is stored picked,
+    a batch of variants its first success, and "Use this" moves the pick (``pick_answer``). Answers
+    stored before picks existed have none: the newest success is kept, as it always was."""
     kept: list[Turn] = []
+    group: list[Turn] = []
+
+    def close() -> None:
+        answered = [turn for turn in group if not turn.failed]
+        chosen = ([turn for turn in answered if turn.picked] or answered)[-1:]
+        kept.extend(turn for turn in group if turn.failed or any(turn is one for one in chosen))
+        group.clear()
+
     for turn in turns:
-        if turn.role is Role.ASSISTANT and not turn.failed:
-            for index in range(len(kept) - 1, -1, -1):
-                if kept[index].role is Role.USER:
-                    break
-                if not kept[index].failed:
-                    del kept[index]
-                    break
-        kept.append(turn)
+        if turn.role is Role.USER:
+            close()
+            kept.append(turn)
+        else:
+            group.append(turn)
+    close()
     return kept
+
+
+def answers_to(turns: Sequence[Turn], index: int) -> range:
+    """The indexes of the answers given to the same user message as the answer at ``index``."""
+    start = index
+    while start > 0 and turns[start - 1].role is Role.ASSISTANT:
+        start -= 1
+    end = index + 1
+    while end < len(turns) and turns[end].role is Role.ASSISTANT:
+        end += 1
+    return range(start, end)
+
+
+def pick_answer(turns: Sequence[Turn], index: int) -> tuple[Turn, ...]:
+    """``turns`` with the answer at ``index`` picked and every other answer to its message not:
+    ValueError if that turn is no answer, or failed."""
+    chosen = turns[index]
+    if chosen.role is not Role.ASSISTANT or chosen.failed:
+        raise ValueError("only an answer that succeeded can be picked")
+    group = answers_to(turns, index)
+    return tuple(
+        replace(turn, picked=n == index) if n in group and not turn.failed else turn
+        for n, turn in enumerate(turns)
+    )
 
 
 def through_last_user_turn(turns: Sequence[Turn]) -> list[Turn]:

@@ -44,6 +44,7 @@ __all__ = [
     "AuthError",
     "BadRequestError",
     "BlockedError",
+    "BusyError",
     "ConversationMovedError",
     "ConversationNotFoundError",
     "CorruptImageError",
@@ -112,6 +113,14 @@ class ConversationMovedError(RetouchError):
             "Reload the conversation and send it again."
         )
         self.conversation_id = conversation_id
+
+
+class BusyError(RetouchError):
+    """A change that must not overlap a turn (picking a variant) came while a turn of the
+    conversation runs, on some replica: refused at once rather than queued behind it."""
+
+    def __init__(self) -> None:
+        super().__init__("An answer is being made in this conversation right now. Try again when it is done.")
 
 
 class StoppedError(RetouchError):

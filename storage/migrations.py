@@ -474,6 +474,17 @@ def m011_shared_limits(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=False)
 
 
+def m012_answer_variants(conn: Connection) -> None:
+    # Several answers to one message made at once (the Variants option): each is a turn with its
+    # ``variant`` number, and ``picked`` marks the answer the next edit builds on among its
+    # message's answers. Picking another changes no turn count, so the conversation's ``revision``
+    # counts such changes: a replica's copy is current only if both match. Rows stored before have
+    # no pick, and replay keeps their newest answer, as before (chat.domain.latest_answers).
+    _add_column(conn, "turn", Column("variant", Integer, nullable=True))
+    _add_column(conn, "turn", Column("picked", Boolean, nullable=False, server_default=false()))
+    _add_column(conn, "conversation", Column("revision", Integer, nullable=False, server_default="0"))
+
+
 #: Every migration, oldest first; append only.
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
@@ -487,4 +498,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     m009_conversation_turn_count,
     m010_conversation_leases,
     m011_shared_limits,
+    m012_answer_variants,
 )

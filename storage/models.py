@@ -72,6 +72,9 @@ class ConversationRow(SQLModel, table=True):
     thumbnail_mime_type: str | None = Field(default=None, max_length=100)
     # How many turns it holds (m009): the next turn's seq, counted up by the append that stores it.
     turn_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # Changes that add no turn (m012: a pick of another variant), counted: with turn_count, the
+    # version a replica's copy of the conversation is checked against (chat/conversation/turns.py).
+    revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class ConversationLeaseRow(SQLModel, table=True):
@@ -180,6 +183,10 @@ class TurnRow(SQLModel, table=True):
     )
     request_hash: str | None = Field(default=None, max_length=64, index=True)
     created_at: datetime = Field(sa_type=UTCDateTime)
+    # One of several answers made at once (m012): 0 for "a"; None for a lone answer or a message.
+    variant: int | None = Field(default=None)
+    # The answer the next edit builds on, among its message's answers (chat.domain.latest_answers).
+    picked: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class PartRow(SQLModel, table=True):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -50,10 +50,12 @@ from chat.domain import (
     TurnError,
     TurnStatus,
     Usage,
+    answers_to,
     aware_utc,
     frozen_metadata,
     plain_data,
 )
+from chat.domain import pick_answer as pick_domain
 from chat.errors import ConversationMovedError, ConversationNotFoundError
 from storage.blobs import validate_sha256
 from storage.models import (
@@ -78,6 +80,7 @@ __all__ = [
     "acquire_lease",
     "add_events",
     "add_spend",
+    "append_all_to",
     "append_to",
     "append_turn",
     "append_turns",
@@ -94,6 +97,7 @@ __all__ = [
     "image_shas",
     "is_share_token",
     "list_conversations",
+    "pick_answer",
     "live_lease_count",
     "live_leases",
     "release_lease",
@@ -109,6 +113,7 @@ __all__ = [
     "spent_on",
     "turn_count",
     "turn_for_request",
+    "version",
 ]
 
 _TEXT = "text"
@@ -175,6 +180,7 @@ def get_conversation(
         created_at=row.created_at,
         updated_at=row.updated_at,
         replayable=replayable,
+        revision=row.revision,
     )
 
 
@@ -197,13 +203,24 @@ def append_to(*, session: Session, conversation: Conversation, turn: Turn, now: 
     holds other turns (a writer that lost its lease, while another replica appended), nothing is
     written and ConversationMovedError says so, rather than the turn landing after someone else's.
     """
-    stored, (row,) = _add_turns(session, conversation.id, [turn], now, after=len(conversation.turns))
+    return append_all_to(session=session, conversation=conversation, turns=[turn], now=now)
+
+
+def append_all_to(
+    *, session: Session, conversation: Conversation, turns: Sequence[Turn], now: datetime
+) -> Conversation:
+    """``append_to`` for several turns stored together (the variants of one answer)."""
+    stored, rows = _add_turns(session, conversation.id, turns, now, after=len(conversation.turns))
+    added = tuple(
+        _turn_from_row(TurnRow(**row), list(turn.parts)) for row, turn in zip(rows, turns, strict=True)
+    )
     return Conversation(
         id=conversation.id,
         title=stored.title,
-        turns=(*conversation.turns, _turn_from_row(TurnRow(**row), list(turn.parts))),
+        turns=(*conversation.turns, *added),
         created_at=stored.created_at,
         updated_at=stored.updated_at,
+        revision=stored.revision,
     )
 
 
@@ -217,6 +234,44 @@ def append_turns(*, session: Session, conversation_id: str, turns: Sequence[Turn
         _add_turns(session, conversation_id, turns, now)
 
 
+def pick_answer(
+    *, session: Session, conversation: Conversation, index: int, revision: int | None, now: datetime
+) -> Conversation:
+    """The answer at turn ``index`` picked among its message's answers (``chat.domain.pick_answer``),
+    and the conversation's revision counted up, in one transaction; the conversation as it is then.
+
+    ``conversation`` is the stored one, read under the lease with its ``revision`` (ConversationMovedError
+    if another write came between: the UPDATE of the conversation row checks it and takes its lock).
+    ValueError if that turn is no answer that succeeded.
+    """
+    turns = pick_domain(conversation.turns, index)
+    table = _table(ConversationRow)
+    update = table.update().where(
+        table.c.id == conversation.id, table.c.turn_count == len(conversation.turns)
+    )
+    if revision is not None:
+        update = update.where(table.c.revision == revision)
+    stored = session.execute(
+        update.values(revision=table.c.revision + 1, updated_at=aware_utc(now)).returning(table.c.revision)
+    ).scalar_one_or_none()
+    if stored is None:
+        raise ConversationMovedError(conversation.id)
+    _forget_loaded(session, conversation.id)
+    turn = _table(TurnRow)
+    group = answers_to(conversation.turns, index)
+    session.execute(
+        turn.update()
+        .where(
+            turn.c.conversation_id == conversation.id,
+            turn.c.seq >= group.start,
+            turn.c.seq < group.stop,
+            turn.c.status == TurnStatus.OK.value,
+        )
+        .values(picked=turn.c.seq == index)
+    )
+    return replace(conversation, turns=turns, revision=stored, updated_at=aware_utc(now))
+
+
 @dataclass(frozen=True)
 class _Appended:
     """The conversation row as the append left it."""
@@ -224,6 +279,7 @@ class _Appended:
     title: str
     created_at: datetime
     updated_at: datetime
+    revision: int
 
 
 def _add_turns(
@@ -252,7 +308,10 @@ def _add_turns(
         update = update.where(conversation.c.turn_count == after)
     stored = session.execute(
         update.values(values).returning(
-            conversation.c.title, conversation.c.created_at, conversation.c.turn_count
+            conversation.c.title,
+            conversation.c.created_at,
+            conversation.c.turn_count,
+            conversation.c.revision,
         )
     ).one_or_none()
     if stored is None:
@@ -275,7 +334,7 @@ def _add_turns(
     ]
     if parts:
         session.execute(_table(PartRow).insert(), parts)
-    return _Appended(stored.title, stored.created_at, now), rows
+    return _Appended(stored.title, stored.created_at, now, stored.revision), rows
 
 
 def _table(model: type[SQLModel]) -> Table:
@@ -309,7 +368,21 @@ def _turn_values(conversation_id: str, seq: int, turn: Turn, now: datetime) -> d
         "attempts": [attempt.to_dict() for attempt in turn.attempts],
         "request_hash": turn.request_hash,
         "created_at": now if turn.created_at is None else aware_utc(turn.created_at),
+        "variant": turn.variant,
+        "picked": turn.picked,
     }
+
+
+def version(*, session: Session, conversation_id: str) -> tuple[int, int] | None:
+    """The conversation's turn count and revision (a copy with both is current), or None if there
+    is no such conversation; one SELECT."""
+    conversation = _table(ConversationRow)
+    row = session.execute(
+        core_select(conversation.c.turn_count, conversation.c.revision).where(
+            conversation.c.id == conversation_id
+        )
+    ).one_or_none()
+    return None if row is None else (row.turn_count, row.revision)
 
 
 def turn_count(*, session: Session, conversation_id: str) -> int | None:
@@ -622,9 +695,13 @@ def count_events(
     return {bucket: BucketCount(live, since_, oldest) for bucket, live, since_, oldest in rows}
 
 
-def add_events(*, session: Session, at: datetime, forget_at: Mapping[str, datetime]) -> None:
-    """One event at ``at`` in each bucket, kept until its bucket's ``forget_at``; one statement."""
-    rows = [{"bucket": b, "at": aware_utc(at), "forget_at": aware_utc(t)} for b, t in forget_at.items()]
+def add_events(*, session: Session, at: datetime, forget_at: Mapping[str, datetime], times: int = 1) -> None:
+    """``times`` events at ``at`` in each bucket, kept until its bucket's ``forget_at``; one statement."""
+    rows = [
+        {"bucket": b, "at": aware_utc(at), "forget_at": aware_utc(t)}
+        for b, t in forget_at.items()
+        for _ in range(times)
+    ]
     if rows:
         session.execute(_table(RateEventRow).insert(), rows)
 
@@ -704,6 +781,8 @@ def copy_conversation(
         raise ConversationNotFoundError(source_id)
     create_conversation(session=session, conversation_id=new_id, title=title, now=now, owner_id=owner_id)
     turns = source.turns if through_seq is None else source.turns[: through_seq + 1]
+    if through_seq is not None and turns and turns[-1].role is Role.ASSISTANT and not turns[-1].failed:
+        turns = pick_domain(turns, len(turns) - 1)  # a copy from a variant builds on that variant
     append_turns(session=session, conversation_id=new_id, turns=turns, now=now)
     copied = get_conversation(session=session, conversation_id=new_id)
     assert copied is not None
@@ -809,4 +888,6 @@ def _turn_from_row(row: TurnRow, parts: list[Part]) -> Turn:
         attempts=tuple(Attempt.from_dict(attempt) for attempt in row.attempts),
         request_hash=row.request_hash,
         created_at=row.created_at,
+        variant=row.variant,
+        picked=row.picked,
     )

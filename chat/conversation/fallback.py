@@ -18,7 +18,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from functools import partial
+from typing import Protocol, TypeVar, runtime_checkable
 
 from pydantic import SecretStr
 
@@ -46,7 +47,7 @@ from chat.errors import (
 )
 from chat.media.images import verify_image
 
-__all__ = ["FallbackPolicy", "ImageProvider", "Outcome", "RetryPolicy"]
+__all__ = ["FallbackPolicy", "ImageProvider", "ManyImageProvider", "Outcome", "RetryPolicy"]
 
 RETRYABLE = (RateLimitedError, UnavailableError, ProviderTimeoutError)
 FALL_BACK_ON = (*RETRYABLE, NoImageError, BlockedError, MissingKeyError)
@@ -86,6 +87,24 @@ class ImageProvider(Protocol):
         ...
 
 
+@runtime_checkable
+class ManyImageProvider(ImageProvider, Protocol):
+    """A provider that makes several images in one call (OpenAI's ``n``): variants on one request."""
+
+    async def reply_many(
+        self,
+        history: Sequence[Turn],
+        options: GenerationOptions,
+        load_image: Callable[[ImagePart], bytes],
+        *,
+        n: int,
+        api_key: SecretStr | None = None,
+        progress: ProgressSink | None = None,
+    ) -> list[ProviderReply]:
+        """Up to ``n`` answers, each with its share of the call's usage."""
+        ...
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = DEFAULTS.retry_attempts  # calls per provider per turn
@@ -115,6 +134,7 @@ class Outcome:
 
 
 Sleep = Callable[[float], Awaitable[None]]
+R = TypeVar("R", ProviderReply, list[ProviderReply])
 
 
 class FallbackPolicy:
@@ -173,9 +193,8 @@ class FallbackPolicy:
                 reply = await self._with_retries(
                     provider,
                     keys.get(name),
-                    history,
+                    partial(provider.reply, history, options, load_image, progress=progress),
                     options,
-                    load_image,
                     started,
                     attempts,
                     errors,
@@ -188,24 +207,74 @@ class FallbackPolicy:
             return Outcome(reply, None, tuple(attempts), tuple(errors))
         return Outcome(None, _deciding_error(errors), tuple(attempts), tuple(errors))
 
+    def makes_many(self, options: GenerationOptions) -> bool:
+        """Whether ``options``' variants come from one call: a route with one provider that makes
+        several images per call (OpenAI's ``n``). Gemini's image models refuse ``candidateCount`` > 1,
+        so its variants are separate calls (and so are a fallback route's: each may fall back alone)."""
+        order = [name for name in ROUTES[options.route] if name in self._providers]
+        return (
+            options.variants > 1
+            and len(order) == 1
+            and isinstance(self._providers[order[0]], ManyImageProvider)
+        )
+
+    async def answer_many(
+        self,
+        history: Sequence[Turn],
+        options: GenerationOptions,
+        load_image: Callable[[ImagePart], bytes],
+        *,
+        keys: Mapping[str, SecretStr] | None = None,
+        progress: ProgressSink | None = None,
+    ) -> list[Outcome]:
+        """``options.variants`` answers from one call with the same retries as ``answer`` (only
+        when ``makes_many``); the call's attempts are every variant's. Fewer images than asked
+        for leave the others failed, saying so."""
+        keys = keys or {}
+        (name,) = [name for name in ROUTES[options.route] if name in self._providers]
+        provider = self._providers[name]
+        assert isinstance(provider, ManyImageProvider)
+        attempts: list[Attempt] = []
+        errors: list[ProviderError] = []
+        n = options.variants
+        try:
+            replies = await self._with_retries(
+                provider,
+                keys.get(name),
+                partial(provider.reply_many, history, options, load_image, n=n, progress=progress),
+                options,
+                self._clock(),
+                attempts,
+                errors,
+                progress,
+            )
+        except ProviderError:
+            return [Outcome(None, _deciding_error(errors), tuple(attempts), tuple(errors))] * n
+        missing = NoImageError(name, f"the answer held {len(replies)} of the {n} images asked for")
+        return [Outcome(reply, None, tuple(attempts), tuple(errors)) for reply in replies] + [
+            Outcome(None, missing, tuple(attempts), (*errors, missing))
+        ] * (n - len(replies))
+
     async def _with_retries(
         self,
         provider: ImageProvider,
         api_key: SecretStr | None,
-        history: Sequence[Turn],
+        ask: Callable[..., Awaitable[R]],
         options: GenerationOptions,
-        load_image: Callable[[ImagePart], bytes],
         started: float,
         attempts: list[Attempt],
         errors: list[ProviderError],
         progress: ProgressSink | None,
-    ) -> ProviderReply:
+    ) -> R:
+        """``ask(api_key=…)`` (one reply, or a list from one call) until it answers or this provider is done."""
         model = self.model_for(provider.name, options)
         paid_by = "visitor" if api_key else "server"
         for call in range(1, self._retry.max_attempts + 1):
             try:
-                reply = await provider.reply(history, options, load_image, api_key=api_key, progress=progress)
-                await asyncio.to_thread(_check_images, reply)
+                answer = await ask(api_key=api_key)
+                replies = answer if isinstance(answer, list) else [answer]
+                for reply in replies:
+                    await asyncio.to_thread(_check_images, reply)
             except ProviderError as error:
                 attempts.append(Attempt(provider.name, model, error.kind, error.detail, paid_by))
                 errors.append(error)
@@ -217,11 +286,12 @@ class FallbackPolicy:
                     progress(Progress(provider.name, Phase.RETRYING, model=model, note=note))
                 await self._sleep(delay)
                 continue
-            if reply.cached:
-                attempts.append(Attempt(provider.name, reply.model, "ok", "from cache", "cache"))
+            first = replies[0]
+            if first.cached:
+                attempts.append(Attempt(provider.name, first.model, "ok", "from cache", "cache"))
             else:
-                attempts.append(Attempt(provider.name, reply.model, "ok", paid_by=paid_by))
-            return reply
+                attempts.append(Attempt(provider.name, first.model, "ok", paid_by=paid_by))
+            return answer
         raise AssertionError("unreachable: the last attempt either returns or raises")
 
     def _delay(self, error: ProviderError, call: int, started: float) -> float | None:

@@ -11,7 +11,7 @@ every replica shows the unanswered message as in progress, after that as interru
 turn takes the lease over.
 
 The transaction that takes the lease also runs the caller's check (who may write) and reads the
-conversation's stored version (its turn count), so a copy kept in memory is checked against it
+conversation's stored version (its turn count, and its revision: changes that add no turn), so a copy kept in memory is checked against it
 under the lease and a waiting turn sees the turn before it, whichever replica wrote that.
 
 A renewal that finds the lease gone (the replica stalled, or lost the database, for a whole ttl,
@@ -41,7 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from chat.config import DEFAULTS
-from chat.errors import AccessError, ConversationNotFoundError
+from chat.errors import AccessError, BusyError, ConversationNotFoundError
 from chat.sharing.access import GONE
 from storage import repository as repo
 from storage import session_scope
@@ -51,6 +51,7 @@ __all__ = ["Lease", "Leases", "replica_id"]
 log = logging.getLogger("retouch.leases")
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: The first pause between two tries for a lease another replica holds, and the longest.
 FIRST_PAUSE_S = 0.05
@@ -72,8 +73,8 @@ class Lease(Generic[T]):
     """One turn's hold on its conversation.
 
     ``checked`` is what the caller's check returned in the transaction that took it; ``turn_count``
-    the conversation's stored version then (None for a conversation its first write creates, which
-    claims the lease in that transaction: ``claim``).
+    and ``revision`` the conversation's stored version then (None for a conversation its first
+    write creates, which claims the lease in that transaction: ``claim``).
     """
 
     conversation_id: str
@@ -82,6 +83,7 @@ class Lease(Generic[T]):
     turn_count: int | None
     ttl: timedelta
     clock: Callable[[], datetime]
+    revision: int | None = None
     taken: bool = True
     released: bool = False
     lost: bool = False
@@ -200,8 +202,34 @@ class Leases:
                 raise AccessError(GONE) from None  # deleted since the check
             if not acquired:
                 return None
-            lease.turn_count = repo.turn_count(session=session, conversation_id=conversation_id)
+            lease.turn_count, lease.revision = repo.version(
+                session=session, conversation_id=conversation_id
+            ) or (None, None)
             return lease
+
+    def once(self, conversation_id: str, check: Callable[[Session], T], work: Callable[[Session, T], R]) -> R:
+        """``work`` done in one transaction as a turn would be, under the conversation's lease, or
+        BusyError at once if a turn holds it (on any replica): a change that adds no turn (a pick)
+        takes the lease and gives it up in the transaction that makes it. Blocking."""
+        with session_scope(self._engine) as session:
+            checked = check(session)
+            holder = self._lease(conversation_id, checked, None).holder
+            now = self._clock()
+            try:
+                acquired = repo.acquire_lease(
+                    session=session,
+                    conversation_id=conversation_id,
+                    holder=holder,
+                    now=now,
+                    expires_at=now + self._ttl,
+                )
+            except ConversationNotFoundError:
+                raise AccessError(GONE) from None
+            if not acquired:
+                raise BusyError()
+            done = work(session, checked)
+            repo.release_lease(session=session, conversation_id=conversation_id, holder=holder)
+            return done
 
     @asynccontextmanager
     async def _kept(self, lease: Lease[T]) -> AsyncIterator[None]:

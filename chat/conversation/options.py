@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from chat.config import DEFAULTS
-from chat.domain import GenerationOptions, OpenAIOptions, Route
+from chat.domain import MAX_VARIANTS, GenerationOptions, OpenAIOptions, Route
 from chat.errors import InputError
 from chat.providers.gemini.catalog import SAFETY_THRESHOLDS, gemini_model
 from chat.providers.model_ids import MODEL_ID_RULE, is_model_id
@@ -24,8 +24,9 @@ _RANGES: dict[str, tuple[float, float]] = {
     "seed": (0, 2**31 - 1),
     "openai_output_compression": (0, 100),
     "budget_usd": (0, 10_000),
+    "variants": (1, MAX_VARIANTS),
 }
-_INTEGERS = {"top_k", "max_output_tokens", "seed", "openai_output_compression"}
+_INTEGERS = {"top_k", "max_output_tokens", "seed", "openai_output_compression", "variants"}
 OPENAI_KEYS = tuple(f"openai_{name}" for name in OpenAIOptions.__dataclass_fields__)
 MAX_STOP_SEQUENCES = 5
 #: Our own bound (Gemini documents none): a stop sequence is a marker like "END", not a text.
@@ -76,6 +77,7 @@ def parse_options(
         route=_route(data.get("route")),
         budget_usd=_number("budget_usd", data.get("budget_usd")) or None,
         openai=_openai(data, default_openai_model),
+        variants=_as_int(numbers["variants"]) or 1,
     )
 
 

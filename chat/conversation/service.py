@@ -19,7 +19,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,6 +56,9 @@ from storage import BlobStore, session_scope
 from storage import repository as repo
 
 __all__ = ["Attachment", "ChatService", "InputLimits", "Step", "new_conversation_id"]
+
+#: What became of one call: its outcome, the storage's error, a stop, or None if it broke.
+Answer = Outcome | StorageUnavailableError | StoppedError | None
 
 log = logging.getLogger("retouch.service")
 
@@ -170,6 +173,10 @@ class ChatService:
             raise AccessError(GONE)
         return conversation
 
+    def worst_case(self, options: GenerationOptions, *, input_images: int = 2) -> float:
+        """The most the next turn with ``options`` could cost (all its variants), before it is sent."""
+        return self._admission.worst_case(options, input_images=input_images)
+
     def image_path(self, part: ImagePart) -> Path:
         """A local file of a stored image (fetched into this replica's cache first from object
         storage): blocks, so call it from a worker thread, after checking access."""
@@ -232,10 +239,10 @@ class ChatService:
         options: GenerationOptions,
         keys: Mapping[str, SecretStr] | None = None,
     ) -> AsyncIterator[Step]:
-        """Answer the last user message again: after a failure, or for another variant.
+        """Answer the last user message again: after a failure, or for another answer.
 
-        A variant is a new answer after the previous one; replay uses the newest answer,
-        and the user's message is never duplicated. Runs like ``send``'s answer.
+        The new answer (or its variants) follows the previous ones and is picked; replay uses the
+        picked answer, and the user's message is never duplicated. Runs like ``send``'s answer.
         """
         keys = keys or {}
         held = self._leases.hold(conversation_id, self._writer_check(actor, conversation_id))
@@ -290,7 +297,7 @@ class ChatService:
     def _admitted_retry(
         self, actor: Actor, lease: Lease[Grant], options: GenerationOptions, keys: Mapping[str, SecretStr]
     ) -> tuple[Conversation, Reservation | None]:
-        conversation = self.writer.stored(lease.conversation_id, lease.turn_count)
+        conversation = self.writer.stored(lease.conversation_id, lease.turn_count, lease.revision)
         if conversation is None or not any(t.role is Role.USER for t in conversation.turns):
             raise InputError("There is nothing to retry yet: send a message first.")
         return conversation, self._admission.admit(
@@ -337,7 +344,7 @@ class ChatService:
             conversation: Conversation | NewConversation = new
             spent = 0.0
         else:
-            stored = self.writer.stored(lease.conversation_id, lease.turn_count)
+            stored = self.writer.stored(lease.conversation_id, lease.turn_count, lease.revision)
             if stored is None:
                 raise AccessError(GONE)  # deleted since access was granted
             conversation, spent = stored, stored.cost_usd()
@@ -385,9 +392,16 @@ class ChatService:
         box: Mailbox[Step],
     ) -> None:
         """Ask the policy, showing its progress, then store the answer (which gives the lease up and
-        settles the reservation); cancelled meanwhile (Stop), the call is ended and a stopped turn stored.
+        settles the reservation); cancelled meanwhile (Stop), the calls are ended and stopped turns stored.
 
-        Once the call has ended, storing its answer is not interrupted: a Stop then waits for it.
+        With variants, the policy is asked that many times at once, each call on its own (its
+        retries, its fallback, its progress entry); the answers are stored together, in one
+        transaction, whatever became of each. Gemini's image models refuse ``candidateCount`` > 1
+        ("Multiple candidates is not enabled", google-gemini/gemini-cli#10370), so these are
+        separate requests with the same contents; OpenAI alone (Route.OPENAI) makes them in one
+        call asking for ``n`` images (``FallbackPolicy.makes_many``).
+
+        Once the calls have ended, storing their answers is not interrupted: a Stop then waits for it.
         """
         started = time.monotonic()
         grant = lease.checked
@@ -396,16 +410,20 @@ class ChatService:
             step = Step(grant, conversation, answering=True, progress=progress, since=started)
             box.put(Update(step, passing=True))
 
-        board = ProgressBoard(1, show)
-        call = asyncio.ensure_future(self._outcome(conversation, options, keys, board.sink(0)))
+        board = ProgressBoard(options.variants, show)
+        calls = self._outcomes(conversation, options, keys, board)
         try:
-            outcome: Outcome | StorageUnavailableError | StoppedError | None = await call
+            done: list[Answer | list[Answer]] = list(await asyncio.gather(*calls))
         except asyncio.CancelledError:
-            call.cancel()
-            await asyncio.wait({call})
-            outcome = StoppedError()
+            for call in calls:
+                call.cancel()
+            await asyncio.wait(calls)
+            done = [StoppedError() if call.cancelled() else call.result() for call in calls]
+        if len(calls) < options.variants and isinstance(done[0], StoppedError):
+            done = [StoppedError() for _ in range(options.variants)]  # one call stopped: all its images
+        outcomes = [outcome for each in done for outcome in (each if isinstance(each, list) else [each])]
         recording = asyncio.ensure_future(
-            asyncio.to_thread(self._record, conversation, outcome, options, started, lease, reservation)
+            asyncio.to_thread(self._record, conversation, outcomes, options, started, lease, reservation)
         )
         while not recording.done():
             with suppress(asyncio.CancelledError):  # a Stop now waits for the answer to be stored
@@ -413,75 +431,91 @@ class ChatService:
         answered, answering = recording.result()
         box.put(Update(Step(grant, answered, answering)))
 
+    def _outcomes(
+        self,
+        conversation: Conversation,
+        options: GenerationOptions,
+        keys: Mapping[str, SecretStr],
+        board: ProgressBoard,
+    ) -> list[asyncio.Future[Answer | list[Answer]]]:
+        """The running calls: one per variant, each reporting to its own entry of the board; or one
+        call for all of them where its provider makes several images at once (OpenAI's ``n``)."""
+        if self._policy.makes_many(options):
+            return [
+                asyncio.ensure_future(self._outcome(conversation, options, keys, board.sink(0), many=True))
+            ]
+        return [
+            asyncio.ensure_future(self._outcome(conversation, options, keys, board.sink(index)))
+            for index in range(options.variants)
+        ]
+
     async def _outcome(
         self,
         conversation: Conversation,
         options: GenerationOptions,
         keys: Mapping[str, SecretStr],
         progress: ProgressSink,
-    ) -> Outcome | StorageUnavailableError | None:
-        """The policy's outcome; the storage error if the history's images could not be read; None if it broke."""
+        *,
+        many: bool = False,
+    ) -> Answer | list[Answer]:
+        """The policy's outcome (one per variant if ``many``); the storage error if the history's images
+        could not be read; None if it broke."""
+        failed: Answer
         try:
             history = through_last_user_turn(conversation.turns)
+            if many:
+                found = await self._policy.answer_many(
+                    history, options, self._load_image, keys=keys, progress=progress
+                )
+                return list[Answer](found)
             return await self._policy.answer(history, options, self._load_image, keys=keys, progress=progress)
         except StorageUnavailableError as exc:
-            return exc
+            failed = exc
         except Exception:
             log.exception("turn failed in conversation %s", conversation.id)
-            return None
+            failed = None
+        return [failed] * options.variants if many else failed
 
     def _record(
         self,
         conversation: Conversation,
-        outcome: Outcome | StorageUnavailableError | StoppedError | None,
+        outcomes: Sequence[Answer],
         options: GenerationOptions,
         started: float,
         lease: Lease[Grant],
         reservation: Reservation | None,
     ) -> tuple[Conversation, bool]:
-        """The answer (or why there is none) stored with what it cost on the server's keys, which
-        settles what the turn reserved (a failed turn's cost is 0; a stopped call may have been
-        billed for what it generated, so the daily cap counts a stopped turn at what it reserved).
+        """The answers (or why there are none) stored with what they cost on the server's keys,
+        which settles what the turn reserved (a failed turn's cost is 0; a stopped call may have been
+        billed for what it generated, so the daily cap counts a stopped call at its share of what
+        was reserved). Variants are numbered, and the first that succeeded is picked.
 
-        If the image store fails to take the answer's images, the turn is stored as failed, with
-        the storage's sentence and what the call cost, and no image: never a row without its object.
+        If the image store fails to take the answers' images, they are stored as failed, with the
+        storage's sentence and what the calls cost, and no image: never a row without its object.
         """
-        images: list[NewImage] = []
-        turn = None
-        if isinstance(outcome, StorageUnavailableError | StoppedError):
-            turn = self._refused(outcome, options)
-        elif outcome is not None:
-            try:
-                turn, images = answer_turn(
-                    outcome, options, model_for=self._policy.model_for, now=self._clock()
-                )
-            except Exception:
-                log.exception("turn failed in conversation %s", conversation.id)
-        if turn is None:
-            turn = failed_turn(
-                "internal",
-                INTERNAL,
-                options,
-                provider=None,
-                model_for=self._policy.model_for,
-                now=self._clock(),
-            )
-        cost = reservation.usd if isinstance(outcome, StoppedError) and reservation else server_cost(turn)
-        log.info(
-            turn_log_line(conversation.id, turn, latency_ms=(time.monotonic() - started) * 1000, cost=cost)
-        )
+        made = [self._turn(conversation, outcome, options) for outcome in outcomes]
+        share = reservation.usd / len(outcomes) if reservation else 0.0
+        costs = [
+            share if isinstance(outcome, StoppedError) else server_cost(turn)
+            for outcome, (turn, _) in zip(outcomes, made, strict=True)
+        ]
+        turns = _numbered_variants([turn for turn, _ in made])
+        images = [image for _, turn_images in made for image in turn_images]
+        cost = sum(costs)
+        for turn, each in zip(turns, costs, strict=True):
+            latency_ms = (time.monotonic() - started) * 1000
+            log.info(turn_log_line(conversation.id, turn, latency_ms=latency_ms, cost=each))
         try:
             try:
                 answered = self.writer.append(
-                    conversation, [turn], images, server_cost=cost, reservation=reservation, release=lease
+                    conversation, turns, images, server_cost=cost, reservation=reservation, release=lease
                 )
             except StorageUnavailableError as exc:  # paid for (counted), but its images not stored
+                refused = [
+                    replace(self._refused(exc, options, answer=turn), variant=turn.variant) for turn in turns
+                ]
                 answered = self.writer.append(
-                    conversation,
-                    [self._refused(exc, options, answer=turn)],
-                    server_cost=cost,
-                    reservation=reservation,
-                    release=lease,
+                    conversation, refused, server_cost=cost, reservation=reservation, release=lease
                 )
             return answered, False
         except ConversationMovedError:
@@ -495,6 +529,57 @@ class ChatService:
             if stored is None:
                 raise AccessError(GONE) from None  # deleted meanwhile
             return stored, answering
+
+    def _turn(
+        self, conversation: Conversation, outcome: Answer, options: GenerationOptions
+    ) -> tuple[Turn, list[NewImage]]:
+        """One call's outcome as an answer turn and its images (a failed turn if it broke)."""
+        if isinstance(outcome, StorageUnavailableError | StoppedError):
+            return self._refused(outcome, options), []
+        if outcome is not None:
+            try:
+                return answer_turn(outcome, options, model_for=self._policy.model_for, now=self._clock())
+            except Exception:
+                log.exception("turn failed in conversation %s", conversation.id)
+        failed = failed_turn(
+            "internal", INTERNAL, options, provider=None, model_for=self._policy.model_for, now=self._clock()
+        )
+        return failed, []
+
+    # --- picking a variant ---------------------------------------------------------------
+
+    async def pick(self, actor: Actor, conversation_id: str, index: int) -> Step:
+        """Make the answer at turn ``index`` the one the next edit builds on (the "Use this" of a
+        variant): only it is replayed among its message's answers. Takes the conversation's lease
+        like a turn, in one transaction with the change (BusyError while a turn runs); needs write
+        access. InputError if that turn is no answer that succeeded."""
+
+        def work(session: Session, grant: Grant) -> Step:
+            version = repo.version(session=session, conversation_id=conversation_id)
+            if version is None:
+                raise AccessError(GONE)
+            conversation = self.writer.stored_in(session, conversation_id, *version)
+            if conversation is None:
+                raise AccessError(GONE)
+            turns = conversation.turns
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(turns):
+                raise InputError("There is no such version in this conversation.")
+            if turns[index].role is not Role.ASSISTANT or turns[index].failed:
+                raise InputError("Only a version that came can be used: that one failed.")
+            picked = repo.pick_answer(
+                session=session,
+                conversation=conversation,
+                index=index,
+                revision=version[1],
+                now=self._clock(),
+            )
+            return Step(grant, picked)
+
+        step = await asyncio.to_thread(
+            self._leases.once, conversation_id, self._writer_check(actor, conversation_id), work
+        )
+        self.writer.remember(step.conversation)
+        return step
 
     def _refused(
         self,
@@ -535,6 +620,14 @@ def turn_log_line(conversation_id: str, turn: Turn, *, latency_ms: float, cost: 
             "cost_usd": round(cost, 4),
         }
     )
+
+
+def _numbered_variants(turns: Sequence[Turn]) -> list[Turn]:
+    """One answer as it is (picked if it succeeded); several as variants 0, 1, … with the first
+    that succeeded picked, so the next edit builds on it until "Use this" picks another."""
+    first = next((n for n, turn in enumerate(turns) if not turn.failed), None)
+    several = len(turns) > 1
+    return [replace(turn, variant=n if several else None, picked=n == first) for n, turn in enumerate(turns)]
 
 
 def _title(text: str) -> str:

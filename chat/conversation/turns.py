@@ -86,14 +86,36 @@ class TurnWriter:
         self._guard = guard
         self._written = RecentConversations()
 
-    def stored(self, conversation_id: str, turn_count: int | None) -> Conversation | None:
+    def stored(
+        self, conversation_id: str, turn_count: int | None, revision: int | None = None
+    ) -> Conversation | None:
         """The conversation as stored: as this writer last wrote it if that copy holds the
-        ``turn_count`` turns stored now (read under the turn's lease), else loaded."""
-        conversation = self._written.get(conversation_id)
-        if conversation is not None and len(conversation.turns) == turn_count:
+        ``turn_count`` turns stored now and their ``revision`` (both read under the turn's lease:
+        a pick on another replica changes the revision only), else loaded."""
+        if (conversation := self._current(conversation_id, turn_count, revision)) is not None:
             return conversation
         with session_scope(self._engine, read_only=True) as session:
             return repo.get_conversation(session=session, conversation_id=conversation_id)
+
+    def stored_in(
+        self, session: Session, conversation_id: str, turn_count: int, revision: int
+    ) -> Conversation | None:
+        """``stored``, loaded (if need be) in the caller's transaction."""
+        if (conversation := self._current(conversation_id, turn_count, revision)) is not None:
+            return conversation
+        return repo.get_conversation(session=session, conversation_id=conversation_id)
+
+    def _current(
+        self, conversation_id: str, turn_count: int | None, revision: int | None
+    ) -> Conversation | None:
+        conversation = self._written.get(conversation_id)
+        if (
+            conversation is not None
+            and len(conversation.turns) == turn_count
+            and (revision is None or conversation.revision == revision)
+        ):
+            return conversation
+        return None
 
     def append(
         self,
@@ -110,8 +132,9 @@ class TurnWriter:
         which settles what the turn reserved against the daily cap (``reservation``); ``claim`` is
         the lease of a conversation this write creates, ``release`` the lease of a turn this write ends.
 
-        One turn comes back appended to the conversation given, without reading it again; many (an
-        import) are read back after the transaction, so the write lock is held no longer than needed.
+        Turns added to a stored conversation (a message, an answer, its variants) come back appended
+        to the conversation given, without reading it again; many in a new one (an import) are read
+        back after the transaction, so the write lock is held no longer than needed.
         ConversationMovedError if the stored conversation has turns ``to`` lacks (the turn's lease
         was lost meanwhile): nothing is stored but what it cost on the server's keys.
         """
@@ -136,7 +159,7 @@ class TurnWriter:
                 with session_scope(self._engine) as session:
                     self._guard.settle(reservation, server_cost, session=session)
             raise
-        if len(turns) != 1:
+        if len(turns) != 1 and isinstance(to, NewConversation):
             with session_scope(self._engine, read_only=True) as session:
                 reloaded = repo.get_conversation(session=session, conversation_id=to.id)
             if reloaded is None:
@@ -144,6 +167,10 @@ class TurnWriter:
             conversation = reloaded
         self._written.put(conversation)
         return conversation
+
+    def remember(self, conversation: Conversation) -> None:
+        """A change stored by someone else than ``append`` (a pick), so the next turn's copy is current."""
+        self._written.put(conversation)
 
     def _keep(self, images: Sequence[NewImage]) -> None:
         """Images a write-once store held already, kept from the sweep: their rows (renewed)
@@ -164,7 +191,7 @@ class TurnWriter:
         claim: Lease[Any] | None,
         release: Lease[Any] | None,
     ) -> Conversation:
-        """The rows, in one transaction; ``to`` itself for many turns (read back by the caller)."""
+        """The rows, in one transaction; ``to`` itself for many turns in a new one (read back by the caller)."""
         now = self._clock()
         with session_scope(self._engine) as session:
             if self._guard is not None:
@@ -179,9 +206,9 @@ class TurnWriter:
             )
             if claim is not None:
                 claim.claim(session)
-            if len(turns) == 1:
-                conversation = repo.append_to(
-                    session=session, conversation=conversation, turn=turns[0], now=now
+            if len(turns) == 1 or isinstance(to, Conversation):
+                conversation = repo.append_all_to(
+                    session=session, conversation=conversation, turns=turns, now=now
                 )
             else:
                 repo.append_turns(session=session, conversation_id=conversation.id, turns=turns, now=now)

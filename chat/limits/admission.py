@@ -37,19 +37,30 @@ class Admission:
         spent: float,
     ) -> Reservation | None:
         """InputError over the budget, LimitError over a rate limit or the cap; blocking (the guard's rows).
-        What the turn reserved against the daily cap comes back, for its answer to settle."""
-        worst = self._policy.worst_case_cost(options, input_images=input_images)
+        What the turn reserved against the daily cap comes back, for its answer to settle.
+
+        A turn with variants is that many calls: it costs up to that many times the worst case,
+        and counts as that many turns against the rate limits."""
+        worst = self.worst_case(options, input_images=input_images)
         if options.budget_usd is not None and spent + worst > options.budget_usd:
+            edit = f"the next edit ({options.variants} variants)" if options.variants > 1 else "the next edit"
             raise InputError(
                 f"This conversation has cost \u2248 ${spent:.2f} of its ${options.budget_usd:.2f} budget, "
-                f"and the next edit could cost up to ${worst:.2f}. Raise the budget under Options to go on."
+                f"and {edit} could cost up to ${worst:.2f}. Raise the budget under Options to go on."
             )
         if self._guard is None:
             return None
         covered = all(name in keys for name in ROUTES[options.route])
         return self._guard.admit(
-            counted_as(actor), server_cost=0.0 if covered else worst, server_keys=not covered
+            counted_as(actor),
+            server_cost=0.0 if covered else worst,
+            server_keys=not covered,
+            turns=options.variants,
         )
+
+    def worst_case(self, options: GenerationOptions, *, input_images: int) -> float:
+        """The most the turn could cost: every call its route may make, once per variant."""
+        return self._policy.worst_case_cost(options, input_images=input_images) * options.variants
 
     def release(self, reservation: Reservation) -> None:
         """The turn ended without an answer stored (cut off, or refused after admission): blocking."""

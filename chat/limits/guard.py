@@ -78,11 +78,18 @@ class Guard:
         self._clock = clock
 
     def admit(
-        self, visitors: Sequence[str], *, server_cost: float, server_keys: bool = True, what: str = "edits"
+        self,
+        visitors: Sequence[str],
+        *,
+        server_cost: float,
+        server_keys: bool = True,
+        what: str = "edits",
+        turns: int = 1,
     ) -> Reservation | None:
-        """Count one turn for each of ``visitors`` (the client's address, their owner key…), or refuse
-        it if any of them is at its limit: rotating keys from one address, or addresses with one key,
-        gains nothing. ``server_cost`` is the turn's worst case on our keys: reserved against the
+        """Count ``turns`` turns (the variants of one answer are as many calls) for each of
+        ``visitors`` (the client's address, their owner key…), or refuse them all if any of them
+        would pass its limit: rotating keys from one address, or addresses with one key, gains
+        nothing. ``server_cost`` is the worst case of all of them on our keys: reserved against the
         daily cap, if there is one (the reservation comes back). A refusal counts and reserves nothing.
 
         The global limit counts only turns that may call a provider on the server's keys
@@ -98,28 +105,31 @@ class Guard:
                 session=session, buckets=[*mine, *everyone], now=_at(now), since=_at(now - MINUTE)
             )
             for bucket in mine:
-                self._check_visitor(counts.get(bucket), now, what)
-            if any(_live(counts.get(bucket)) >= self._limits.global_per_minute for bucket in everyone):
+                self._check_visitor(counts.get(bucket), now, what, turns)
+            if any(_live(counts.get(bucket)) + turns > self._limits.global_per_minute for bucket in everyone):
                 raise LimitError("Retouch is very busy right now. Please try again in a minute.")
             reservation = self._reserve(session, server_cost, now)
             kept = {bucket: _at(now + DAY) for bucket in mine} | {
                 bucket: _at(now + MINUTE) for bucket in everyone
             }
-            repo.add_events(session=session, at=_at(now), forget_at=kept)
+            repo.add_events(session=session, at=_at(now), forget_at=kept, times=turns)
         return reservation
 
-    def _check_visitor(self, count: repo.BucketCount | None, now: float, what: str) -> None:
+    def _check_visitor(self, count: repo.BucketCount | None, now: float, what: str, turns: int) -> None:
         if count is None:
-            return
-        if count.since >= self._limits.per_visitor_per_minute and count.oldest_since is not None:
-            wait = MINUTE - (now - count.oldest_since.timestamp())
+            count = repo.BucketCount(0, 0, None)
+        ask = f" {turns} variants count as {turns} {what}." if turns > 1 else ""
+        per_minute = self._limits.per_visitor_per_minute
+        if count.since + turns > per_minute:
+            wait = MINUTE - (now - count.oldest_since.timestamp()) if count.oldest_since else MINUTE
+            most = "the most this demo allows" if count.since >= per_minute else f"of {per_minute} a minute"
             raise LimitError(
-                f"You have made {count.since} {what} in the last minute, the most this demo allows. "
+                f"You have made {count.since} {what} in the last minute, {most}.{ask} "
                 f"Please wait {max(1, round(wait))} s."
             )
-        if count.live >= self._limits.per_visitor_per_day:
+        if count.live + turns > self._limits.per_visitor_per_day:
             raise LimitError(
-                f"You have reached today's limit of {self._limits.per_visitor_per_day} {what} on this demo. "
+                f"You have reached today's limit of {self._limits.per_visitor_per_day} {what} on this demo.{ask} "
                 "Run Retouch yourself (see the README) for unlimited use."
             )
 

@@ -49,6 +49,7 @@ from pydantic_core import PydanticCustomError
 
 from chat.config import DEFAULTS
 from chat.domain import (
+    MAX_VARIANTS,
     Conversation,
     ImagePart,
     ImageRole,
@@ -96,7 +97,9 @@ Retouch conversation export
 
 transcript.json  The conversation: every turn's text in order, which images each turn
                  used or produced, which provider and model answered, errors and the
-                 attempts made (format "retouch-conversation", version 1).
+                 attempts made, and of several answers made at once (variants) which
+                 is which and which one the next edit builds on ("picked")
+                 (format "retouch-conversation", version 1).
 images/          Every image of the conversation once, byte for byte as Retouch stored
                  it, named <sha256>.<ext> after the SHA-256 hash of its bytes.
 
@@ -664,6 +667,8 @@ class _TurnIn(_In):
     usage: _UsageIn | None = None
     attempts: Annotated[list[_AttemptIn], _typed(list, "a list")] = []
     created_at: Annotated[_OptionalStr, AfterValidator(_when)] = None
+    variant: Annotated[int | None, _typed((int, type(None)), "a whole number or null")] = None
+    picked: _Bool = False
     parts: Annotated[
         list[Annotated[_TextPartIn | _ImagePartIn, Field(discriminator="kind")]], _typed(list, "a list")
     ]
@@ -674,6 +679,10 @@ class _TurnIn(_In):
             raise PydanticCustomError(
                 "bad_value", "a failed answer has an error only, no parts, usage or notice"
             )
+        if self.variant is not None and not 0 <= self.variant < MAX_VARIANTS:
+            raise PydanticCustomError("bad_value", f"a variant is numbered 0-{MAX_VARIANTS - 1}")
+        if self.picked and (self.error is not None or self.role is not Role.ASSISTANT):
+            raise PydanticCustomError("bad_value", "only an answer that succeeded can be picked")
         return self
 
 

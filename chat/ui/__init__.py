@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import gradio as gr
 from gradio.blocks import Block
@@ -65,7 +65,8 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
             "share_token": ui.share_token,
             "owner": ui.owner,
         }
-        chosen = {"gemini_key": ui.keys[0], "openai_key": ui.keys[1], **ui.options}
+        chosen_options = dict(ui.options)
+        chosen = {"gemini_key": ui.keys[0], "openai_key": ui.keys[1], **chosen_options}
         # A turn's events also show and hide Stop; its elapsed time ticks in the page (chat/ui/progress.py).
         turn_outputs = [*view, ui.stop]
         demo.load(None, None, None, js=ELAPSED_JS, **quick)
@@ -85,6 +86,14 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
             start_new(page.on_new, [ui.owner], view, **quick).then(**set_url)
         lib.gallery.select(page.on_open, [ui.owner, lib.ids], view, **quick).then(**set_url)
         ui.model.change(page.on_model_change, [ui.model], [ui.aspect_ratio, ui.image_size], **quick)
+        # "Use this" on a variant (only a visitor's click: .input, not the page setting the choice).
+        ui.variants.use.input(
+            page.on_pick, [ui.owner, ui.conversation_id, ui.share_token, ui.variants.use], view, **quick
+        )
+        # Before sending: what the chosen options could cost at most, Variants counted.
+        priced: dict[str, Any] = {"inputs_kwargs": chosen_options, "outputs": [ui.variants_cost], **quick}
+        changes = [cast(Any, option).change for option in ui.options.values()]  # every option is an input
+        gr.on([demo.load, *changes], page.on_cost, **priced)
 
         lib.search.change(panels.on_search, [ui.owner, lib.search], [lib.gallery, lib.ids], **quick)
         lib.rename.click(panels.on_rename, [ui.owner, ui.conversation_id, lib.title], view, **quick)
@@ -136,6 +145,7 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
         gr.api(streamed(api.send), api_name="send", **api_call)
         gr.api(streamed(api.retry), api_name="retry", **api_call)
         gr.api(api.stop, api_name="stop", concurrency_limit=None)  # never behind the model queue
+        gr.api(api.pick, api_name="pick", concurrency_limit=None)
         for name in ("conversation", "image", "share", "revoke", "conversations"):
             gr.api(getattr(api, name), api_name=name, concurrency_limit=None)
         gr.api(api.fork, api_name="fork", concurrency_limit=1, concurrency_id="copy")

@@ -21,7 +21,7 @@ import gradio as gr
 
 from chat.conversation.options import parse_options
 from chat.conversation.service import ChatService, Step
-from chat.domain import GenerationOptions, Route
+from chat.domain import Conversation, GenerationOptions, Route
 from chat.errors import AccessError, InputError, RetouchError
 from chat.limits.visitors import TrustedProxies
 from chat.media.images import painted_from_mask
@@ -32,6 +32,7 @@ from chat.ui.files import FileMaker
 from chat.ui.progress import progress_json
 from chat.ui.render import to_transcript
 from chat.ui.uploads import file_path, read_uploads
+from chat.ui.variants import labels
 
 __all__ = ["ApiHandlers", "streamed"]
 
@@ -151,6 +152,21 @@ class ApiHandlers:
             _refuse("stop", exc)
         return to_transcript(step.conversation)
 
+    async def pick(self, conversation_id: str, version: str = "", key: str = "") -> dict[str, Any]:
+        """ "Use this": the variant the next edit builds on; returns the transcript.
+
+        version: a version label from the transcript ("v3b"), or a turn index ("4"). Only an answer
+        that succeeded can be picked; refused while a turn of the conversation runs, and for a
+        read-only link.
+        """
+        try:
+            actor = await self._actor(key)
+            conversation = await self._service.load(actor, conversation_id)
+            step = await self._service.pick(actor, conversation_id, _turn_index(conversation, version))
+        except RetouchError as exc:
+            _refuse("pick", exc)
+        return to_transcript(step.conversation)
+
     async def conversation(self, conversation_id: str, key: str = "") -> dict[str, Any]:
         """The stored transcript of a conversation."""
         try:
@@ -242,6 +258,19 @@ def _refuse(endpoint: str, exc: RetouchError) -> NoReturn:
     """An expected refusal: one log line (no traceback, no key), and the reason for the caller."""
     log.info("api %s refused: %s", endpoint, type(exc).__name__)
     raise gr.Error(exc.user_message(), print_exception=False) from exc
+
+
+def _turn_index(conversation: Conversation, version: object) -> int:
+    """The turn a version label ("v3b") or a turn index ("4", 4) names; InputError if none."""
+    if isinstance(version, int) and not isinstance(version, bool):
+        return version
+    text = str(version).strip() if isinstance(version, str) else ""
+    if text.isdigit() and len(text) < 6:
+        return int(text)
+    for index, label in labels(conversation).items():
+        if label == text:
+            return index
+    raise InputError("Name a version as the transcript does (e.g. \u201cv3b\u201d), or a turn index.")
 
 
 async def _transcripts(

@@ -36,6 +36,7 @@ from chat.ui.layout import Layout, model_choices
 from chat.ui.progress import progress_messages
 from chat.ui.render import chat_label, to_messages, versions
 from chat.ui.uploads import read_uploads
+from chat.ui.variants import estimate, panel_update
 
 __all__ = ["Handlers", "PageUpdate", "Show", "Shown", "UIConfig", "client_address", "log_refusal"]
 
@@ -145,6 +146,9 @@ class Handlers:
             ui.versions.choice,
             ui.versions.slider,
             ui.owner,
+            ui.variants.box,
+            ui.variants.gallery,
+            ui.variants.use,
         ]
 
     async def view(
@@ -195,6 +199,7 @@ class Handlers:
             if conversation and shown.access is not Access.OWNER
             else "",
             ui.painter: gr.ImageEditor(value=self._files.image(image) if image else None),
+            **panel_update(ui.variants, conversation, self._files.image),
         }
 
     def _rights(self, shown: Shown) -> PageUpdate:
@@ -436,6 +441,29 @@ class Handlers:
             self._ui.chatbot: [*view[self._ui.chatbot], notice],
             self._ui.box: gr.MultimodalTextbox(),
         }
+
+    async def on_pick(
+        self, owner: str, conversation_id: str, share_token: str, index: int | None
+    ) -> PageUpdate:
+        """ "Use this" on a variant: the next edit builds on it (the chat and the versions say which)."""
+        actor = Actor(owner, share_token or None)
+        if not isinstance(index, int) or not conversation_id:
+            return {self._ui.status: ""}
+        try:
+            step = await self._service.pick(actor, conversation_id, index)
+        except RetouchError as exc:
+            log_refusal("pick", exc)
+            opened = await self._service.open(actor, conversation_id)
+            return await self.view(Shown.of(actor, opened), Show.CHAT, status=exc.user_message())
+        return await self.view(Shown.of(actor, step), Show.CHAT | Show.VERSIONS)
+
+    def on_cost(self, **options: Any) -> str:
+        """What the next send could cost with these options, at most (every variant's worst case)."""
+        try:
+            parsed = self._options(options)
+        except RetouchError as exc:
+            return exc.user_message()
+        return estimate(self._service.worst_case(parsed), parsed.variants)
 
     # --- helpers -------------------------------------------------------------------------
 

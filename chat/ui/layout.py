@@ -16,6 +16,7 @@ from chat.providers.gemini.catalog import GEMINI_MODELS, SAFETY_THRESHOLDS, gemi
 from chat.providers.openai.catalog import OPENAI_FIXED_SIZES, OPENAI_MODELS
 from chat.ui.owner import owner_state
 from chat.ui.panels import Library, Versions, build_library, build_versions
+from chat.ui.variants import VariantPanel, build_variants, variants_option
 
 __all__ = ["Layout", "build_layout"]
 
@@ -48,6 +49,8 @@ class Layout:
     versions: Versions
     keys: tuple[gr.Textbox, gr.Textbox]
     stop: gr.Button  # visible while a turn of this page runs (chat/ui/events.py)
+    variants: VariantPanel
+    variants_cost: gr.Markdown  # beside the Variants option: what the next send could cost at most
 
     @property
     def model(self) -> gr.Dropdown:
@@ -90,6 +93,7 @@ def build_layout(
                 placeholder="Your edits appear here. Start with a photo and a sentence like \u201cmake the sky stormy\u201d.",
                 buttons=["copy"],
             )
+            variants = build_variants()
             with gr.Row(equal_height=True):
                 box = gr.MultimodalTextbox(
                     elem_id="box",
@@ -106,7 +110,12 @@ def build_layout(
             keys = _keys_panel(open_=ask_for_keys)
             painter_box, painter = _painter()
             versions = build_versions()
-            options = {**_options_panel(default_model), **_openai_panel(default_openai_model)}
+            variants_slider, variants_cost = variants_option()
+            options = {
+                **_options_panel(default_model),
+                **_openai_panel(default_openai_model),
+                "variants": variants_slider,
+            }
     return Layout(
         chatbot,
         summary,
@@ -123,6 +132,8 @@ def build_layout(
         versions,
         keys,
         stop,
+        variants,
+        variants_cost,
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from chat.domain import Conversation, ImagePart, ImageRole, Role, Turn
 from chat.errors import PROVIDER_NAMES
+from chat.ui.variants import in_use, labels
 
 __all__ = [
     "ImagePath",
@@ -41,16 +42,14 @@ def to_messages(
     if conversation is None:
         return []
     messages: list[Message] = []
-    version = 0
-    for turn in conversation.turns:
+    names, used = labels(conversation), in_use(conversation)
+    for index, turn in enumerate(conversation.turns):
         if turn.role is Role.USER:
             messages.append(_user_message(turn, image_path))
             continue
         if thoughts := turn.thoughts():
             messages.append({"role": "assistant", "content": thoughts, "metadata": {"title": "Thinking"}})
-        if turn.shown_image() is not None:
-            version += 1
-        messages.append(_assistant_message(turn, image_path, version))
+        messages.append(_assistant_message(turn, image_path, names.get(index, ""), index in used))
     if working_model:
         messages.append(pending_message(working_model))
     elif conversation.turns and conversation.turns[-1].role is Role.USER:
@@ -78,24 +77,27 @@ def _user_message(turn: Turn, image_path: ImagePath) -> Message:
     return {"role": "user", "content": content}
 
 
-def _assistant_message(turn: Turn, image_path: ImagePath, version: int) -> Message:
+def _assistant_message(turn: Turn, image_path: ImagePath, label: str, used: bool) -> Message:
     if turn.error is not None:
         message = turn.error.message or "This turn failed."
+        if turn.variant is not None and label:
+            message = f"{label} failed: {message}"
         return {"role": "assistant", "content": f"\u26a0\ufe0f {message}"}
     image = turn.shown_image()
     lines = [text] if (text := turn.text()) else []
     if turn.notice:
         lines.append(f"\u26a0\ufe0f {turn.notice}")
-    lines.append(f"*{_attribution(turn, version if image else None)}*")
+    lines.append(f"*{_attribution(turn, label if image else '', used)}*")
     content: list[Any] = ["\n\n".join(lines)]
     if image:
-        content.append({"path": str(image_path(image)), "alt_text": f"Version {version}"})
+        content.append({"path": str(image_path(image)), "alt_text": f"Version {label[1:]}"})
     return {"role": "assistant", "content": content}
 
 
-def _attribution(turn: Turn, version: int | None) -> str:
-    """E.g. "v2 · Gemini: 503 UNAVAILABLE ×3 → OpenAI gpt-image-2 · 1,234 tokens"."""
-    bits = [f"v{version}"] if version else []
+def _attribution(turn: Turn, label: str, used: bool) -> str:
+    """E.g. "v2 · Gemini: 503 UNAVAILABLE ×3 → OpenAI gpt-image-2 · 1,234 tokens"; a variant the
+    next edit builds on says so ("v3b · … · ✓ used next")."""
+    bits = [label] if label else []
     who = " ".join(x for x in (turn.provider and _name(turn.provider), turn.model) if x) or "unknown model"
     bits.append(attempts_summary(turn) or who)
     if turn.usage and turn.usage.total_tokens:
@@ -104,6 +106,8 @@ def _attribution(turn: Turn, version: int | None) -> str:
         bits.append("from cache")
     elif turn.cost_usd:
         bits.append(f"\u2248 ${turn.cost_usd:.3f}")
+    if turn.variant is not None and used:
+        bits.append("\u2713 used next")
     return " \u00b7 ".join(bits)
 
 
@@ -145,12 +149,14 @@ def _unanswered() -> Message:
 
 
 def to_transcript(conversation: Conversation) -> dict[str, Any]:
-    """A JSON-able view for API clients: no bytes, no provider secrets, images by sha256."""
+    """A JSON-able view for API clients: no bytes, no provider secrets, images by sha256; each
+    answer's version label ("v3b"), which ``/pick`` takes."""
+    names = labels(conversation)
     return {
         "conversation_id": conversation.id,
         "title": conversation.title,
         "awaiting_answer": conversation.awaiting_answer(),
-        "turns": [_transcript_turn(t) for t in conversation.turns],
+        "turns": [_transcript_turn(t) | {"version": names.get(n)} for n, t in enumerate(conversation.turns)],
     }
 
 
@@ -173,14 +179,17 @@ def _transcript_turn(turn: Turn) -> dict[str, Any]:
         "usage": turn.usage.to_dict() if turn.usage else None,
         "attempts": [attempt.to_dict() for attempt in turn.attempts],
         "attribution": attempts_summary(turn) if turn.attempts else None,
+        "variant": turn.variant,
+        "picked": turn.picked,
     }
 
 
 def versions(conversation: Conversation) -> list[tuple[str, int]]:
     """Every generated image as ("v2 · OpenAI gpt-image-2", turn index), oldest first."""
     found: list[tuple[str, int]] = []
+    names = labels(conversation)
     for index, turn in enumerate(conversation.turns):
         if turn.role is Role.ASSISTANT and not turn.failed and turn.shown_image():
             who = " ".join(x for x in (turn.provider and _name(turn.provider), turn.model) if x)
-            found.append((f"v{len(found) + 1} \u00b7 {who}", index))
+            found.append((f"{names[index]} \u00b7 {who}", index))
     return found

@@ -178,3 +178,49 @@ async def test_the_worst_case_of_a_turn_is_every_provider_its_route_may_call(clo
 def test_the_model_of_a_provider_is_the_providers_to_say(clock, gemini):
     assert policy(clock, gemini).model_for("gemini", options()) == options().model
     assert policy(clock, gemini).model_for("elsewhere", options()) == options().model
+
+
+class ManyProvider(FakeProvider):
+    """OpenAI's side of variants: one call, up to ``n`` images (its queue holds lists or errors)."""
+
+    def __init__(self) -> None:
+        super().__init__("openai")
+        self.ns: list[int] = []
+
+    async def reply_many(self, history, options, load_image, *, n, api_key=None, progress=None):
+        self.ns.append(n)
+        item = self.queue.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+def variants(route: Route, n: int) -> GenerationOptions:
+    return GenerationOptions(model="gemini-3.1-flash-image", route=route, variants=n)
+
+
+async def test_only_a_route_with_one_provider_that_makes_many_images_asks_once(clock, gemini):
+    many = ManyProvider()
+    chosen = policy(clock, gemini, many)
+    assert chosen.makes_many(variants(Route.OPENAI, 3))
+    assert not chosen.makes_many(variants(Route.OPENAI, 1))
+    assert not chosen.makes_many(variants(Route.AUTO, 3))  # each variant may fall back on its own
+    assert not chosen.makes_many(variants(Route.GEMINI, 3))  # Gemini refuses candidateCount > 1
+
+
+async def test_one_call_for_n_images_is_retried_once_for_all_and_a_short_answer_says_so(clock):
+    many = ManyProvider()
+    many.queue = [UnavailableError("openai", "503"), [openai_reply(), openai_reply()]]
+    outcomes = await policy(clock, many).answer_many(HISTORY, variants(Route.OPENAI, 3), lambda p: b"")
+    assert many.ns == [3, 3] and clock.sleeps == [1.0]
+    assert [o.reply is not None for o in outcomes] == [True, True, False]
+    assert isinstance(outcomes[2].error, NoImageError) and "2 of the 3 images" in outcomes[2].error.detail
+    assert all([a.outcome for a in o.attempts] == ["unavailable", "ok"] for o in outcomes)
+
+
+async def test_a_failed_call_for_n_images_fails_every_variant_with_its_reason(clock):
+    many = ManyProvider()
+    many.queue = [BadRequestError("openai", "400: bad mask")]
+    outcomes = await policy(clock, many).answer_many(HISTORY, variants(Route.OPENAI, 2), lambda p: b"")
+    assert [o.reply for o in outcomes] == [None, None]
+    assert all(isinstance(o.error, BadRequestError) for o in outcomes)

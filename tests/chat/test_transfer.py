@@ -356,6 +356,8 @@ def test_transcript_turns_have_the_documented_shape() -> None:
             }
         ],
         "created_at": "2025-03-04T05:02:00+00:00",
+        "variant": None,
+        "picked": False,
         "parts": None,
     }
     assert turn["parts"][2] == {

@@ -44,6 +44,7 @@ ALL = [
     "m009_conversation_turn_count",
     "m010_conversation_leases",
     "m011_shared_limits",
+    "m012_answer_variants",
 ]
 
 
@@ -83,7 +84,7 @@ def test_every_migration_function_is_listed_in_order() -> None:
 
 def test_blank_database_gets_every_migration(engine: Engine, data_dir: Path) -> None:
     # the ``engine`` fixture has run migrate() on a blank file
-    assert schema_version(engine) == len(ALL) == 11
+    assert schema_version(engine) == len(ALL) == 12
     with engine.connect() as conn:
         recorded = conn.execute(text("SELECT name FROM schema_migration ORDER BY name")).scalars().all()
     assert recorded == ALL

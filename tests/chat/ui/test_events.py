@@ -44,6 +44,7 @@ DEFAULT_OPTIONS = {
     "openai_output_compression": None,
     "openai_input_fidelity": "auto",
     "budget_usd": None,
+    "variants": 1,
 }
 CONFIG = UIConfig(
     default_model="gemini-3.1-flash-image",
@@ -246,6 +247,7 @@ def test_build_ui_exposes_the_documented_api(service, library):
         "revoke",
         "fork",
         "conversations",
+        "pick",
     }
     assert demo.delete_cache == (900, 3600)  # Gradio's copies of shown images go an hour after last use
     # No event can take the owner id around its check (chat/ui/owner.py).

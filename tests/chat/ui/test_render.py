@@ -355,6 +355,9 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 "usage": None,
                 "attempts": [],
                 "attribution": None,
+                "variant": None,
+                "picked": False,
+                "version": None,
             },
             {
                 "role": "assistant",
@@ -376,6 +379,9 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 },
                 "attempts": [],
                 "attribution": None,
+                "variant": None,
+                "picked": False,
+                "version": "v1",
             },
             {
                 "role": "user",
@@ -391,6 +397,9 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 "usage": None,
                 "attempts": [],
                 "attribution": None,
+                "variant": None,
+                "picked": False,
+                "version": None,
             },
             {
                 "role": "assistant",
@@ -412,6 +421,9 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 },
                 "attempts": [],
                 "attribution": None,
+                "variant": None,
+                "picked": False,
+                "version": None,
             },
             {
                 "role": "user",
@@ -427,6 +439,9 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 "usage": None,
                 "attempts": [],
                 "attribution": None,
+                "variant": None,
+                "picked": False,
+                "version": None,
             },
             {
                 "role": "assistant",
@@ -442,6 +457,9 @@ def test_transcript_lists_turns_with_images_by_sha256() -> None:
                 "usage": None,
                 "attempts": [],
                 "attribution": None,
+                "variant": None,
+                "picked": False,
+                "version": None,
             },
         ],
     }
