@@ -29,7 +29,7 @@ from chat.sharing.access import OWNER_ID, Actor, new_owner_id
 from chat.sharing.library import ConversationLibrary
 from chat.ui.events import client_address, visitor_keys
 from chat.ui.files import FileMaker
-from chat.ui.progress import progress_json
+from chat.ui.progress import turn_progress_json
 from chat.ui.render import to_transcript
 from chat.ui.uploads import file_path, read_uploads
 from chat.ui.variants import labels
@@ -285,11 +285,10 @@ async def _transcripts(
             final = transcript
             continue
         first = False
-        progress = step.progress[0] if step.progress else None
         elapsed = time.monotonic() - step.since if step.since is not None else 0.0
         yield {
             **transcript,
-            "progress": progress_json(progress, working_model=working_model, elapsed_s=elapsed),
+            "progress": turn_progress_json(step.progress, working_model=working_model, elapsed_s=elapsed),
         }
     if final is None:
         raise InputError("Nothing happened: the conversation could not be updated.")

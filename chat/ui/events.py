@@ -33,7 +33,7 @@ from chat.sharing.access import Access, Actor, Grant
 from chat.sharing.library import ConversationLibrary
 from chat.ui.files import FileMaker
 from chat.ui.layout import Layout, model_choices
-from chat.ui.progress import progress_messages
+from chat.ui.progress import turn_progress_messages
 from chat.ui.render import chat_label, to_messages, versions
 from chat.ui.uploads import read_uploads
 from chat.ui.variants import estimate, panel_update
@@ -394,12 +394,13 @@ class Handlers:
                 }
 
     async def _pending_chat(self, stored: list[Any], step: Step, working_model: str) -> list[Any]:
-        """The stored messages and the running call's pending bubble; its newest draft staged in a worker thread."""
-        progress = step.progress[0] if step.progress else None
-        newest = progress.drafts[-1] if progress is not None and progress.drafts else None
-        draft = await asyncio.to_thread(self._files.draft, newest) if newest is not None else None
+        """The stored messages and the running calls' pending bubble; each call's newest draft staged in a worker thread."""
+        newest = [p.drafts[-1] if p is not None and p.drafts else None for p in step.progress]
+        drafts = await asyncio.to_thread(lambda: [self._files.draft(d) if d else None for d in newest])
         elapsed = time.monotonic() - step.since if step.since is not None else 0.0
-        bubble = progress_messages(progress, working_model=working_model, elapsed_s=elapsed, draft_path=draft)
+        bubble = turn_progress_messages(
+            step.progress, working_model=working_model, elapsed_s=elapsed, draft_paths=drafts
+        )
         return [*stored, *bubble]
 
     async def on_stop(

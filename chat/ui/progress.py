@@ -16,6 +16,7 @@ of the server's is compared with the browser's.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from typing import Any
 
 from chat.domain import Phase, Progress
@@ -29,6 +30,8 @@ __all__ = [
     "phase_line",
     "progress_json",
     "progress_messages",
+    "turn_progress_json",
+    "turn_progress_messages",
 ]
 
 Message = dict[str, Any]
@@ -123,6 +126,60 @@ def progress_messages(
             {"role": "assistant", "content": [{"path": draft_path, "alt_text": label}, f"*{label}*"]}
         )
     return messages
+
+
+def turn_progress_messages(
+    progress: Sequence[Progress | None],
+    *,
+    working_model: str,
+    elapsed_s: float,
+    draft_paths: Sequence[str | None] = (),
+) -> list[Message]:
+    """``progress_messages`` for a turn's calls: one call as above; variants as one pending bubble
+    with a line per variant ("b: Gemini: draft 1") and each variant's newest draft, captioned with its
+    letter (``draft_paths``: one staged file, or None, per call)."""
+    if len(progress) <= 1:
+        only = progress[0] if progress else None
+        path = draft_paths[0] if draft_paths else None
+        return progress_messages(only, working_model=working_model, elapsed_s=elapsed_s, draft_path=path)
+    title = " \u00b7 ".join(
+        [f"Making {len(progress)} variants", html.escape(working_model), elapsed_html(elapsed_s)]
+    )
+    lines = [
+        f"**{_letter(index)}**: {html.escape(phase_line(each, working_model), quote=False)}"
+        for index, each in enumerate(progress)
+    ]
+    messages: list[Message] = [
+        {
+            "role": "assistant",
+            "content": "\n\n".join(lines),
+            "metadata": {"title": title, "status": "pending"},
+        }
+    ]
+    for index, (each, path) in enumerate(zip(progress, draft_paths, strict=False)):
+        if each is not None and each.drafts and path is not None:
+            label = (
+                f"Variant {_letter(index)}: {draft_label(each).lower()} \u2014 the final image replaces it"
+            )
+            messages.append(
+                {"role": "assistant", "content": [{"path": path, "alt_text": label}, f"*{label}*"]}
+            )
+    return messages
+
+
+def turn_progress_json(
+    progress: Sequence[Progress | None], *, working_model: str, elapsed_s: float
+) -> dict[str, Any]:
+    """``progress_json`` of the first call, and with variants each call's under ``variants``."""
+    first = progress_json(progress[0] if progress else None, working_model=working_model, elapsed_s=elapsed_s)
+    if len(progress) <= 1:
+        return first
+    each = [progress_json(p, working_model=working_model, elapsed_s=elapsed_s) for p in progress]
+    return {**first, "variants": each}
+
+
+def _letter(index: int) -> str:
+    return chr(ord("a") + index)
 
 
 def progress_json(progress: Progress | None, *, working_model: str, elapsed_s: float) -> dict[str, Any]:

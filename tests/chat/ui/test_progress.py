@@ -14,7 +14,14 @@ from chat.domain import ImageData, Phase, Progress
 from chat.sharing.access import Actor
 from chat.ui.api import ApiHandlers
 from chat.ui.files import FileMaker
-from chat.ui.progress import elapsed_html, phase_line, progress_json, progress_messages
+from chat.ui.progress import (
+    elapsed_html,
+    phase_line,
+    progress_json,
+    progress_messages,
+    turn_progress_json,
+    turn_progress_messages,
+)
 from chat.ui.render import to_transcript
 from tests.chat.ui.test_events import CONFIG, DEFAULT_OPTIONS, OWNER, retry
 from tests.chat.ui.test_queries import counts  # noqa: F401  (a fixture)
@@ -257,3 +264,39 @@ async def test_send_streams_transcripts_with_progress_and_ends_with_todays_trans
     assert "c2ln" not in json.dumps(running)  # no signatures, and no bytes: counts only
     stored = await service.load(Actor(OWNER), final["conversation_id"])
     assert final == to_transcript(stored)
+
+
+def test_variants_show_one_pending_bubble_with_a_line_each_and_each_variants_newest_draft() -> None:
+    running = [
+        Progress("gemini", Phase.THINKING, model=MODEL, thoughts="Composing"),
+        None,
+        Progress("gemini", Phase.DRAFT, model=MODEL, drafts=(DRAFT, SECOND_DRAFT)),
+    ]
+    messages = turn_progress_messages(
+        running, working_model=MODEL, elapsed_s=3, draft_paths=[None, None, "/staged/draft-c.png"]
+    )
+    bubble, draft = messages
+    assert bubble["metadata"]["title"].startswith(f"Making 3 variants \u00b7 {MODEL} \u00b7 ")
+    assert bubble["metadata"]["status"] == "pending"
+    assert bubble["content"].split("\n\n") == [
+        "**a**: Gemini is thinking\u2026",
+        f"**b**: Editing with {MODEL}\u2026",
+        "**c**: Gemini: draft 2",
+    ]
+    assert draft["content"][0] == {
+        "path": "/staged/draft-c.png",
+        "alt_text": "Variant c: draft 2 \u2014 the final image replaces it",
+    }
+    # One call is shown as before.
+    assert turn_progress_messages(running[:1], working_model=MODEL, elapsed_s=3) == progress_messages(
+        running[0], working_model=MODEL, elapsed_s=3
+    )
+
+
+def test_api_callers_read_each_variants_progress() -> None:
+    running = [Progress("gemini", Phase.DRAFT, model=MODEL, drafts=(DRAFT,)), None]
+    shown = turn_progress_json(running, working_model=MODEL, elapsed_s=1.26)
+    assert shown["phase"] == "draft" and shown["drafts"] == 1
+    assert [v["phase"] for v in shown["variants"]] == ["draft", "waiting"]
+    assert "variants" not in turn_progress_json(running[:1], working_model=MODEL, elapsed_s=1)
+    json.dumps(shown)  # no bytes anywhere
