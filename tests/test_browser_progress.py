@@ -208,7 +208,7 @@ def test_a_streamed_pro_answer_shows_thinking_then_its_draft_then_the_final_imag
         page.keyboard.press("Enter")
         chat_has(page, "Gemini is thinking")
         chat_has(page, "Thinking")
-        # The emulator's first thought piece, in the box (opened: not only in the DOM).
+        # The emulator's first thought piece, in the box (in the DOM; the screenshot may catch the box mid-opening).
         page.locator("#chat").get_by_text("Planning the edit").first.wait_for(timeout=TIMEOUT_MS)
         assert page.locator("#chat img").count() == 0
         page.screenshot(path=str(ARTIFACTS / "browser-stream-thinking.png"))
