@@ -319,16 +319,31 @@ class Emulator:
 
 @contextmanager
 def emulator_process(
-    latency_ms: float = 0, log_path: Path | None = None, answer_images: Path | None = None
+    latency_ms: float = 0,
+    log_path: Path | None = None,
+    answer_images: Path | None = None,
+    chunk_delay_ms: float = 0,
 ) -> Iterator[Emulator]:
     """``python -m tests.emulator --port 0 --latency-ms L``; yields its URL (the last word it prints).
 
-    ``answer_images``: a directory of images Gemini answers with in turn, instead of rendering.
+    ``answer_images``: a directory of images Gemini answers with in turn, instead of rendering;
+    ``chunk_delay_ms``: the wait between a streamed answer's chunks.
     """
     log = open(log_path or os.devnull, "w")  # noqa: SIM115 - closed below, after the process
     stock = ["--answer-images", str(answer_images)] if answer_images else []
+    drip = ["--chunk-delay-ms", str(chunk_delay_ms)] if chunk_delay_ms else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.emulator", "--port", "0", "--latency-ms", str(latency_ms), *stock],
+        [
+            sys.executable,
+            "-m",
+            "tests.emulator",
+            "--port",
+            "0",
+            "--latency-ms",
+            str(latency_ms),
+            *stock,
+            *drip,
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=log,

@@ -4,8 +4,12 @@
   bubble names the model and its elapsed time ticks in the page; Stop leaves the message and a
   stopped answer, the box stays usable, the chat's Retry answers.
 - Drafts: the real UI (``build_ui``) launched in this process on a provider that reports two
-  drafts and waits between them (main's providers do not stream yet): each draft is shown,
-  labelled "Draft n of 2", and the final image replaces it.
+  drafts and waits between them: each draft is shown, labelled "Draft n of 2", and the final image
+  replaces it.
+- Real streamed drafts: the app process on the emulator with ``gemini-3-pro-image`` (streaming on,
+  as by default), whose answer drips (a queued ``drip`` fault): the thoughts in a "Thinking" box,
+  the thought image the emulator sent shown as a draft, then the final image in its place; the
+  stored turn has that one image as its version, the draft none.
 
 Screenshots are kept in ``test-artifacts/`` for a human to look at.
 """
@@ -189,3 +193,58 @@ def test_drafts_are_labelled_and_the_final_image_replaces_them(drafting_app, bro
     assert "Draft" not in text and "Gemini is thinking" not in text
     assert page.locator("#chat img").count() == 1
     page.screenshot(path=str(ARTIFACTS / "browser-draft-final.png"))
+
+
+def test_a_streamed_pro_answer_shows_thinking_then_its_draft_then_the_final_image(
+    tmp_path, emulator, browser_page
+):
+    page = browser_page
+    with running_app(tmp_path / "data", emulator.url, GEMINI_MODEL=MODEL) as url:
+        page.goto(url)
+        page.wait_for_selector("#box textarea")
+        page.wait_for_load_state("networkidle")
+        emulator.queue_faults("drip:1")  # a second between chunks: each phase stays on screen a while
+        page.fill("#box textarea", "a lighthouse on a cliff")
+        page.keyboard.press("Enter")
+        chat_has(page, "Gemini is thinking")
+        chat_has(page, "Thinking")
+        # The emulator's first thought piece, in the box (in the DOM; the screenshot may catch the box mid-opening).
+        page.locator("#chat").get_by_text("Planning the edit").first.wait_for(timeout=TIMEOUT_MS)
+        assert page.locator("#chat img").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "browser-stream-thinking.png"))
+
+        page.wait_for_selector("#chat img[src*='draft-']", timeout=TIMEOUT_MS)
+        chat_has(page, "Draft 1 \u2014 the final image replaces it")
+        chat_has(page, "Gemini: draft 1")
+        (request,) = emulator.requests()
+        assert request["path"].endswith(f"{MODEL}:streamGenerateContent") and request["query"] == {
+            "alt": "sse"
+        }
+        (sent,) = request["drafts"]  # Pro sends one thought image: the one the page shows
+        assert f"draft-{sent['sha256']}" in page.locator("#chat img").first.get_attribute("src")
+        assert page.locator("#chat img").count() == 1
+        page.screenshot(path=str(ARTIFACTS / "browser-stream-draft.png"))
+
+        page.wait_for_selector("#stop", state="hidden", timeout=TIMEOUT_MS)
+        chat_has(page, "v1 \u00b7 Gemini")
+        assert emulator.requests()[0]["stream"] == "complete"
+        final_only(page)
+        page.screenshot(path=str(ARTIFACTS / "browser-stream-final.png"))
+
+        page.reload()  # the stored turn, as it opens again: the final image is its one version
+        page.wait_for_selector("#chat img", timeout=TIMEOUT_MS)
+        chat_has(page, "Thinking")
+        chat_has(page, "keeping the composition")  # the stored thoughts, whole
+        final_only(page)
+        page.screenshot(path=str(ARTIFACTS / "browser-stream-reopened.png"))
+
+
+def final_only(page: Page) -> None:
+    """The answer's image alone, as v1: no draft, no second version, nothing pending."""
+    page.wait_for_function(
+        "() => document.querySelector('#summary').innerText.includes('1 version')", timeout=TIMEOUT_MS
+    )
+    text = page.locator("#chat").inner_text()
+    assert "Draft" not in text and "is thinking" not in text and "v2" not in text
+    images = page.locator("#chat img")
+    assert images.count() == 1 and "draft-" not in images.first.get_attribute("src")

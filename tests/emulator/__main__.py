@@ -1,4 +1,4 @@
-"""CLI: ``python -m tests.emulator [--host 127.0.0.1] [--port 8765] [--latency-ms 0]``.
+"""CLI: ``python -m tests.emulator [--host 127.0.0.1] [--port 8765] [--latency-ms 0] [--chunk-delay-ms 0]``.
 
 Runs the emulator in the foreground (Ctrl+C stops it) so the app can be tried by
 hand against it: the Gemini base URL is the printed address, the OpenAI base URL is
@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         help="a directory of PNG/JPEG files: Gemini answers with them in turn instead of rendering (benchmarks)",
     )
+    parser.add_argument(
+        "--chunk-delay-ms",
+        type=float,
+        default=0,
+        help="a streamed Gemini answer waits this long between its chunks (drafts stay on screen)",
+    )
     parser.add_argument("--signature-filler", type=int, default=256, help="bytes of padding per signature")
     args = parser.parse_args(argv)
 
@@ -38,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     server = make_server(
         create_app(
             latency_ms=args.latency_ms,
+            chunk_delay_ms=args.chunk_delay_ms,
             signature_filler=args.signature_filler,
             stock=_stock(args.answer_images) if args.answer_images else (),
         ),

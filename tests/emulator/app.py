@@ -9,7 +9,8 @@ Routes (one port for both providers):
   emulated OpenAI Images API, base URL ``{emulator}/v1`` (see :mod:`.openai_routes`).
 - ``GET /_emulator/requests``: received generate/edit requests of both providers, oldest
   first (at most 200). Gemini entries are ``{"provider": "gemini", "path", "model",
-  "headers", "query", "body", "status"}``; OpenAI entries are described in
+  "headers", "query", "body", "status"}``, a streamed one also ``"stream"`` (how it ended) and
+  ``"drafts"`` (each thought image sent: ``{"sha256", "sent_at"}``, see :mod:`.streaming`); OpenAI entries are described in
   :mod:`.openai_routes` (form fields and file hashes instead of multipart bytes).
   Headers are lower-cased and include the API key (this is a test tool).
 - ``DELETE /_emulator/requests``: clear that log.

@@ -17,13 +17,21 @@ end; ``stream_error`` sends an ``{"error": ...}`` event there and ends the strea
 ``drip:N`` (or ``create_app(chunk_delay_ms=...)``) waits between chunks, so a client can be
 stopped mid-stream; how each stream ended goes into its request-log entry (``"stream"``) and
 ``EmulatorState.stream_ends``.
+
+Each thought image (a draft) sent is noted in the entry too, as ``"drafts": [{"sha256", "sent_at"}]``:
+the sha256 of its decoded bytes (what the app names the draft's staged file by) and the wall clock
+(``time.time()``) just before the event goes to the socket, so a benchmark on the same machine
+pairs it with the moment a browser shows that draft (bench/progress_latency.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -115,6 +123,14 @@ def _break_at(chunks: list[dict[str, Any]]) -> int:
     return max(1, len(chunks) // 2)
 
 
+def _draft_sha256(chunk: dict[str, Any]) -> str | None:
+    """The sha256 of a chunk's thought image (hex, of the decoded bytes), None for any other chunk."""
+    candidates = chunk.get("candidates") or [{}]
+    parts = (candidates[0].get("content") or {}).get("parts") or [{}]
+    inline = parts[0].get("inlineData") if parts[0].get("thought") else None
+    return hashlib.sha256(base64.b64decode(inline["data"])).hexdigest() if inline else None
+
+
 def stream_response(
     chunks: list[dict[str, Any]] | bytes,
     *,
@@ -140,12 +156,17 @@ async def _events(
     fault: str | None,
 ) -> AsyncIterator[bytes]:
     datas = [chunks] if isinstance(chunks, bytes) else [orjson.dumps(c) for c in chunks]
+    drafts = [None] if isinstance(chunks, bytes) else [_draft_sha256(c) for c in chunks]
     stop_at = _break_at(chunks) if fault and not isinstance(chunks, bytes) else len(datas)
     ended = "disconnected"
+    sent: list[dict[str, Any]] = []
+    entry["drafts"] = sent
     try:
         for n, data in enumerate(datas[:stop_at]):
             if n and delay_s:
                 await asyncio.sleep(delay_s)
+            if drafts[n] is not None:
+                sent.append({"sha256": drafts[n], "sent_at": time.time()})
             yield b"data: " + data + b"\r\n\r\n"
         if fault == "stream_cut":
             ended = "cut"

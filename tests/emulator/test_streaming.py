@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import time
 from typing import Any
 
 import httpx
@@ -116,3 +119,25 @@ def test_drip_is_a_gemini_wait() -> None:
     assert not Fault("drip", 1).applies_to("openai")
     with pytest.raises(ValueError, match="does not exist for openai"):
         parse_fault("openai:drip:1")
+
+
+def test_each_draft_sent_is_noted_with_its_sha256_and_the_wall_clock(emulator: EmulatorControl) -> None:
+    body = edit_request("a cat", **THOUGHTS)
+    before = time.time()
+    response = httpx.post(
+        f"{emulator.url}/v1beta/models/{PRO}:streamGenerateContent?alt=sse",
+        json=body,
+        headers={"x-goog-api-key": "k"},
+    )
+    after = time.time()
+    (draft,) = [p for p in joined_parts(events(response.content)) if p.get("thought") and "inlineData" in p]
+    (entry,) = emulator.requests()
+    (noted,) = entry["drafts"]
+    assert noted["sha256"] == hashlib.sha256(base64.b64decode(draft["inlineData"]["data"])).hexdigest()
+    assert before <= noted["sent_at"] <= after
+    flash = httpx.post(
+        f"{emulator.url}/v1beta/models/{FLASH}:streamGenerateContent?alt=sse",
+        json=body,
+        headers={"x-goog-api-key": "k"},
+    )
+    assert flash.status_code == 200 and emulator.requests()[1]["drafts"] == []
