@@ -41,7 +41,9 @@ def answer(reply: ProviderReply, options: GenerationOptions) -> Turn:
         else:
             sha = f"{len(BLOBS):064x}"
             BLOBS[sha] = part.data
-            parts.append(ImagePart(sha, part.mime_type, provider_metadata=part.provider_metadata))
+            parts.append(
+                ImagePart(sha, part.mime_type, thought=part.thought, provider_metadata=part.provider_metadata)
+            )
     return Turn(
         role=Role.ASSISTANT,
         parts=tuple(parts),
