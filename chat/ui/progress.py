@@ -21,6 +21,7 @@ from typing import Any
 
 from chat.domain import Phase, Progress
 from chat.errors import PROVIDER_NAMES
+from chat.ui.variants import LETTERS
 
 __all__ = [
     "ELAPSED_CLASS",
@@ -146,7 +147,7 @@ def turn_progress_messages(
         [f"Making {len(progress)} variants", html.escape(working_model), elapsed_html(elapsed_s)]
     )
     lines = [
-        f"**{_letter(index)}**: {html.escape(phase_line(each, working_model), quote=False)}"
+        f"**{LETTERS[index]}**: {html.escape(phase_line(each, working_model), quote=False)}"
         for index, each in enumerate(progress)
     ]
     messages: list[Message] = [
@@ -159,7 +160,7 @@ def turn_progress_messages(
     for index, (each, path) in enumerate(zip(progress, draft_paths, strict=False)):
         if each is not None and each.drafts and path is not None:
             label = (
-                f"Variant {_letter(index)}: {draft_label(each).lower()} \u2014 the final image replaces it"
+                f"Variant {LETTERS[index]}: {draft_label(each).lower()} \u2014 the final image replaces it"
             )
             messages.append(
                 {"role": "assistant", "content": [{"path": path, "alt_text": label}, f"*{label}*"]}
@@ -176,10 +177,6 @@ def turn_progress_json(
         return first
     each = [progress_json(p, working_model=working_model, elapsed_s=elapsed_s) for p in progress]
     return {**first, "variants": each}
-
-
-def _letter(index: int) -> str:
-    return chr(ord("a") + index)
 
 
 def progress_json(progress: Progress | None, *, working_model: str, elapsed_s: float) -> dict[str, Any]:

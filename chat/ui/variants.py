@@ -4,7 +4,7 @@ Several answers to one message made at once are turns of their own (chat.domain 
 they share one version number and a letter each. The chat lists them one under another, as any
 answer, and the grid under the chat shows the newest batch side by side, each captioned, with
 one "Use this" choice per variant that came: the picked one is what the next edit builds on.
-Pure functions, except ``build_variants`` (the components) and ``VariantHandlers`` (the pick).
+Pure functions, except ``build_variants`` (the components); the pick's handler is chat/ui/events.py's.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from chat.domain import MAX_VARIANTS, Conversation, ImagePart, Role, Turn, lates
 from chat.errors import PROVIDER_NAMES
 
 __all__ = [
+    "LETTERS",
     "USE_THIS",
     "VariantPanel",
     "batch",
