@@ -185,5 +185,13 @@ def variants_option() -> tuple[gr.Slider, gr.Markdown]:
     slider = gr.Slider(
         1, MAX_VARIANTS, value=1, step=1, label="Variants (answers at once, side by side)", elem_id="variants"
     )
+    # What the page sends goes to parse_options as it came, like every option: Gradio's own check
+    # fails on a null (a TypeError before any handler runs, which the page would take for a full
+    # queue), while parse_options says "Variants must be between 1 and 4." or takes null as 1.
+    slider.preprocess = _as_sent  # type: ignore[method-assign]
     cost = gr.Markdown(elem_id="variants-cost")
     return slider, cost
+
+
+def _as_sent(payload: Any) -> Any:
+    return payload
