@@ -82,24 +82,27 @@ def _boundary(buffer: bytearray, start: int) -> int:
 
 
 def _parse(buffer: bytearray, end: int) -> SseEvent | None:
-    """The event in ``buffer[:end]``. An image event is one ``data:`` line of MBs: its data is copied
-    out of the buffer once, not split and sliced into copies."""
-    if buffer.startswith(b"data:") and buffer.find(b"\n", 0, end) == -1:
-        start = 6 if buffer.startswith(b"data: ") else 5
-        return SseEvent("message", bytes(buffer[start:end]))
-    block = bytes(buffer[:end])
+    """The event in ``buffer[:end]``. An image event is one ``data:`` line of MBs (after an
+    ``event:`` line, for OpenAI): the lines are found by position and a value is copied out of the
+    buffer once, never split, partitioned and sliced into copies (~6 ms an event that way)."""
     name = "message"
     data: list[bytes] = []
-    for line in block.split(b"\n"):
-        if not line or line.startswith(b":"):
-            continue
-        field, _, value = line.partition(b":")
-        if value.startswith(b" "):
-            value = value[1:]
-        if field == b"data":
-            data.append(value)
-        elif field == b"event":
-            name = value.decode("utf-8", "replace")
+    start = 0
+    while start < end:
+        stop = buffer.find(b"\n", start, end)
+        stop = end if stop == -1 else stop
+        if stop > start and buffer[start] != 0x3A:  # not blank, not a ":" comment
+            colon = buffer.find(b":", start, stop)
+            field = bytes(buffer[start:stop] if colon == -1 else buffer[start:colon])
+            value = stop if colon == -1 else colon + 1
+            if value < stop and buffer[value] == 0x20:
+                value += 1
+            if field == b"data":
+                with memoryview(buffer) as view:  # one copy (a slice of a bytearray is a copy too)
+                    data.append(view[value:stop].tobytes())
+            elif field == b"event":
+                name = bytes(buffer[value:stop]).decode("utf-8", "replace")
+        start = stop + 1
     if not data:
         return None
-    return SseEvent(name, b"\n".join(data))
+    return SseEvent(name, data[0] if len(data) == 1 else b"\n".join(data))

@@ -298,7 +298,9 @@ def _decoded(encoded: object) -> bytes:
     if not encoded:
         raise NoImageError(PROVIDER, "the response had no base64 image")
     try:
-        return pybase64.b64decode(str(encoded), validate=True)
+        # a view of a streamed event's bytes, never copied (chat/providers/openai/stream.py)
+        text = encoded if isinstance(encoded, memoryview) else str(encoded)
+        return pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise UnavailableError(PROVIDER, "the image in the answer was corrupt (bad base64)") from exc
 

@@ -14,6 +14,7 @@ from chat.domain import GenerationOptions, OpenAIOptions, Phase, Progress
 from chat.errors import BadRequestError, BlockedError, RateLimitedError, UnavailableError
 from chat.providers.openai import OpenAIImagesClient
 from chat.providers.openai.prices import OPENAI_PRICE, PARTIAL_IMAGE_TOKENS
+from chat.providers.openai.stream import _payload
 from tests.chat.providers.test_openai_client import EDIT_HISTORY, OPTIONS, TEXT_ONLY, load, multipart
 
 USAGE = {
@@ -250,3 +251,22 @@ def test_the_worst_case_counts_the_drafts_and_the_variants() -> None:
     assert streamed - plain == pytest.approx(OPENAI_PRICE.cost(image_out=2 * PARTIAL_IMAGE_TOKENS))
     three = client(streaming()).worst_case_cost(OPTIONS, input_images=1, n=3)
     assert three > 2.5 * plain
+
+
+@pytest.mark.parametrize(
+    ("data", "image"),
+    [
+        (b'{"type":"image_edit.partial_image","b64_json":"QUJD","partial_image_index":0}', b"QUJD"),
+        (b'{"type": "image_edit.completed", "b64_json": "QUJD", "usage": {}}', b"QUJD"),
+        (b'{"b64_json":"QU\\/D","type":"image_edit.completed"}', "QU/D"),  # an escape: parsed as JSON
+    ],
+)
+def test_an_events_base64_is_cut_out_of_it_rather_than_parsed(data: bytes, image: bytes | str) -> None:
+    payload = _payload(data)
+    assert payload["b64_json"] == image
+    assert payload["type"].startswith("image_edit.")
+
+
+def test_an_event_whose_base64_is_cut_short_is_no_answer() -> None:
+    with pytest.raises(UnavailableError, match="not valid JSON"):
+        _payload(b'{"type":"image_edit.completed","b64_json":"QUJD')
