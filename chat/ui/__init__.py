@@ -93,7 +93,9 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
         # Before sending: what the chosen options could cost at most, Variants counted.
         priced: dict[str, Any] = {"inputs_kwargs": chosen_options, "outputs": [ui.variants_cost], **quick}
         changes = [cast(Any, option).change for option in ui.options.values()]  # every option is an input
-        gr.on([demo.load, *changes], page.on_cost, **priced)
+        # always_last: a change made while the estimate for the one before is computed is not dropped
+        # (Gradio's default, "once", drops it: the model set, then Variants, left "1 answer: …").
+        gr.on([demo.load, *changes], page.on_cost, trigger_mode="always_last", **priced)
 
         lib.search.change(panels.on_search, [ui.owner, lib.search], [lib.gallery, lib.ids], **quick)
         lib.rename.click(panels.on_rename, [ui.owner, ui.conversation_id, lib.title], view, **quick)

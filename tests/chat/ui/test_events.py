@@ -353,3 +353,13 @@ def test_the_visitor_is_read_from_every_x_forwarded_for_line_not_the_first_one_o
     assert client_address(request, proxies) == "203.0.113.7"
     assert client_address(request, TrustedProxies()) == "127.0.0.1"
     assert client_address(FakeRequest(), proxies) == ""  # plain dict headers (a copied request), no peer
+
+
+def test_the_cost_estimate_follows_the_last_option_changed(service, library):
+    """Gradio's default trigger mode drops a change made while the estimate for the one before runs
+    (the model picked, then Variants: the page kept "1 answer: …")."""
+    demo = build_ui(service, library, CONFIG)
+    (estimate,) = [d for d in demo.fns.values() if getattr(d.fn, "__name__", "") == "on_cost"]
+    assert estimate.trigger_mode == "always_last"
+    assert [event for _, event in estimate.targets].count("load") == 1  # and every option's change
+    assert [event for _, event in estimate.targets].count("change") >= 20
