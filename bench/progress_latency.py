@@ -31,16 +31,8 @@ import httpx
 from playwright.sync_api import Page, sync_playwright
 
 from bench.common import app_process, emulator_process, summary_ms, table, write_json
+from tests.test_browser import ARGS, CHROMIUM
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 MODEL = "gemini-3-pro-image"
 TIMEOUT_MS = 60_000
 TARGET_P50_MS = 150.0
@@ -143,7 +135,7 @@ def run(turns: int, per_conversation: int, chunk_delay_ms: float, tmp: Path) -> 
         app_process(tmp / "data", emulator.url, extra_env={"GEMINI_MODEL": MODEL}) as app,
         sync_playwright() as playwright,
     ):
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
         page = browser.new_context(viewport={"width": 1500, "height": 1000}).new_page()
         page.goto(app.url)
         page.wait_for_selector("#box textarea")
