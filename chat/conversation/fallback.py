@@ -161,8 +161,7 @@ class FallbackPolicy:
         """The most a turn could cost before it runs: every provider its route may call, once each."""
         return sum(
             self._providers[name].worst_case_cost(options, input_images=input_images)
-            for name in ROUTES[options.route]
-            if name in self._providers
+            for name in self._order(options)
         )
 
     async def answer(
@@ -180,7 +179,7 @@ class FallbackPolicy:
         started = self._clock()
         attempts: list[Attempt] = []
         errors: list[ProviderError] = []
-        order = [name for name in ROUTES[options.route] if name in self._providers]
+        order = self._order(options)
         for index, name in enumerate(order):
             provider = self._providers[name]
             is_last = index == len(order) - 1
@@ -207,11 +206,15 @@ class FallbackPolicy:
             return Outcome(reply, None, tuple(attempts), tuple(errors))
         return Outcome(None, _deciding_error(errors), tuple(attempts), tuple(errors))
 
+    def _order(self, options: GenerationOptions) -> list[str]:
+        """The providers ``options``' route asks, in turn, among those this policy has."""
+        return [name for name in ROUTES[options.route] if name in self._providers]
+
     def makes_many(self, options: GenerationOptions) -> bool:
         """Whether ``options``' variants come from one call: a route with one provider that makes
         several images per call (OpenAI's ``n``). Gemini's image models refuse ``candidateCount`` > 1,
         so its variants are separate calls (and so are a fallback route's: each may fall back alone)."""
-        order = [name for name in ROUTES[options.route] if name in self._providers]
+        order = self._order(options)
         return (
             options.variants > 1
             and len(order) == 1
@@ -231,7 +234,7 @@ class FallbackPolicy:
         when ``makes_many``); the call's attempts are every variant's. Fewer images than asked
         for leave the others failed, saying so."""
         keys = keys or {}
-        (name,) = [name for name in ROUTES[options.route] if name in self._providers]
+        (name,) = self._order(options)
         provider = self._providers[name]
         assert isinstance(provider, ManyImageProvider)
         attempts: list[Attempt] = []
