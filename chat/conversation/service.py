@@ -17,8 +17,8 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -215,19 +215,10 @@ class ChatService:
             to = NewConversation(self._new_id(), _title(text), owner_id)
             held = self._leases.hold_new(to.id, Grant(to.id, Access.OWNER))
 
-        async def work(box: Mailbox[Step]) -> None:
-            reservation = None
-            try:
-                async with held as lease:
-                    conversation, reservation = await asyncio.to_thread(
-                        self._store_message, actor, lease, to, text.strip(), images, painted, options, keys
-                    )
-                    box.put(Update(Step(lease.checked, conversation, answering=True)))
-                    settling, reservation = reservation, None  # settled (or released) by the answer
-                    await self._answer(lease, conversation, options, keys, settling, box)
-            finally:
-                await self._release(reservation)
+        def admitted(lease: Lease[Grant]) -> tuple[Conversation, Reservation | None]:
+            return self._store_message(actor, lease, to, text.strip(), images, painted, options, keys)
 
+        work = self._turn_work(held, admitted, options, keys)
         async for step in self._runs.start(to.id if to else str(conversation_id), work):
             yield step
 
@@ -247,21 +238,34 @@ class ChatService:
         keys = keys or {}
         held = self._leases.hold(conversation_id, self._writer_check(actor, conversation_id))
 
+        def admitted(lease: Lease[Grant]) -> tuple[Conversation, Reservation | None]:
+            return self._admitted_retry(actor, lease, options, keys)
+
+        async for step in self._runs.start(conversation_id, self._turn_work(held, admitted, options, keys)):
+            yield step
+
+    def _turn_work(
+        self,
+        held: AbstractAsyncContextManager[Lease[Grant]],
+        admitted: Callable[[Lease[Grant]], tuple[Conversation, Reservation | None]],
+        options: GenerationOptions,
+        keys: Mapping[str, SecretStr],
+    ) -> Callable[[Mailbox[Step]], Awaitable[None]]:
+        """A turn's work, for its own task (chat/conversation/runs.py): under the lease, ``admitted``
+        (blocking: admission and the conversation to answer, the message stored for a send), then the answer."""
+
         async def work(box: Mailbox[Step]) -> None:
             reservation = None
             try:
                 async with held as lease:
-                    conversation, reservation = await asyncio.to_thread(
-                        self._admitted_retry, actor, lease, options, keys
-                    )
+                    conversation, reservation = await asyncio.to_thread(admitted, lease)
                     box.put(Update(Step(lease.checked, conversation, answering=True)))
-                    settling, reservation = reservation, None
+                    settling, reservation = reservation, None  # settled (or released) by the answer
                     await self._answer(lease, conversation, options, keys, settling, box)
             finally:
                 await self._release(reservation)
 
-        async for step in self._runs.start(conversation_id, work):
-            yield step
+        return work
 
     async def stop(self, actor: Actor, conversation_id: str) -> Step:
         """Stop the conversation's turn running on this replica (its answer is stored as stopped),
