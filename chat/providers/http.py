@@ -45,6 +45,7 @@ __all__ = [
     "checked_model",
     "in_worker",
     "json_or_none",
+    "key_hidden",
     "map_transport_errors",
     "parse_duration",
     "read_reply",
@@ -145,13 +146,21 @@ def read_reply(
     call it in the worker thread that made the call). A status other than 200 raises
     ``error(body)``; a body that is not JSON is the provider being unavailable. Either way
     ``api_key``, the key the call used, is hidden from the error if the provider echoed it."""
-    try:
+    with key_hidden(api_key):
         payload = json_or_none(response)
         if response.status_code != 200:
             raise error(payload)
         if not isinstance(payload, dict):
             raise UnavailableError(provider, "the answer was not valid JSON", status_code=200)
         return parse(payload)
+
+
+@contextmanager
+def key_hidden(api_key: str) -> Iterator[None]:
+    """A provider error raised in the block, with ``api_key`` (the key the call used) hidden from
+    it if the provider echoed it: every path that reads an answer (a response, a stream) goes through it."""
+    try:
+        yield
     except ProviderError as exc:
         exc.hide(api_key)
         raise

@@ -18,7 +18,6 @@ from pydantic import SecretStr
 
 from chat.config import DEFAULTS
 from chat.domain import GenerationOptions, Phase, Progress, ProgressSink, ProviderReply, Turn
-from chat.errors import ProviderError
 from chat.providers.encoded_images import EncodedImages
 from chat.providers.gemini.prices import worst_case_cost
 from chat.providers.gemini.stream import StreamedAnswer, read_stream
@@ -39,6 +38,7 @@ from chat.providers.http import (
     checked_model,
     in_worker,
     json_or_none,
+    key_hidden,
     map_transport_errors,
     read_reply,
 )
@@ -156,7 +156,7 @@ class GeminiClient:
         answer = StreamedAnswer(model=model, progress=progress)
         if progress is not None:
             progress(Progress(provider=PROVIDER, phase=Phase.WAITING, model=model))
-        try:
+        with key_hidden(key):
             with (
                 map_transport_errors(PROVIDER),
                 self._http.stream(
@@ -168,9 +168,6 @@ class GeminiClient:
                     raise error_from_response(response.status_code, json_or_none(response))
                 joined = read_stream(iter_sse(response, stop), answer)
             return parse_reply(joined, model=model, encoded=self._encoded)
-        except ProviderError as exc:
-            exc.hide(key)
-            raise
 
     def _body(self, history: Sequence[Turn], options: GenerationOptions, load_image: ImageLoader) -> bytes:
         """The JSON request body, encoded by orjson: ~1 ms for two 1K images where ``json.dumps`` takes ~15."""

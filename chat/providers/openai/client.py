@@ -29,7 +29,7 @@ from chat.domain import (
     Turn,
     extension_for,
 )
-from chat.errors import BadRequestError, InputError, ProviderError
+from chat.errors import BadRequestError, InputError
 from chat.media.images import image_size
 from chat.providers.http import (
     CallStop,
@@ -39,6 +39,7 @@ from chat.providers.http import (
     checked_model,
     in_worker,
     json_or_none,
+    key_hidden,
     map_transport_errors,
     read_reply,
 )
@@ -246,28 +247,25 @@ class OpenAIImagesClient:
         stop: CallStop,
     ) -> ProviderReply | None:
         """The answer read from the event stream; None if the model refused to stream (a 400 naming it)."""
-        try:
-            with (
-                map_transport_errors(PROVIDER),
-                self._http.stream("POST", url, headers=headers, timeout=self._timeout, **request) as response,
-            ):
-                if response.status_code != 200:
-                    response.read()
-                    body = json_or_none(response)
-                    if refuses_streaming(response.status_code, body):
-                        return None
-                    raise error_from_response(response.status_code, body, response.headers)
-                return read_stream(
-                    response,
-                    stop,
-                    model=model,
-                    output_format=settings.output_format,
-                    expected=partials,
-                    progress=progress,
-                )
-        except ProviderError as exc:
-            exc.hide(key)
-            raise
+        with (
+            key_hidden(key),
+            map_transport_errors(PROVIDER),
+            self._http.stream("POST", url, headers=headers, timeout=self._timeout, **request) as response,
+        ):
+            if response.status_code != 200:
+                response.read()
+                body = json_or_none(response)
+                if refuses_streaming(response.status_code, body):
+                    return None
+                raise error_from_response(response.status_code, body, response.headers)
+            return read_stream(
+                response,
+                stop,
+                model=model,
+                output_format=settings.output_format,
+                expected=partials,
+                progress=progress,
+            )
 
     def _edit_files(
         self, inputs: EditInputs, load_image: ImageLoader
