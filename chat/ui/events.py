@@ -454,7 +454,10 @@ class Handlers:
             step = await self._service.pick(actor, conversation_id, index)
         except RetouchError as exc:
             log_refusal("pick", exc)
-            opened = await self._service.open(actor, conversation_id)
+            try:  # the chat as it is, with why; a visitor who may not even read it gets the why only
+                opened = await self._service.open(actor, conversation_id)
+            except RetouchError:
+                return {self._ui.status: exc.user_message()}
             return await self.view(Shown.of(actor, opened), Show.CHAT, status=exc.user_message())
         return await self.view(Shown.of(actor, step), Show.CHAT | Show.VERSIONS)
 

@@ -300,3 +300,12 @@ def test_api_callers_read_each_variants_progress() -> None:
     assert [v["phase"] for v in shown["variants"]] == ["draft", "waiting"]
     assert "variants" not in turn_progress_json(running[:1], working_model=MODEL, elapsed_s=1)
     json.dumps(shown)  # no bytes anywhere
+
+
+async def test_a_strangers_use_this_says_why_and_shows_nothing_of_the_conversation(page, provider):
+    ui, handlers, _ = page
+    provider.queue.append(reply_with_image(png((1, 2, 3))))
+    *_, answered = [update async for update in submitting(handlers, "a lighthouse")]
+    conversation_id = answered[ui.conversation_id]
+    refused = await handlers.on_pick("stranger-dddddddddddddddddd", conversation_id, "", 1)
+    assert refused[ui.status] and ui.chatbot not in refused
