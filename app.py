@@ -40,6 +40,7 @@ from chat.server.lifecycle import DrainGate, Lifecycle
 from chat.server.maintenance import grace_for, sweep_orphans
 from chat.sharing.library import ConversationLibrary
 from chat.ui import UIConfig, build_ui
+from chat.ui.mcp import fit_mcp_server
 from storage import BlobStore, DiskBlobStore, make_engine, migrate, sqlite_url
 from storage.s3 import S3BlobStore, S3Location
 
@@ -246,6 +247,7 @@ def serve(
         run_history=False,
         footer_links=["api", "gradio"],
         prevent_thread_lock=True,
+        mcp_server=True,  # the documented API as MCP tools at /gradio_api/mcp/ (chat/ui/api.py)
         # Gradio runs no more events at once than this, whatever their concurrency limits.
         max_threads=capacity_of(settings).max_threads,
         state_session_capacity=capacity_of(settings).sessions,  # ~190 KB each (chat/server/capacity.py)
@@ -254,6 +256,7 @@ def serve(
             "middleware": [Middleware(DrainGate, lifecycle=lifecycle)],
         },
     )
+    fit_mcp_server(demo)
 
 
 class GradioServer:

@@ -5,6 +5,13 @@ creates a conversation, or any secret of your own: 16-100 letters, digits, ``-``
 or a share token. Rights are checked by the same Gatekeeper as the UI, so a read-only token
 can never write, and a share token never owns anything: forking through one takes your own
 key as ``owner_key``. Refusals are one log line and a ``gr.Error`` with the reason.
+
+The same endpoints are the MCP server's tools (``launch(mcp_server=True)``, /gradio_api/mcp/):
+Gradio turns each docstring's first paragraph and its ``Args:`` lines (one line per argument,
+as Gradio parses them) into the tool's description. Nothing lives in ``gr.State`` (an MCP call
+gets a fresh one), so every tool names its conversation and key. Provider keys may also come as
+the request headers ``X-Gemini-Api-Key`` / ``X-OpenAI-Api-Key`` (``gr.Header``): an MCP client
+configures them once, and like the arguments they are used for the call only, never stored.
 """
 
 from __future__ import annotations
@@ -74,17 +81,23 @@ class ApiHandlers:
         key: str = "",
         gemini_key: str = "",
         openai_key: str = "",
+        x_gemini_api_key: gr.Header | None = None,
+        x_openai_api_key: gr.Header | None = None,
         request: gr.Request | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Send a message ("" as conversation_id starts a new one); returns the transcript.
+        """Start or continue an image edit: send a message (and photos) to a conversation; the answer is a new version of the image. Returns the conversation's transcript after the answer.
 
-        While the turn runs, the transcript comes again at each step (``client.submit``: the
-        message stored, then the call's progress under "progress"); the last is the finished one.
+        Each turn builds on the whole conversation: start one with a photo and what to change ("make the sky stormy"), then keep sending edits ("now remove the car") with the conversation_id and key it returned. Without a photo, a new conversation asks for a new picture. The transcript lists every turn; an answer's image is named by "image_sha256" (fetch it with the image tool) and its "version" label ("v2"). Through gradio_client's submit, the transcript also comes at each step while the turn runs, with "progress".
 
-        images: photos to attach. mask: a PNG the size of the current image whose transparent
-        pixels mark where the edit goes. key: your owner key or a "continue" share token; a new
-        conversation without a key gets a fresh owner key, returned as "owner_key".
-        gemini_key / openai_key: your own provider keys, for this call only (never stored).
+        Args:
+            conversation_id: The conversation to continue, or "" to start a new one.
+            text: What to change, in plain words (e.g. "make the sky stormy").
+            images: Photos to attach (PNG, JPEG or WebP), as https URLs or data: URIs (data:image/png;base64,...); usually only in the first message.
+            options: Optional settings by name, e.g. {"model": "gemini-3-pro-image", "aspect_ratio": "16:9", "route": "auto"|"gemini"|"openai", "variants": 2, "budget_usd": 1.0}.
+            mask: Optional PNG the size of the current image whose transparent pixels mark the only area to change.
+            key: Your owner key (returned as "owner_key" when a new conversation starts without one) or a "continue" share token. "" only to start a new conversation.
+            gemini_key: Your own Gemini API key for this call only (never stored); or send the X-Gemini-Api-Key header.
+            openai_key: Your own OpenAI API key for this call only (never stored); or send the X-OpenAI-Api-Key header.
         """
         new_key = "" if key or conversation_id else new_owner_id()
         try:
@@ -112,7 +125,7 @@ class ApiHandlers:
                 attachments,
                 options=parsed,
                 painted=painted,
-                keys=visitor_keys(gemini_key, openai_key),
+                keys=visitor_keys(gemini_key or x_gemini_api_key, openai_key or x_openai_api_key),
             )
             extra = {"owner_key": new_key} if new_key else {}
             async for transcript in _transcripts(steps, _working_model(parsed), extra):
@@ -127,13 +140,22 @@ class ApiHandlers:
         key: str = "",
         gemini_key: str = "",
         openai_key: str = "",
+        x_gemini_api_key: gr.Header | None = None,
+        x_openai_api_key: gr.Header | None = None,
         request: gr.Request | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Answer the last message again (after a failure, or for another variant); returns the
-        transcript, streamed like ``send``'s."""
+        """Answer the last message of a conversation again (after a failure, or for another try). Returns the transcript, like send's.
+
+        Args:
+            conversation_id: The conversation whose last message to answer again.
+            options: Optional settings by name, as for send.
+            key: Your owner key or a "continue" share token of the conversation.
+            gemini_key: Your own Gemini API key for this call only (never stored); or send the X-Gemini-Api-Key header.
+            openai_key: Your own OpenAI API key for this call only (never stored); or send the X-OpenAI-Api-Key header.
+        """
         try:
             actor = await self._actor(key, request)
-            keys = visitor_keys(gemini_key, openai_key)
+            keys = visitor_keys(gemini_key or x_gemini_api_key, openai_key or x_openai_api_key)
             parsed = self._parse(options)
             steps = self._service.retry(actor, conversation_id, options=parsed, keys=keys)
             async for transcript in _transcripts(steps, _working_model(parsed)):
@@ -144,8 +166,12 @@ class ApiHandlers:
     async def stop(
         self, conversation_id: str, key: str = "", request: gr.Request | None = None
     ) -> dict[str, Any]:
-        """Stop the answer being made for the conversation (its message stays; the turn is stored as
-        stopped; /retry asks again); returns the transcript. A read-only token is refused."""
+        """Stop the answer being made for a conversation: its message stays, the turn is stored as stopped, and retry asks again. Returns the transcript.
+
+        Args:
+            conversation_id: The conversation whose running answer to stop.
+            key: Your owner key or a "continue" share token (a read-only token is refused).
+        """
         try:
             step = await self._service.stop(await self._actor(key, request), conversation_id)
         except RetouchError as exc:
@@ -153,11 +179,14 @@ class ApiHandlers:
         return to_transcript(step.conversation)
 
     async def pick(self, conversation_id: str, version: str = "", key: str = "") -> dict[str, Any]:
-        """ "Use this": the variant the next edit builds on; returns the transcript.
+        """Choose which variant the next edit builds on ("Use this"), among several answers to one message. Returns the transcript.
 
-        version: a version label from the transcript ("v3b"), or a turn index ("4"). Only an answer
-        that succeeded can be picked; refused while a turn of the conversation runs, and for a
-        read-only link.
+        Only an answer that succeeded can be picked; refused while a turn of the conversation runs, and for a read-only link.
+
+        Args:
+            conversation_id: The conversation.
+            version: A version label from the transcript ("v3b"), or a turn index ("4").
+            key: Your owner key or a "continue" share token.
         """
         try:
             actor = await self._actor(key)
@@ -168,14 +197,25 @@ class ApiHandlers:
         return to_transcript(step.conversation)
 
     async def conversation(self, conversation_id: str, key: str = "") -> dict[str, Any]:
-        """The stored transcript of a conversation."""
+        """Read a conversation: its title and every turn (texts, image sha256s, version labels, status, cost). Returns the transcript.
+
+        Args:
+            conversation_id: The conversation to read.
+            key: Your owner key or a share token of the conversation (read-only tokens may read).
+        """
         try:
             return to_transcript(await self._service.load(await self._actor(key), conversation_id))
         except RetouchError as exc:
             _refuse("conversation", exc)
 
     async def image(self, conversation_id: str, sha256: str, key: str = "") -> gr.FileData:
-        """Download one image of a conversation (the stored master, as received)."""
+        """Fetch one image of a conversation, exactly as stored (the bytes the provider or the uploader sent). Returns the image.
+
+        Args:
+            conversation_id: The conversation the image belongs to.
+            sha256: The image's sha256, as the transcript names it ("image_sha256" of a turn, or an entry of its "images").
+            key: Your owner key or a share token of the conversation.
+        """
         try:
             conversation = await self._service.load(await self._actor(key), conversation_id)
             parts = [p for t in conversation.turns for p in t.images() if p.sha256 == sha256]
@@ -187,14 +227,26 @@ class ApiHandlers:
         return gr.FileData(path=path, mime_type=parts[0].mime_type)
 
     async def share(self, conversation_id: str, kind: str = "view", key: str = "") -> str:
-        """Create a share link token: kind "view" (read-only) or "continue". Owner only."""
+        """Share a conversation: create a link token that lets a teammate watch it ("view", read-only) or edit it too ("continue"). Returns the token; the link is the app's address with ?s=<token>. Owner only.
+
+        Args:
+            conversation_id: The conversation to share.
+            kind: "view" (read-only) or "continue" (may send edits).
+            key: Your owner key.
+        """
         try:
             return (await self._library.share(await self._actor(key), conversation_id, kind)).token
         except RetouchError as exc:
             _refuse("share", exc)
 
     async def revoke(self, conversation_id: str, token: str, key: str = "") -> bool:
-        """Revoke a share link. Owner only."""
+        """Revoke a share link at once: its holders can no longer read or edit. Returns whether a link was revoked. Owner only.
+
+        Args:
+            conversation_id: The conversation the link shares.
+            token: The share token to revoke.
+            key: Your owner key.
+        """
         try:
             return await self._library.revoke(await self._actor(key), conversation_id, token)
         except RetouchError as exc:
@@ -208,10 +260,13 @@ class ApiHandlers:
         owner_key: str = "",
         request: gr.Request | None = None,
     ) -> dict[str, Any]:
-        """Copy a conversation (up to turn index ``through_turn``, or all with -1) into one of your own.
+        """Copy a conversation (all of it, or up to one turn: "edit from here") into a new one of your own. Returns the copy's transcript.
 
-        key: your owner key, or a share token of the conversation; with a share token, owner_key
-        is your own owner key, which the copy belongs to (a copy never belongs to a link).
+        Args:
+            conversation_id: The conversation to copy.
+            through_turn: The last turn index to keep, or -1 for all.
+            key: Your owner key, or a share token of the conversation.
+            owner_key: With a share token as key: your own owner key, which the copy belongs to (a copy never belongs to a link).
         """
         try:
             actor = await self._actor(key, request)
@@ -225,7 +280,12 @@ class ApiHandlers:
         return to_transcript(copy)
 
     async def conversations(self, key: str, query: str = "") -> list[dict[str, Any]]:
-        """Your conversations, newest first."""
+        """List your conversations, newest first, each with its id, title and number of turns.
+
+        Args:
+            key: Your owner key.
+            query: Optional words to find in titles.
+        """
         try:
             summaries = await self._library.list(await self._actor(key), query)
         except RetouchError as exc:
