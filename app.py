@@ -116,6 +116,7 @@ def build_app(
         browser_secret=browser_secret(settings),
         files_dir=private_dir(runtime_dir() / "files"),
         proxies=TrustedProxies.for_environment(settings.trusted_proxies, os.environ),
+        sign_in=settings.sign_in(os.environ),
     )
     demo = build_ui(service, library, config)
     # Queue positions go to waiting visitors once a second, not to every one of them each time any

@@ -133,6 +133,14 @@ class Settings(BaseSettings):
             return self.daily_spend_usd
         return 5.0 if environ.get("SYSTEM") == "spaces" else 0.0
 
+    def sign_in(self, environ: Mapping[str, str] = os.environ) -> bool:
+        """Hugging Face sign-in: only on a Space whose front matter asks for it (``hf_oauth: true``
+        makes Spaces set ``OAUTH_CLIENT_ID``, its secret, the scopes and ``OPENID_PROVIDER_URL``). Elsewhere there is no one
+        to sign in with (Gradio would mock it with the machine's own token), so the button is not shown."""
+        return bool(
+            environ.get("SPACE_ID") and environ.get("OAUTH_CLIENT_ID") and environ.get("OAUTH_CLIENT_SECRET")
+        )
+
     @property
     def longest_turn_s(self) -> float:
         """The longest one turn's model calls can take: every attempt at each provider's timeout, plus

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, literal
+from sqlalchemy import Table, delete, func, literal, update
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
@@ -86,6 +86,7 @@ __all__ = [
     "append_turns",
     "claim_conversation",
     "conversation_owner",
+    "count_owned",
     "copy_conversation",
     "count_events",
     "create_conversation",
@@ -97,6 +98,7 @@ __all__ = [
     "image_shas",
     "is_share_token",
     "list_conversations",
+    "move_conversations",
     "pick_answer",
     "live_lease_count",
     "live_leases",
@@ -704,6 +706,23 @@ def add_events(*, session: Session, at: datetime, forget_at: Mapping[str, dateti
     ]
     if rows:
         session.execute(_table(RateEventRow).insert(), rows)
+
+
+def count_owned(*, session: Session, owner_id: str) -> int:
+    """How many conversations an owner has (one indexed count)."""
+    _check_owner(owner_id)
+    statement = select(func.count()).select_from(ConversationRow).where(ConversationRow.owner_id == owner_id)
+    return int(session.exec(statement).one())
+
+
+def move_conversations(*, session: Session, from_owner: str, to_owner: str) -> int:
+    """Give every conversation of one owner to another, in one UPDATE; how many moved."""
+    _check_owner(from_owner)
+    _check_owner(to_owner)
+    result = session.execute(
+        update(ConversationRow).where(col(ConversationRow.owner_id) == from_owner).values(owner_id=to_owner)
+    )
+    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def claim_conversation(*, session: Session, conversation_id: str, owner_id: str) -> None:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -40,6 +40,27 @@ T = TypeVar("T")
 
 #: What an owner id looks like: ``new_owner_id`` makes 22 such characters; API callers may bring their own.
 OWNER_ID = re.compile(r"[A-Za-z0-9_\-]{16,100}")
+
+
+#: Owner ids of signed-in accounts: "hf:" and the account's OpenID subject. The colon keeps them out
+#: of ``OWNER_ID``, so no browser state and no API key can ever name one: only a verified sign-in does.
+ACCOUNT_PREFIX = "hf:"
+_ACCOUNT_SUBJECT = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+
+
+def account_owner_id(profile: Mapping[str, Any] | None) -> str | None:
+    """The owner id of a signed-in Hugging Face account (its OpenID ``sub``, which a rename keeps;
+    the username if a profile has no ``sub``), or None when nobody is signed in."""
+    if not profile:
+        return None
+    subject = profile.get("sub") or profile.get("preferred_username")
+    if not isinstance(subject, str) or not _ACCOUNT_SUBJECT.fullmatch(subject):
+        return None
+    return ACCOUNT_PREFIX + subject
+
+
+def is_account(owner_id: str | None) -> bool:
+    return bool(owner_id) and str(owner_id).startswith(ACCOUNT_PREFIX)
 
 
 class Access(StrEnum):

@@ -21,7 +21,7 @@ from chat.conversation.turns import NewConversation, NewImage, TurnWriter
 from chat.domain import Conversation, ConversationSummary, ShareLink
 from chat.errors import AccessError, InputError
 from chat.limits.guard import Guard, counted_as
-from chat.sharing.access import Access, Actor, Gatekeeper, Grant, new_share_token
+from chat.sharing.access import OWNER_ID, Access, Actor, Gatekeeper, Grant, is_account, new_share_token
 from chat.sharing.transfer import ImportedConversation, ImportLimits, export_zip, import_zip
 from chat.text import one_line
 from storage import BlobStore, session_scope
@@ -55,6 +55,25 @@ class ConversationLibrary:
         self._import_limits = _import_limits(input_limits or InputLimits())
         self._guard = guard
         self._writer = writer or TurnWriter(engine=engine, blobs=blobs, clock=clock)
+
+    async def count_owned(self, owner_id: str) -> int:
+        """How many conversations ``owner_id`` (a browser's or an account's) has."""
+        return await asyncio.to_thread(self._count_owned, owner_id)
+
+    def _count_owned(self, owner_id: str) -> int:
+        with session_scope(self._engine, read_only=True) as session:
+            return repo.count_owned(session=session, owner_id=owner_id)
+
+    async def adopt(self, account_id: str, browser_id: str) -> int:
+        """A signed-in visitor takes this browser's conversations into their account (when asked,
+        never silently: chat/ui/signin.py); how many moved. Only from a browser id to an account."""
+        if not is_account(account_id) or not OWNER_ID.fullmatch(browser_id):
+            raise AccessError("Sign in to add this browser\u2019s conversations to your account.")
+        return await asyncio.to_thread(self._adopt, account_id, browser_id)
+
+    def _adopt(self, account_id: str, browser_id: str) -> int:
+        with session_scope(self._engine) as session:
+            return repo.move_conversations(session=session, from_owner=browser_id, to_owner=account_id)
 
     async def list(self, actor: Actor, query: str = "", limit: int = 100) -> list[ConversationSummary]:
         """The actor's own conversations, newest first; ``query`` filters titles. A share token owns none."""

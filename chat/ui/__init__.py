@@ -15,6 +15,7 @@ from chat.ui.files import FileMaker
 from chat.ui.layout import build_layout
 from chat.ui.library_events import LibraryHandlers
 from chat.ui.progress import ELAPSED_JS
+from chat.ui.signin_events import SignInHandlers
 
 __all__ = ["UIConfig", "build_ui"]
 
@@ -39,6 +40,7 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
             config.default_openai_model,
             browser_secret=config.browser_secret,
             ask_for_keys=not any(config.configured.values()),
+            sign_in=config.sign_in,
         )
         files = FileMaker(service.image_path, config.files_dir)
         page = Handlers(service, library, config, ui, files)
@@ -58,7 +60,16 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
             **quick,
         }
 
-        demo.load(page.on_load, [ui.owner], [*view, ui.owner], **quick).then(**set_url)
+        loaded = demo.load(page.on_load, [ui.owner], [*view, ui.owner], **quick)
+        loaded.then(**set_url)
+        if ui.signin is not None:  # on a Space with hf_oauth: chat/ui/signin.py
+            signin = SignInHandlers(
+                page, library, ui.signin, status=ui.status, gallery=[lib.gallery, lib.ids]
+            )
+            answered = ui.signin.answered
+            loaded.then(signin.on_ask, [ui.owner, answered], signin.outputs, **quick)
+            ui.signin.add.click(signin.on_add, [ui.owner, answered], signin.outputs, **quick)
+            ui.signin.later.click(signin.on_later, [answered], signin.outputs, **quick)
         # A turn's inputs go by name; the options under the names parse_options takes.
         asker: dict[str, Block] = {
             "conversation_id": ui.conversation_id,

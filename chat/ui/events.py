@@ -29,10 +29,11 @@ from chat.domain import Conversation, GenerationOptions, Role, Route, ShareLink
 from chat.errors import RetouchError
 from chat.limits.visitors import TrustedProxies
 from chat.media.images import painted_region, region_png
-from chat.sharing.access import Access, Actor, Grant
+from chat.sharing.access import Access, Actor, Grant, is_account
 from chat.sharing.library import ConversationLibrary
 from chat.ui.files import FileMaker
 from chat.ui.layout import Layout, model_choices
+from chat.ui.owner import page_owner
 from chat.ui.progress import turn_progress_messages
 from chat.ui.render import chat_label, to_messages, versions
 from chat.ui.uploads import read_uploads
@@ -69,6 +70,7 @@ class UIConfig:
     max_upload_bytes: int = DEFAULTS.max_upload_bytes
     model_concurrency: int = DEFAULTS.model_concurrency
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    sign_in: bool = False  # Hugging Face sign-in (on a Space with hf_oauth: Settings.sign_in)
 
     def key_status(self) -> str:
         if not any(self.configured.values()):
@@ -164,7 +166,9 @@ class Handlers:
         """The parts of the page ``show`` names, for one conversation (or none) as ``shown.actor``
         may see it, from what the caller already holds: only links and the gallery are read.
         ``links`` are the open conversation's, if the caller knows them (a new one has none)."""
-        update: PageUpdate = {self._ui.status: status, self._ui.owner: shown.actor.owner_id}
+        update: PageUpdate = {self._ui.status: status}
+        if not is_account(owner_id := shown.actor.owner_id):  # the browser keeps its own id signed in
+            update[self._ui.owner] = owner_id
         if Show.CHAT in show or Show.VERSIONS in show:
             # Staging images may fetch them from object storage: one worker-thread hop for both parts.
             update |= await asyncio.to_thread(self._staged_parts, shown, show, working_model)
@@ -248,8 +252,11 @@ class Handlers:
 
     # --- page ----------------------------------------------------------------------------
 
-    async def on_load(self, owner_id: str, request: gr.Request) -> PageUpdate:
+    async def on_load(
+        self, owner_id: str, request: gr.Request, profile: gr.OAuthProfile | None = None
+    ) -> PageUpdate:
         """Open what the URL names: ?c=<id> (your own) or ?s=<token> (shared with you)."""
+        owner_id = page_owner(owner_id, profile)
         token = (request.query_params.get("s") or "").strip() or None
         conversation_id = (request.query_params.get("c") or "").strip()
         actor = Actor(owner_id, token)
@@ -266,17 +273,26 @@ class Handlers:
             shown = Shown(Actor(owner_id))
         return await self.view(shown, status=status, request=request)
 
-    async def on_new(self, owner: str) -> PageUpdate:
+    async def on_new(self, owner: str, profile: gr.OAuthProfile | None = None) -> PageUpdate:
         """An empty page; "My conversations" has not changed."""
+        owner = page_owner(owner, profile)
         view = await self.view(
             Shown(Actor(owner)), Show.ALL & ~Show.GALLERY, status=self._config.key_status()
         )
         return {**view, self._ui.box: gr.MultimodalTextbox(value=None, visible=True)}
 
-    async def on_open(self, owner: str, ids: object, evt: gr.SelectData, request: gr.Request) -> PageUpdate:
+    async def on_open(
+        self,
+        owner: str,
+        ids: object,
+        evt: gr.SelectData,
+        request: gr.Request,
+        profile: gr.OAuthProfile | None = None,
+    ) -> PageUpdate:
         """A click in "My conversations" (which stays as it is). ``ids`` comes back from the page,
         so it is whatever a visitor sent: only a string at the clicked index is tried, and
         ``open`` checks the visitor's access to it like any other id."""
+        owner = page_owner(owner, profile)
         actor = Actor(owner)
         try:
             picked = ids[evt.index] if isinstance(ids, list) else None
@@ -304,6 +320,7 @@ class Handlers:
     async def on_submit(
         self,
         request: gr.Request,
+        profile: gr.OAuthProfile | None,
         message: dict[str, Any] | None,
         conversation_id: str,
         share_token: str,
@@ -317,6 +334,7 @@ class Handlers:
 
         Inputs come by name (``inputs_kwargs``), the options under the names parse_options takes.
         """
+        owner = page_owner(owner, profile)
         actor = Actor(owner, share_token or None, client_address(request, self._config.proxies))
         keys = visitor_keys(gemini_key, openai_key)
         message = message or {}
@@ -346,6 +364,7 @@ class Handlers:
     async def on_retry(
         self,
         request: gr.Request,
+        profile: gr.OAuthProfile | None,
         conversation_id: str,
         share_token: str,
         owner: str,
@@ -353,6 +372,7 @@ class Handlers:
         openai_key: str,
         **options: Any,
     ) -> AsyncIterator[PageUpdate]:
+        owner = page_owner(owner, profile)
         actor = Actor(owner, share_token or None, client_address(request, self._config.proxies))
         try:
             parsed = self._options(options)
@@ -404,7 +424,12 @@ class Handlers:
         return [*stored, *bubble]
 
     async def on_stop(
-        self, request: gr.Request, conversation_id: str, share_token: str, owner: str
+        self,
+        request: gr.Request,
+        conversation_id: str,
+        share_token: str,
+        owner: str,
+        profile: gr.OAuthProfile | None = None,
     ) -> PageUpdate:
         """Stop the open conversation's turn on this replica; the chat then shows its stopped answer.
 
@@ -415,6 +440,7 @@ class Handlers:
         pending bubble would stay until something re-rendered the chat) and would reach only the
         page that started the turn. Not queued, so a full model queue cannot hold a Stop back.
         """
+        owner = page_owner(owner, profile)
         actor = Actor(owner, share_token or None, client_address(request, self._config.proxies))
         try:
             step = await self._service.stop(actor, conversation_id)
@@ -444,9 +470,15 @@ class Handlers:
         }
 
     async def on_pick(
-        self, owner: str, conversation_id: str, share_token: str, index: int | None
+        self,
+        owner: str,
+        conversation_id: str,
+        share_token: str,
+        index: int | None,
+        profile: gr.OAuthProfile | None = None,
     ) -> PageUpdate:
         """ "Use this" on a variant: the next edit builds on it (the chat and the versions say which)."""
+        owner = page_owner(owner, profile)
         actor = Actor(owner, share_token or None)
         if not isinstance(index, int) or not conversation_id:
             return {self._ui.status: ""}

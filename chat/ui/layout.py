@@ -16,6 +16,7 @@ from chat.providers.gemini.catalog import GEMINI_MODELS, SAFETY_THRESHOLDS, gemi
 from chat.providers.openai.catalog import OPENAI_FIXED_SIZES, OPENAI_MODELS
 from chat.ui.owner import owner_state
 from chat.ui.panels import Library, Versions, build_library, build_versions
+from chat.ui.signin import SignIn, build_signin
 from chat.ui.variants import VariantPanel, build_variants, variants_option
 
 __all__ = ["Layout", "build_layout"]
@@ -51,6 +52,7 @@ class Layout:
     stop: gr.Button  # visible while a turn of this page runs (chat/ui/events.py)
     variants: VariantPanel
     variants_cost: gr.Markdown  # beside the Variants option: what the next send could cost at most
+    signin: SignIn | None  # Hugging Face sign-in, on a Space with hf_oauth only (chat/ui/signin.py)
 
     @property
     def model(self) -> gr.Dropdown:
@@ -72,7 +74,12 @@ def model_choices(model_id: str) -> tuple[list[str], list[str]]:
 
 
 def build_layout(
-    default_model: str, default_openai_model: str, *, browser_secret: str, ask_for_keys: bool = False
+    default_model: str,
+    default_openai_model: str,
+    *,
+    browser_secret: str,
+    ask_for_keys: bool = False,
+    sign_in: bool = False,
 ) -> Layout:
     gr.Markdown(INTRO)
     status = gr.Markdown(elem_id="status")
@@ -82,6 +89,7 @@ def build_layout(
     share_token = gr.Textbox(visible=False, elem_id="share-token")
     with gr.Row():
         with gr.Column(scale=1, min_width=240):
+            signin = build_signin(browser_secret) if sign_in else None
             new_button = gr.Button("New conversation", elem_id="new-conversation", variant="primary")
             library = build_library()
         with gr.Column(scale=4):
@@ -134,6 +142,7 @@ def build_layout(
         stop,
         variants,
         variants_cost,
+        signin,
     )
 
 

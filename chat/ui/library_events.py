@@ -14,6 +14,7 @@ from chat.sharing.access import Access, Actor, Grant
 from chat.sharing.library import ConversationLibrary
 from chat.ui.events import Handlers, PageUpdate, Show, Shown, log_refusal
 from chat.ui.files import FileMaker
+from chat.ui.owner import page_owner
 from chat.ui.render import versions
 from chat.ui.uploads import read_uploads
 
@@ -31,38 +32,66 @@ class LibraryHandlers:
         self._library = library
         self._files = files
 
-    async def on_search(self, owner: str, query: str) -> PageUpdate:
+    async def on_search(self, owner: str, query: str, profile: gr.OAuthProfile | None = None) -> PageUpdate:
+        owner = page_owner(owner, profile)
         return await self._page.gallery(Actor(owner), query if isinstance(query, str) else "")
 
     async def on_rename(
-        self, owner: str, conversation_id: str, title: str, request: gr.Request
+        self,
+        owner: str,
+        conversation_id: str,
+        title: str,
+        request: gr.Request,
+        profile: gr.OAuthProfile | None = None,
     ) -> PageUpdate:
+        owner = page_owner(owner, profile)
         return await self._owner_action(owner, conversation_id, request, RENAMED, self._library.rename, title)
 
-    async def on_share_view(self, owner: str, conversation_id: str, request: gr.Request) -> PageUpdate:
+    async def on_share_view(
+        self, owner: str, conversation_id: str, request: gr.Request, profile: gr.OAuthProfile | None = None
+    ) -> PageUpdate:
+        owner = page_owner(owner, profile)
         return await self._owner_action(
             owner, conversation_id, request, Show.LINKS, self._library.share, "view"
         )
 
-    async def on_share_continue(self, owner: str, conversation_id: str, request: gr.Request) -> PageUpdate:
+    async def on_share_continue(
+        self, owner: str, conversation_id: str, request: gr.Request, profile: gr.OAuthProfile | None = None
+    ) -> PageUpdate:
+        owner = page_owner(owner, profile)
         share = self._library.share
         return await self._owner_action(owner, conversation_id, request, Show.LINKS, share, "continue")
 
     async def on_duplicate(
-        self, owner: str, conversation_id: str, share_token: str, request: gr.Request
+        self,
+        owner: str,
+        conversation_id: str,
+        share_token: str,
+        request: gr.Request,
+        profile: gr.OAuthProfile | None = None,
     ) -> PageUpdate:
+        owner = page_owner(owner, profile)
         return await self.on_fork(owner, conversation_id, share_token, None, request)
 
     async def on_revoke(
-        self, owner: str, conversation_id: str, token: str | None, request: gr.Request
+        self,
+        owner: str,
+        conversation_id: str,
+        token: str | None,
+        request: gr.Request,
+        profile: gr.OAuthProfile | None = None,
     ) -> PageUpdate:
+        owner = page_owner(owner, profile)
         if not token:
             return await self._page.view(Shown(Actor(owner)), Show(0), status="Choose a link to revoke.")
         return await self._owner_action(
             owner, conversation_id, request, Show.LINKS, self._library.revoke, token
         )
 
-    async def on_delete(self, owner: str, conversation_id: str) -> PageUpdate:
+    async def on_delete(
+        self, owner: str, conversation_id: str, profile: gr.OAuthProfile | None = None
+    ) -> PageUpdate:
+        owner = page_owner(owner, profile)
         actor = Actor(owner)
         try:
             await self._library.delete(actor, conversation_id)
@@ -73,9 +102,16 @@ class LibraryHandlers:
         return await self._page.view(Shown(actor), status=status)
 
     async def on_fork(
-        self, owner: str, conversation_id: str, share_token: str, through: int | None, request: gr.Request
+        self,
+        owner: str,
+        conversation_id: str,
+        share_token: str,
+        through: int | None,
+        request: gr.Request,
+        profile: gr.OAuthProfile | None = None,
     ) -> PageUpdate:
         """ "Duplicate" (through=None) or "Edit from here" (a version's turn index)."""
+        owner = page_owner(owner, profile)
         actor = Actor(owner, share_token or None)
         try:
             copy = await self._library.fork(actor, conversation_id, through_seq=through)
@@ -91,8 +127,14 @@ class LibraryHandlers:
         return await self._page.view(_own(owner, copy), status=status, request=request, links=())
 
     async def on_version(
-        self, owner: str, conversation_id: str, share_token: str, index: int | None
+        self,
+        owner: str,
+        conversation_id: str,
+        share_token: str,
+        index: int | None,
+        profile: gr.OAuthProfile | None = None,
     ) -> tuple[tuple[str, str] | None, gr.DownloadButton]:
+        owner = page_owner(owner, profile)
         actor = Actor(owner, share_token or None)
         if index is None or not conversation_id:
             return None, gr.DownloadButton(value=None)
@@ -116,7 +158,10 @@ class LibraryHandlers:
             return None, gr.DownloadButton(value=None)
         return pair, gr.DownloadButton(value=png)
 
-    async def on_export(self, owner: str, conversation_id: str, share_token: str) -> tuple[gr.File, str]:
+    async def on_export(
+        self, owner: str, conversation_id: str, share_token: str, profile: gr.OAuthProfile | None = None
+    ) -> tuple[gr.File, str]:
+        owner = page_owner(owner, profile)
         if not conversation_id:
             return gr.File(visible=False), "Open a conversation to export it."
         try:
@@ -129,7 +174,10 @@ class LibraryHandlers:
             value=path, visible=True
         ), f"Exported {len(data) / 1e6:.1f} MB: images and a JSON transcript."
 
-    async def on_import(self, owner: str, upload: object, request: gr.Request) -> PageUpdate:
+    async def on_import(
+        self, owner: str, upload: object, request: gr.Request, profile: gr.OAuthProfile | None = None
+    ) -> PageUpdate:
+        owner = page_owner(owner, profile)
         actor = Actor(owner)
         try:
             [zip_file] = await asyncio.to_thread(read_uploads, [upload], max_bytes=MAX_IMPORT_BYTES)

@@ -62,13 +62,20 @@ async def run(steps) -> list[dict]:
 
 
 async def submit(
-    handlers: Handlers, text: str, conversation_id: str = "", owner: str = OWNER, files=(), token=""
+    handlers: Handlers,
+    text: str,
+    conversation_id: str = "",
+    owner: str = OWNER,
+    files=(),
+    token="",
+    profile: gr.OAuthProfile | None = None,
 ):
     message = {"text": text, "files": [str(f) for f in files]}
     request = FakeRequest()
     return await run(
         handlers.on_submit(
             request,
+            profile,
             message=message,
             conversation_id=conversation_id,
             share_token=token,
@@ -86,6 +93,7 @@ async def retry(handlers: Handlers, conversation_id: str, owner: str = OWNER, to
     return await run(
         handlers.on_retry(
             request,
+            None,
             conversation_id=conversation_id,
             share_token=token,
             owner=owner,

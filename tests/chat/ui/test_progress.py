@@ -146,6 +146,7 @@ def test_a_draft_is_staged_once_under_its_sha256(tmp_path: Path):
 def submitting(handlers, text: str, conversation_id: str = ""):
     return handlers.on_submit(
         FakeRequest(),
+        None,
         message={"text": text, "files": []},
         conversation_id=conversation_id,
         share_token="",
