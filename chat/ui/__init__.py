@@ -63,12 +63,11 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
         loaded = demo.load(page.on_load, [ui.owner], [*view, ui.owner], **quick)
         loaded.then(**set_url)
         if ui.signin is not None:  # on a Space with hf_oauth: chat/ui/signin.py
-            signin = SignInHandlers(
-                page, library, ui.signin, status=ui.status, gallery=[lib.gallery, lib.ids]
-            )
+            signin = SignInHandlers(page, library, ui.signin)
             answered = ui.signin.answered
             loaded.then(signin.on_ask, [ui.owner, answered], signin.outputs, **quick)
-            ui.signin.add.click(signin.on_add, [ui.owner, answered], signin.outputs, **quick)
+            added = ui.signin.add.click(signin.on_add, [ui.owner, answered], signin.outputs, **quick)
+            added.then(**set_url)
             ui.signin.later.click(signin.on_later, [answered], signin.outputs, **quick)
         # A turn's inputs go by name; the options under the names parse_options takes.
         asker: dict[str, Block] = {

@@ -78,6 +78,12 @@ class UIConfig:
         return "" if self.configured.get("gemini") else OPENAI_ONLY
 
 
+STILL_THE_BROWSERS = (
+    "You are signed in: the conversation you had open is still this browser\u2019s. "
+    "Add this browser\u2019s conversations to your account to go on with it here."
+)
+
+
 class Show(Flag):
     """The parts of the page an event changed: an update carries only these (plus the status line
     and the owner id), so a step that changed the chat does not rebuild the sidebar."""
@@ -252,11 +258,17 @@ class Handlers:
 
     # --- page ----------------------------------------------------------------------------
 
+    async def opened(self, actor: Actor, conversation_id: str) -> Shown:
+        """What a page shows with ``conversation_id`` open (none for ""): AccessError and the like if refused."""
+        if not conversation_id:
+            return Shown(actor)
+        return Shown.of(actor, await self._service.open(actor, conversation_id))
+
     async def on_load(
         self, owner_id: str, request: gr.Request, profile: gr.OAuthProfile | None = None
     ) -> PageUpdate:
         """Open what the URL names: ?c=<id> (your own) or ?s=<token> (shared with you)."""
-        owner_id = page_owner(owner_id, profile)
+        browser, owner_id = owner_id, page_owner(owner_id, profile)
         token = (request.query_params.get("s") or "").strip() or None
         conversation_id = (request.query_params.get("c") or "").strip()
         actor = Actor(owner_id, token)
@@ -270,8 +282,16 @@ class Handlers:
         except RetouchError as exc:
             log_refusal("load", exc)
             status = exc.user_message()
+            if owner_id != browser and not token and await self._browser_owns(browser, conversation_id):
+                status = STILL_THE_BROWSERS  # open before signing in: the question says what to do
             shown = Shown(Actor(owner_id))
         return await self.view(shown, status=status, request=request)
+
+    async def _browser_owns(self, browser: str, conversation_id: str) -> bool:
+        try:
+            return (await self._service.open(Actor(browser), conversation_id)).grant.access is Access.OWNER
+        except RetouchError:
+            return False
 
     async def on_new(self, owner: str, profile: gr.OAuthProfile | None = None) -> PageUpdate:
         """An empty page; "My conversations" has not changed."""

@@ -8,32 +8,22 @@ from gradio.blocks import Block
 from chat.errors import RetouchError
 from chat.sharing.access import Actor, account_owner_id, browser_owner_id
 from chat.sharing.library import ConversationLibrary
-from chat.ui.events import Handlers, PageUpdate, log_refusal
+from chat.ui.events import Handlers, PageUpdate, Show, Shown, log_refusal
 from chat.ui.signin import MAX_REMEMBERED, SignIn, answered_accounts
 
 __all__ = ["SignInHandlers"]
 
 
 class SignInHandlers:
-    def __init__(
-        self,
-        page: Handlers,
-        library: ConversationLibrary,
-        signin: SignIn,
-        *,
-        status: Block,
-        gallery: list[Block],
-    ) -> None:
-        """``status`` and ``gallery`` (the list's components) are the page's, which the answer updates."""
+    def __init__(self, page: Handlers, library: ConversationLibrary, signin: SignIn) -> None:
         self._page = page
         self._library = library
         self._ui = signin
-        self._status = status
-        self._gallery = gallery
 
     @property
     def outputs(self) -> list[Block]:
-        return [self._ui.box, self._ui.question, self._ui.answered, self._status, *self._gallery]
+        """The question's parts, and the page (an answer may reopen the conversation the URL names)."""
+        return [self._ui.box, self._ui.question, self._ui.answered, *self._page.view_outputs]
 
     async def on_ask(self, browser: object, answered: object, profile: gr.OAuthProfile | None) -> PageUpdate:
         """After the page loads: ask, if a signed-in account has not answered here and this browser
@@ -58,18 +48,25 @@ class SignInHandlers:
         }
 
     async def on_add(self, browser: object, answered: object, profile: gr.OAuthProfile | None) -> PageUpdate:
-        account = account_owner_id(profile)
+        """Move them, then show the account's list with the newest of them open (most likely the one
+        that was open when the visitor signed in: the URL no longer names it, as it was not theirs)."""
+        account, own = account_owner_id(profile), browser_owner_id(browser)
         update = self._answered(account, answered)
         if account is None:
-            return {**update, self._status: "Sign in first to add them to your account."}
+            status = "Sign in first to add them to your account."
+            return {**update, **await self._page.view(Shown(Actor(own)), Show(0), status=status)}
         try:
-            moved = await self._library.adopt(account, browser_owner_id(browser))
+            newest = await self._library.list(Actor(own), limit=1)
+            moved = await self._library.adopt(account, own)
+            opened = await self._page.opened(Actor(account), newest[0].id if newest else "")
         except RetouchError as exc:
             log_refusal("adopt", exc)
-            return {**update, self._status: exc.user_message()}
-        gallery = await self._page.gallery(Actor(account))
-        added = "1 conversation" if moved == 1 else f"{moved} conversations"
-        return {**update, **gallery, self._status: f"Added {added} to your account."}
+            return {
+                **update,
+                **await self._page.view(Shown(Actor(account)), Show(0), status=exc.user_message()),
+            }
+        added = "Added 1 conversation" if moved == 1 else f"Added {moved} conversations"
+        return {**update, **await self._page.view(opened, status=f"{added} to your account.")}
 
     async def on_later(self, answered: object, profile: gr.OAuthProfile | None) -> PageUpdate:
         return self._answered(account_owner_id(profile), answered)

@@ -51,9 +51,7 @@ def signed(service, library: ConversationLibrary, tmp_path, monkeypatch):
     files = FileMaker(service.image_path, tmp_path / "files")
     page = Handlers(service, library, CONFIG, ui, files)
     assert ui.signin is not None
-    signin = SignInHandlers(
-        page, library, ui.signin, status=ui.status, gallery=[ui.library.gallery, ui.library.ids]
-    )
+    signin = SignInHandlers(page, library, ui.signin)
     return ui, page, LibraryHandlers(page, service, library, files), signin
 
 
@@ -163,3 +161,16 @@ async def test_a_tampered_answer_list_is_read_as_strings_only(signed, provider):
     assert (await signin.on_ask("garbage", [], ALICE))[
         ui.signin.box
     ].visible is False  # a fresh browser id owns none
+
+
+async def test_once_added_the_newest_of_them_opens_the_one_open_when_signing_in(signed, provider):
+    ui, page, _, signin = signed
+    done = await edit(page, provider, "open while signing in", OWNER)
+    url = FakeRequest({"c": done[ui.conversation_id]})
+    signed_in = await page.on_load(OWNER, url, ALICE)
+    assert signed_in[ui.chatbot] == [] and "still this browser\u2019s" in signed_in[ui.status]
+    added = await signin.on_add(OWNER, [], ALICE)
+    assert added[ui.chatbot] == done[ui.chatbot] and added[ui.conversation_id] == done[ui.conversation_id]
+    assert added[ui.status] == "Added 1 conversation to your account."
+    # Someone else's conversation in the URL is refused as ever, signed in or not.
+    assert "belongs to someone else" in (await page.on_load(MATE, url, BOB))[ui.status]
