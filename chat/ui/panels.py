@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-__all__ = ["Library", "Versions", "build_library", "build_versions"]
+__all__ = ["Library", "QuickEdits", "Versions", "build_library", "build_versions"]
 
 
 def made_once(button: gr.UploadButton) -> gr.UploadButton:
@@ -51,13 +51,31 @@ class Library:
 
 
 @dataclass(frozen=True)
+class QuickEdits:
+    """Crop, rotate, flip and resize the chosen version: instant, free, no model (shown to writers only)."""
+
+    box: gr.Group
+    rotate_left: gr.Button
+    rotate_right: gr.Button
+    flip_horizontal: gr.Button
+    flip_vertical: gr.Button
+    crop_box: tuple[gr.Number, gr.Number, gr.Number, gr.Number]  # left, top, right, bottom
+    crop_unit: gr.Radio
+    crop: gr.Button
+    width: gr.Number
+    height: gr.Number
+    resize: gr.Button
+
+
+@dataclass(frozen=True)
 class Versions:
-    """Every generated image is a numbered version: compare, download, branch from it."""
+    """Every generated image is a numbered version: compare, download, branch from it, quick-edit it."""
 
     choice: gr.Dropdown
     slider: gr.ImageSlider
     download: gr.DownloadButton
     branch: gr.Button
+    quick: QuickEdits
 
 
 def build_library() -> Library:
@@ -128,4 +146,49 @@ def build_versions() -> Versions:
         with gr.Row():
             download = gr.DownloadButton("Download PNG", size="sm", elem_id="download-version")
             branch = gr.Button("Edit from here", size="sm", elem_id="branch")
-    return Versions(choice, slider, download, branch)
+        quick = _quick_edits()
+    return Versions(choice, slider, download, branch, quick)
+
+
+def _quick_edits() -> QuickEdits:
+    with gr.Group(elem_id="quick-edit") as box:
+        gr.Markdown(
+            "**Quick edit** of the version above: instant and free, no model. It becomes a new version."
+        )
+        with gr.Row():
+            rotate_left = gr.Button("Rotate left", size="sm", elem_id="rotate-left")
+            rotate_right = gr.Button("Rotate right", size="sm", elem_id="rotate-right")
+            flip_horizontal = gr.Button("Flip \u2194", size="sm", elem_id="flip-horizontal")
+            flip_vertical = gr.Button("Flip \u2195", size="sm", elem_id="flip-vertical")
+        with gr.Row():
+            crop_box = (
+                gr.Number(0, label="Left", elem_id="crop-left"),
+                gr.Number(0, label="Top", elem_id="crop-top"),
+                gr.Number(100, label="Right", elem_id="crop-right"),
+                gr.Number(100, label="Bottom", elem_id="crop-bottom"),
+            )
+        with gr.Row():
+            crop_unit = gr.Radio(["%", "px"], value="%", label="Crop box in", elem_id="crop-unit")
+            crop = gr.Button("Crop", size="sm", elem_id="crop")
+        with gr.Row():
+            width = gr.Number(None, label="Width (px)", precision=0, elem_id="resize-width")
+            height = gr.Number(
+                None,
+                label="Height (px, empty: keep the shape)",
+                precision=0,
+                elem_id="resize-height",
+            )
+            resize = gr.Button("Resize", size="sm", elem_id="resize")
+    return QuickEdits(
+        box,
+        rotate_left,
+        rotate_right,
+        flip_horizontal,
+        flip_vertical,
+        crop_box,
+        crop_unit,
+        crop,
+        width,
+        height,
+        resize,
+    )
