@@ -145,7 +145,8 @@ class LibraryHandlers:
     async def on_resize(
         self, owner: str, conversation_id: str, share_token: str, index: object, width: object, height: object
     ) -> PageUpdate:
-        edit = {"kind": "resize", "width": width, "height": height}
+        # The page shows an empty number as 0: a side at 0 (or empty) keeps the shape.
+        edit = {"kind": "resize", "width": width or None, "height": height or None}
         return await self.on_quick_edit(owner, conversation_id, share_token, index, edit)
 
     async def on_quick_edit(

@@ -150,35 +150,42 @@ def build_versions() -> Versions:
     return Versions(choice, slider, download, branch, quick)
 
 
+#: The quick edit controls' least width (px): two to a row fit the panel's narrow column.
+NARROW = 60
+
+
 def _quick_edits() -> QuickEdits:
+    """Small and dense: the panel's column is narrow, and Gradio's default widths would stack each
+    control on a row of its own."""
     with gr.Group(elem_id="quick-edit") as box:
-        gr.Markdown(
-            "**Quick edit** of the version above: instant and free, no model. It becomes a new version."
-        )
+        gr.Markdown("**Quick edit** of the version above: instant, free, no model; it becomes a new version.")
         with gr.Row():
-            rotate_left = gr.Button("Rotate left", size="sm", elem_id="rotate-left")
-            rotate_right = gr.Button("Rotate right", size="sm", elem_id="rotate-right")
-            flip_horizontal = gr.Button("Flip \u2194", size="sm", elem_id="flip-horizontal")
-            flip_vertical = gr.Button("Flip \u2195", size="sm", elem_id="flip-vertical")
+            rotate_left = gr.Button("Rotate left", size="sm", elem_id="rotate-left", min_width=NARROW)
+            rotate_right = gr.Button("Rotate right", size="sm", elem_id="rotate-right", min_width=NARROW)
         with gr.Row():
-            crop_box = (
-                gr.Number(0, label="Left", elem_id="crop-left"),
-                gr.Number(0, label="Top", elem_id="crop-top"),
-                gr.Number(100, label="Right", elem_id="crop-right"),
-                gr.Number(100, label="Bottom", elem_id="crop-bottom"),
+            flip_horizontal = gr.Button("Flip \u2194", size="sm", elem_id="flip-horizontal", min_width=NARROW)
+            flip_vertical = gr.Button("Flip \u2195", size="sm", elem_id="flip-vertical", min_width=NARROW)
+        with gr.Row():
+            left = gr.Number(0, label="Crop: left", elem_id="crop-left", min_width=NARROW)
+            top = gr.Number(0, label="top", elem_id="crop-top", min_width=NARROW)
+        with gr.Row():
+            right = gr.Number(100, label="right", elem_id="crop-right", min_width=NARROW)
+            bottom = gr.Number(100, label="bottom", elem_id="crop-bottom", min_width=NARROW)
+        crop_box = (left, top, right, bottom)
+        with gr.Row(equal_height=True):
+            crop_unit = gr.Radio(
+                ["%", "px"], value="%", show_label=False, elem_id="crop-unit", min_width=NARROW
             )
+            crop = gr.Button("Crop", size="sm", elem_id="crop", min_width=NARROW)
         with gr.Row():
-            crop_unit = gr.Radio(["%", "px"], value="%", label="Crop box in", elem_id="crop-unit")
-            crop = gr.Button("Crop", size="sm", elem_id="crop")
-        with gr.Row():
-            width = gr.Number(None, label="Width (px)", precision=0, elem_id="resize-width")
+            width = gr.Number(
+                None, label="Resize: width", precision=0, elem_id="resize-width", min_width=NARROW
+            )
             height = gr.Number(
-                None,
-                label="Height (px, empty: keep the shape)",
-                precision=0,
-                elem_id="resize-height",
+                None, label="height (px)", precision=0, elem_id="resize-height", min_width=NARROW
             )
-            resize = gr.Button("Resize", size="sm", elem_id="resize")
+        gr.Markdown("A side left at 0 keeps the shape.")
+        resize = gr.Button("Resize", size="sm", elem_id="resize")
     return QuickEdits(
         box,
         rotate_left,

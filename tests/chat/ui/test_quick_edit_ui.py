@@ -48,7 +48,7 @@ async def test_crop_and_resize_take_the_panels_numbers(page, provider) -> None:
     cid = done[ui.conversation_id]
 
     cropped = await panels.on_crop(OWNER, cid, "", None, 0, 0, 50, 50, "%")
-    resized = await panels.on_resize(OWNER, cid, "", None, 64, None)
+    resized = await panels.on_resize(OWNER, cid, "", None, 64, 0)  # the page's empty number is 0
 
     labels = [label for label, _ in resized[ui.versions.choice].choices]
     assert labels[1:] == [
