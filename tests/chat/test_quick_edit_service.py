@@ -145,3 +145,33 @@ async def test_a_quick_edit_is_refused_while_a_turn_runs_and_while_a_message_awa
     assert failed.awaiting_answer()
     with pytest.raises(InputError, match="Retry"):
         await service.quick_edit(ACTOR, conversation.id, None, ROTATE)
+
+
+async def test_a_quick_edit_is_refused_at_once_while_another_replicas_turn_holds_the_lease(
+    service, provider, tmp_path, engine
+) -> None:
+    conversation = await answered(service, provider)
+    other_provider = FakeProvider()
+    there = make_service(tmp_path / "data", other_provider, engine=engine)  # its own leases, same database
+    other_provider.gate = asyncio.Event()
+    other_provider.queue.append(reply_with_image(picture_png()))
+    steps = there.send(ACTOR, conversation.id, "now at night", options=OPTIONS)
+    await anext(steps)
+    await other_provider.entered.get()
+    with pytest.raises(BusyError):
+        await service.quick_edit(ACTOR, conversation.id, None, ROTATE)
+    other_provider.gate.set()
+    await last(steps)
+    step = await service.quick_edit(ACTOR, conversation.id, None, ROTATE)  # the lease was given up
+    assert [t.provider for t in step.conversation.turns[1::2]] == ["gemini", "gemini", LOCAL_PROVIDER]
+
+
+async def test_a_quick_edit_survives_export_and_import(service, provider, engine, tmp_path) -> None:
+    conversation = await answered(service, provider)
+    edited = (await service.quick_edit(ACTOR, conversation.id, None, ROTATE)).conversation
+    library = make_library(tmp_path / "data", engine, service)
+    _, data = await library.export(ACTOR, conversation.id)
+    imported = await library.import_zip(Actor("someone-who-imports-1"), data)
+    local = imported.turns[-1]
+    assert (local.provider, local.model, local.picked) == (LOCAL_PROVIDER, "rotate 90\u00b0 right", True)
+    assert local.shown_image() == edited.turns[-1].shown_image()

@@ -73,6 +73,9 @@ async def test_a_refused_quick_edit_says_why_in_the_chat_and_stores_nothing(page
     forged = await panels.fixed_edit(ROTATE_RIGHT)(OWNER, cid, "", "0; drop table")
     assert "no such version" in forged[ui.chatbot][-1]["content"]
     link = await library.share(Actor(OWNER), cid, "view")
+    viewer = await handlers.on_load(MATE, FakeRequest(query={"s": link.token}))
+    assert viewer[ui.versions.quick.box].visible is False  # no Quick edit buttons for a read-only view
+    assert (await handlers.on_load(OWNER, FakeRequest(query={"c": cid})))[ui.versions.quick.box].visible
     read_only = await panels.fixed_edit(ROTATE_RIGHT)(MATE, cid, link.token, None)
     assert "read-only" in read_only[ui.chatbot][-1]["content"].lower()
     stranger = await panels.fixed_edit(ROTATE_RIGHT)(MATE, cid, "", None)
