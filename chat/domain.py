@@ -37,6 +37,7 @@ __all__ = [
     "GenerationOptions",
     "ImageRole",
     "KNOWN_METADATA",
+    "LOCAL_PROVIDER",
     "ImageData",
     "ImagePart",
     "OpenAIOptions",
@@ -70,6 +71,11 @@ __all__ = [
 ]
 
 Metadata = Mapping[str, Any]
+
+#: Who "answers" a quick edit (crop, rotate, flip, resize: chat/media/quick_edits.py): Retouch itself,
+#: with Pillow, no model. Its answer's ``model`` says what the edit did; providers replay its image as
+#: one the user supplied.
+LOCAL_PROVIDER = "local"
 
 #: The most answers one message may get at once (the Variants option): each is a call of its own.
 MAX_VARIANTS = 4
@@ -473,6 +479,11 @@ class Turn:
     @property
     def failed(self) -> bool:
         return self.error is not None
+
+    @property
+    def local(self) -> bool:
+        """A quick edit's answer: made here without a model (``LOCAL_PROVIDER``)."""
+        return self.provider == LOCAL_PROVIDER
 
     @property
     def cost_usd(self) -> float:

@@ -116,7 +116,7 @@ class ConversationMovedError(RetouchError):
 
 
 class BusyError(RetouchError):
-    """A change that must not overlap a turn (picking a variant) came while a turn of the
+    """A change that must not overlap a turn (picking a variant, a quick edit) came while a turn of the
     conversation runs, on some replica: refused at once rather than queued behind it."""
 
     def __init__(self) -> None:

@@ -111,3 +111,39 @@ def test_edit_reload_and_open_a_read_only_share_link(tmp_path, emulator, photo):
         assert "Gemini is unavailable right now" in chat_text and "Traceback" not in chat_text
         assert dialogs == []
         browser.close()
+
+
+def test_rotate_in_the_versions_panel_adds_a_local_version_at_once(tmp_path, emulator, photo):
+    """Quick edit: one click on Rotate right makes "v2 · rotate 90° right (local)", shown in the
+    versions list and the chat, without a model call."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with running_app(tmp_path / "data", emulator.url) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        page = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
+        page.goto(url)
+        page.wait_for_selector("#box textarea")
+        page.locator("#box input[type=file]").set_input_files(str(photo))
+        page.wait_for_selector("#box img", timeout=TIMEOUT_MS)
+        send(page, "make the sky stormy", images_after=2)
+        emulator.clear_requests()
+
+        page.click("#versions-box button")  # open the Versions panel
+        page.click("#rotate-right")
+        images_in_chat(page, 3)
+        page.wait_for_function(
+            "() => document.querySelector('#chat').innerText.includes('rotate 90\u00b0 right (local)')",
+            timeout=TIMEOUT_MS,
+        )
+        page.locator("#version-choice input").click()
+        options = page.locator("[role=option]")
+        options.last.wait_for(timeout=TIMEOUT_MS)
+        labels = options.all_inner_texts()
+        page.screenshot(path=str(ARTIFACTS / "browser-quick-edit-rotate.png"))
+        page.keyboard.press("Escape")
+        # the chosen one (the new version) is ticked
+        assert labels[-1].split("\n")[-1] == "v2 \u00b7 rotate 90\u00b0 right (local)", labels
+        assert emulator.requests() == []  # no model was asked
+        newest = page.locator("#chat img").last
+        box = newest.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+        assert box[0] < box[1]  # the 800×600 answer, now upright-portrait
+        browser.close()

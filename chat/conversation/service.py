@@ -34,6 +34,7 @@ from chat.conversation.leases import Lease, Leases
 from chat.conversation.runs import Mailbox, ProgressBoard, TurnRuns, Update
 from chat.conversation.turns import NewConversation, NewImage, TurnWriter
 from chat.domain import (
+    LOCAL_PROVIDER,
     Conversation,
     GenerationOptions,
     ImagePart,
@@ -44,12 +45,15 @@ from chat.domain import (
     Role,
     TextPart,
     Turn,
+    Usage,
+    latest_answers,
     through_last_user_turn,
 )
 from chat.errors import AccessError, ConversationMovedError, InputError, StoppedError, StorageUnavailableError
 from chat.limits.admission import Admission, server_cost
 from chat.limits.guard import Guard, Reservation
 from chat.media.images import ImageLimits, PreparedImage, mask_images, prepare_upload, read_region
+from chat.media.quick_edits import QuickEdit, apply_quick_edit
 from chat.sharing.access import GONE, Access, Actor, Gatekeeper, Grant
 from chat.text import one_line
 from storage import BlobStore, session_scope
@@ -109,7 +113,8 @@ def utcnow() -> datetime:
 
 
 class ChatService:
-    """Send and retry: admission, the user's turn stored, the policy's answer stored; reads for the UI."""
+    """Send and retry: admission, the user's turn stored, the policy's answer stored; quick edits;
+    reads for the UI."""
 
     def __init__(
         self,
@@ -585,6 +590,48 @@ class ChatService:
         self.writer.remember(step.conversation)
         return step
 
+    # --- quick edits -----------------------------------------------------------------------
+
+    async def quick_edit(
+        self, actor: Actor, conversation_id: str, version_index: int | None, edit: QuickEdit
+    ) -> Step:
+        """Crop, rotate, flip or resize a version with Pillow: no model, no cost, so no admission.
+
+        Stored like a message and its answer, two turns at once: the user's "rotate 90° right
+        (local)" and a local answer with the edited image, picked, so nothing awaits an answer and
+        the next edit builds on it (providers replay it as an image the user supplied).
+        ``version_index`` is the version's turn index; None is the image the next edit would use.
+        A write: under the conversation's lease and write access (a read-only link is refused),
+        BusyError at once while a turn runs; InputError if the edit does not fit the version."""
+        held = self._leases.hold_now(conversation_id, self._writer_check(actor, conversation_id))
+        async with held as lease:
+            conversation = await asyncio.to_thread(self._quick_edit, lease, version_index, edit)
+        return Step(lease.checked, conversation)
+
+    def _quick_edit(self, lease: Lease[Grant], version_index: int | None, edit: QuickEdit) -> Conversation:
+        conversation = self.writer.stored(lease.conversation_id, lease.turn_count, lease.revision)
+        if conversation is None:
+            raise AccessError(GONE)
+        if conversation.awaiting_answer():
+            raise InputError(
+                "The last message has no answer yet: wait for it, or press Retry, before a quick edit."
+            )
+        image = _version_image(conversation.turns, version_index)
+        result = apply_quick_edit(self._load_image(image), edit, limits=self._limits.images)
+        stored = NewImage.of(result.data, result.mime_type)
+        what, now = edit.describe(), self._clock()
+        request = Turn(role=Role.USER, parts=(TextPart(f"{what} (local)"),), created_at=now)
+        answer = Turn(
+            role=Role.ASSISTANT,
+            parts=(stored.part(role=ImageRole.ANSWER),),
+            provider=LOCAL_PROVIDER,
+            model=what,
+            usage=Usage(),
+            created_at=now,
+            picked=True,
+        )
+        return self.writer.append(conversation, [request, answer], [stored], release=lease)
+
     def _refused(
         self,
         error: StorageUnavailableError | StoppedError,
@@ -624,6 +671,25 @@ def turn_log_line(conversation_id: str, turn: Turn, *, latency_ms: float, cost: 
             "cost_usd": round(cost, 4),
         }
     )
+
+
+def _version_image(turns: Sequence[Turn], index: object) -> ImagePart:
+    """The image of the version at turn ``index`` (an answer with an image), from untrusted input;
+    None is the newest of those the next edit builds on. InputError if there is no such version."""
+    kept = {id(turn) for turn in latest_answers(turns)}
+    versions = {
+        n: image
+        for n, turn in enumerate(turns)
+        if turn.role is Role.ASSISTANT and not turn.failed and (image := turn.shown_image()) is not None
+    }
+    if index is None:
+        latest = [image for n, image in versions.items() if id(turns[n]) in kept]
+        if not latest:
+            raise InputError("There is no image to edit yet: send a photo or a message first.")
+        return latest[-1]
+    if isinstance(index, bool) or not isinstance(index, int) or index not in versions:
+        raise InputError("There is no such version in this conversation.")
+    return versions[index]
 
 
 def _numbered_variants(turns: Sequence[Turn]) -> list[Turn]:

@@ -31,6 +31,10 @@ SET_URL_JS = """(id, token) => {
 }"""
 
 
+#: Quick edits made at once by one process (page and API together): Pillow holds a core each.
+QUICK_EDITS_AT_ONCE = 2
+
+
 def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfig) -> gr.Blocks:
     # Gradio's copies of what a page showed go after an hour unused (checked every 15 minutes).
     demo = gr.Blocks(title="Retouch", delete_cache=(900, 3600))
@@ -130,6 +134,26 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
         ui.versions.branch.click(
             panels.on_fork, [ui.owner, ui.conversation_id, ui.share_token, ui.versions.choice], view, **copies
         ).then(**set_url)
+        # Quick edits of the chosen version: Pillow in a worker thread, no model; a few at once, so a
+        # burst of 4096-pixel resizes queues instead of taking every core.
+        edits: dict[str, Any] = {
+            "concurrency_limit": QUICK_EDITS_AT_ONCE,
+            "concurrency_id": "quick-edit",
+            "api_visibility": "private",
+        }
+        edited = [ui.owner, ui.conversation_id, ui.share_token, ui.versions.choice]
+        quick_edits = ui.versions.quick
+        for button, edit in (
+            (quick_edits.rotate_left, {"kind": "rotate", "degrees": 270}),
+            (quick_edits.rotate_right, {"kind": "rotate", "degrees": 90}),
+            (quick_edits.flip_horizontal, {"kind": "flip", "direction": "horizontal"}),
+            (quick_edits.flip_vertical, {"kind": "flip", "direction": "vertical"}),
+        ):
+            button.click(panels.fixed_edit(edit), edited, view, **edits)
+        cropped = [*edited, *quick_edits.crop_box, quick_edits.crop_unit]
+        quick_edits.crop.click(panels.on_crop, cropped, view, **edits)
+        sized = [*edited, quick_edits.width, quick_edits.height]
+        quick_edits.resize.click(panels.on_resize, sized, view, **edits)
         ui.versions.choice.change(
             panels.on_version,
             [ui.owner, ui.conversation_id, ui.share_token, ui.versions.choice],
@@ -158,6 +182,12 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
         gr.api(streamed(api.retry), api_name="retry", **api_call)
         gr.api(api.stop, api_name="stop", concurrency_limit=None)  # never behind the model queue
         gr.api(api.pick, api_name="pick", concurrency_limit=None)
+        gr.api(
+            api.quick_edit,
+            api_name="quick_edit",
+            concurrency_limit=QUICK_EDITS_AT_ONCE,
+            concurrency_id="quick-edit",
+        )
         for name in ("conversation", "image", "share", "revoke", "conversations"):
             gr.api(getattr(api, name), api_name=name, concurrency_limit=None)
         gr.api(api.fork, api_name="fork", concurrency_limit=1, concurrency_id="copy")

@@ -32,6 +32,7 @@ from chat.domain import Conversation, GenerationOptions, Route
 from chat.errors import AccessError, InputError, RetouchError
 from chat.limits.visitors import TrustedProxies
 from chat.media.images import painted_from_mask
+from chat.media.quick_edits import parse_quick_edit
 from chat.sharing.access import OWNER_ID, Actor, new_owner_id
 from chat.sharing.library import ConversationLibrary
 from chat.ui.events import client_address, visitor_keys
@@ -194,6 +195,30 @@ class ApiHandlers:
             step = await self._service.pick(actor, conversation_id, _turn_index(conversation, version))
         except RetouchError as exc:
             _refuse("pick", exc)
+        return to_transcript(step.conversation)
+
+    async def quick_edit(
+        self, conversation_id: str, version: str = "", edit: dict[str, Any] | None = None, key: str = ""
+    ) -> dict[str, Any]:
+        """Crop, rotate, flip or resize a version with Pillow: instant, free, no model; returns the
+        transcript, whose last turn is the new version (provider "local", model what the edit did).
+
+        version: a version label from the transcript ("v3"), a turn index ("4"), or "" for the image
+        the next edit would use. edit, one of: {"kind": "rotate", "degrees": 90 | 180 | 270}
+        (clockwise); {"kind": "flip", "direction": "horizontal" | "vertical"}; {"kind": "crop",
+        "left": 0, "top": 0, "right": 50, "bottom": 100, "unit": "px" | "percent"} (the box kept);
+        {"kind": "resize", "width": 512, "height": null} (16-4096 px; a null side keeps the shape).
+        Refused for a read-only link, and while an answer is being made.
+        """
+        try:
+            actor = await self._actor(key)
+            parsed = parse_quick_edit(edit)
+            index = None
+            if version not in ("", None):
+                index = _turn_index(await self._service.load(actor, conversation_id), version)
+            step = await self._service.quick_edit(actor, conversation_id, index, parsed)
+        except RetouchError as exc:
+            _refuse("quick_edit", exc)
         return to_transcript(step.conversation)
 
     async def conversation(self, conversation_id: str, key: str = "") -> dict[str, Any]:

@@ -89,7 +89,7 @@ class Show(Flag):
     and the owner id), so a step that changed the chat does not rebuild the sidebar."""
 
     CHAT = auto()  # the messages, their caption, the open conversation's id, the painter's image
-    ACCESS = auto()  # what the visitor may do: the box, the painter, owner tools, banner, title
+    ACCESS = auto()  # what the visitor may do: the box, the painter, quick edits, owner tools, banner, title
     LINKS = auto()  # the open conversation's share links (owners only: one read)
     GALLERY = auto()  # "My conversations" (one read)
     VERSIONS = auto()  # the version picker and its before/after
@@ -153,6 +153,7 @@ class Handlers:
             lib.ids,
             ui.versions.choice,
             ui.versions.slider,
+            ui.versions.quick.box,
             ui.owner,
             ui.variants.box,
             ui.variants.gallery,
@@ -219,6 +220,7 @@ class Handlers:
         return {
             ui.box: gr.MultimodalTextbox(visible=writable),
             ui.painter_box: gr.Accordion(visible=writable),
+            ui.versions.quick.box: gr.Group(visible=writable),
             lib.owner_tools: gr.Group(visible=bool(conversation) and owner),
             lib.banner: gr.Markdown(_banner(access), visible=access in (Access.VIEW, Access.CONTINUE)),
             lib.duplicate: gr.Button(visible=access in (Access.VIEW, Access.CONTINUE)),
@@ -379,7 +381,7 @@ class Handlers:
             async for update in self._turn_views(actor, steps, parsed, request, show, cleared):
                 yield update
         except RetouchError as exc:
-            yield {**await self._refusal(actor, conversation_id, exc), self._ui.stop: _stop_button(False)}
+            yield {**await self.refusal(actor, conversation_id, exc), self._ui.stop: _stop_button(False)}
 
     async def on_retry(
         self,
@@ -401,7 +403,7 @@ class Handlers:
             async for update in self._turn_views(actor, steps, parsed, request, Show.CHAT, {}):
                 yield update
         except RetouchError as exc:
-            yield {**await self._refusal(actor, conversation_id, exc), self._ui.stop: _stop_button(False)}
+            yield {**await self.refusal(actor, conversation_id, exc), self._ui.stop: _stop_button(False)}
 
     # --- a running turn: its progress, and Stop -----------------------------------------------
 
@@ -469,9 +471,12 @@ class Handlers:
             return {self._ui.status: exc.user_message(), self._ui.stop: _stop_button(False)}
         return {**await self.view(Shown.of(actor, step), Show.CHAT), self._ui.stop: _stop_button(False)}
 
-    async def _refusal(self, actor: Actor, conversation_id: str, exc: RetouchError) -> PageUpdate:
-        """Show why, for this moment only: nothing of a refused message is stored; the box keeps it."""
-        log_refusal("turn", exc)
+    async def refusal(
+        self, actor: Actor, conversation_id: str, exc: RetouchError, *, event: str = "turn"
+    ) -> PageUpdate:
+        """Show why in the chat, for this moment only: nothing of a refused change is stored; the box
+        keeps what it holds."""
+        log_refusal(event, exc)
         shown, show = Shown(actor), Show.ALL
         if conversation_id:
             try:

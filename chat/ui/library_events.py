@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import gradio as gr
 
 from chat.conversation.service import ChatService
 from chat.domain import Conversation
 from chat.errors import InputError, RetouchError
+from chat.media.quick_edits import parse_quick_edit
 from chat.sharing.access import Access, Actor, Grant
 from chat.sharing.library import ConversationLibrary
 from chat.ui.events import Handlers, PageUpdate, Show, Shown, log_refusal
@@ -158,6 +160,74 @@ class LibraryHandlers:
             return None, gr.DownloadButton(value=None)
         return pair, gr.DownloadButton(value=png)
 
+    def fixed_edit(self, edit: Mapping[str, Any]) -> Callable[[str, str, str, object], Awaitable[PageUpdate]]:
+        """The handler of a button that always makes the same quick edit (Rotate left, Flip ↔, …)."""
+
+        async def apply(
+            owner: str,
+            conversation_id: str,
+            share_token: str,
+            index: object,
+            profile: gr.OAuthProfile | None = None,
+        ) -> PageUpdate:
+            return await self.on_quick_edit(owner, conversation_id, share_token, index, edit, profile)
+
+        return apply
+
+    async def on_crop(
+        self,
+        owner: str,
+        conversation_id: str,
+        share_token: str,
+        index: object,
+        left: object,
+        top: object,
+        right: object,
+        bottom: object,
+        unit: object,
+        profile: gr.OAuthProfile | None = None,
+    ) -> PageUpdate:
+        box = {"left": left, "top": top, "right": right, "bottom": bottom}
+        edit = {"kind": "crop", **box, "unit": "percent" if unit == "%" else unit}
+        return await self.on_quick_edit(owner, conversation_id, share_token, index, edit, profile)
+
+    async def on_resize(
+        self,
+        owner: str,
+        conversation_id: str,
+        share_token: str,
+        index: object,
+        width: object,
+        height: object,
+        profile: gr.OAuthProfile | None = None,
+    ) -> PageUpdate:
+        # The page shows an empty number as 0: a side at 0 (or empty) keeps the shape.
+        edit = {"kind": "resize", "width": width or None, "height": height or None}
+        return await self.on_quick_edit(owner, conversation_id, share_token, index, edit, profile)
+
+    async def on_quick_edit(
+        self,
+        owner: str,
+        conversation_id: str,
+        share_token: str,
+        index: object,
+        edit: object,
+        profile: gr.OAuthProfile | None = None,
+    ) -> PageUpdate:
+        """A quick edit of the version chosen in Versions (the newest if none): the new version shows
+        at once in the chat and the versions; a refusal says why in the chat."""
+        actor = Actor(page_owner(owner, profile), share_token or None)
+        try:
+            if not conversation_id:
+                raise InputError("Open a conversation with an image first.")
+            parsed = parse_quick_edit(edit)
+            step = await self._service.quick_edit(actor, conversation_id, _version(index), parsed)
+        except RetouchError as exc:
+            return await self._page.refusal(actor, conversation_id, exc, event="quick edit")
+        label = versions(step.conversation)[-1][0]
+        status = f"New version {label}. To undo it, choose the version before in Versions and press Edit from here."
+        return await self._page.view(Shown.of(actor, step), QUICK_EDITED, status=status)
+
     async def on_export(
         self, owner: str, conversation_id: str, share_token: str, profile: gr.OAuthProfile | None = None
     ) -> tuple[gr.File, str]:
@@ -226,6 +296,18 @@ class LibraryHandlers:
             log_refusal("open", exc)
             return await self._page.view(Shown(Actor(actor.owner_id)), status=exc.user_message())
         return await self._page.view(Shown.of(actor, opened), show, status=status, request=request)
+
+
+#: A quick edit adds a version: the chat, the versions, and the conversation's thumbnail.
+QUICK_EDITED = Show.CHAT | Show.VERSIONS | Show.GALLERY
+
+
+def _version(index: object) -> int | None:
+    """The turn index the versions' choice sent (the service checks it names a version); None: the
+    newest; anything but a number names no version (-1), which the service says."""
+    if index is None or index == "":
+        return None
+    return index if isinstance(index, int) and not isinstance(index, bool) else -1
 
 
 #: A new title shows in the caption, the title box and "My conversations" (which it may reorder).

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-__all__ = ["Library", "Versions", "build_library", "build_versions"]
+__all__ = ["Library", "QuickEdits", "Versions", "build_library", "build_versions"]
 
 
 def made_once(button: gr.UploadButton) -> gr.UploadButton:
@@ -51,13 +51,31 @@ class Library:
 
 
 @dataclass(frozen=True)
+class QuickEdits:
+    """Crop, rotate, flip and resize the chosen version: instant, free, no model (shown to writers only)."""
+
+    box: gr.Group
+    rotate_left: gr.Button
+    rotate_right: gr.Button
+    flip_horizontal: gr.Button
+    flip_vertical: gr.Button
+    crop_box: tuple[gr.Number, gr.Number, gr.Number, gr.Number]  # left, top, right, bottom
+    crop_unit: gr.Radio
+    crop: gr.Button
+    width: gr.Number
+    height: gr.Number
+    resize: gr.Button
+
+
+@dataclass(frozen=True)
 class Versions:
-    """Every generated image is a numbered version: compare, download, branch from it."""
+    """Every generated image is a numbered version: compare, download, branch from it, quick-edit it."""
 
     choice: gr.Dropdown
     slider: gr.ImageSlider
     download: gr.DownloadButton
     branch: gr.Button
+    quick: QuickEdits
 
 
 def build_library() -> Library:
@@ -128,4 +146,56 @@ def build_versions() -> Versions:
         with gr.Row():
             download = gr.DownloadButton("Download PNG", size="sm", elem_id="download-version")
             branch = gr.Button("Edit from here", size="sm", elem_id="branch")
-    return Versions(choice, slider, download, branch)
+        quick = _quick_edits()
+    return Versions(choice, slider, download, branch, quick)
+
+
+#: The quick edit controls' least width (px): two to a row fit the panel's narrow column.
+NARROW = 60
+
+
+def _quick_edits() -> QuickEdits:
+    """Small and dense: the panel's column is narrow, and Gradio's default widths would stack each
+    control on a row of its own."""
+    with gr.Group(elem_id="quick-edit") as box:
+        gr.Markdown("**Quick edit** of the version above: instant, free, no model; it becomes a new version.")
+        with gr.Row():
+            rotate_left = gr.Button("Rotate left", size="sm", elem_id="rotate-left", min_width=NARROW)
+            rotate_right = gr.Button("Rotate right", size="sm", elem_id="rotate-right", min_width=NARROW)
+        with gr.Row():
+            flip_horizontal = gr.Button("Flip \u2194", size="sm", elem_id="flip-horizontal", min_width=NARROW)
+            flip_vertical = gr.Button("Flip \u2195", size="sm", elem_id="flip-vertical", min_width=NARROW)
+        with gr.Row():
+            left = gr.Number(0, label="Crop: left", elem_id="crop-left", min_width=NARROW)
+            top = gr.Number(0, label="top", elem_id="crop-top", min_width=NARROW)
+        with gr.Row():
+            right = gr.Number(100, label="right", elem_id="crop-right", min_width=NARROW)
+            bottom = gr.Number(100, label="bottom", elem_id="crop-bottom", min_width=NARROW)
+        crop_box = (left, top, right, bottom)
+        with gr.Row(equal_height=True):
+            crop_unit = gr.Radio(
+                ["%", "px"], value="%", show_label=False, elem_id="crop-unit", min_width=NARROW
+            )
+            crop = gr.Button("Crop", size="sm", elem_id="crop", min_width=NARROW)
+        with gr.Row():
+            width = gr.Number(
+                None, label="Resize: width", precision=0, elem_id="resize-width", min_width=NARROW
+            )
+            height = gr.Number(
+                None, label="height (px)", precision=0, elem_id="resize-height", min_width=NARROW
+            )
+        gr.Markdown("A side left at 0 keeps the shape.")
+        resize = gr.Button("Resize", size="sm", elem_id="resize")
+    return QuickEdits(
+        box,
+        rotate_left,
+        rotate_right,
+        flip_horizontal,
+        flip_vertical,
+        crop_box,
+        crop_unit,
+        crop,
+        width,
+        height,
+        resize,
+    )

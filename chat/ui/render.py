@@ -14,7 +14,7 @@ from typing import Any
 
 from chat.domain import Conversation, ImagePart, ImageRole, Role, Turn
 from chat.errors import PROVIDER_NAMES
-from chat.ui.variants import in_use, labels
+from chat.ui.variants import answered_by, in_use, labels
 
 __all__ = [
     "ImagePath",
@@ -98,8 +98,7 @@ def _attribution(turn: Turn, label: str, used: bool) -> str:
     """E.g. "v2 · Gemini: 503 UNAVAILABLE ×3 → OpenAI gpt-image-2 · 1,234 tokens"; a variant the
     next edit builds on says so ("v3b · … · ✓ used next")."""
     bits = [label] if label else []
-    who = " ".join(x for x in (turn.provider and _name(turn.provider), turn.model) if x) or "unknown model"
-    bits.append(attempts_summary(turn) or who)
+    bits.append(attempts_summary(turn) or answered_by(turn) or "unknown model")
     if turn.usage and turn.usage.total_tokens:
         bits.append(f"{turn.usage.total_tokens:,} tokens")
     if turn.attempts and turn.attempts[-1].paid_by == "cache":
@@ -185,11 +184,10 @@ def _transcript_turn(turn: Turn) -> dict[str, Any]:
 
 
 def versions(conversation: Conversation) -> list[tuple[str, int]]:
-    """Every generated image as ("v2 · OpenAI gpt-image-2", turn index), oldest first."""
+    """Every generated image as ("v2 · OpenAI gpt-image-2", "v3 · crop … (local)"; turn index), oldest first."""
     found: list[tuple[str, int]] = []
     names = labels(conversation)
     for index, turn in enumerate(conversation.turns):
         if turn.role is Role.ASSISTANT and not turn.failed and turn.shown_image():
-            who = " ".join(x for x in (turn.provider and _name(turn.provider), turn.model) if x)
-            found.append((f"{names[index]} \u00b7 {who}", index))
+            found.append((f"{names[index]} \u00b7 {answered_by(turn)}", index))
     return found

@@ -23,6 +23,7 @@ __all__ = [
     "LETTERS",
     "USE_THIS",
     "VariantPanel",
+    "answered_by",
     "batch",
     "build_variants",
     "caption",
@@ -87,15 +88,21 @@ def batch(conversation: Conversation) -> list[int]:
     return list(range(start, len(turns)))
 
 
+def answered_by(turn: Turn) -> str:
+    """Who made an answer, for its captions: "Gemini gemini-…", or what a quick edit did, "crop … (local)"."""
+    if turn.local:
+        return f"{turn.model} (local)"
+    return " ".join(
+        x for x in (turn.provider and PROVIDER_NAMES.get(turn.provider, turn.provider), turn.model) if x
+    )
+
+
 def caption(turn: Turn, label: str, used: bool) -> str:
     """ "v3a · ✓ used next · Gemini gemini-…" (the mark first: a narrow tile cuts the end), or
     "v3c failed: <reason>"."""
     if turn.error is not None:
         return f"{label} failed: {turn.error.message}"
-    who = " ".join(
-        x for x in (turn.provider and PROVIDER_NAMES.get(turn.provider, turn.provider), turn.model) if x
-    )
-    return " \u00b7 ".join(x for x in (label, "\u2713 used next" if used else "", who) if x)
+    return " \u00b7 ".join(x for x in (label, "\u2713 used next" if used else "", answered_by(turn)) if x)
 
 
 def grid(

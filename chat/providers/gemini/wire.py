@@ -139,6 +139,8 @@ def _as_text(turns: Sequence[Turn]) -> list[dict[str, Any]]:
         omitted = f" [{images} image{'s' if images != 1 else ''} omitted]" if images else ""
         if turn.role is Role.USER:
             lines.append(f"User: {turn.text()}{omitted}")
+        elif turn.local:
+            lines.append(f"The user edited the image themselves ({turn.model}){omitted}")
         elif not turn.failed:
             lines.append(f"You answered: {turn.text() or '(an image)'}{omitted}")
     if not lines:
@@ -170,12 +172,18 @@ def _foreign_answer(turn: Turn, encode: ImageEncoder) -> list[dict[str, Any]]:
     """An answer from another model (or provider) re-enters as user context: its text and image.
 
     A model part without a valid signature is a 400 on Gemini 3 image models, so the
-    earlier result is shown to the model as a reference image the user supplies.
+    earlier result is shown to the model as a reference image the user supplies. A quick edit's
+    is one: the user made it here, without a model, and the note says so (so it is not done again).
     """
     image = turn.shown_image()
     if image is None:
         return []
-    note = f"(The current image, made earlier by {turn.model or turn.provider}.)"
+    if turn.local:
+        note = (
+            f"(The current image, which the user edited themselves: {turn.model}. Do not repeat that edit.)"
+        )
+    else:
+        note = f"(The current image, made earlier by {turn.model or turn.provider}.)"
     return [{"text": note}, {"inlineData": _inline(image, encode)}]
 
 

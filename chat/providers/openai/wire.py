@@ -103,14 +103,23 @@ def select_edit_inputs(history: Sequence[Turn]) -> EditInputs:
     prompt = "\n\n".join(text for t in trailing if (text := t.text().strip()))
     if not prompt:
         prompt = next(
-            (text for t in reversed(earlier) if t.role is Role.USER and (text := t.text().strip())),
-            FALLBACK_PROMPT,
+            (text for t in reversed(_requests(earlier)) if (text := t.text().strip())), FALLBACK_PROMPT
         )
     attachments = [p for t in trailing for p in t.images() if p.role is ImageRole.INPUT]
     masks = [p for t in trailing for p in t.images() if p.role is ImageRole.MASK]
     previous = _previous_image(earlier)
     images = _unique([previous, *attachments] if previous else attachments)[:MAX_IMAGES]
     return EditInputs(prompt=prompt, images=images, mask=masks[-1] if masks and images else None)
+
+
+def _requests(turns: Sequence[Turn]) -> list[Turn]:
+    """The user's messages a model answered: a quick edit's ("rotate 90° right (local)") is done
+    already, so it is never the prompt (its image is the previous one, ``_previous_image``)."""
+    return [
+        turn
+        for n, turn in enumerate(turns)
+        if turn.role is Role.USER and not (n + 1 < len(turns) and turns[n + 1].local)
+    ]
 
 
 def _trailing_start(history: Sequence[Turn]) -> int:

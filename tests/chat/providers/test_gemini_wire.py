@@ -7,6 +7,7 @@ import base64
 import pytest
 
 from chat.domain import (
+    LOCAL_PROVIDER,
     GenerationOptions,
     ImageData,
     ImagePart,
@@ -232,6 +233,88 @@ class TestBuildContents:
         # Asked of the model that made it, the same turn replays natively.
         native = build_contents(history, load, model="gemini-3-pro-image")
         assert [c["role"] for c in native] == ["user", "model", "user"]
+
+    def test_a_quick_edit_replays_as_the_users_own_image_after_the_signed_model_turn(self):
+        """[upload, Gemini's signed answer, a quick edit, a new message]: the model turn goes back as
+        Gemini sent it, and the locally rotated image as one the user supplies (no signature)."""
+        rotated = ImagePart("e" * 64, "image/png", role=ImageRole.ANSWER)
+        quick = Turn(
+            role=Role.ASSISTANT,
+            parts=(rotated,),
+            provider=LOCAL_PROVIDER,
+            model="rotate 90\u00b0 right",
+            usage=Usage(),
+            picked=True,
+        )
+        signed_text = TextPart(
+            "Stormier.", provider_metadata=frozen_metadata({"gemini": {"thoughtSignature": "dGV4dA=="}})
+        )
+        history = [
+            user(PHOTO, TextPart("stormy sky")),
+            gemini_turn(signed_text, EDIT1),
+            user(TextPart("rotate 90\u00b0 right (local)")),
+            quick,
+            user(TextPart("now remove the car")),
+        ]
+        loaded = {**BYTES, "e" * 64: b"rotated-bytes"}
+        contents = build_contents(history, lambda part: loaded[part.sha256], model="gemini-3.1-flash-image")
+        assert contents == [
+            {
+                "role": "user",
+                "parts": [
+                    {"inlineData": {"mimeType": "image/png", "data": B64["a" * 64]}},
+                    {"text": "stormy sky"},
+                ],
+            },
+            {
+                "role": "model",
+                "parts": [
+                    {"text": "Stormier.", "thoughtSignature": "dGV4dA=="},
+                    {
+                        "inlineData": {"mimeType": "image/png", "data": B64["b" * 64]},
+                        "thoughtSignature": "c2lnLTE=",
+                    },
+                ],
+            },
+            {
+                "role": "user",
+                "parts": [
+                    {"text": "rotate 90\u00b0 right (local)"},
+                    {
+                        "text": "(The current image, which the user edited themselves: rotate 90\u00b0 right. "
+                        "Do not repeat that edit.)"
+                    },
+                    {
+                        "inlineData": {
+                            "mimeType": "image/png",
+                            "data": base64.b64encode(b"rotated-bytes").decode(),
+                        }
+                    },
+                    {"text": "now remove the car"},
+                ],
+            },
+        ]
+
+    def test_an_older_quick_edit_is_summarised_as_the_users_own(self):
+        quick = Turn(
+            role=Role.ASSISTANT,
+            parts=(EDIT1,),
+            provider=LOCAL_PROVIDER,
+            model="flip horizontal",
+            usage=Usage(),
+        )
+        history = [
+            user(TextPart("flip horizontal (local)")),
+            quick,
+            user(PHOTO, TextPart("a new photo")),
+            gemini_turn(EDIT1),
+            user(TextPart("more")),
+        ]
+        summary = build_contents(history, load, model="gemini-3.1-flash-image", keep_images=1)[0]["parts"][0]
+        assert summary["text"].splitlines()[1:3] == [
+            "User: flip horizontal (local)",
+            "The user edited the image themselves (flip horizontal) [1 image omitted]",
+        ]
 
     def test_painted_turn_sends_the_marked_copy_with_an_instruction_and_never_the_mask(self):
         marked = ImagePart("a" * 64, "image/png", role=ImageRole.MARKED)

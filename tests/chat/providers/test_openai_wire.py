@@ -9,6 +9,7 @@ from PIL import Image
 
 from chat.config import DEFAULTS
 from chat.domain import (
+    LOCAL_PROVIDER,
     ImageData,
     ImagePart,
     ImageRole,
@@ -177,6 +178,25 @@ class TestSelectEditInputs:
         history = [user(PHOTO, TextPart("stormy sky")), answer(EDIT1), user(SECOND)]
         assert select_edit_inputs(history) == EditInputs(
             prompt="stormy sky", images=[EDIT1, SECOND], mask=None
+        )
+
+    def test_a_quick_edit_is_the_previous_image_and_never_the_prompt(self):
+        quick = Turn(
+            role=Role.ASSISTANT,
+            parts=(EDIT2,),
+            provider=LOCAL_PROVIDER,
+            model="rotate 180\u00b0",
+            usage=Usage(),
+        )
+        history = [
+            user(PHOTO, TextPart("stormy sky")),
+            answer(EDIT1),
+            user(TextPart("rotate 180\u00b0 (local)")),
+            quick,
+            user(SECOND),
+        ]
+        assert select_edit_inputs(history) == EditInputs(
+            prompt="stormy sky", images=[EDIT2, SECOND], mask=None
         )
 
     def test_without_any_text_the_image_is_reproduced(self):

@@ -256,6 +256,7 @@ def test_build_ui_exposes_the_documented_api(service, library):
         "fork",
         "conversations",
         "pick",
+        "quick_edit",
     }
     assert demo.delete_cache == (900, 3600)  # Gradio's copies of shown images go an hour after last use
     # No event can take the owner id around its check (chat/ui/owner.py).
