@@ -41,6 +41,7 @@ from chat.server.maintenance import grace_for, sweep_orphans
 from chat.sharing.library import ConversationLibrary
 from chat.ui import UIConfig, build_ui
 from chat.ui.mcp import fit_mcp_server
+from chat.ui.style import PAGE_CSS, PAGE_JS
 from storage import BlobStore, DiskBlobStore, make_engine, migrate, sqlite_url
 from storage.s3 import S3BlobStore, S3Location
 
@@ -249,6 +250,8 @@ def serve(
         footer_links=["api", "gradio"],
         prevent_thread_lock=True,
         mcp_server=True,  # the documented API as MCP tools at /gradio_api/mcp/ (chat/ui/api.py)
+        css=PAGE_CSS,  # phones and the window's height (chat/ui/style.py)
+        js=PAGE_JS,
         # Gradio runs no more events at once than this, whatever their concurrency limits.
         max_threads=capacity_of(settings).max_threads,
         state_session_capacity=capacity_of(settings).sessions,  # ~190 KB each (chat/server/capacity.py)

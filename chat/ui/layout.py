@@ -27,6 +27,10 @@ ROUTES = [
     ("OpenAI only", "openai"),
 ]
 
+# The chat fills the window's height, less what is above and below it (the intro, the status line,
+# the caption and the message box); never so short that an image and its caption do not fit.
+CHAT_HEIGHT = "max(360px, calc(100dvh - 300px))"
+
 INTRO = (
     "**Retouch** — upload a photo (or describe a new picture) and say what to change. "
     "Each edit builds on the whole conversation; reload any time, it is saved."
@@ -81,22 +85,24 @@ def build_layout(
     ask_for_keys: bool = False,
     sign_in: bool = False,
 ) -> Layout:
-    gr.Markdown(INTRO)
+    gr.Markdown(INTRO, elem_id="intro")
     status = gr.Markdown(elem_id="status")
     # The owner id lives in this browser only (encrypted with a fixed secret so it survives restarts).
     owner = owner_state(browser_secret)  # chat/ui/owner.py: always a checked owner id
     conversation_id = gr.Textbox(visible=False, elem_id="conversation-id")
     share_token = gr.Textbox(visible=False, elem_id="share-token")
-    with gr.Row():
-        with gr.Column(scale=1, min_width=240):
-            signin = build_signin(browser_secret) if sign_in else None
-            new_button = gr.Button("New conversation", elem_id="new-conversation", variant="primary")
-            library = build_library()
-        with gr.Column(scale=4):
+    # "My conversations" in a sidebar: open beside the chat on a desktop, closed on a phone (chat/ui/style.py),
+    # so the chat and the message box come first there; its toggle opens it over the page.
+    with gr.Sidebar(label="My conversations", open=True, width=300, elem_id="library-sidebar"):
+        signin = build_signin(browser_secret) if sign_in else None
+        new_button = gr.Button("New conversation", elem_id="new-conversation", variant="primary")
+        library = build_library()
+    with gr.Row(elem_id="workspace"):
+        with gr.Column(scale=4, elem_id="chat-column"):
             summary = gr.Markdown(elem_id="summary")
             chatbot = gr.Chatbot(
                 elem_id="chat",
-                height=640,
+                height=CHAT_HEIGHT,
                 label="Conversation",
                 placeholder="Your edits appear here. Start with a photo and a sentence like \u201cmake the sky stormy\u201d.",
                 buttons=["copy"],
@@ -114,7 +120,7 @@ def build_layout(
                     scale=12,
                 )
                 stop = _stop_button()
-        with gr.Column(scale=1, min_width=260):
+        with gr.Column(scale=1, min_width=260, elem_id="panels"):
             keys = _keys_panel(open_=ask_for_keys)
             painter_box, painter = _painter()
             versions = build_versions()
