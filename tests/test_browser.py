@@ -146,4 +146,11 @@ def test_rotate_in_the_versions_panel_adds_a_local_version_at_once(tmp_path, emu
         newest = page.locator("#chat img").last
         box = newest.evaluate("img => [img.naturalWidth, img.naturalHeight]")
         assert box[0] < box[1]  # the 800×600 answer, now upright-portrait
+
+        page.click("#quick-undo")  # "Undo: edit from v1": one click, a new branch from v1
+        page.wait_for_function(
+            "() => document.querySelector('#status').innerText.includes('starts from v1')", timeout=TIMEOUT_MS
+        )
+        assert "rotate" not in page.locator("#chat").inner_text()
+        assert emulator.requests() == []
         browser.close()

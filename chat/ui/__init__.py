@@ -154,6 +154,8 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
         quick_edits.crop.click(panels.on_crop, cropped, view, **edits)
         sized = [*edited, quick_edits.width, quick_edits.height]
         quick_edits.resize.click(panels.on_resize, sized, view, **edits)
+        undo = [ui.owner, ui.conversation_id, ui.share_token]
+        quick_edits.undo.click(panels.on_undo, undo, view, **copies).then(**set_url)
         ui.versions.choice.change(
             panels.on_version,
             [ui.owner, ui.conversation_id, ui.share_token, ui.versions.choice],

@@ -35,7 +35,7 @@ from chat.ui.files import FileMaker
 from chat.ui.layout import Layout, model_choices
 from chat.ui.owner import page_owner
 from chat.ui.progress import turn_progress_messages
-from chat.ui.render import chat_label, to_messages, versions
+from chat.ui.render import chat_label, to_messages, undo_target, versions
 from chat.ui.uploads import read_uploads
 from chat.ui.variants import estimate, panel_update
 
@@ -154,6 +154,7 @@ class Handlers:
             ui.versions.choice,
             ui.versions.slider,
             ui.versions.quick.box,
+            ui.versions.quick.undo,
             ui.owner,
             ui.variants.box,
             ui.variants.gallery,
@@ -229,10 +230,13 @@ class Handlers:
 
     def _versions(self, conversation: Conversation | None) -> PageUpdate:
         choices = [(label, seq) for label, seq in versions(conversation)] if conversation else []
-        slider = self._ui.versions.slider
+        slider, undo = self._ui.versions.slider, undo_target(conversation)
         return {
             self._ui.versions.choice: gr.Dropdown(choices=choices, value=choices[-1][1] if choices else None),
             slider: self._files.compare(conversation, choices[-1][1]) if choices else None,
+            self._ui.versions.quick.undo: gr.Button(
+                f"Undo: edit from {undo[0]}" if undo else "Undo", visible=undo is not None
+            ),
         }
 
     async def _links(

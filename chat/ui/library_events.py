@@ -17,7 +17,7 @@ from chat.sharing.library import ConversationLibrary
 from chat.ui.events import Handlers, PageUpdate, Show, Shown, log_refusal
 from chat.ui.files import FileMaker
 from chat.ui.owner import page_owner
-from chat.ui.render import versions
+from chat.ui.render import undo_target, versions
 from chat.ui.uploads import read_uploads
 
 __all__ = ["LibraryHandlers"]
@@ -128,6 +128,29 @@ class LibraryHandlers:
         )
         return await self._page.view(_own(owner, copy), status=status, request=request, links=())
 
+    async def on_undo(
+        self,
+        owner: str,
+        conversation_id: str,
+        share_token: str,
+        request: gr.Request,
+        profile: gr.OAuthProfile | None = None,
+    ) -> PageUpdate:
+        """Undo a quick edit in one click: "Edit from here" on the version before it (a new branch;
+        the conversation with the edit stays as it is)."""
+        owner = page_owner(owner, profile)
+        actor = Actor(owner, share_token or None)
+        try:
+            target = undo_target(await self._service.load(actor, conversation_id))
+        except RetouchError as exc:
+            log_refusal("undo", exc)
+            return await self._show(actor, conversation_id, request, status=exc.user_message())
+        if target is None:
+            return await self._show(
+                actor, conversation_id, request, status="The newest version is no quick edit."
+            )
+        return await self.on_fork(owner, conversation_id, share_token, target[1], request)
+
     async def on_version(
         self,
         owner: str,
@@ -225,7 +248,7 @@ class LibraryHandlers:
         except RetouchError as exc:
             return await self._page.refusal(actor, conversation_id, exc, event="quick edit")
         label = versions(step.conversation)[-1][0]
-        status = f"New version {label}. To undo it, choose the version before in Versions and press Edit from here."
+        status = f"New version {label}. Undo is one click, under Quick edit."
         return await self._page.view(Shown.of(actor, step), QUICK_EDITED, status=status)
 
     async def on_export(

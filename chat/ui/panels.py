@@ -65,6 +65,7 @@ class QuickEdits:
     width: gr.Number
     height: gr.Number
     resize: gr.Button
+    undo: gr.Button  # shown while the newest version is a quick edit: "Edit from here" on the one before
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,7 @@ def _quick_edits() -> QuickEdits:
             )
         gr.Markdown("A side left at 0 keeps the shape.")
         resize = gr.Button("Resize", size="sm", elem_id="resize")
+        undo = gr.Button("Undo", size="sm", elem_id="quick-undo", visible=False)
     return QuickEdits(
         box,
         rotate_left,
@@ -198,4 +200,5 @@ def _quick_edits() -> QuickEdits:
         width,
         height,
         resize,
+        undo,
     )

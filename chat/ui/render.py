@@ -191,3 +191,13 @@ def versions(conversation: Conversation) -> list[tuple[str, int]]:
         if turn.role is Role.ASSISTANT and not turn.failed and turn.shown_image():
             found.append((f"{names[index]} \u00b7 {answered_by(turn)}", index))
     return found
+
+
+def undo_target(conversation: Conversation | None) -> tuple[str, int] | None:
+    """When the newest version is a quick edit: the version before it ("v1", its turn index), which
+    "Edit from here" branches from to undo it (the conversation itself is never rewritten)."""
+    found = versions(conversation) if conversation else []
+    if len(found) < 2 or not conversation or not conversation.turns[found[-1][1]].local:
+        return None
+    label, index = found[-2]
+    return label.split(" ")[0], index

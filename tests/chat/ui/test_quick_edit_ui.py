@@ -38,7 +38,9 @@ async def test_rotate_right_shows_the_new_version_in_the_chat_and_the_versions(p
     caption, image = answer["content"]
     assert caption == "*v2 \u00b7 rotate 90\u00b0 right (local)*"  # no tokens, no cost
     assert opened(Path(image["path"]).read_bytes()).size == (48, 64)
-    assert "New version v2" in shown[ui.status] and "Edit from here" in shown[ui.status]
+    assert "New version v2" in shown[ui.status] and "Undo is one click" in shown[ui.status]
+    undo = shown[ui.versions.quick.undo]
+    assert undo.visible is True and undo.value == "Undo: edit from v1"
     assert ui.library.gallery in shown  # the conversation's thumbnail is the new version
 
 
@@ -85,7 +87,23 @@ async def test_a_refused_quick_edit_says_why_in_the_chat_and_stores_nothing(page
     assert len(opened_again[ui.versions.choice].choices) == 1
 
 
-async def test_edit_from_here_on_the_version_before_undoes_a_quick_edit_in_one_click(page, provider) -> None:
+async def test_undo_is_one_click_edit_from_here_on_the_version_before(page, provider) -> None:
+    ui, handlers, panels = page
+    done = await answered(ui, handlers, provider)
+    assert done[ui.versions.quick.undo].visible is False  # a model's answer: nothing to undo
+    shown = await panels.fixed_edit(ROTATE_RIGHT)(OWNER, done[ui.conversation_id], "", None)
+
+    undone = await panels.on_undo(OWNER, shown[ui.conversation_id], "", FakeRequest())
+
+    assert "starts from v1" in undone[ui.status] and undone[ui.conversation_id] != shown[ui.conversation_id]
+    assert len(undone[ui.chatbot]) == 2 and undone[ui.versions.quick.undo].visible is False
+    nothing = await panels.on_undo(OWNER, undone[ui.conversation_id], "", FakeRequest())
+    assert nothing[ui.status] == "The newest version is no quick edit."
+    stranger = await panels.on_undo(MATE, shown[ui.conversation_id], "", FakeRequest())
+    assert "belongs to someone else" in stranger[ui.status]
+
+
+async def test_edit_from_here_on_the_version_before_undoes_a_quick_edit(page, provider) -> None:
     ui, handlers, panels = page
     done = await answered(ui, handlers, provider)
     shown = await panels.fixed_edit(ROTATE_RIGHT)(OWNER, done[ui.conversation_id], "", None)
