@@ -26,7 +26,7 @@ from tests.pictures import png
 
 pytestmark = pytest.mark.asyncio
 
-WRITES = {"send", "retry", "stop", "pick", "share", "revoke"}
+WRITES = {"send", "retry", "stop", "pick", "share", "revoke", "quick_edit"}
 READS = {"conversation", "image", "conversations", "fork"}
 
 
@@ -129,6 +129,7 @@ async def test_a_read_only_token_reads_but_every_write_is_refused(tmp_path, emul
                 ("pick", {"version": "v1"}),
                 ("share", {"kind": "continue"}),
                 ("revoke", {"token": token}),
+                ("quick_edit", {"edit": {"kind": "rotate", "degrees": 90}}),
             ]:
                 message = refusal(await session.call_tool(tool, {**as_viewer, **extra}))
                 assert "Traceback" not in message and token not in message, (tool, message)

@@ -200,15 +200,15 @@ class ApiHandlers:
     async def quick_edit(
         self, conversation_id: str, version: str = "", edit: dict[str, Any] | None = None, key: str = ""
     ) -> dict[str, Any]:
-        """Crop, rotate, flip or resize a version with Pillow: instant, free, no model; returns the
-        transcript, whose last turn is the new version (provider "local", model what the edit did).
+        """Crop, rotate, flip or resize a version instantly, for free, without a model (Pillow on the server). Returns the transcript, whose last turn is the new version (provider "local", model what the edit did).
 
-        version: a version label from the transcript ("v3"), a turn index ("4"), or "" for the image
-        the next edit would use. edit, one of: {"kind": "rotate", "degrees": 90 | 180 | 270}
-        (clockwise); {"kind": "flip", "direction": "horizontal" | "vertical"}; {"kind": "crop",
-        "left": 0, "top": 0, "right": 50, "bottom": 100, "unit": "px" | "percent"} (the box kept);
-        {"kind": "resize", "width": 512, "height": null} (16-4096 px; a null side keeps the shape).
-        Refused for a read-only link, and while an answer is being made.
+        Refused for a read-only link, and while an answer is being made. Undo: fork through the version before.
+
+        Args:
+            conversation_id: The conversation.
+            version: A version label from the transcript ("v3"), a turn index ("4"), or "" for the image the next edit would use.
+            edit: One of {"kind": "rotate", "degrees": 90|180|270} (clockwise); {"kind": "flip", "direction": "horizontal"|"vertical"}; {"kind": "crop", "left": 0, "top": 0, "right": 50, "bottom": 100, "unit": "px"|"percent"} (the box kept); {"kind": "resize", "width": 512, "height": null} (16-4096 px; a null side keeps the shape).
+            key: Your owner key or a "continue" share token.
         """
         try:
             actor = await self._actor(key)
