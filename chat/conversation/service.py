@@ -55,7 +55,7 @@ from chat.text import one_line
 from storage import BlobStore, session_scope
 from storage import repository as repo
 
-__all__ = ["Attachment", "ChatService", "InputLimits", "Step", "new_conversation_id"]
+__all__ = ["Attachment", "ChatService", "InputLimits", "Stamp", "Step", "new_conversation_id"]
 
 #: What became of one call: its outcome, the storage's error, a stop, or None if it broke.
 Answer = Outcome | StorageUnavailableError | StoppedError | None
@@ -90,6 +90,24 @@ class Step:
         Progress | None, ...
     ] = ()  # while answering here: each call's newest snapshot (None: nothing yet)
     since: float | None = None  # while answering here: when the call started (time.monotonic)
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """A conversation's version as a watching page last saw it: the stored turn count and
+    revision, whether a turn of it runs on any replica (a live lease), and how many things this
+    replica's turn of it has shown so far (its progress, known here only). Two equal stamps
+    mean nothing on the page would change."""
+
+    conversation_id: str
+    turn_count: int
+    revision: int
+    answering: bool
+    shown: int = 0
+
+    def same_turns(self, other: Stamp | None) -> bool:
+        """Whether only the running turn's progress differs: the stored conversation is as it was."""
+        return other is not None and replace(other, shown=self.shown) == self
 
 
 @dataclass(frozen=True)
@@ -131,7 +149,7 @@ class ChatService:
         self._new_id = new_id
         self._leases = leases or Leases(engine, clock=clock)
         self._admission = Admission(policy, guard)
-        self._runs = TurnRuns()
+        self._runs: TurnRuns[Step] = TurnRuns()
         self.writer = TurnWriter(engine=engine, blobs=blobs, clock=clock, guard=guard)
         self.gate = Gatekeeper(engine)
 
@@ -160,6 +178,35 @@ class ChatService:
             conversation is not None and conversation.turns and conversation.turns[-1].role is Role.USER
         )
         return conversation, bool(unanswered) and self._leases.live(session, conversation_id)
+
+    async def follow(
+        self, actor: Actor, conversation_id: str, seen: Stamp | None
+    ) -> tuple[Stamp, Step | None]:
+        """For a page watching the conversation (a share link, another tab): its stamp, and the
+        conversation to show only if the stamp is not ``seen``. An unchanged one costs one SELECT
+        (access included, so a view link may watch and a stranger is refused as ``open`` refuses
+        them) and loads nothing. While a turn of it runs here, what it showed last comes from
+        memory, its progress with it; one on another replica shows the stored message, with the
+        time since it was sent."""
+        grant, stored = await asyncio.to_thread(self.gate.stamp, actor, conversation_id, self._clock())
+        newest = self._runs.newest(conversation_id) if stored.leased else None
+        stamp = Stamp(
+            conversation_id, stored.turn_count, stored.revision, stored.leased, newest[0] if newest else 0
+        )
+        if stamp == seen:
+            return stamp, None
+        if (
+            newest is not None
+            and newest[1].answering
+            and len(newest[1].conversation.turns) == stamp.turn_count
+        ):
+            return stamp, replace(newest[1], grant=grant)
+        opened = await self.open(actor, conversation_id)
+        turns = opened.conversation.turns
+        if opened.answering and turns and turns[-1].created_at is not None:
+            waited = (self._clock() - turns[-1].created_at).total_seconds()
+            opened = replace(opened, since=time.monotonic() - max(0.0, waited))
+        return stamp, opened
 
     async def load(self, actor: Actor, conversation_id: str) -> Conversation:
         """The whole conversation as stored, provider metadata included; AccessError if nothing."""
