@@ -70,6 +70,16 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
         # A turn's events also show and hide Stop; its elapsed time ticks in the page (chat/ui/progress.py).
         turn_outputs = [*view, ui.stop]
         demo.load(None, None, None, js=ELAPSED_JS, **quick)
+        # Watching the open conversation: "once" never lets ticks pile up behind a slow one, and
+        # no spinner covers the page each second.
+        ui.timer.tick(
+            page.on_tick,
+            [ui.owner, ui.conversation_id, ui.share_token, ui.seen],
+            [*view, ui.seen],
+            trigger_mode="once",
+            show_progress="hidden",
+            **quick,
+        )
         submitted = ui.box.submit(
             page.on_submit,
             inputs_kwargs={"message": ui.box, **asker, "painter": ui.painter, **chosen},

@@ -24,7 +24,7 @@ from pydantic import SecretStr
 
 from chat.config import DEFAULTS
 from chat.conversation.options import parse_options
-from chat.conversation.service import ChatService, Step
+from chat.conversation.service import ChatService, Stamp, Step
 from chat.domain import Conversation, GenerationOptions, Role, Route, ShareLink
 from chat.errors import RetouchError
 from chat.limits.visitors import TrustedProxies
@@ -149,6 +149,7 @@ class Handlers:
             ui.variants.box,
             ui.variants.gallery,
             ui.variants.use,
+            ui.timer,
         ]
 
     async def view(
@@ -190,7 +191,7 @@ class Handlers:
         image = conversation.latest_image() if conversation else None
         unanswered = bool(conversation and conversation.turns and conversation.turns[-1].role is Role.USER)
         if working_model is None and unanswered and shown.answering:
-            working_model = "the chosen model"  # another tab's or a teammate's turn is running right now
+            working_model = WATCHED_MODEL  # another tab's or a teammate's turn is running right now
         return {
             ui.chatbot: to_messages(conversation, self._files.image, working_model=working_model),
             ui.summary: chat_label(conversation),
@@ -200,6 +201,7 @@ class Handlers:
             else "",
             ui.painter: gr.ImageEditor(value=self._files.image(image) if image else None),
             **panel_update(ui.variants, conversation, self._files.image),
+            ui.timer: gr.Timer(active=conversation is not None),  # watched while open
         }
 
     def _rights(self, shown: Shown) -> PageUpdate:
@@ -384,7 +386,9 @@ class Handlers:
                 view = await self.view(Shown.of(actor, step), show, working_model=working, links=())
                 stored = view[self._ui.chatbot][:-1]  # the last one is the pending bubble, redrawn here
                 chat = await self._pending_chat(stored, step, working)
-                yield {**view, **extra, self._ui.chatbot: chat, self._ui.stop: _stop_button(True)}
+                # This page follows its own turn: it does not watch meanwhile (the answer's view ticks again).
+                watching: PageUpdate = {self._ui.timer: gr.Timer(active=False)}
+                yield {**view, **extra, self._ui.chatbot: chat, self._ui.stop: _stop_button(True), **watching}
             elif step.since is not None:
                 yield {self._ui.chatbot: await self._pending_chat(stored, step, working)}
             else:
@@ -392,6 +396,40 @@ class Handlers:
                     **await self.view(Shown.of(actor, step), ANSWERED, request=request),
                     self._ui.stop: _stop_button(False),
                 }
+
+    # --- watching: a share link's page, the owner's other tab ------------------------------------
+
+    async def on_tick(self, owner: str, conversation_id: str, share_token: str, seen: object) -> PageUpdate:
+        """The open conversation again, only if it changed since this page showed it (its stamp is
+        not ``seen``): an idle page costs one SELECT a tick and renders nothing (an empty update
+        leaves every output as it is). While a turn of it runs, the working bubble, and its
+        progress where the turn runs in this process; its progress alone changes the chat alone,
+        so a visitor's painting or typing is never reset by it. A refusal (deleted, link revoked)
+        says why once and stops watching."""
+        if not conversation_id:
+            return {self._ui.timer: gr.Timer(active=False)}
+        actor = Actor(owner, share_token or None)
+        last = seen if isinstance(seen, Stamp) and seen.conversation_id == conversation_id else None
+        try:
+            stamp, step = await self._service.follow(actor, conversation_id, last)
+        except RetouchError as exc:
+            log_refusal("watch", exc)
+            return {self._ui.status: exc.user_message(), self._ui.timer: gr.Timer(active=False)}
+        if step is None:
+            return {}
+        turns = step.conversation.turns
+        pending = step.answering and bool(turns) and turns[-1].role is Role.USER
+        chatbot = self._ui.chatbot
+        stamped: PageUpdate = {self._ui.seen: stamp}
+        if pending and stamp.same_turns(last):
+            chat = await asyncio.to_thread(
+                to_messages, step.conversation, self._files.image, working_model=WATCHED_MODEL
+            )
+            return {chatbot: await self._pending_chat(chat[:-1], step, WATCHED_MODEL), **stamped}
+        view = await self.view(Shown.of(actor, step), Show.CHAT | Show.VERSIONS)
+        if pending:  # the last message is the plain pending bubble: redrawn with the progress and time so far
+            view[chatbot] = await self._pending_chat(view[chatbot][:-1], step, WATCHED_MODEL)
+        return {**view, **stamped}
 
     async def _pending_chat(self, stored: list[Any], step: Step, working_model: str) -> list[Any]:
         """The stored messages and the running calls' pending bubble; each call's newest draft staged in a worker thread."""
@@ -483,6 +521,9 @@ def _stop_button(visible: bool) -> gr.Button:
     """The Stop button: shown while a turn of this page runs, hidden otherwise."""
     return gr.Button(visible=visible)
 
+
+#: What a page that did not start a running turn calls its model until the call names one.
+WATCHED_MODEL = "the chosen model"
 
 #: An answered turn changed the chat, its versions and its place in "My conversations".
 ANSWERED = Show.CHAT | Show.VERSIONS | Show.GALLERY

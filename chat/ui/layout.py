@@ -26,6 +26,10 @@ ROUTES = [
     ("OpenAI only", "openai"),
 ]
 
+#: How often a page with a conversation open checks whether it changed elsewhere (a share link's
+#: page, the owner's other tab, another replica): one SELECT a tick while nothing changes.
+WATCH_INTERVAL_S = 1.0
+
 INTRO = (
     "**Retouch** — upload a photo (or describe a new picture) and say what to change. "
     "Each edit builds on the whole conversation; reload any time, it is saved."
@@ -51,6 +55,10 @@ class Layout:
     stop: gr.Button  # visible while a turn of this page runs (chat/ui/events.py)
     variants: VariantPanel
     variants_cost: gr.Markdown  # beside the Variants option: what the next send could cost at most
+    # Watching the open conversation (chat/ui/events.py ``on_tick``): ticks while one is open and
+    # this page runs no turn of its own; ``seen`` is the stamp the page shows (server-side state).
+    timer: gr.Timer
+    seen: gr.State
 
     @property
     def model(self) -> gr.Dropdown:
@@ -134,6 +142,8 @@ def build_layout(
         stop,
         variants,
         variants_cost,
+        gr.Timer(WATCH_INTERVAL_S, active=False),
+        gr.State(None),
     )
 
 
