@@ -19,11 +19,13 @@ from tests.test_browser import ARGS, ARTIFACTS, CHROMIUM, TIMEOUT_MS, images_in_
 pytestmark = pytest.mark.system
 
 #: Polls the chat every 20 ms and keeps the first time (ms since the epoch) it showed a working
-#: bubble and at least ``images`` images: one clock for both pages of the browser.
+#: bubble and at least ``images`` images: one clock for both pages of the browser. Run again, it
+#: starts over (bench/live_view.py records one turn after another).
 RECORD_JS = """(images) => {
+  if (window.retouchRecorder) { clearInterval(window.retouchRecorder); }
   window.retouchSeen = {};
   const started = Date.now();
-  setInterval(() => {
+  window.retouchRecorder = setInterval(() => {
     const chat = document.querySelector('#chat');
     if (!chat) { return; }
     const now = Date.now();
