@@ -18,7 +18,7 @@ from tests.test_browser import ARGS, ARTIFACTS, CHROMIUM, TIMEOUT_MS, images_in_
 
 pytestmark = pytest.mark.system
 
-#: Polls the chat every 20 ms and keeps the first time (ms since the epoch) it showed a working
+#: Polls the chat every 50 ms and keeps the first time (ms since the epoch) it showed a working
 #: bubble and at least ``images`` images: one clock for both pages of the browser. Run again, it
 #: starts over (bench/live_view.py records one turn after another).
 RECORD_JS = """(images) => {
@@ -35,7 +35,7 @@ RECORD_JS = """(images) => {
     if (!window.retouchSeen.answer && chat.querySelectorAll('img').length >= images) {
       window.retouchSeen.answer = now;
     }
-  }, 20);
+  }, 50);
   return started;
 }"""
 

@@ -89,7 +89,9 @@ class Step:
     progress: tuple[
         Progress | None, ...
     ] = ()  # while answering here: each call's newest snapshot (None: nothing yet)
-    since: float | None = None  # while answering here: when the call started (time.monotonic)
+    # While answering here: when the call started (time.monotonic); a watcher of a turn on another
+    # replica gets when its message was stored, on the same clock (``follow``).
+    since: float | None = None
 
 
 @dataclass(frozen=True)

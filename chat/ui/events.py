@@ -386,9 +386,14 @@ class Handlers:
                 view = await self.view(Shown.of(actor, step), show, working_model=working, links=())
                 stored = view[self._ui.chatbot][:-1]  # the last one is the pending bubble, redrawn here
                 chat = await self._pending_chat(stored, step, working)
-                # This page follows its own turn: it does not watch meanwhile (the answer's view ticks again).
-                watching: PageUpdate = {self._ui.timer: gr.Timer(active=False)}
-                yield {**view, **extra, self._ui.chatbot: chat, self._ui.stop: _stop_button(True), **watching}
+                yield {
+                    **view,
+                    **extra,
+                    self._ui.chatbot: chat,
+                    self._ui.stop: _stop_button(True),
+                    # This page follows its own turn: it does not watch meanwhile (the answer's view ticks again).
+                    self._ui.timer: gr.Timer(active=False),
+                }
             elif step.since is not None:
                 yield {self._ui.chatbot: await self._pending_chat(stored, step, working)}
             else:

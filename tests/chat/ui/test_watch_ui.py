@@ -9,7 +9,7 @@ from dataclasses import replace
 from chat.domain import Phase, Progress
 from chat.sharing.access import Actor
 from tests.chat.ui.test_events import MATE, OWNER, submit
-from tests.chat.ui.test_queries import a_conversation, counts  # noqa: F401  (a fixture)
+from tests.chat.ui.test_queries import a_conversation
 from tests.fakes import reply_with_image
 from tests.pictures import png
 
@@ -73,14 +73,3 @@ async def test_a_refused_watcher_is_told_once_and_stops_ticking(page, provider):
     refused = await handlers.on_tick(MATE, conversation_id, "", None)
     assert "someone else" in refused[ui.status] and not refused[ui.timer].active
     assert ui.chatbot not in refused
-
-
-async def test_an_idle_tick_is_one_select_and_no_write(page, provider, counts):  # noqa: F811
-    ui, handlers, _ = page
-    conversation_id = await a_conversation(handlers, ui, provider)
-    seen = (await handlers.on_tick(OWNER, conversation_id, "", None))[ui.seen]
-    counts.take()
-    for _ in range(3):
-        assert await handlers.on_tick(OWNER, conversation_id, "", seen) == {}
-    idle = counts.take()
-    assert (idle.transactions, idle.writes, idle.selects) == (3, 0, 3), idle.statements
