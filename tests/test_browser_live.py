@@ -64,6 +64,8 @@ def test_a_view_link_shows_the_owners_new_turn_working_then_answered_within_2_s(
         link = re.search(r"(http\S+\?s=[\w-]+)", owner.locator("#share-links").inner_text()).group(1)
 
         watcher = browser.new_context(viewport={"width": 1500, "height": 1000}).new_page()
+        failed: list[str] = []  # an event the server refused (a tick whose return Gradio rejects: a 500)
+        watcher.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
         watcher.goto(link)
         images_in_chat(watcher, 1)
         for page in (owner, watcher):
@@ -82,4 +84,5 @@ def test_a_view_link_shows_the_owners_new_turn_working_then_answered_within_2_s(
         assert delay_s < 2.0, delay_s
         assert "Your message is saved" not in watcher.locator("#chat").inner_text()
         assert not watcher.locator("#box").is_visible()  # still the read-only view
+        assert failed == []
         browser.close()

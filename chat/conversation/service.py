@@ -107,10 +107,6 @@ class Stamp:
     answering: bool
     shown: int = 0
 
-    def same_turns(self, other: Stamp | None) -> bool:
-        """Whether only the running turn's progress differs: the stored conversation is as it was."""
-        return other is not None and replace(other, shown=self.shown) == self
-
 
 @dataclass(frozen=True)
 class InputLimits:
@@ -181,34 +177,36 @@ class ChatService:
         )
         return conversation, bool(unanswered) and self._leases.live(session, conversation_id)
 
-    async def follow(
-        self, actor: Actor, conversation_id: str, seen: Stamp | None
-    ) -> tuple[Stamp, Step | None]:
-        """For a page watching the conversation (a share link, another tab): its stamp, and the
-        conversation to show only if the stamp is not ``seen``. An unchanged one costs one SELECT
-        (access included, so a view link may watch and a stranger is refused as ``open`` refuses
-        them) and loads nothing. While a turn of it runs here, what it showed last comes from
-        memory, its progress with it; one on another replica shows the stored message, with the
-        time since it was sent."""
-        grant, stored = await asyncio.to_thread(self.gate.stamp, actor, conversation_id, self._clock())
-        newest = self._runs.newest(conversation_id) if stored.leased else None
-        stamp = Stamp(
-            conversation_id, stored.turn_count, stored.revision, stored.leased, newest[0] if newest else 0
-        )
-        if stamp == seen:
-            return stamp, None
+    async def stamp(self, actor: Actor, conversation_id: str) -> Stamp:
+        """The conversation's stamp, for a page watching it (a share link, another tab) to compare
+        with the one it shows: one SELECT, access included (a view link may watch; a stranger is
+        refused as ``open`` refuses them), nothing loaded."""
+        return (await self._stamped(actor, conversation_id))[1]
+
+    async def watch(self, actor: Actor, conversation_id: str) -> Step:
+        """What a watching page shows once the stamp changed: while a turn of it runs here, what the
+        turn showed last (its progress with it), from memory; else the stored conversation, and for
+        a turn running on another replica the time since its message was stored (``since``)."""
+        grant, stamp = await self._stamped(actor, conversation_id)
+        newest = self._runs.newest(conversation_id) if stamp.answering else None
         if (
             newest is not None
             and newest[1].answering
             and len(newest[1].conversation.turns) == stamp.turn_count
         ):
-            return stamp, replace(newest[1], grant=grant)
+            return replace(newest[1], grant=grant)
         opened = await self.open(actor, conversation_id)
         turns = opened.conversation.turns
         if opened.answering and turns and turns[-1].created_at is not None:
             waited = (self._clock() - turns[-1].created_at).total_seconds()
             opened = replace(opened, since=time.monotonic() - max(0.0, waited))
-        return stamp, opened
+        return opened
+
+    async def _stamped(self, actor: Actor, conversation_id: str) -> tuple[Grant, Stamp]:
+        grant, stored = await asyncio.to_thread(self.gate.stamp, actor, conversation_id, self._clock())
+        newest = self._runs.newest(conversation_id) if stored.leased else None
+        shown = newest[0] if newest else 0
+        return grant, Stamp(conversation_id, stored.turn_count, stored.revision, stored.leased, shown)
 
     async def load(self, actor: Actor, conversation_id: str) -> Conversation:
         """The whole conversation as stored, provider metadata included; AccessError if nothing."""

@@ -45,6 +45,8 @@ log = logging.getLogger("retouch.ui")
 #: What a handler returns: the parts of the page it changed, each with its new value or a
 #: component carrying new properties (Gradio applies it to the outputs it names).
 PageUpdate = dict[Block, Any]
+#: ``gr.skip()`` returned alone: nothing on the page changes.
+SkipAll = dict[str, Any]
 
 NO_KEYS = (
     "To start, paste your Gemini API key (free at https://aistudio.google.com/apikey) under "
@@ -404,37 +406,69 @@ class Handlers:
 
     # --- watching: a share link's page, the owner's other tab ------------------------------------
 
-    async def on_tick(self, owner: str, conversation_id: str, share_token: str, seen: object) -> PageUpdate:
-        """The open conversation again, only if it changed since this page showed it (its stamp is
-        not ``seen``): an idle page costs one SELECT a tick and renders nothing (an empty update
-        leaves every output as it is). While a turn of it runs, the working bubble, and its
-        progress where the turn runs in this process; its progress alone changes the chat alone,
-        so a visitor's painting or typing is never reset by it. A refusal (deleted, link revoked)
-        says why once and stops watching."""
+    async def on_tick(
+        self,
+        owner: str,
+        conversation_id: str,
+        share_token: str,
+        seen: object,
+        changed: object,
+        progressed: object,
+    ) -> PageUpdate | SkipAll:
+        """Whether the open conversation changed since this page showed it (``seen``, its stamp as
+        a key): one SELECT, nothing rendered. A change gives ``changed`` (the conversation) or
+        ``progressed`` (only its running turn's progress) a new value, and their change events
+        render the page. Unchanged, the three boxes get back what the page sent, so no change
+        event runs: not ``gr.skip()``, for which Gradio rebuilds each skipped component's config
+        (~1 ms each). A refusal (deleted, link revoked) changes ``changed`` too: its render says
+        why. What the page sends is only compared: garbage is a change, one render more."""
         if not conversation_id:
-            return {self._ui.timer: gr.Timer(active=False)}
-        actor = Actor(owner, share_token or None)
-        last = seen if isinstance(seen, Stamp) and seen.conversation_id == conversation_id else None
+            return _unchanged()
+        boxes: tuple[Block, ...] = (self._ui.seen, self._ui.changed, self._ui.progressed)
+        last, *triggers = (_box(value) for value in (seen, changed, progressed))
         try:
-            stamp, step = await self._service.follow(actor, conversation_id, last)
+            stamp = await self._service.stamp(Actor(owner, share_token or None), conversation_id)
+        except RetouchError:
+            refused: PageUpdate = {self._ui.changed: f"refused {time.monotonic()}"}
+            return refused
+        key = _stamp_key(stamp)
+        if key != last:
+            only_progress = stamp.answering and last.split("|")[0] == key.split("|")[0]
+            triggers[1 if only_progress else 0] = key
+        return dict(zip(boxes, (key, *triggers), strict=True))
+
+    async def on_changed(self, owner: str, conversation_id: str, share_token: str) -> PageUpdate:
+        """The watched conversation changed: its chat and versions, with the working bubble while a
+        turn of it runs (its progress where it runs in this process). A refusal says why once and
+        stops watching."""
+        actor = Actor(owner, share_token or None)
+        try:
+            step = await self._service.watch(actor, conversation_id)
         except RetouchError as exc:
             log_refusal("watch", exc)
             return {self._ui.status: exc.user_message(), self._ui.timer: gr.Timer(active=False)}
-        if step is None:
-            return {}
-        turns = step.conversation.turns
-        pending = step.answering and bool(turns) and turns[-1].role is Role.USER
-        chatbot = self._ui.chatbot
-        stamped: PageUpdate = {self._ui.seen: stamp}
-        if pending and stamp.same_turns(last):
-            chat = await asyncio.to_thread(
-                to_messages, step.conversation, self._files.image, working_model=WATCHED_MODEL
-            )
-            return {chatbot: await self._pending_chat(chat[:-1], step, WATCHED_MODEL), **stamped}
         view = await self.view(Shown.of(actor, step), Show.CHAT | Show.VERSIONS)
-        if pending:  # the last message is the plain pending bubble: redrawn with the progress and time so far
-            view[chatbot] = await self._pending_chat(view[chatbot][:-1], step, WATCHED_MODEL)
-        return {**view, **stamped}
+        if _pending(
+            step
+        ):  # the last message is the plain pending bubble: redrawn with the progress and time so far
+            view[self._ui.chatbot] = await self._pending_chat(
+                view[self._ui.chatbot][:-1], step, WATCHED_MODEL
+            )
+        return view
+
+    async def on_progressed(self, owner: str, conversation_id: str, share_token: str) -> list[Any] | SkipAll:
+        """Only the running turn's progress moved: the chat alone, so a visitor's painting or
+        typing is never reset by it (the next tick sees the answer)."""
+        try:
+            step = await self._service.watch(Actor(owner, share_token or None), conversation_id)
+        except RetouchError:
+            return _unchanged()  # the next tick finds out and says why
+        if not _pending(step):
+            return _unchanged()
+        chat = await asyncio.to_thread(
+            to_messages, step.conversation, self._files.image, working_model=WATCHED_MODEL
+        )
+        return await self._pending_chat(chat[:-1], step, WATCHED_MODEL)
 
     async def _pending_chat(self, stored: list[Any], step: Step, working_model: str) -> list[Any]:
         """The stored messages and the running calls' pending bubble; each call's newest draft staged in a worker thread."""
@@ -577,6 +611,32 @@ def _base_url(request: gr.Request | None) -> str:
     host = headers.get("x-forwarded-host") or headers.get("host") or f"{DEFAULTS.host}:{DEFAULTS.port}"
     scheme = headers.get("x-forwarded-proto") or "http"
     return f"{scheme}://{host}/"
+
+
+def _stamp_key(stamp: Stamp) -> str:
+    """A stamp as a hidden box's value: the stored conversation's part, then the progress seen."""
+    turns = f"{stamp.conversation_id} {stamp.turn_count} {stamp.revision} {int(stamp.answering)}"
+    return f"{turns}|{stamp.shown}"
+
+
+def _box(value: object) -> str:
+    """A hidden box's value as the page sent it: a short string, or empty."""
+    return value if isinstance(value, str) and len(value) <= STAMP_KEY_MAX_CHARS else ""
+
+
+#: Longer than any stamp key (an id of at most 32 characters and four numbers).
+STAMP_KEY_MAX_CHARS = 120
+
+
+def _unchanged() -> SkipAll:
+    """``gr.skip()``, returned alone: no output of the event changes."""
+    return dict(gr.skip())
+
+
+def _pending(step: Step) -> bool:
+    """Whether the step is a turn being answered (its last message unanswered)."""
+    turns = step.conversation.turns
+    return step.answering and bool(turns) and turns[-1].role is Role.USER
 
 
 def _working_model(options: GenerationOptions) -> str:

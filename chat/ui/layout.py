@@ -56,9 +56,14 @@ class Layout:
     variants: VariantPanel
     variants_cost: gr.Markdown  # beside the Variants option: what the next send could cost at most
     # Watching the open conversation (chat/ui/events.py ``on_tick``): ticks while one is open and
-    # this page runs no turn of its own; ``seen`` is the stamp the page shows (server-side state).
+    # this page runs no turn of its own. Hidden boxes in the page (no gr.State: that would open a
+    # heartbeat stream per page): ``seen``, the stamp the page shows; ``changed`` and ``progressed``
+    # take a new value when a tick saw the conversation, or only its running turn's progress,
+    # change, and their change events render it.
     timer: gr.Timer
-    seen: gr.State
+    seen: gr.Textbox
+    changed: gr.Textbox
+    progressed: gr.Textbox
 
     @property
     def model(self) -> gr.Dropdown:
@@ -143,7 +148,10 @@ def build_layout(
         variants,
         variants_cost,
         gr.Timer(WATCH_INTERVAL_S, active=False),
-        gr.State(None),
+        gr.Textbox(visible=False, elem_id="watch-seen"),
+        # In the page but not shown: Gradio's page runs a change event only for a component it holds.
+        gr.Textbox(visible="hidden", elem_id="watch-changed"),
+        gr.Textbox(visible="hidden", elem_id="watch-progressed"),
     )
 
 

@@ -1,5 +1,5 @@
 """Watching a conversation (a share link's page, the owner's other tab): its stamp, read with access
-in one SELECT, changes when the page would, and only then is the conversation shown again."""
+in one SELECT, changes when the page would, and ``watch`` gives what to show then."""
 
 from __future__ import annotations
 
@@ -39,32 +39,36 @@ def service(tmp_path, engine, provider):
 async def test_the_stamp_changes_with_a_message_an_answer_and_a_pick_and_only_then(service, provider):
     provider.queue += [reply_with_image(png((1, 1, 1)), text="a"), reply_with_image(png((2, 2, 2)), text="b")]
     conversation = await last(service.send(ACTOR, None, "a lighthouse", options=TWO))
-    first, shown = await service.follow(ACTOR, conversation.id, None)
-    assert first == Stamp(conversation.id, 3, 0, False) and shown is not None
+    first = await service.stamp(ACTOR, conversation.id)
+    assert first == Stamp(conversation.id, 3, 0, False)
+    assert await service.stamp(ACTOR, conversation.id) == first  # nothing happened
+    shown = await service.watch(ACTOR, conversation.id)
     assert [t.text() for t in shown.conversation.turns] == ["a lighthouse", "a", "b"]
-    assert shown.grant.access is Access.OWNER
-    again, nothing = await service.follow(ACTOR, conversation.id, first)
-    assert again == first and nothing is None  # unchanged: nothing loaded
+    assert shown.grant.access is Access.OWNER and not shown.answering
 
     await service.pick(ACTOR, conversation.id, 2)
-    picked, shown = await service.follow(ACTOR, conversation.id, first)
-    assert (picked.turn_count, picked.revision) == (3, 1) and shown is not None
-    assert [t.picked for t in shown.conversation.turns[1:]] == [False, True]
+    picked = await service.stamp(ACTOR, conversation.id)
+    assert (picked.turn_count, picked.revision) == (3, 1)
+    assert [t.picked for t in (await service.watch(ACTOR, conversation.id)).conversation.turns[1:]] == [
+        False,
+        True,
+    ]
 
     provider.gate = asyncio.Event()
     provider.queue.append(reply_with_image(png((3, 3, 3)), text="c"))
     steps = service.send(ACTOR, conversation.id, "darker", options=ONE)
     await anext(steps)  # the message is stored, the answer held at the provider
-    asked, shown = await service.follow(ACTOR, conversation.id, picked)
-    assert (asked.turn_count, asked.answering) == (4, True) and shown is not None and shown.answering
-    assert shown.conversation.turns[-1].role is Role.USER
+    asked = await service.stamp(ACTOR, conversation.id)
+    assert (asked.turn_count, asked.answering) == (4, True)
+    shown = await service.watch(ACTOR, conversation.id)
+    assert shown.answering and shown.conversation.turns[-1].role is Role.USER
     provider.gate.set()
     async for _ in steps:
         pass
-    answered, shown = await service.follow(ACTOR, conversation.id, asked)
-    assert (answered.turn_count, answered.answering) == (5, False) and shown is not None
-    assert shown.conversation.turns[-1].text() == "c"
-    assert (await service.follow(ACTOR, conversation.id, answered))[1] is None
+    answered = await service.stamp(ACTOR, conversation.id)
+    assert (answered.turn_count, answered.answering) == (5, False)
+    assert (await service.watch(ACTOR, conversation.id)).conversation.turns[-1].text() == "c"
+    assert await service.stamp(ACTOR, conversation.id) == answered
 
 
 async def test_a_turn_running_here_shows_its_progress_from_memory(service, provider):
@@ -77,13 +81,13 @@ async def test_a_turn_running_here_shows_its_progress_from_memory(service, provi
     await anext(steps)
     await asyncio.wait_for(provider.entered.get(), timeout=10)
     await anext(steps)  # the thinking snapshot reached the turn's mailbox
-    viewer = Actor("a-teammate-watching-it")
-    stamp, shown = await service.follow(ACTOR, conversation.id, None)
-    assert stamp.answering and stamp.shown == 2  # the message, then one snapshot
-    assert shown is not None and shown.progress[0].thoughts == "Dusk" and shown.since is not None
-    assert shown.grant.access is Access.OWNER  # the watcher's grant, not the sender's
+    thinking = await service.stamp(ACTOR, conversation.id)
+    assert thinking.shown == 2 and thinking.answering  # the message, then the snapshot
+    shown = await service.watch(ACTOR, conversation.id)
+    assert shown.progress[0].thoughts == "Dusk" and shown.since is not None
+    assert shown.grant.access is Access.OWNER  # the watcher's grant, checked for it
     with pytest.raises(AccessError):
-        await service.follow(viewer, conversation.id, None)
+        await service.watch(Actor("a-teammate-without-a-link"), conversation.id)
     provider.gate.set()
     async for _ in steps:
         pass
@@ -99,9 +103,10 @@ async def test_a_turn_on_another_replica_shows_the_message_and_the_time_since(tm
     there_provider.queue.append(reply_with_image(png((2, 2, 2))))
     steps = there.send(ACTOR, conversation.id, "darker", options=ONE)
     await anext(steps)
-    stamp, shown = await here.follow(ACTOR, conversation.id, None)
+    stamp = await here.stamp(ACTOR, conversation.id)
     assert stamp.answering and stamp.shown == 0
-    assert shown is not None and shown.answering and shown.progress == () and shown.since is not None
+    shown = await here.watch(ACTOR, conversation.id)
+    assert shown.answering and shown.progress == () and shown.since is not None
     there_provider.gate.set()
     async for _ in steps:
         pass
@@ -115,18 +120,17 @@ async def test_a_view_link_may_watch_and_a_stranger_is_refused_as_by_open(
     library = make_library(tmp_path / "data", engine, service)
     view = await library.share(ACTOR, conversation.id, "view")
     watcher = Actor(None, view.token)
-    stamp, shown = await service.follow(watcher, conversation.id, None)
-    assert shown is not None and shown.grant.access is Access.VIEW
-    assert (await service.follow(watcher, conversation.id, stamp))[1] is None
+    assert await service.stamp(watcher, conversation.id) == await service.stamp(ACTOR, conversation.id)
+    assert (await service.watch(watcher, conversation.id)).grant.access is Access.VIEW
 
     for stranger in (Actor("someone-else-entirely-2"), Actor(None, "not-a-token-of-anything-at-all")):
         with pytest.raises(AccessError) as opened:
             await service.open(stranger, conversation.id)
-        with pytest.raises(AccessError) as followed:
-            await service.follow(stranger, conversation.id, None)
-        assert str(followed.value) == str(opened.value)
+        with pytest.raises(AccessError) as stamped:
+            await service.stamp(stranger, conversation.id)
+        assert str(stamped.value) == str(opened.value)
     await library.revoke(ACTOR, conversation.id, view.token)
     with pytest.raises(AccessError, match="revoked"):
-        await service.follow(watcher, conversation.id, stamp)
+        await service.stamp(watcher, conversation.id)
     with pytest.raises(AccessError, match="does not exist"):
-        await service.follow(ACTOR, "no-such-conversation", None)
+        await service.stamp(ACTOR, "no-such-conversation")

@@ -163,10 +163,10 @@ async def test_an_idle_tick_is_one_select_and_no_write(page, provider, library, 
     conversation_id = await a_conversation(handlers, ui, provider)
     token = (await library.share(Actor(OWNER), conversation_id, "view")).token if through_a_link else ""
     viewer = MATE if through_a_link else OWNER
-    seen = (await handlers.on_tick(viewer, conversation_id, token, None))[ui.seen]
+    boxes = list((await handlers.on_tick(viewer, conversation_id, token, "", "", "")).values())
     counts.take()
     for _ in range(3):
-        assert await handlers.on_tick(viewer, conversation_id, token, seen) == {}
+        assert list((await handlers.on_tick(viewer, conversation_id, token, *boxes)).values()) == boxes
     idle = counts.take()
     # one read-only transaction and one SELECT each (access, the version and the lease at once); no render
     assert (idle.transactions, idle.writes, idle.selects) == (3, 0, 3), idle.statements
