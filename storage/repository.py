@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, literal, update
+from sqlalchemy import Table, delete, func, literal, null, update
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
@@ -76,6 +76,7 @@ from storage.models import (
 __all__ = [
     "BucketCount",
     "ConversationMovedError",
+    "ConversationStamp",
     "ConversationNotFoundError",
     "acquire_lease",
     "add_events",
@@ -86,6 +87,7 @@ __all__ = [
     "append_turns",
     "claim_conversation",
     "conversation_owner",
+    "conversation_stamp",
     "count_owned",
     "copy_conversation",
     "count_events",
@@ -385,6 +387,57 @@ def version(*, session: Session, conversation_id: str) -> tuple[int, int] | None
         )
     ).one_or_none()
     return None if row is None else (row.turn_count, row.revision)
+
+
+@dataclass(frozen=True)
+class ConversationStamp:
+    """What a page watching a conversation compares every second: its version (turn count and
+    revision) and whether a turn of it runs on some replica (a live lease), with what access is
+    decided from (its owner, and the kind of the caller's share link if that opens this one)."""
+
+    owner_id: str | None
+    turn_count: int
+    revision: int
+    leased: bool
+    link_kind: str | None
+
+
+def conversation_stamp(
+    *, session: Session, conversation_id: str, share_token: str | None, now: datetime
+) -> ConversationStamp | None:
+    """The conversation's stamp, or None if there is no such conversation: one SELECT of its row
+    with two correlated subqueries (the lease, the link), no turn rows, no JSON."""
+    conversation = _table(ConversationRow)
+    lease = _table(ConversationLeaseRow)
+    link = _table(ShareLinkRow)
+    leased = (
+        core_select(lease.c.conversation_id)
+        .where(lease.c.conversation_id == conversation.c.id, lease.c.expires_at > aware_utc(now))
+        .exists()
+    )
+    kind = (
+        core_select(link.c.kind)
+        .where(
+            link.c.token == share_token,
+            link.c.conversation_id == conversation.c.id,
+            link.c.revoked_at.is_(None),
+        )
+        .scalar_subquery()
+        if share_token
+        else null()
+    )
+    row = session.execute(
+        core_select(
+            conversation.c.owner_id,
+            conversation.c.turn_count,
+            conversation.c.revision,
+            leased.label("leased"),
+            kind.label("link_kind"),
+        ).where(conversation.c.id == conversation_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    return ConversationStamp(row.owner_id, row.turn_count, row.revision, bool(row.leased), row.link_kind)
 
 
 def turn_count(*, session: Session, conversation_id: str) -> int | None:

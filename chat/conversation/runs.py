@@ -40,14 +40,21 @@ class Update(Generic[T]):
 
 
 class Mailbox(Generic[T]):
-    """Updates from a turn's task to its follower, in order; a passing update not yet taken gives way to the next."""
+    """Updates from a turn's task to its follower, in order; a passing update not yet taken gives way to the next.
+
+    It also keeps the newest value put and how many were put, for pages that watch the turn
+    without following it (``TurnRuns.newest``): they read it, they never take from the box.
+    """
 
     def __init__(self) -> None:
         self._items: deque[Update[T]] = deque()
         self._ready = asyncio.Event()
         self.closed = False
+        self.newest: T | None = None
+        self.puts = 0
 
     def put(self, update: Update[T]) -> None:
+        self.newest, self.puts = update.value, self.puts + 1
         if self._items and self._items[-1].passing and update.passing:
             self._items[-1] = update
         else:
@@ -91,11 +98,12 @@ class ProgressBoard:
         self._changed(tuple(self._latest))
 
 
-class TurnRuns:
-    """This process's running turns, by conversation: started, followed, stopped, waited for."""
+class TurnRuns(Generic[T]):
+    """This process's running turns, by conversation: started, followed, watched, stopped, waited for."""
 
     def __init__(self) -> None:
         self._running: dict[str, set[asyncio.Task[None]]] = {}  # a conversation's turns queue for its lease
+        self._boxes: dict[asyncio.Task[None], Mailbox[T]] = {}
         self._count = 0  # read from other threads (a draining app's main thread): one int, never a dict walk
 
     def __len__(self) -> int:
@@ -113,9 +121,19 @@ class TurnRuns:
 
         task = asyncio.ensure_future(run())
         self._running.setdefault(conversation_id, set()).add(task)
+        self._boxes[task] = mailbox
         self._count += 1
         task.add_done_callback(lambda done: self._forget(conversation_id, done))
         return self._follow(task, mailbox)
+
+    def newest(self, conversation_id: str) -> tuple[int, T] | None:
+        """What the conversation's running turn here showed last, and how many things it has shown
+        (a watcher's cheap "anything new?"); None if none of its turns here has shown anything."""
+        shown = [self._boxes[task] for task in self._running.get(conversation_id, ())]
+        box = max(shown, key=lambda each: each.puts, default=None)
+        if box is None or box.newest is None:
+            return None
+        return box.puts, box.newest
 
     async def stop(self, conversation_id: str) -> bool:
         """Cancel the conversation's turns (the one answering and any waiting for it) and wait until
@@ -135,6 +153,7 @@ class TurnRuns:
     def _forget(self, conversation_id: str, task: asyncio.Task[None]) -> None:
         tasks = self._running.get(conversation_id, set())
         tasks.discard(task)
+        self._boxes.pop(task, None)
         self._count -= 1
         if not tasks:
             self._running.pop(conversation_id, None)

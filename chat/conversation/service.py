@@ -59,7 +59,7 @@ from chat.text import one_line
 from storage import BlobStore, session_scope
 from storage import repository as repo
 
-__all__ = ["Attachment", "ChatService", "InputLimits", "Step", "new_conversation_id"]
+__all__ = ["Attachment", "ChatService", "InputLimits", "Stamp", "Step", "new_conversation_id"]
 
 #: What became of one call: its outcome, the storage's error, a stop, or None if it broke.
 Answer = Outcome | StorageUnavailableError | StoppedError | None
@@ -93,7 +93,23 @@ class Step:
     progress: tuple[
         Progress | None, ...
     ] = ()  # while answering here: each call's newest snapshot (None: nothing yet)
-    since: float | None = None  # while answering here: when the call started (time.monotonic)
+    # While answering here: when the call started (time.monotonic); a watcher of a turn on another
+    # replica gets when its message was stored, on the same clock (``follow``).
+    since: float | None = None
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """A conversation's version as a watching page last saw it: the stored turn count and
+    revision, whether a turn of it runs on any replica (a live lease), and how many things this
+    replica's turn of it has shown so far (its progress, known here only). Two equal stamps
+    mean nothing on the page would change."""
+
+    conversation_id: str
+    turn_count: int
+    revision: int
+    answering: bool
+    shown: int = 0
 
 
 @dataclass(frozen=True)
@@ -136,7 +152,7 @@ class ChatService:
         self._new_id = new_id
         self._leases = leases or Leases(engine, clock=clock)
         self._admission = Admission(policy, guard)
-        self._runs = TurnRuns()
+        self._runs: TurnRuns[Step] = TurnRuns()
         self.writer = TurnWriter(engine=engine, blobs=blobs, clock=clock, guard=guard)
         self.gate = Gatekeeper(engine)
 
@@ -165,6 +181,37 @@ class ChatService:
             conversation is not None and conversation.turns and conversation.turns[-1].role is Role.USER
         )
         return conversation, bool(unanswered) and self._leases.live(session, conversation_id)
+
+    async def stamp(self, actor: Actor, conversation_id: str) -> Stamp:
+        """The conversation's stamp, for a page watching it (a share link, another tab) to compare
+        with the one it shows: one SELECT, access included (a view link may watch; a stranger is
+        refused as ``open`` refuses them), nothing loaded."""
+        return (await self._stamped(actor, conversation_id))[1]
+
+    async def watch(self, actor: Actor, conversation_id: str) -> Step:
+        """What a watching page shows once the stamp changed: while a turn of it runs here, what the
+        turn showed last (its progress with it), from memory; else the stored conversation, and for
+        a turn running on another replica the time since its message was stored (``since``)."""
+        grant, stamp = await self._stamped(actor, conversation_id)
+        newest = self._runs.newest(conversation_id) if stamp.answering else None
+        if (
+            newest is not None
+            and newest[1].answering
+            and len(newest[1].conversation.turns) == stamp.turn_count
+        ):
+            return replace(newest[1], grant=grant)
+        opened = await self.open(actor, conversation_id)
+        turns = opened.conversation.turns
+        if opened.answering and turns and turns[-1].created_at is not None:
+            waited = (self._clock() - turns[-1].created_at).total_seconds()
+            opened = replace(opened, since=time.monotonic() - max(0.0, waited))
+        return opened
+
+    async def _stamped(self, actor: Actor, conversation_id: str) -> tuple[Grant, Stamp]:
+        grant, stored = await asyncio.to_thread(self.gate.stamp, actor, conversation_id, self._clock())
+        newest = self._runs.newest(conversation_id) if stored.leased else None
+        shown = newest[0] if newest else 0
+        return grant, Stamp(conversation_id, stored.turn_count, stored.revision, stored.leased, shown)
 
     async def load(self, actor: Actor, conversation_id: str) -> Conversation:
         """The whole conversation as stored, provider metadata included; AccessError if nothing."""

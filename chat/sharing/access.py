@@ -16,6 +16,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -161,6 +162,22 @@ class Gatekeeper:
         with session_scope(self._engine, read_only=True) as session:
             return grant, query(session)
 
+    def stamp(
+        self, actor: Actor, conversation_id: str, now: datetime
+    ) -> tuple[Grant, repo.ConversationStamp]:
+        """Read access and the conversation's stamp, from one SELECT: a watching page asks every
+        second (view links may watch). Refused exactly as ``read`` refuses."""
+        with session_scope(self._engine, read_only=True) as session:
+            stamp = repo.conversation_stamp(
+                session=session, conversation_id=conversation_id, share_token=actor.share_token, now=now
+            )
+        if stamp is None:
+            raise AccessError(GONE)
+        access = self._decide(actor, stamp.owner_id, lambda _token: stamp.link_kind)
+        if access is None:  # unowned: claimed by ``grant``, once
+            return self.grant(actor, conversation_id), stamp
+        return Grant(conversation_id, access), stamp
+
     def shared(self, token: str) -> Grant:
         """The grant a share link gives on its own (what a teammate opening it gets)."""
         with session_scope(self._engine, read_only=True) as session:
@@ -190,6 +207,17 @@ class Gatekeeper:
             owner_id = repo.conversation_owner(session=session, conversation_id=conversation_id)
         except ConversationNotFoundError:
             raise AccessError(GONE) from None
+
+        def link_kind(token: str) -> str | None:
+            link = repo.resolve_share_link(session=session, token=token)
+            return link.kind if link is not None and link.conversation_id == conversation_id else None
+
+        return Gatekeeper._decide(actor, owner_id, link_kind)
+
+    @staticmethod
+    def _decide(actor: Actor, owner_id: str | None, link_kind: Callable[[str], str | None]) -> Access | None:
+        """The actor's access from the conversation's owner and, asked only for a share token that
+        is not the owner's, the kind of that token's live link to this conversation (None: none)."""
         if owner_id is None:
             if not actor.owner_id:
                 raise AccessError(NOT_YOURS)
@@ -197,9 +225,9 @@ class Gatekeeper:
         if actor.owner_id and owner_id == actor.owner_id:
             return Access.OWNER
         if actor.share_token:
-            link = repo.resolve_share_link(session=session, token=actor.share_token)
-            if link is not None and link.conversation_id == conversation_id:
-                return Access(link.kind)
+            kind = link_kind(actor.share_token)
+            if kind is not None:
+                return Access(kind)
             raise AccessError(REVOKED)
         raise AccessError(NOT_YOURS)
 

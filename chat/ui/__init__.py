@@ -84,6 +84,21 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
         # A turn's events also show and hide Stop; its elapsed time ticks in the page (chat/ui/progress.py).
         turn_outputs = [*view, ui.stop]
         demo.load(None, None, None, js=ELAPSED_JS, **quick)
+        # Watching the open conversation (chat/ui/events.py on_tick): "once" never lets ticks pile up
+        # behind a slow one, and no spinner covers the page each second. The tick only compares;
+        # the change events of the two hidden boxes it sets render.
+        watched = [ui.owner, ui.conversation_id, ui.share_token]
+        silent: dict[str, Any] = {"show_progress": "hidden", **quick}
+        stamps = [ui.seen, ui.changed, ui.progressed]
+        ui.timer.tick(
+            page.on_tick,
+            [*watched, *stamps],
+            stamps,
+            trigger_mode="once",
+            **silent,
+        )
+        ui.changed.change(page.on_changed, watched, view, **silent)
+        ui.progressed.change(page.on_progressed, watched, [ui.chatbot], **silent)
         submitted = ui.box.submit(
             page.on_submit,
             inputs_kwargs={"message": ui.box, **asker, "painter": ui.painter, **chosen},

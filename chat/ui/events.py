@@ -24,7 +24,7 @@ from pydantic import SecretStr
 
 from chat.config import DEFAULTS
 from chat.conversation.options import parse_options
-from chat.conversation.service import ChatService, Step
+from chat.conversation.service import ChatService, Stamp, Step
 from chat.domain import Conversation, GenerationOptions, Role, Route, ShareLink
 from chat.errors import RetouchError
 from chat.limits.visitors import TrustedProxies
@@ -46,6 +46,8 @@ log = logging.getLogger("retouch.ui")
 #: What a handler returns: the parts of the page it changed, each with its new value or a
 #: component carrying new properties (Gradio applies it to the outputs it names).
 PageUpdate = dict[Block, Any]
+#: ``gr.skip()`` returned alone: nothing on the page changes.
+SkipAll = dict[str, Any]
 
 NO_KEYS = (
     "To start, paste your Gemini API key (free at https://aistudio.google.com/apikey) under "
@@ -159,6 +161,7 @@ class Handlers:
             ui.variants.box,
             ui.variants.gallery,
             ui.variants.use,
+            ui.timer,
         ]
 
     async def view(
@@ -202,7 +205,7 @@ class Handlers:
         image = conversation.latest_image() if conversation else None
         unanswered = bool(conversation and conversation.turns and conversation.turns[-1].role is Role.USER)
         if working_model is None and unanswered and shown.answering:
-            working_model = "the chosen model"  # another tab's or a teammate's turn is running right now
+            working_model = WATCHED_MODEL  # another tab's or a teammate's turn is running right now
         return {
             ui.chatbot: to_messages(conversation, self._files.image, working_model=working_model),
             ui.summary: chat_label(conversation),
@@ -212,6 +215,7 @@ class Handlers:
             else "",
             ui.painter: gr.ImageEditor(value=self._files.image(image) if image else None),
             **panel_update(ui.variants, conversation, self._files.image),
+            ui.timer: gr.Timer(active=conversation is not None),  # watched while open
         }
 
     def _rights(self, shown: Shown) -> PageUpdate:
@@ -430,7 +434,14 @@ class Handlers:
                 view = await self.view(Shown.of(actor, step), show, working_model=working, links=())
                 stored = view[self._ui.chatbot][:-1]  # the last one is the pending bubble, redrawn here
                 chat = await self._pending_chat(stored, step, working)
-                yield {**view, **extra, self._ui.chatbot: chat, self._ui.stop: _stop_button(True)}
+                yield {
+                    **view,
+                    **extra,
+                    self._ui.chatbot: chat,
+                    self._ui.stop: _stop_button(True),
+                    # This page follows its own turn: it does not watch meanwhile (the answer's view ticks again).
+                    self._ui.timer: gr.Timer(active=False),
+                }
             elif step.since is not None:
                 yield {self._ui.chatbot: await self._pending_chat(stored, step, working)}
             else:
@@ -438,6 +449,81 @@ class Handlers:
                     **await self.view(Shown.of(actor, step), ANSWERED, request=request),
                     self._ui.stop: _stop_button(False),
                 }
+
+    # --- watching: a share link's page, the owner's other tab ------------------------------------
+
+    async def on_tick(
+        self,
+        owner: str,
+        conversation_id: str,
+        share_token: str,
+        seen: object,
+        changed: object,
+        progressed: object,
+        profile: gr.OAuthProfile | None = None,
+    ) -> PageUpdate | SkipAll:
+        """Whether the open conversation changed since this page showed it (``seen``, its stamp as
+        a key): one SELECT, nothing rendered. A change gives ``changed`` (the conversation) or
+        ``progressed`` (only its running turn's progress) a new value, and their change events
+        render the page. Unchanged, the three boxes get back what the page sent, so no change
+        event runs: not ``gr.skip()``, for which Gradio rebuilds each skipped component's config
+        (~1 ms each). A refusal (deleted, link revoked) changes ``changed`` too: its render says
+        why. What the page sends is only compared: garbage is a change, one render more."""
+        if not conversation_id:
+            return _unchanged()
+        boxes: tuple[Block, ...] = (self._ui.seen, self._ui.changed, self._ui.progressed)
+        last, *triggers = (_box(value) for value in (seen, changed, progressed))
+        try:
+            stamp = await self._service.stamp(
+                Actor(page_owner(owner, profile), share_token or None), conversation_id
+            )
+        except RetouchError:
+            refused: PageUpdate = {self._ui.changed: f"refused {time.monotonic()}"}
+            return refused
+        key = _stamp_key(stamp)
+        if key != last:
+            only_progress = stamp.answering and last.split("|")[0] == key.split("|")[0]
+            triggers[1 if only_progress else 0] = key
+        return dict(zip(boxes, (key, *triggers), strict=True))
+
+    async def on_changed(
+        self, owner: str, conversation_id: str, share_token: str, profile: gr.OAuthProfile | None = None
+    ) -> PageUpdate:
+        """The watched conversation changed: its chat and versions, with the working bubble while a
+        turn of it runs (its progress where it runs in this process). A refusal says why once and
+        stops watching."""
+        actor = Actor(page_owner(owner, profile), share_token or None)
+        try:
+            step = await self._service.watch(actor, conversation_id)
+        except RetouchError as exc:
+            log_refusal("watch", exc)
+            return {self._ui.status: exc.user_message(), self._ui.timer: gr.Timer(active=False)}
+        view = await self.view(Shown.of(actor, step), Show.CHAT | Show.VERSIONS)
+        if _pending(
+            step
+        ):  # the last message is the plain pending bubble: redrawn with the progress and time so far
+            view[self._ui.chatbot] = await self._pending_chat(
+                view[self._ui.chatbot][:-1], step, WATCHED_MODEL
+            )
+        return view
+
+    async def on_progressed(
+        self, owner: str, conversation_id: str, share_token: str, profile: gr.OAuthProfile | None = None
+    ) -> list[Any] | SkipAll:
+        """Only the running turn's progress moved: the chat alone, so a visitor's painting or
+        typing is never reset by it (the next tick sees the answer)."""
+        try:
+            step = await self._service.watch(
+                Actor(page_owner(owner, profile), share_token or None), conversation_id
+            )
+        except RetouchError:
+            return _unchanged()  # the next tick finds out and says why
+        if not _pending(step):
+            return _unchanged()
+        chat = await asyncio.to_thread(
+            to_messages, step.conversation, self._files.image, working_model=WATCHED_MODEL
+        )
+        return await self._pending_chat(chat[:-1], step, WATCHED_MODEL)
 
     async def _pending_chat(self, stored: list[Any], step: Step, working_model: str) -> list[Any]:
         """The stored messages and the running calls' pending bubble; each call's newest draft staged in a worker thread."""
@@ -545,6 +631,9 @@ def _stop_button(visible: bool) -> gr.Button:
     return gr.Button(visible=visible)
 
 
+#: What a page that did not start a running turn calls its model until the call names one.
+WATCHED_MODEL = "the chosen model"
+
 #: An answered turn changed the chat, its versions and its place in "My conversations".
 ANSWERED = Show.CHAT | Show.VERSIONS | Show.GALLERY
 
@@ -592,6 +681,32 @@ def _base_url(request: gr.Request | None) -> str:
     host = headers.get("x-forwarded-host") or headers.get("host") or f"{DEFAULTS.host}:{DEFAULTS.port}"
     scheme = headers.get("x-forwarded-proto") or "http"
     return f"{scheme}://{host}/"
+
+
+def _stamp_key(stamp: Stamp) -> str:
+    """A stamp as a hidden box's value: the stored conversation's part, then the progress seen."""
+    turns = f"{stamp.conversation_id} {stamp.turn_count} {stamp.revision} {int(stamp.answering)}"
+    return f"{turns}|{stamp.shown}"
+
+
+def _box(value: object) -> str:
+    """A hidden box's value as the page sent it: a short string, or empty."""
+    return value if isinstance(value, str) and len(value) <= STAMP_KEY_MAX_CHARS else ""
+
+
+#: Longer than any stamp key (an id of at most 32 characters and four numbers).
+STAMP_KEY_MAX_CHARS = 120
+
+
+def _unchanged() -> SkipAll:
+    """``gr.skip()``, returned alone: no output of the event changes."""
+    return dict(gr.skip())
+
+
+def _pending(step: Step) -> bool:
+    """Whether the step is a turn being answered (its last message unanswered)."""
+    turns = step.conversation.turns
+    return step.answering and bool(turns) and turns[-1].role is Role.USER
 
 
 def _working_model(options: GenerationOptions) -> str:

@@ -30,6 +30,9 @@ ROUTES = [
 # The chat fills the window's height, less what is above and below it (the intro, the status line,
 # the caption and the message box); never so short that an image and its caption do not fit.
 CHAT_HEIGHT = "max(360px, calc(100dvh - 300px))"
+#: How often a page with a conversation open checks whether it changed elsewhere (a share link's
+#: page, the owner's other tab, another replica): one SELECT a tick while nothing changes.
+WATCH_INTERVAL_S = 1.0
 
 INTRO = (
     "**Retouch** — upload a photo (or describe a new picture) and say what to change. "
@@ -57,6 +60,15 @@ class Layout:
     variants: VariantPanel
     variants_cost: gr.Markdown  # beside the Variants option: what the next send could cost at most
     signin: SignIn | None  # Hugging Face sign-in, on a Space with hf_oauth only (chat/ui/signin.py)
+    # Watching the open conversation (chat/ui/events.py ``on_tick``): ticks while one is open and
+    # this page runs no turn of its own. Hidden boxes in the page (no gr.State: that would open a
+    # heartbeat stream per page): ``seen``, the stamp the page shows; ``changed`` and ``progressed``
+    # take a new value when a tick saw the conversation, or only its running turn's progress,
+    # change, and their change events render it.
+    timer: gr.Timer
+    seen: gr.Textbox
+    changed: gr.Textbox
+    progressed: gr.Textbox
 
     @property
     def model(self) -> gr.Dropdown:
@@ -149,6 +161,11 @@ def build_layout(
         variants,
         variants_cost,
         signin,
+        gr.Timer(WATCH_INTERVAL_S, active=False),
+        gr.Textbox(visible=False, elem_id="watch-seen"),
+        # In the page but not shown: Gradio's page runs a change event only for a component it holds.
+        gr.Textbox(visible="hidden", elem_id="watch-changed"),
+        gr.Textbox(visible="hidden", elem_id="watch-progressed"),
     )
 
 

@@ -43,11 +43,16 @@ from storage import (
 )
 from storage.models import ImageRow, PartRow, TurnRow
 from storage.repository import (
+    ConversationStamp,
+    acquire_lease,
     append_to,
     append_turns,
+    conversation_stamp,
     copy_conversation,
+    create_share_link,
     delete_unreferenced_images,
     image_shas,
+    revoke_share_link,
 )
 
 pytestmark = pytest.mark.both_databases
@@ -633,3 +638,49 @@ def test_two_hundred_concurrent_appends_from_two_engines_are_all_stored_in_order
         stored = get_conversation(session=session, conversation_id="busy")
     assert stored is not None and len(stored.turns) == 200
     assert sorted(t.text() for t in stored.turns) == sorted(f"m{n}" for n in range(200))
+
+
+def test_a_conversation_stamp_is_one_select_of_its_version_lease_and_the_callers_link(engine: Engine) -> None:
+    selects: list[str] = []
+
+    def count(_conn, _cursor, statement: str, *_args) -> None:
+        selects.extend([statement] if statement.lstrip().upper().startswith("SELECT") else [])
+
+    with session_scope(engine) as session:
+        for name in ("watched", "other"):
+            create_conversation(session=session, conversation_id=name, title=name, now=NOW, owner_id=OWNER)
+        create_share_link(session=session, conversation_id="watched", token="t-watched", kind="view", now=NOW)
+        create_share_link(session=session, conversation_id="other", token="t-other", kind="continue", now=NOW)
+        append_turn(
+            session=session, conversation_id="watched", turn=Turn(Role.USER, (TextPart("hi"),)), now=NOW
+        )
+        acquire_lease(
+            session=session,
+            conversation_id="watched",
+            holder="h",
+            now=NOW,
+            expires_at=NOW + timedelta(seconds=30),
+        )
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with session_scope(engine, read_only=True) as session:
+            stamp = conversation_stamp(
+                session=session, conversation_id="watched", share_token="t-watched", now=NOW
+            )
+            assert selects and len(selects) == 1
+            assert stamp == ConversationStamp(OWNER, 1, 0, True, "view")
+            later = NOW + timedelta(seconds=31)  # the lease expired: its replica died
+            assert conversation_stamp(
+                session=session, conversation_id="watched", share_token="t-other", now=later
+            ) == ConversationStamp(OWNER, 1, 0, False, None)  # another conversation's link opens nothing here
+            assert (
+                conversation_stamp(session=session, conversation_id="gone", share_token=None, now=NOW) is None
+            )
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    with session_scope(engine) as session:
+        revoke_share_link(session=session, conversation_id="watched", token="t-watched", now=NOW)
+        stamp = conversation_stamp(
+            session=session, conversation_id="watched", share_token="t-watched", now=NOW
+        )
+        assert stamp is not None and stamp.link_kind is None

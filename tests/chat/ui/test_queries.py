@@ -21,8 +21,9 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from chat.sharing.access import Actor
 from chat.ui.events import Handlers
-from tests.chat.ui.test_events import OWNER, FakeRequest, retry, submit
+from tests.chat.ui.test_events import MATE, OWNER, FakeRequest, retry, submit
 from tests.fakes import reply_with_image
 from tests.pictures import png
 
@@ -154,3 +155,18 @@ async def test_sharing_reads_only_the_links_and_a_new_page_reads_nothing(page, p
     empty = await handlers.on_new(OWNER)
     assert empty[ui.chatbot] == [] and ui.library.gallery not in empty
     assert counts.take().transactions == 0
+
+
+@pytest.mark.parametrize("through_a_link", [False, True], ids=["owner", "view link"])
+async def test_an_idle_tick_is_one_select_and_no_write(page, provider, library, counts, through_a_link):
+    ui, handlers, _ = page
+    conversation_id = await a_conversation(handlers, ui, provider)
+    token = (await library.share(Actor(OWNER), conversation_id, "view")).token if through_a_link else ""
+    viewer = MATE if through_a_link else OWNER
+    boxes = list((await handlers.on_tick(viewer, conversation_id, token, "", "", "")).values())
+    counts.take()
+    for _ in range(3):
+        assert list((await handlers.on_tick(viewer, conversation_id, token, *boxes)).values()) == boxes
+    idle = counts.take()
+    # one read-only transaction and one SELECT each (access, the version and the lease at once); no render
+    assert (idle.transactions, idle.writes, idle.selects) == (3, 0, 3), idle.statements

@@ -174,3 +174,14 @@ async def test_once_added_the_newest_of_them_opens_the_one_open_when_signing_in(
     assert added[ui.status] == "Added 1 conversation to your account."
     # Someone else's conversation in the URL is refused as ever, signed in or not.
     assert "belongs to someone else" in (await page.on_load(MATE, url, BOB))[ui.status]
+
+
+async def test_the_accounts_other_device_watches_its_conversation_and_a_stranger_is_refused(signed, provider):
+    ui, page, _, _ = signed
+    done = await edit(page, provider, "watched", OWNER, ALICE)
+    conversation_id = done[ui.conversation_id]
+    watching = await page.on_tick(PHONE, conversation_id, "", "", "", "", ALICE)
+    assert watching[ui.seen] and not str(watching[ui.changed]).startswith("refused")
+    stranger = await page.on_tick(PHONE, conversation_id, "", "", "", "", BOB)
+    assert str(stranger[ui.changed]).startswith("refused")
+    assert "belongs to someone else" in (await page.on_changed(PHONE, conversation_id, "", BOB))[ui.status]
