@@ -97,7 +97,7 @@ def build_ui(service: ChatService, library: ConversationLibrary, config: UIConfi
             trigger_mode="once",
             **silent,
         )
-        ui.changed.change(page.on_changed, watched, view, **silent)
+        ui.changed.change(page.on_changed, watched, page.watch_outputs, **silent)
         ui.progressed.change(page.on_progressed, watched, [ui.chatbot], **silent)
         submitted = ui.box.submit(
             page.on_submit,

@@ -164,6 +164,29 @@ class Handlers:
             ui.timer,
         ]
 
+    @property
+    def watch_outputs(self) -> list[Block]:
+        """What a watcher's render (``on_changed``) sets: the chat and versions parts of the view,
+        and no more, as Gradio rebuilds the config of every output an event names but leaves out
+        (~1 ms each, on every watcher's page at once: bench/RESULTS.md, live views)."""
+        ui = self._ui
+        return [
+            ui.chatbot,
+            ui.summary,
+            ui.conversation_id,
+            ui.share_token,
+            ui.status,
+            ui.painter,
+            ui.versions.choice,
+            ui.versions.slider,
+            ui.versions.quick.undo,
+            ui.owner,
+            ui.variants.box,
+            ui.variants.gallery,
+            ui.variants.use,
+            ui.timer,
+        ]
+
     async def view(
         self,
         shown: Shown,

@@ -129,5 +129,7 @@ async def test_gradio_takes_what_the_watching_events_return(service, library, pr
     )
     view = await changed.fn(OWNER, conversation.id, "")
     assert len(await demo.postprocess_data(changed, view, None)) == len(changed.outputs)
+    # It names what it sets and no more (each output named but left out costs a config rebuild).
+    assert set(view) == set(changed.outputs) and len(changed.outputs) < len(events["on_open"].outputs)
     skipped = await demo.postprocess_data(progressed, await progressed.fn(OWNER, conversation.id, ""), None)
     assert skipped == [gr.skip()]
