@@ -173,14 +173,13 @@ class Handlers:
         return [
             ui.chatbot,
             ui.summary,
-            ui.conversation_id,
-            ui.share_token,
-            ui.status,
-            ui.painter,
+            ui.status,  # a refusal's reason only
+            # Not the painter: a replica that set it for this page holds a copy of it without
+            # ``_without_files_of_other_replicas`` (chat/ui/layout.py), and after a drain the next
+            # message with the other replica's file in it would fail there (tests/test_fleet.py).
             ui.versions.choice,
             ui.versions.slider,
             ui.versions.quick.undo,
-            ui.owner,
             ui.variants.box,
             ui.variants.gallery,
             ui.variants.use,
@@ -528,7 +527,10 @@ class Handlers:
             view[self._ui.chatbot] = await self._pending_chat(
                 view[self._ui.chatbot][:-1], step, WATCHED_MODEL
             )
-        return view
+        # Never which conversation the page has open, nor its status line or owner: a render that
+        # lands after the visitor opened another conversation (a fork, a pick in the list) is
+        # drawn over by the next tick, which sees the new one's stamp, instead of reopening this one.
+        return {block: value for block, value in view.items() if block in self.watch_outputs}
 
     async def on_progressed(
         self, owner: str, conversation_id: str, share_token: str, profile: gr.OAuthProfile | None = None

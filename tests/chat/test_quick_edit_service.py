@@ -12,7 +12,7 @@ from chat.errors import AccessError, BusyError, InputError, UnavailableError
 from chat.media.quick_edits import parse_quick_edit
 from chat.providers.gemini.wire import build_contents
 from chat.sharing.access import Actor
-from tests.fakes import FakeProvider, last, make_library, make_service, migrated_engine, reply_with_image
+from tests.fakes import FakeProvider, last, make_library, make_service, reply_with_image
 from tests.pictures import opened, picture_png
 
 pytestmark = pytest.mark.both_databases
@@ -20,21 +20,6 @@ pytestmark = pytest.mark.both_databases
 ACTOR = Actor("owner-of-the-quick-edits-1")
 OPTIONS = GenerationOptions(model="gemini-3.1-flash-image")
 ROTATE = parse_quick_edit({"kind": "rotate", "degrees": 90})
-
-
-@pytest.fixture
-def provider() -> FakeProvider:
-    return FakeProvider()
-
-
-@pytest.fixture
-def engine(tmp_path):
-    return migrated_engine(tmp_path / "data")
-
-
-@pytest.fixture
-def service(tmp_path, provider, engine):
-    return make_service(tmp_path / "data", provider, engine=engine)
 
 
 async def answered(service, provider, text="a lighthouse", conversation_id=None, size=(64, 48)):

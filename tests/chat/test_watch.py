@@ -11,7 +11,7 @@ from chat.conversation.service import Stamp
 from chat.domain import GenerationOptions, Phase, Progress, Role
 from chat.errors import AccessError
 from chat.sharing.access import Access, Actor
-from tests.fakes import FakeProvider, last, make_library, make_service, migrated_engine, reply_with_image
+from tests.fakes import FakeProvider, last, make_library, make_service, reply_with_image
 from tests.pictures import png
 
 pytestmark = pytest.mark.both_databases
@@ -19,21 +19,6 @@ pytestmark = pytest.mark.both_databases
 ACTOR = Actor("owner-of-the-watched-one")
 ONE = GenerationOptions(model="gemini-3.1-flash-image")
 TWO = GenerationOptions(model="gemini-3.1-flash-image", variants=2)
-
-
-@pytest.fixture
-def provider() -> FakeProvider:
-    return FakeProvider()
-
-
-@pytest.fixture
-def engine(tmp_path):
-    return migrated_engine(tmp_path / "data")
-
-
-@pytest.fixture
-def service(tmp_path, engine, provider):
-    return make_service(tmp_path / "data", provider, engine=engine)
 
 
 async def test_the_stamp_changes_with_a_message_an_answer_and_a_pick_and_only_then(service, provider):
