@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, Route, sync_playwright
 
 from tests.app_process import running_app
 
@@ -155,4 +155,34 @@ def test_rotate_in_the_versions_panel_adds_a_local_version_at_once(tmp_path, emu
             "() => !document.querySelector('#chat').innerText.includes('rotate')", timeout=TIMEOUT_MS
         )
         assert emulator.requests() == []
+        browser.close()
+
+
+def test_the_box_opens_once_the_page_has_loaded(tmp_path, emulator):
+    """A message typed before the page's load event answered was answered, then drawn over by the
+    late load's empty view and owned by another fresh browser id: gone from the chat and from the
+    list. The load's requests are held here (a slow link), so the box must wait for them."""
+    with running_app(tmp_path / "data", emulator.url) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        held: list[Route] = []  # the page's unqueued events (its load among them), not answered yet
+
+        def hold(route: Route) -> None:
+            if holding:
+                held.append(route)
+            else:
+                route.continue_()
+
+        holding = True
+        page.route("**/run/predict*", hold)
+        with page.expect_request("**/run/predict*"):
+            page.goto(url)
+        page.wait_for_selector("#box textarea")
+        assert page.locator("#box textarea").is_disabled()
+        holding = False
+        for route in held:
+            route.continue_()
+        send(page, "a red kite over the sea", images_after=1)
+        page.wait_for_function("() => document.querySelector('#conversations img')", timeout=TIMEOUT_MS)
+        images_in_chat(page, 1)  # still there once every load event has answered
         browser.close()

@@ -245,7 +245,7 @@ class Handlers:
         owner = access is Access.OWNER or conversation is None
         writable = access is None or access.can_write()
         return {
-            ui.box: gr.MultimodalTextbox(visible=writable),
+            ui.box: gr.MultimodalTextbox(visible=writable, interactive=True),  # closed until the load
             ui.painter_box: gr.Accordion(visible=writable),
             ui.versions.quick.box: gr.Group(visible=writable),
             lib.owner_tools: gr.Group(visible=bool(conversation) and owner),

@@ -123,6 +123,10 @@ def build_layout(
             with gr.Row(equal_height=True):
                 box = gr.MultimodalTextbox(
                     elem_id="box",
+                    # Opened by the page's load event (events.py ``_rights``): a message sent
+                    # before it would be answered, then drawn over by the late load's empty view,
+                    # and owned by another fresh browser id: lost to the visitor.
+                    interactive=False,
                     file_types=["image"],
                     file_count="multiple",
                     sources=["upload"],
