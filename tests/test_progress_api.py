@@ -30,7 +30,9 @@ def test_send_streams_progress_and_stop_and_cancel_stop_the_turn(tmp_path, emula
         assert schema["/send"]["returns"][0]["type"]["type"] == "object"  # still a transcript
         assert "/stop" in schema
 
-        emulator.queue_faults("gemini:503", "gemini:503", "gemini:503")
+        # OpenAI's answer takes 1 s: the fallback's progress lasts long enough to be streamed (the
+        # page and the client get the newest snapshot, not every one, when the app is loaded).
+        emulator.queue_faults("gemini:503", "gemini:503", "gemini:503", "openai:slow:1")
         job = client.submit("", "a lighthouse at dusk", api_name="/send")
         final = job.result(timeout=60)
         *running, last = job.outputs()
