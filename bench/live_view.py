@@ -7,16 +7,20 @@ chromium, through Playwright, opens N pages on a read-only share link of one con
 page its own browser context, as N teammates), then:
 
 1. **idle watching**, ``--seconds``: nothing changes; the app's transactions, writes and SELECTs
-   and its CPU seconds (user+system of the app process, /proc/<pid>/stat) per viewer per minute;
+   and its CPU seconds (user+system of the app process, /proc/<pid>/stat) per viewer per minute,
+   and the browsers' CPU seconds (every process Playwright started);
 2. **latency**, ``--turns`` turns sent from the owner's page (each held ``--answer-s`` at the
    emulator, so the working state is on screen a while): for each watcher, from the answer's
    transaction committing (the app's wall clock) to the watcher's page showing it (the page's
    ``Date.now()``: the same machine's clock), also from the owner's page showing it, and whether
-   the working bubble came first (tests/test_browser_live.py's recorder);
+   the working bubble came first (tests/test_browser_live.py's recorder); the app's and the
+   browsers' CPU seconds per turn; with ``--light M``, M more watchers without a browser
+   (``LightWatcher``: the page's events over HTTP), so the server's share of the delay is measured
+   without M browsers on the app's cores;
 3. **baseline**, ``--seconds``: the same N pages with no conversation open (their timers
    inactive): what the pages cost without watching, subtracted from 1.
 
-    python -m bench.live_view [--viewers 10] [--seconds 60] [--turns 5] [--answer-s 2] [--tag T]
+    python -m bench.live_view [--viewers 10] [--light 0] [--seconds 60] [--turns 5] [--answer-s 2] [--tag T]
 """
 
 from __future__ import annotations
@@ -37,7 +41,6 @@ from typing import Any
 
 import httpx
 from playwright.sync_api import Page, sync_playwright
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from bench.common import NO_LIMITS, emulator_process, percentile, stop, table, wait_http, write_json
 from tests.app_process import app_env, free_port
@@ -104,6 +107,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14, 15
 
 
+def descendants_cpu_seconds(root: int, leave_out: int) -> float:
+    """CPU seconds so far of ``root``'s descendant processes (here the browsers Playwright started),
+    without ``leave_out``'s tree (the app): what the pages cost the machine the app runs on."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+
+    def under(pid: int, ancestor: int) -> bool:
+        while pid > 1:
+            if pid == ancestor:
+                return True
+            pid = parents.get(pid, 0)
+        return False
+
+    total = 0.0
+    for pid in parents:
+        if pid != root and under(pid, root) and not under(pid, leave_out):
+            try:
+                total += cpu_seconds(pid)
+            except OSError:
+                continue
+    return total
+
+
 class CountedApp:
     """The ``--serve`` child: its URL, its process (for CPU) and its counts file."""
 
@@ -126,7 +156,13 @@ class CountedApp:
         """The counts so far (waiting for the next write, so nothing older than 0.5 s) and CPU seconds."""
         time.sleep(0.6)
         counts = json.loads(self.counts_path.read_text())
-        return {**counts, "cpu_s": cpu_seconds(self.process.pid), "at": time.perf_counter()}
+        browsers = descendants_cpu_seconds(os.getpid(), self.process.pid)
+        return {
+            **counts,
+            "cpu_s": cpu_seconds(self.process.pid),
+            "browsers_cpu_s": browsers,
+            "at": time.perf_counter(),
+        }
 
     def close(self) -> None:
         stop(self.process)
@@ -140,7 +176,8 @@ def window(app: CountedApp, seconds: float, viewers: int) -> dict[str, float]:
     after = app.sample()
     minutes = (after["at"] - before["at"]) / 60
     delta = {
-        key: after[key] - before[key] for key in ("transactions", "writes", "selects", "statements", "cpu_s")
+        key: after[key] - before[key]
+        for key in ("transactions", "writes", "selects", "statements", "cpu_s", "browsers_cpu_s")
     }
     per = {f"{key}_per_viewer_per_min": round(value / viewers / minutes, 4) for key, value in delta.items()}
     return {
@@ -148,6 +185,72 @@ def window(app: CountedApp, seconds: float, viewers: int) -> dict[str, float]:
         **{k: round(v, 3) for k, v in delta.items()},
         **per,
     }
+
+
+# --- watchers without a browser ----------------------------------------------------------------
+
+
+def event_indexes(url: str) -> dict[str, int]:
+    """The page's watch events by handler name (``on_tick``, ``on_changed``, ``on_progressed``), from
+    Gradio's config."""
+    dependencies = httpx.get(f"{url}/config", timeout=30).raise_for_status().json()["dependencies"]
+    names = ("on_tick", "on_changed", "on_progressed")
+    return {d["api_name"]: i for i, d in enumerate(dependencies) if d.get("api_name") in names}
+
+
+def image_urls(value: Any) -> int:
+    """How many served files a chat value names (its images)."""
+    if isinstance(value, dict):
+        found = int("/file=" in str(value.get("url") or ""))
+        return found + sum(image_urls(v) for k, v in value.items() if k != "url")
+    if isinstance(value, list):
+        return sum(image_urls(v) for v in value)
+    return 0
+
+
+class LightWatcher(threading.Thread):
+    """A share link's page as the server sees it, without a browser: every second the tick event
+    (the page's three hidden boxes sent back as the last answer gave them), and the render events
+    when the tick changed ``changed`` or ``progressed``, over Gradio's HTTP route as the page's own
+    script posts them. Records when a render first named one image more than the one before the
+    turn (``time.time()``, the app's clock), so the server's share of a watcher's delay is measured
+    without N browsers on the same cores."""
+
+    def __init__(self, url: str, events: dict[str, int], conversation_id: str, token: str) -> None:
+        super().__init__(daemon=True)
+        self._url, self._events = f"{url}/gradio_api/run/predict", events
+        self._watched = [None, conversation_id, token]  # a null owner: a fresh id, as a new browser
+        self._boxes: list[Any] = ["", "", ""]
+        self._session = os.urandom(8).hex()
+        self.stopped, self.rendered = threading.Event(), threading.Event()  # rendered: once, at least
+        self.shown, self.images, self.answer_at = 0, 0, 0.0  # images: the answer's count, once expected
+        self.start()
+
+    def expect_answer(self) -> None:
+        """The next turn: its answer is one image more than the chat shows now."""
+        self.images, self.answer_at = self.shown + 1, 0.0
+
+    def _event(self, client: httpx.Client, name: str, data: list[Any]) -> list[Any]:
+        body = {
+            "data": data,
+            "fn_index": self._events[name],
+            "session_hash": self._session,
+            "event_data": None,
+        }
+        return client.post(self._url, json=body, timeout=60).raise_for_status().json()["data"]
+
+    def run(self) -> None:
+        with httpx.Client() as client:
+            while not self.stopped.wait(1.0):
+                before = self._boxes
+                self._boxes = self._event(client, "on_tick", [*self._watched, *before])
+                if self._boxes[2] != before[2]:
+                    self._event(client, "on_progressed", self._watched)
+                if self._boxes[1] != before[1]:
+                    self.shown = image_urls(self._event(client, "on_changed", self._watched)[0])
+                    self.rendered.set()
+                    if self.images and not self.answer_at and self.shown >= self.images:
+                        self.answer_at = time.time()
 
 
 # --- the pages -------------------------------------------------------------------------------
@@ -164,19 +267,13 @@ def wait_images(page: Page, at_least: int) -> None:
 
 
 def send(page: Page, text: str) -> None:
-    """Type and send ``text``, until the chat shows it: on a busy machine a page that has only just
-    loaded may take the keys before Gradio listens for them."""
-    for _ in range(3):
-        page.fill("#box textarea", text)
-        page.keyboard.press("Enter")
-        try:
-            page.wait_for_function(
-                "(text) => document.querySelector('#chat').innerText.includes(text)", arg=text, timeout=10_000
-            )
-            return
-        except PlaywrightTimeout:
-            continue
-    raise RuntimeError(f"the page never sent {text!r}")
+    """Type and send ``text``, until the chat shows it (``fill`` waits for the box, which opens once
+    the page's load event has answered)."""
+    page.fill("#box textarea", text)
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "(text) => document.querySelector('#chat').innerText.includes(text)", arg=text, timeout=TIMEOUT_MS
+    )
 
 
 def seen(page: Page, what: str) -> float | None:
@@ -225,14 +322,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         watching = window(app, args.seconds, args.viewers)
 
+        # Watchers without a browser, for the latency only (the idle rows are the browsers' pages).
+        conversation_id = own_url.split("?c=", 1)[1].split("&", 1)[0]
+        token = link.group(1).split("?s=", 1)[1]
+        events = event_indexes(app.url)
+        light = [LightWatcher(app.url, events, conversation_id, token) for _ in range(args.light)]
+        stack.callback(lambda: [watcher.stopped.set() for watcher in light])
+        for watcher in light:
+            assert watcher.rendered.wait(TIMEOUT_MS / 1000), "a watcher without a browser never rendered"
         owner.goto(own_url)
         wait_images(owner, 1)
         delays: list[float] = []
+        light_delays: list[float] = []
         working_first = 0
         samples: list[dict[str, Any]] = []
+        cpu_before = (cpu_seconds(app.process.pid), descendants_cpu_seconds(os.getpid(), app.process.pid))
         for turn in range(args.turns):
             for page in (owner, *watchers):  # each page's own count: a page may hold more images
                 page.evaluate(RECORD_JS, images(page) + 1)
+            for watcher in light:
+                watcher.expect_answer()
             emulator_slow(emulator.url, args.answer_s)
             send(owner, f"now warmer light, take {turn + 1}")
             owner_at = seen(owner, "answer")
@@ -256,7 +365,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         else round((answer_at - working_at) / 1000, 3),
                     }
                 )
+            deadline = time.monotonic() + TIMEOUT_MS / 1000
+            while not all(w.answer_at for w in light) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            light_delays += [w.answer_at - stored_at / 1000 for w in light if w.answer_at]
+        cpu_after = (cpu_seconds(app.process.pid), descendants_cpu_seconds(os.getpid(), app.process.pid))
         owner.goto("about:blank")
+        for watcher in light:  # the baseline is the browsers' pages alone
+            watcher.stopped.set()
+            watcher.join()
 
         for page in watchers:
             page.goto(app.url)
@@ -282,6 +399,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "min": round(min(delays), 3),
         },
         "working_seen_before_answer": f"{working_first}/{len(delays)}",
+        "light_watchers": args.light,
+        "light_latency_from_answer_stored_s": {
+            "samples": len(light_delays),
+            "missed": args.light * args.turns - len(light_delays),
+            "p50": round(percentile(light_delays, 50), 3),
+            "p90": round(percentile(light_delays, 90), 3),
+            "max": round(max(light_delays, default=float("nan")), 3),
+        },
+        # While the turns ran, per turn: the app's CPU and the browsers' (the owner's page and the
+        # watchers', all on the app's machine here; a teammate's browser is on their own).
+        "cpu_s_per_turn": {
+            "app": round((cpu_after[0] - cpu_before[0]) / args.turns, 3),
+            "browsers": round((cpu_after[1] - cpu_before[1]) / args.turns, 3),
+        },
         "samples": samples,
     }
 
@@ -297,6 +428,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--turns", type=int, default=5)
     parser.add_argument("--answer-s", type=float, default=2.0)
+    parser.add_argument("--light", type=int, default=0, help="watchers without a browser, for the latency")
     parser.add_argument("--tag", default="")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the counted app (a child)
     args = parser.parse_args()
@@ -310,21 +442,25 @@ def main() -> None:
         result["baseline_no_conversation_open"],
         result["latency_from_answer_stored_s"],
     )
+    keys = ("transactions", "writes", "selects", "cpu_s", "browsers_cpu_s")
     rows = [
-        ["", "transactions", "writes", "SELECTs", "CPU s"],
+        ["", "transactions", "writes", "SELECTs", "CPU s", "browsers' CPU s"],
         [
             "idle watching, per viewer per min",
-            *(watching[f"{k}_per_viewer_per_min"] for k in ("transactions", "writes", "selects", "cpu_s")),
+            *(watching[f"{k}_per_viewer_per_min"] for k in keys),
         ],
         [
             "no conversation open, per viewer per min",
-            *(baseline[f"{k}_per_viewer_per_min"] for k in ("transactions", "writes", "selects", "cpu_s")),
+            *(baseline[f"{k}_per_viewer_per_min"] for k in keys),
         ],
     ]
     print(table(rows))  # noqa: T201 - the summary
     print(  # noqa: T201
         f"answer stored -> on the watcher's page: p50 {latency['p50']} s, p90 {latency['p90']} s, max {latency['max']} s "
-        f"({latency['samples']} samples); working bubble first: {result['working_seen_before_answer']}\nwritten: {path}"
+        f"({latency['samples']} samples); working bubble first: {result['working_seen_before_answer']}\n"
+        f"CPU-s per turn: app {result['cpu_s_per_turn']['app']}, browsers {result['cpu_s_per_turn']['browsers']}\n"
+        f"{args.light} watchers without a browser, answer stored -> rendered for them: {result['light_latency_from_answer_stored_s']}\n"
+        f"written: {path}"
     )
 
 
