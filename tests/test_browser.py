@@ -94,7 +94,13 @@ def test_edit_reload_and_open_a_read_only_share_link(tmp_path, emulator, photo):
         assert not teammate.locator("#box").is_visible()
         assert teammate.locator("#readonly-banner").is_visible()
         assert not teammate.locator("#owner-tools").is_visible()
+        for writers_only in ("#keys-box", "#painter-box", "#turn-options"):
+            assert not teammate.locator(writers_only).is_visible(), writers_only
+        assert teammate.locator("#versions-box").is_visible()  # the history's versions, to compare
         assert teammate.locator("#duplicate").is_visible()
+        teammate.click("#duplicate")  # a copy of one's own: everything to edit it is back
+        teammate.wait_for_selector("#turn-options", state="visible", timeout=TIMEOUT_MS)
+        assert teammate.locator("#keys-box").is_visible() and teammate.locator("#box").is_visible()
 
         # A failure is a clear sentence in the chat; markup in a prompt is shown, never run.
         dialogs: list[str] = []

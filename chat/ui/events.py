@@ -144,7 +144,7 @@ class Handlers:
             ui.status,
             ui.painter,
             ui.box,
-            ui.painter_box,
+            *ui.for_writers,
             lib.owner_tools,
             lib.banner,
             lib.duplicate,
@@ -246,7 +246,7 @@ class Handlers:
         writable = access is None or access.can_write()
         return {
             ui.box: gr.MultimodalTextbox(visible=writable, interactive=True),  # closed until the load
-            ui.painter_box: gr.Accordion(visible=writable),
+            **{panel: gr.update(visible=writable) for panel in ui.for_writers},
             ui.versions.quick.box: gr.Group(visible=writable),
             lib.owner_tools: gr.Group(visible=bool(conversation) and owner),
             lib.banner: gr.Markdown(_banner(access), visible=access in (Access.VIEW, Access.CONTINUE)),

@@ -50,7 +50,9 @@ class Layout:
     owner: gr.BrowserState
     status: gr.Markdown
     new_button: gr.Button
-    painter_box: gr.Accordion
+    # Shown only to a visitor who may send (hidden on a read-only link): the keys, the painter,
+    # and the options of the next turn (Variants with its cost, model, provider, budget).
+    for_writers: tuple[gr.Accordion, gr.Accordion, gr.Column]
     painter: gr.ImageEditor
     options: Mapping[str, gr.components.Component]  # by the names parse_options takes
     library: Library
@@ -137,15 +139,16 @@ def build_layout(
                 )
                 stop = _stop_button()
         with gr.Column(scale=1, min_width=260, elem_id="panels"):
-            keys = _keys_panel(open_=ask_for_keys)
+            keys_box, keys = _keys_panel(open_=ask_for_keys)
             painter_box, painter = _painter()
             versions = build_versions()
-            variants_slider, variants_cost = variants_option()
-            options = {
-                **_options_panel(default_model),
-                **_openai_panel(default_openai_model),
-                "variants": variants_slider,
-            }
+            with gr.Column(elem_id="turn-options") as turn_options:
+                variants_slider, variants_cost = variants_option()
+                options = {
+                    **_options_panel(default_model),
+                    **_openai_panel(default_openai_model),
+                    "variants": variants_slider,
+                }
     return Layout(
         chatbot,
         summary,
@@ -155,7 +158,7 @@ def build_layout(
         owner,
         status,
         new_button,
-        painter_box,
+        (keys_box, painter_box, turn_options),
         painter,
         options,
         library,
@@ -178,15 +181,15 @@ def _stop_button() -> gr.Button:
     return gr.Button("Stop", elem_id="stop", variant="stop", visible=False, scale=1, min_width=80)
 
 
-def _keys_panel(*, open_: bool) -> tuple[gr.Textbox, gr.Textbox]:
+def _keys_panel(*, open_: bool) -> tuple[gr.Accordion, tuple[gr.Textbox, gr.Textbox]]:
     """Bring your own key: used for your edits only, kept in this tab, never stored or logged."""
-    with gr.Accordion("Your API keys (optional)", open=open_, elem_id="keys-box"):
+    with gr.Accordion("Your API keys (optional)", open=open_, elem_id="keys-box") as box:
         gr.Markdown(
             "Used for your edits only and kept in this browser tab: never saved, logged, exported or shared."
         )
         gemini = gr.Textbox(label="Gemini API key", type="password", elem_id="gemini-key", max_length=200)
         openai = gr.Textbox(label="OpenAI API key", type="password", elem_id="openai-key", max_length=200)
-    return gemini, openai
+    return box, (gemini, openai)
 
 
 def _painter() -> tuple[gr.Accordion, gr.ImageEditor]:

@@ -186,6 +186,8 @@ async def test_read_only_link_shows_history_but_refuses_to_send(page, provider, 
     view = await handlers.on_load(MATE, FakeRequest({"s": link.token}))
     assert view[ui.chatbot] == done[ui.chatbot]
     assert view[ui.box].visible is False and view[ui.library.owner_tools].visible is False
+    # Nor the keys, the painter or the next turn's options: nothing a read-only visitor can use.
+    assert [view[panel]["visible"] for panel in ui.for_writers] == [False, False, False]
     assert view[ui.library.duplicate].visible is True
     [refused] = await submit(handlers, "hijack", done[ui.conversation_id], owner=MATE, token=link.token)
     assert "read-only" in refused[ui.chatbot][-1]["content"]
@@ -200,6 +202,7 @@ async def test_duplicate_makes_a_shared_conversation_your_own(page, provider, li
     copy = await panels.on_duplicate(MATE, done[ui.conversation_id], link.token, FakeRequest())
     assert copy[ui.conversation_id] not in ("", done[ui.conversation_id])
     assert copy[ui.share_token] == "" and copy[ui.box].visible is True
+    assert [copy[panel]["visible"] for panel in ui.for_writers] == [True, True, True]
     assert [title for _, title in copy[ui.library.gallery]] == ["Copy of a cat"]
 
 
