@@ -17,7 +17,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -185,14 +185,16 @@ class FallbackPolicy:
             is_last = index == len(order) - 1
             if index > 0 and not (provider.configured or name in keys):
                 break  # a fallback without a key is not a fallback
+            calls = progress
             if index > 0 and progress is not None and errors:
                 note = errors[-1].user_message()  # "Gemini failed: …"
                 progress(Progress(name, Phase.FALLING_BACK, model=self.model_for(name, options), note=note))
+                calls = _still_falling_back(progress, note)
             try:
                 reply = await self._with_retries(
                     provider,
                     keys.get(name),
-                    partial(provider.reply, history, options, load_image, progress=progress),
+                    partial(provider.reply, history, options, load_image, progress=calls),
                     options,
                     started,
                     attempts,
@@ -311,6 +313,19 @@ class FallbackPolicy:
         if self._clock() - started + delay > self._retry.max_total_s:
             return None
         return delay
+
+
+def _still_falling_back(progress: ProgressSink, note: str) -> ProgressSink:
+    """The fallback provider's "waiting" snapshots, reported as the fallback with its reason: its
+    client reports waiting as soon as it sends, and as only a call's newest snapshot is shown (a
+    watcher may skip some), a plain "waiting" would hide why OpenAI is asked at all."""
+
+    def sink(snapshot: Progress) -> None:
+        if snapshot.phase is Phase.WAITING:
+            snapshot = replace(snapshot, phase=Phase.FALLING_BACK, note=note)
+        progress(snapshot)
+
+    return sink
 
 
 def _check_images(reply: ProviderReply) -> None:

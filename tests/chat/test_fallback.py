@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chat.conversation.fallback import FallbackPolicy, RetryPolicy
-from chat.domain import GenerationOptions, ProviderReply, Role, Route, TextPart, Turn
+from chat.domain import GenerationOptions, Phase, Progress, ProviderReply, Role, Route, TextPart, Turn
 from chat.errors import (
     AuthError,
     BadRequestError,
@@ -119,6 +119,21 @@ async def test_auto_falls_back_to_openai(clock, gemini, openai, error, gemini_ca
     assert outcome.reply is not None and outcome.reply.provider == "openai"
     assert len(gemini.calls) == gemini_calls and len(openai.calls) == 1
     assert outcome.attempts[-1].provider == "openai" and outcome.attempts[0].outcome == error.kind
+
+
+async def test_the_fallbacks_own_waiting_still_says_why_it_was_asked(clock, gemini, openai):
+    """Only a call's newest snapshot is shown: OpenAI's "waiting", sent the moment it is asked,
+    would hide the fallback's reason for the whole call, so it is reported as the fallback."""
+    gemini.queue.append(NoImageError("gemini", "finish reason NO_IMAGE"))
+    draft = Progress("openai", Phase.DRAFT, "gpt-image-2", drafts_expected=1)
+    openai.shows = [Progress("openai", Phase.WAITING, "gpt-image-2"), draft]
+    openai.queue.append(openai_reply())
+    seen: list[Progress] = []
+    await policy(clock, gemini, openai).answer(HISTORY, options(), lambda p: b"", progress=seen.append)
+    fell_back, waiting, drafted = seen
+    assert fell_back.phase is Phase.FALLING_BACK and fell_back.note.startswith("Gemini")
+    assert (waiting.phase, waiting.note, waiting.model) == (Phase.FALLING_BACK, fell_back.note, "gpt-image-2")
+    assert drafted == draft  # what the call itself shows next is its own
 
 
 @pytest.mark.parametrize(
