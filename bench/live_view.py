@@ -103,17 +103,24 @@ def serve_counted(counts_path: Path) -> None:
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU seconds of a process so far, from /proc/<pid>/stat (psutil is not installed)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14, 15
+    return _stat(Path(f"/proc/{pid}/stat"))[1]
+
+
+def _stat(path: Path) -> tuple[int, float]:
+    """A /proc/<pid>/stat's parent pid and CPU seconds so far (user plus system)."""
+    fields = path.read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf(
+        "SC_CLK_TCK"
+    )  # ppid, utime, stime
 
 
 def descendants_cpu_seconds(root: int, leave_out: int) -> float:
     """CPU seconds so far of ``root``'s descendant processes (here the browsers Playwright started),
     without ``leave_out``'s tree (the app): what the pages cost the machine the app runs on."""
-    parents: dict[int, int] = {}
+    processes: dict[int, tuple[int, float]] = {}  # pid: (parent pid, CPU seconds)
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            processes[int(stat.parent.name)] = _stat(stat)
         except (OSError, ValueError):
             continue  # gone meanwhile
 
@@ -121,17 +128,14 @@ def descendants_cpu_seconds(root: int, leave_out: int) -> float:
         while pid > 1:
             if pid == ancestor:
                 return True
-            pid = parents.get(pid, 0)
+            pid = processes.get(pid, (0, 0.0))[0]
         return False
 
-    total = 0.0
-    for pid in parents:
-        if pid != root and under(pid, root) and not under(pid, leave_out):
-            try:
-                total += cpu_seconds(pid)
-            except OSError:
-                continue
-    return total
+    return sum(
+        cpu
+        for pid, (_, cpu) in processes.items()
+        if pid != root and under(pid, root) and not under(pid, leave_out)
+    )
 
 
 class CountedApp:
@@ -156,13 +160,12 @@ class CountedApp:
         """The counts so far (waiting for the next write, so nothing older than 0.5 s) and CPU seconds."""
         time.sleep(0.6)
         counts = json.loads(self.counts_path.read_text())
-        browsers = descendants_cpu_seconds(os.getpid(), self.process.pid)
-        return {
-            **counts,
-            "cpu_s": cpu_seconds(self.process.pid),
-            "browsers_cpu_s": browsers,
-            "at": time.perf_counter(),
-        }
+        app_cpu, browsers_cpu = self.cpu()
+        return {**counts, "cpu_s": app_cpu, "browsers_cpu_s": browsers_cpu, "at": time.perf_counter()}
+
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds so far of the app and of the browsers (this process's other descendants)."""
+        return cpu_seconds(self.process.pid), descendants_cpu_seconds(os.getpid(), self.process.pid)
 
     def close(self) -> None:
         stop(self.process)
@@ -336,7 +339,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         light_delays: list[float] = []
         working_first = 0
         samples: list[dict[str, Any]] = []
-        cpu_before = (cpu_seconds(app.process.pid), descendants_cpu_seconds(os.getpid(), app.process.pid))
+        cpu_before = app.cpu()
         for turn in range(args.turns):
             for page in (owner, *watchers):  # each page's own count: a page may hold more images
                 page.evaluate(RECORD_JS, images(page) + 1)
@@ -369,7 +372,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             while not all(w.answer_at for w in light) and time.monotonic() < deadline:
                 time.sleep(0.05)
             light_delays += [w.answer_at - stored_at / 1000 for w in light if w.answer_at]
-        cpu_after = (cpu_seconds(app.process.pid), descendants_cpu_seconds(os.getpid(), app.process.pid))
+        cpu_after = app.cpu()
         owner.goto("about:blank")
         for watcher in light:  # the baseline is the browsers' pages alone
             watcher.stopped.set()
